@@ -1,0 +1,156 @@
+//! `cogrpo bench`: throughput of training, the forward pass and each sampler.
+//!
+//! Measures the configured model on the configured task with synthetic
+//! weights (throughput does not depend on their values), after one warm-up
+//! round per row. Numbers are wall-clock on the chosen device.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use envs::seeding::{derive_key, purpose, stream};
+use envs::{Canvas, Task};
+use mdm::Denoiser;
+use mdm::loss::{CleanRow, ForwardProcess};
+use policy::{Sampler, SamplerConfig, SamplerKind};
+use serde::Serialize;
+
+use crate::config::ExperimentConfig;
+use crate::optim::adamw;
+use crate::parallel::loss_and_grads;
+use crate::pretrain::init_seed;
+use crate::tasks::denoiser_config;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub what: String,
+    pub batch: usize,
+    pub steps: usize,
+    /// Tokens processed (training, forward) or generated (samplers) per second.
+    pub tokens_per_s: f64,
+    pub seconds: f64,
+    pub nfe: f64,
+}
+
+pub struct BenchOptions {
+    pub train_steps: usize,
+    pub sample_batch: usize,
+    pub sampler_steps: Vec<usize>,
+}
+
+pub fn bench<B: AutodiffBackend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    device: &B::Device,
+    opts: &BenchOptions,
+    mut report: impl FnMut(&BenchRow),
+) -> anyhow::Result<Vec<BenchRow>> {
+    let dcfg = denoiser_config(cfg, task);
+    let seq_len = dcfg.max_len;
+    let mut rows = Vec::new();
+    let mut push = |row: BenchRow| {
+        report(&row);
+        rows.push(row);
+    };
+
+    // Training: forward + backward + AdamW on the configured batch.
+    let batch = cfg.pretrain.batch_size;
+    let mut model = dcfg.init::<B>(init_seed(cfg.run.seed), device);
+    let mut optim = adamw(&cfg.pretrain).init();
+    let seqs: Vec<(Vec<u32>, usize)> = (0..batch)
+        .map(|i| {
+            let ex = task.train_example(i as u64);
+            let p = ex.prompt.len();
+            (ex.prompt.into_iter().chain(ex.answer).collect(), p)
+        })
+        .collect();
+    let rows_in: Vec<CleanRow> = seqs.iter().map(|(t, p)| CleanRow { tokens: t, prompt_len: *p }).collect();
+    let threads = cfg.run.threads;
+    let mut time_train = |model: Denoiser<B>, n: usize| {
+        let start = Instant::now();
+        let mut model = model;
+        for s in 0..n {
+            let mut rng = stream(&[purpose::NOISE, 0, s as u64]);
+            let b = ForwardProcess::default().corrupt(&rows_in, dcfg.mask_id(), 0.0, &mut rng);
+            let (_, grads) = loss_and_grads(&model, &b, 1.0, threads, device);
+            model = optim.step(1e-4, model, grads);
+        }
+        let _: f32 = model.clone().valid().forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device)).sum().into_scalar().elem();
+        (model, start.elapsed().as_secs_f64())
+    };
+    let (m, _) = time_train(model, 1);
+    let (m, secs) = time_train(m, opts.train_steps);
+    model = m;
+    push(BenchRow {
+        what: format!("train ({threads} thr)"),
+        batch,
+        steps: opts.train_steps,
+        tokens_per_s: (batch * seq_len * opts.train_steps) as f64 / secs,
+        seconds: secs / opts.train_steps as f64,
+        nfe: 0.0,
+    });
+
+    // Inference forward.
+    let infer = model.valid();
+    let b = opts.sample_batch;
+    let input = || Denoiser::<B::InnerBackend>::input(&vec![dcfg.mask_id(); b * seq_len], b, seq_len, device);
+    let _: Vec<f32> = infer.forward(input()).into_data().convert::<f32>().to_vec().unwrap_or_default();
+    let start = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        let _: Vec<f32> = infer.forward(input()).into_data().convert::<f32>().to_vec().unwrap_or_default();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    push(BenchRow {
+        what: "forward".into(),
+        batch: b,
+        steps: reps,
+        tokens_per_s: (b * seq_len * reps) as f64 / secs,
+        seconds: secs / reps as f64,
+        nfe: 1.0,
+    });
+
+    // Samplers: complete answers for `b` prompts.
+    let prompts: Vec<Vec<u32>> = (0..b).map(|i| task.train_example(i as u64).prompt).collect();
+    let answer = task.layout().answer_len;
+    let steps = if opts.sampler_steps.is_empty() { vec![answer] } else { opts.sampler_steps.clone() };
+    let seed = derive_key(&[purpose::SAMPLER, cfg.run.seed]);
+    for kind in [SamplerKind::Ancestral, SamplerKind::FirstHitting, SamplerKind::Confidence] {
+        for &t in &steps {
+            let sampler = SamplerConfig::new(kind, t);
+            let run = || -> anyhow::Result<(f64, f64)> {
+                let mut canvas = Canvas::new(seq_len, dcfg.mask_id());
+                for (i, p) in prompts.iter().enumerate() {
+                    canvas.push_row(p, i as u64)?;
+                }
+                let start = Instant::now();
+                let stats = Sampler::new(&infer, device, seed).generate(&mut canvas, &sampler)?;
+                Ok((start.elapsed().as_secs_f64(), stats.mean_nfe()))
+            };
+            run()?;
+            let (secs, nfe) = run()?;
+            push(BenchRow {
+                what: sampler.label(),
+                batch: b,
+                steps: t,
+                tokens_per_s: (b * answer) as f64 / secs,
+                seconds: secs,
+                nfe,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+pub fn header() -> String {
+    format!("{:<16} {:>6} {:>6} {:>12} {:>10} {:>6}", "what", "batch", "steps", "tokens/s", "seconds", "nfe")
+}
+
+pub fn format_row(r: &BenchRow) -> String {
+    format!(
+        "{:<16} {:>6} {:>6} {:>12.0} {:>10.4} {:>6.1}",
+        r.what, r.batch, r.steps, r.tokens_per_s, r.seconds, r.nfe
+    )
+}

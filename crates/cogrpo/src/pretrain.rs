@@ -1,0 +1,183 @@
+//! Pre-training: the diffusion loss on the task's training data.
+//!
+//! Per optimizer step: `grad_accum` micro-batches of `batch_size` examples,
+//! each corrupted by the forward process (prompt clean; answer masked with
+//! probability p(t)), loss backward, gradients accumulated, clipped by global
+//! norm, one AdamW step at the scheduled learning rate. Examples and noise of
+//! step `s` come from streams keyed by `(seed, s, micro-batch, row)`, so a
+//! resumed run continues exactly where it stopped.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use envs::Task;
+use envs::seeding::{derive_key, purpose, stream};
+use mdm::loss::{CleanRow, ForwardProcess};
+
+use crate::checkpoint::{self, FORMAT_VERSION, TrainState};
+use crate::config::ExperimentConfig;
+use crate::logging::{Progress, Scalars};
+use crate::optim::{adamw, clip_global_norm, learning_rate};
+use crate::parallel::loss_and_grads;
+use crate::run_dir::{RunDir, TrainSummary};
+use crate::tasks::denoiser_config;
+
+/// The seed the denoiser's initial weights are drawn from.
+pub fn init_seed(seed: u64) -> u64 {
+    derive_key(&[purpose::INIT, seed])
+}
+
+/// Pre-trains (or, with `resume`, continues) the run's model.
+pub fn pretrain<B: AutodiffBackend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    run: &RunDir,
+    device: &B::Device,
+    resume: bool,
+    log: &mut Scalars,
+) -> anyhow::Result<TrainSummary> {
+    let p = &cfg.pretrain;
+    let seed = cfg.run.seed;
+    let threads = cfg.run.threads;
+    let dcfg = denoiser_config(cfg, task);
+    let ckpts = run.checkpoints();
+    let config_toml = toml::to_string_pretty(cfg)?;
+
+    let (mut model, mut optim, mut state) = match (resume, ckpts.latest()) {
+        (true, Some(dir)) => {
+            let state = checkpoint::read_state(&dir)?;
+            if state.seed != seed {
+                bail!(
+                    "{} was trained with seed {}, the config says {seed}; resume with --seed {}",
+                    dir.display(),
+                    state.seed,
+                    state.seed
+                );
+            }
+            let model = checkpoint::load_model::<B>(&dir, &dcfg, device)?;
+            let optim = checkpoint::load_optimizer(&dir, adamw(p).init(), device)?;
+            eprintln!("resuming {} at step {}", dir.display(), state.step);
+            (model, optim, state)
+        }
+        (true, None) => bail!("nothing to resume: {} holds no checkpoint", ckpts.root().display()),
+        (false, Some(dir)) => bail!(
+            "{} already holds checkpoint {}; pass --resume to continue it, or set another \
+             run.out_dir (nothing was overwritten)",
+            run.path().display(),
+            dir.display()
+        ),
+        (false, None) => {
+            let state = TrainState {
+                format_version: FORMAT_VERSION,
+                step: 0,
+                seed,
+                tokens_seen: 0,
+                wall_s: 0.0,
+                last_loss: 0.0,
+                denoiser: dcfg.clone(),
+            };
+            (dcfg.init::<B>(init_seed(seed), device), adamw(p).init(), state)
+        }
+    };
+    run.write_config(cfg)?;
+
+    let seq_len = dcfg.max_len;
+    let tokens_per_step = (p.batch_size * p.grad_accum * seq_len) as u64;
+    let forward = ForwardProcess { eps: p.mask_eps };
+    let progress = Progress::new(p.steps as u64, "pretrain");
+    progress.set_position(state.step as u64);
+    if state.step == 0 {
+        progress.println(&format!(
+            "pre-training {} parameters on `{}` for {} steps of {} tokens",
+            dcfg.num_params(),
+            task.name(),
+            p.steps,
+            tokens_per_step
+        ));
+    }
+    let segment_start = Instant::now();
+    let wall_before = state.wall_s;
+    let (mut window_loss, mut window_n, mut window_tokens) = (0.0f64, 0usize, 0u64);
+    let mut window_start = Instant::now();
+
+    for step in state.step..p.steps {
+        let lr = learning_rate(p, step);
+        let mut accum = GradientsAccumulator::<mdm::Denoiser<B>>::new();
+        let mut step_loss = 0.0;
+        for micro in 0..p.grad_accum {
+            let seqs: Vec<(Vec<u32>, usize)> = (0..p.batch_size)
+                .map(|i| {
+                    let key = derive_key(&[purpose::TRAIN_BATCH, seed, step as u64, micro as u64, i as u64]);
+                    let ex = task.train_example(key);
+                    let prompt_len = ex.prompt.len();
+                    let mut tokens = ex.prompt;
+                    tokens.extend(ex.answer);
+                    (tokens, prompt_len)
+                })
+                .collect();
+            let rows: Vec<CleanRow> =
+                seqs.iter().map(|(t, p)| CleanRow { tokens: t, prompt_len: *p }).collect();
+            let mut rng = stream(&[purpose::NOISE, seed, step as u64, micro as u64]);
+            let batch = forward.corrupt(&rows, dcfg.mask_id(), p.prompt_dropout, &mut rng);
+            let (value, grads) =
+                loss_and_grads(&model, &batch, 1.0 / p.grad_accum as f64, threads, device);
+            if !value.is_finite() {
+                bail!(
+                    "pretrain step {}: the loss is {value}; stopped without writing a checkpoint \
+                     (the last one is kept). Lower pretrain.lr or raise pretrain.warmup_steps.",
+                    step + 1
+                );
+            }
+            step_loss += value;
+            accum.accumulate(&model, grads);
+        }
+        let mut grads = accum.grads();
+        let grad_norm = clip_global_norm::<B, _>(&model, &mut grads, p.grad_clip);
+        if !grad_norm.is_finite() {
+            bail!("pretrain step {}: the gradient norm is {grad_norm}; stopped without a checkpoint", step + 1);
+        }
+        model = optim.step(lr, model, grads);
+        state.step = step + 1;
+        state.tokens_seen += tokens_per_step;
+
+        window_loss += step_loss;
+        window_n += 1;
+        window_tokens += tokens_per_step;
+        state.last_loss = window_loss / window_n as f64;
+        log.scalar("pretrain/loss", step_loss, state.step);
+        log.scalar("pretrain/lr", lr, state.step);
+        log.scalar("pretrain/grad_norm", grad_norm, state.step);
+        progress.inc(1);
+        if state.step % p.log_every == 0 || state.step == p.steps {
+            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+            let tps = window_tokens as f64 / secs;
+            log.scalar("pretrain/tokens_per_s", tps, state.step);
+            progress.set_message(format!("loss {:.4} lr {lr:.2e} {tps:.0} tok/s", state.last_loss));
+            progress.println(&format!(
+                "step {:>6}/{}  loss {:.4}  lr {lr:.2e}  grad_norm {grad_norm:.3}  {tps:.0} tok/s",
+                state.step, p.steps, state.last_loss
+            ));
+            (window_loss, window_n, window_tokens) = (0.0, 0, 0);
+            window_start = Instant::now();
+        }
+        state.wall_s = wall_before + segment_start.elapsed().as_secs_f64();
+        if p.checkpoint_every > 0 && state.step % p.checkpoint_every == 0 && state.step < p.steps {
+            ckpts.save(&model, &optim, &state, &config_toml, p.keep_checkpoints)?;
+        }
+    }
+    progress.finish();
+    state.wall_s = wall_before + segment_start.elapsed().as_secs_f64();
+    let dir = ckpts
+        .save(&model, &optim, &state, &config_toml, p.keep_checkpoints)
+        .context("cannot write the final checkpoint")?;
+    Ok(TrainSummary {
+        steps: state.step,
+        final_loss: state.last_loss,
+        wall_s: state.wall_s,
+        tokens_per_s: state.tokens_seen as f64 / state.wall_s.max(1e-9),
+        device: format!("{device:?}"),
+        checkpoint: dir,
+    })
+}

@@ -1,0 +1,43 @@
+//! Builds the task an experiment config names.
+
+use anyhow::Context;
+use envs::Task;
+use envs::sudoku4::Sudoku4;
+use envs::text::TextTask;
+use mdm::DenoiserConfig;
+
+use crate::config::{ExperimentConfig, TaskKind};
+
+/// Default window of the `text` task.
+pub const DEFAULT_TEXT_LEN: usize = 256;
+/// Default held-out share of the `text` task.
+pub const DEFAULT_HOLDOUT: f64 = 0.1;
+
+pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
+    let t = &cfg.task;
+    let hint = || {
+        format!(
+            "task.data_dir is {:?} (relative to the working directory {:?}); run from the \
+             repository root or pass --set task.data_dir=PATH",
+            t.data_dir,
+            std::env::current_dir().unwrap_or_default()
+        )
+    };
+    Ok(match t.kind {
+        TaskKind::Sudoku4 => Box::new(Sudoku4::load(&t.data_dir, t.data_seed).with_context(hint)?),
+        TaskKind::Text => Box::new(
+            TextTask::load(
+                &t.data_dir,
+                t.seq_len.unwrap_or(DEFAULT_TEXT_LEN),
+                t.holdout_fraction.unwrap_or(DEFAULT_HOLDOUT),
+            )
+            .with_context(hint)?,
+        ),
+    })
+}
+
+/// The denoiser shape for this experiment and task.
+pub fn denoiser_config(cfg: &ExperimentConfig, task: &dyn Task) -> DenoiserConfig {
+    let m = &cfg.model;
+    DenoiserConfig::new(task.vocab().len(), m.d_model, m.n_layers, m.n_heads, m.d_ff, task.layout().seq_len())
+}

@@ -1,0 +1,133 @@
+//! Denoiser hyper-parameters.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Shape of a [`crate::Denoiser`]. `vocab_size` counts real tokens; the
+/// embedding holds one more row for `[MASK]`, whose id is `vocab_size`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenoiserConfig {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// Hidden width of the SwiGLU MLP.
+    pub d_ff: usize,
+    /// Longest sequence (size of the rotary table).
+    pub max_len: usize,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "default_rope_base")]
+    pub rope_base: f64,
+}
+
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+
+fn default_rope_base() -> f64 {
+    10_000.0
+}
+
+impl DenoiserConfig {
+    pub fn new(vocab_size: usize, d_model: usize, n_layers: usize, n_heads: usize, d_ff: usize, max_len: usize) -> Self {
+        Self {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            d_ff,
+            max_len,
+            norm_eps: default_norm_eps(),
+            rope_base: default_rope_base(),
+        }
+    }
+
+    pub fn mask_id(&self) -> u32 {
+        self.vocab_size as u32
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        let d = self.d_model;
+        let embed = (self.vocab_size + 1) * d;
+        // norm_1, qkv, proj, norm_2, three SwiGLU matrices
+        let block = d + 3 * d * d + d * d + d + 3 * d * self.d_ff;
+        embed + self.n_layers * block + d + d * self.vocab_size
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, message: String| Err(ConfigError { field, message });
+        if self.vocab_size == 0 {
+            return err("vocab_size", "must be at least 1".into());
+        }
+        for (field, v) in [
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+            ("max_len", self.max_len),
+        ] {
+            if v == 0 {
+                return err(field, "must be at least 1".into());
+            }
+        }
+        if self.d_model % self.n_heads != 0 {
+            return err(
+                "n_heads",
+                format!("d_model {} is not divisible by n_heads {}", self.d_model, self.n_heads),
+            );
+        }
+        if self.head_dim() % 2 != 0 {
+            return err(
+                "n_heads",
+                format!(
+                    "head dimension d_model / n_heads = {} must be even for rotary embeddings",
+                    self.head_dim()
+                ),
+            );
+        }
+        if !(self.norm_eps > 0.0) {
+            return err("norm_eps", format!("must be positive, got {}", self.norm_eps));
+        }
+        if !(self.rope_base > 1.0) {
+            return err("rope_base", format!("must exceed 1, got {}", self.rope_base));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parameters_from_50k_to_100m() {
+        let tiny = DenoiserConfig::new(5, 32, 2, 2, 128, 32);
+        assert_eq!(tiny.num_params(), 6 * 32 + 2 * (32 + 4 * 1024 + 32 + 3 * 32 * 128) + 32 + 32 * 5);
+        assert!(tiny.num_params() > 30_000);
+        let big = DenoiserConfig::new(32_000, 768, 14, 12, 2048, 1024);
+        assert!(big.num_params() > 100_000_000);
+    }
+
+    #[test]
+    fn rejects_inconsistent_shapes() {
+        let mut c = DenoiserConfig::new(5, 30, 2, 4, 64, 32);
+        assert_eq!(c.validate().unwrap_err().field, "n_heads");
+        c.n_heads = 5; // head dim 6: fine
+        c.validate().unwrap();
+        c.n_heads = 6; // head dim 5: odd
+        assert!(c.validate().unwrap_err().message.contains("even"));
+    }
+}

@@ -1,0 +1,369 @@
+//! The denoiser: SMDM's bidirectional transformer with no time input.
+//!
+//! tokens -> embedding (with a `[MASK]` row) -> N x [RMSNorm -> rotary
+//! multi-head self-attention -> residual, RMSNorm -> SwiGLU -> residual]
+//! -> RMSNorm -> untied head -> logits over the real vocabulary.
+//!
+//! MDMs need no time input: the share of masks in the input already tells the
+//! network how noisy it is (SMDM, Nie et al. 2024; Zheng et al. 2024).
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::config::DenoiserConfig;
+use crate::init::ParamFactory;
+use crate::rope::Rope;
+
+/// Model parameter ids start here (see `init`); other modules use other bases.
+pub const PARAM_ID_BASE: u64 = 1 << 40;
+
+/// GPT-2 / lit-gpt initial standard deviation of weights.
+const INIT_STD: f64 = 0.02;
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Query, key and value projections. SMDM/lit-gpt fuse them into one
+    /// `attn.attn` matrix with rows interleaved per head; separate matrices
+    /// avoid a strided split on every step (the weight import maps one onto
+    /// the other).
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    proj: Linear<B>,
+    n_heads: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `x` is `[batch * len, d]`.
+    fn forward(&self, x: Tensor<B, 2>, batch: usize, len: usize, rope: &Rope<B>) -> Tensor<B, 2> {
+        let d = x.dims()[1];
+        let head_dim = d / self.n_heads;
+        let heads = |t: Tensor<B, 2>| t.reshape([batch, len, self.n_heads, head_dim]).swap_dims(1, 2);
+        // softmax(q k^T / sqrt(d_h)) v, with the scale folded into q's rotation.
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let q = heads(rope.apply(self.q.forward(x.clone()), batch, len, scale));
+        let k = heads(rope.apply(self.k.forward(x.clone()), batch, len, 1.0));
+        let v = heads(self.v.forward(x));
+        let out = if B::ad_enabled(&q.device()) {
+            // Training: burn differentiates softmax op by op, and its 4-D
+            // broadcasts are strided loops on the CPU; in 2-D they take the
+            // fast paths (2.4x faster forward + backward here).
+            let scores = q.matmul(k.swap_dims(2, 3));
+            let rows = batch * self.n_heads * len;
+            softmax(scores.reshape([rows, len]), 1).reshape([batch, self.n_heads, len, len]).matmul(v)
+        } else {
+            // Inference: the backend's fused attention kernel.
+            let options = AttentionModuleOptions { scale: Some(1.0), ..Default::default() };
+            attention(q, k, v, None, None, options)
+        };
+        self.proj.forward(out.swap_dims(1, 2).reshape([batch * len, d]))
+    }
+}
+
+/// SwiGLU MLP: `w3(silu(w1 x) * w2 x)` (Shazeer 2020; SMDM's `mlp.swiglu`).
+#[derive(Module, Debug)]
+pub struct SwiGlu<B: Backend> {
+    w1: Linear<B>,
+    w2: Linear<B>,
+    w3: Linear<B>,
+}
+
+impl<B: Backend> SwiGlu<B> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.w3.forward(silu(self.w1.forward(x.clone())) * self.w2.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    norm_1: RmsNorm<B>,
+    attn: Attention<B>,
+    norm_2: RmsNorm<B>,
+    mlp: SwiGlu<B>,
+}
+
+impl<B: Backend> Block<B> {
+    fn forward(&self, x: Tensor<B, 2>, batch: usize, len: usize, rope: &Rope<B>) -> Tensor<B, 2> {
+        let x = x.clone() + self.attn.forward(self.norm_1.forward(x), batch, len, rope);
+        x.clone() + self.mlp.forward(self.norm_2.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Denoiser<B: Backend> {
+    wte: Embedding<B>,
+    blocks: Vec<Block<B>>,
+    ln_f: RmsNorm<B>,
+    lm_head: Linear<B>,
+    rope: Rope<B>,
+    vocab_size: usize,
+    max_len: usize,
+}
+
+impl DenoiserConfig {
+    /// Builds a denoiser with weights drawn from `seed` (identical on every
+    /// backend). Panics on an invalid config: call [`Self::validate`] first.
+    pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> Denoiser<B> {
+        if let Err(e) = self.validate() {
+            panic!("invalid denoiser config: {e}");
+        }
+        let mut f = ParamFactory::<B>::new(seed, PARAM_ID_BASE, device);
+        let d = self.d_model;
+        // Residual-branch outputs are scaled down with depth (GPT-2).
+        let out_std = INIT_STD / (2.0 * self.n_layers as f64).sqrt();
+        let linear = |f: &mut ParamFactory<B>, d_in: usize, d_out: usize, std: f64| Linear {
+            weight: f.normal([d_in, d_out], std),
+            bias: None,
+        };
+        let norm = |f: &mut ParamFactory<B>| RmsNorm { gamma: f.ones(d), epsilon: self.norm_eps };
+        let wte = Embedding { weight: f.normal([self.vocab_size + 1, d], INIT_STD) };
+        let blocks = (0..self.n_layers)
+            .map(|_| Block {
+                norm_1: norm(&mut f),
+                attn: Attention {
+                    q: linear(&mut f, d, d, INIT_STD),
+                    k: linear(&mut f, d, d, INIT_STD),
+                    v: linear(&mut f, d, d, INIT_STD),
+                    proj: linear(&mut f, d, d, out_std),
+                    n_heads: self.n_heads,
+                },
+                norm_2: norm(&mut f),
+                mlp: SwiGlu {
+                    w1: linear(&mut f, d, self.d_ff, INIT_STD),
+                    w2: linear(&mut f, d, self.d_ff, INIT_STD),
+                    w3: linear(&mut f, self.d_ff, d, out_std),
+                },
+            })
+            .collect();
+        Denoiser {
+            wte,
+            blocks,
+            ln_f: norm(&mut f),
+            lm_head: linear(&mut f, d, self.vocab_size, INIT_STD),
+            rope: Rope::new(self.max_len, self.head_dim(), self.n_heads, self.rope_base, device),
+            vocab_size: self.vocab_size,
+            max_len: self.max_len,
+        }
+    }
+}
+
+impl<B: Backend> Denoiser<B> {
+    /// Logits `[batch, len, vocab]` for token ids `[batch, len]` (mask id =
+    /// vocab size). Every position gets logits; callers read the masked ones.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [batch, len] = tokens.dims();
+        assert!(len <= self.max_len, "sequence of {len} exceeds max_len {}", self.max_len);
+        // Activations stay 2-D `[batch * len, d]`: burn's linear backward on a
+        // 3-D input computes a batched outer product and then sums it, which
+        // costs `batch` times the memory of one `[d_in, d_out]` gradient.
+        let d = self.wte.weight.dims()[1];
+        let mut x = self.wte.forward(tokens).reshape([batch * len, d]);
+        for block in &self.blocks {
+            x = block.forward(x, batch, len, &self.rope);
+        }
+        self.lm_head.forward(self.ln_f.forward(x)).reshape([batch, len, self.vocab_size])
+    }
+
+    /// Builds the integer input from row-major host token ids.
+    pub fn input(tokens: &[u32], batch: usize, len: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        Tensor::from_data(TensorData::new(ids, [batch, len]), device)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    pub fn mask_id(&self) -> u32 {
+        self.vocab_size as u32
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    type B = Flex;
+
+    #[test]
+    fn forward_shapes_and_parameter_count() {
+        let cfg = DenoiserConfig::new(7, 32, 2, 4, 64, 16);
+        let dev = Default::default();
+        let model = cfg.init::<B>(0, &dev);
+        assert_eq!(model.num_params(), cfg.num_params());
+        let tokens = Denoiser::<B>::input(&[7, 1, 2, 7, 0, 7], 2, 3, &dev);
+        let logits = model.forward(tokens);
+        assert_eq!(logits.dims(), [2, 3, 7]);
+    }
+
+    #[test]
+    fn same_seed_same_weights_different_seed_different_weights() {
+        let cfg = DenoiserConfig::new(5, 16, 1, 2, 32, 8);
+        let dev = Default::default();
+        let input = || Denoiser::<B>::input(&[5, 5, 1, 2], 1, 4, &dev);
+        let a = cfg.init::<B>(3, &dev).forward(input()).into_data();
+        let b = cfg.init::<B>(3, &dev).forward(input()).into_data();
+        let c = cfg.init::<B>(4, &dev).forward(input()).into_data();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    fn host2(t: Tensor<B, 2>) -> (Vec<f32>, [usize; 2]) {
+        let dims = t.dims();
+        (t.into_data().to_vec().unwrap(), dims)
+    }
+
+    /// `x [n, a] @ w [a, b]` on the host.
+    fn matmul(x: &[f32], n: usize, w: &(Vec<f32>, [usize; 2])) -> Vec<f32> {
+        let [a, b] = w.1;
+        let mut out = vec![0.0; n * b];
+        for i in 0..n {
+            for k in 0..a {
+                for j in 0..b {
+                    out[i * b + j] += x[i * a + k] * w.0[k * b + j];
+                }
+            }
+        }
+        out
+    }
+
+    fn rms_norm(x: &[f32], d: usize, gamma: &[f32], eps: f32) -> Vec<f32> {
+        x.chunks(d)
+            .flat_map(|row| {
+                let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+                let r = (ms + eps).sqrt();
+                row.iter().zip(gamma).map(move |(v, g)| v / r * g)
+            })
+            .collect()
+    }
+
+    /// The whole forward pass written out with loops, straight from SMDM's
+    /// definition, against the tensor implementation.
+    #[test]
+    fn forward_matches_a_host_reference() {
+        let (v, d, h, ff, len) = (7usize, 16usize, 2usize, 24usize, 5usize);
+        let cfg = DenoiserConfig::new(v, d, 2, h, ff, len);
+        let dev = Default::default();
+        // Scale the small initial weights up so that every part of the
+        // network changes the logits by far more than the tolerance.
+        struct Scale;
+        impl burn::module::ModuleMapper<B> for Scale {
+            fn map_float<const D: usize>(
+                &mut self,
+                p: burn::module::Param<Tensor<B, D>>,
+            ) -> burn::module::Param<Tensor<B, D>> {
+                let (id, t, mapper) = p.consume();
+                burn::module::Param::from_mapped_value(id, t * 15.0, mapper)
+            }
+        }
+        let m = cfg.init::<B>(9, &dev).map(&mut Scale);
+        let tokens = [3u32, 7, 1, 7, 0];
+        let got: Vec<f32> = m.forward(Denoiser::<B>::input(&tokens, 1, len, &dev)).into_data().to_vec().unwrap();
+
+        let emb = host2(m.wte.weight.val());
+        let mut x: Vec<f32> = tokens.iter().flat_map(|&t| emb.0[t as usize * d..(t as usize + 1) * d].to_vec()).collect();
+        let dh = d / h;
+        let half = dh / 2;
+        let rope = |vec: &mut [f32], pos: usize| {
+            for i in 0..half {
+                let theta = 1.0f32 / 10_000f32.powf((2 * i) as f32 / dh as f32);
+                let (c, s) = ((pos as f32 * theta).cos(), (pos as f32 * theta).sin());
+                let (a, b) = (vec[i], vec[i + half]);
+                vec[i] = a * c - b * s;
+                vec[i + half] = b * c + a * s;
+            }
+        };
+        for blk in &m.blocks {
+            let g1: Vec<f32> = blk.norm_1.gamma.val().into_data().to_vec().unwrap();
+            let xn = rms_norm(&x, d, &g1, 1e-5);
+            let proj_q = matmul(&xn, len, &host2(blk.attn.q.weight.val()));
+            let proj_k = matmul(&xn, len, &host2(blk.attn.k.weight.val()));
+            let proj_v = matmul(&xn, len, &host2(blk.attn.v.weight.val()));
+            let mut att = vec![0.0f32; len * d];
+            for head in 0..h {
+                let part = |p: usize, c: usize| -> Vec<f32> {
+                    let src = [&proj_q, &proj_k, &proj_v][c];
+                    src[p * d + head * dh..p * d + (head + 1) * dh].to_vec()
+                };
+                let q: Vec<Vec<f32>> = (0..len).map(|p| { let mut q = part(p, 0); rope(&mut q, p); q }).collect();
+                let k: Vec<Vec<f32>> = (0..len).map(|p| { let mut k = part(p, 1); rope(&mut k, p); k }).collect();
+                let vv: Vec<Vec<f32>> = (0..len).map(|p| part(p, 2)).collect();
+                for i in 0..len {
+                    let scores: Vec<f32> = (0..len)
+                        .map(|j| q[i].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>() / (dh as f32).sqrt())
+                        .collect();
+                    let mx = scores.iter().copied().fold(f32::MIN, f32::max);
+                    let e: Vec<f32> = scores.iter().map(|s| (s - mx).exp()).collect();
+                    let z: f32 = e.iter().sum();
+                    for j in 0..len {
+                        for c in 0..dh {
+                            att[i * d + head * dh + c] += e[j] / z * vv[j][c];
+                        }
+                    }
+                }
+            }
+            let proj = matmul(&att, len, &host2(blk.attn.proj.weight.val()));
+            for (a, b) in x.iter_mut().zip(&proj) {
+                *a += b;
+            }
+            let g2: Vec<f32> = blk.norm_2.gamma.val().into_data().to_vec().unwrap();
+            let xn = rms_norm(&x, d, &g2, 1e-5);
+            let a = matmul(&xn, len, &host2(blk.mlp.w1.weight.val()));
+            let b = matmul(&xn, len, &host2(blk.mlp.w2.weight.val()));
+            let hdn: Vec<f32> = a.iter().zip(&b).map(|(a, b)| a / (1.0 + (-a).exp()) * b).collect();
+            let out = matmul(&hdn, len, &host2(blk.mlp.w3.weight.val()));
+            for (a, b) in x.iter_mut().zip(&out) {
+                *a += b;
+            }
+        }
+        let gf: Vec<f32> = m.ln_f.gamma.val().into_data().to_vec().unwrap();
+        let logits = matmul(&rms_norm(&x, d, &gf, 1e-5), len, &host2(m.lm_head.weight.val()));
+        assert_eq!(got.len(), logits.len());
+        for (i, (a, b)) in got.iter().zip(&logits).enumerate() {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "logit {i}: {a} vs {b}");
+        }
+    }
+
+    /// Training (autodiff) and inference take different attention code
+    /// paths; they must compute the same function.
+    #[test]
+    fn training_and_inference_paths_agree() {
+        use burn::backend::Autodiff;
+        use burn::module::AutodiffModule;
+        let cfg = DenoiserConfig::new(7, 32, 2, 4, 48, 9);
+        let dev = Default::default();
+        let train = cfg.init::<Autodiff<B>>(4, &dev);
+        let infer = train.valid();
+        let tokens = [7u32, 1, 2, 7, 7, 3, 0, 7, 5, 1, 1, 7, 7, 7, 2, 6, 4, 7];
+        let a: Vec<f32> = train
+            .forward(Denoiser::<Autodiff<B>>::input(&tokens, 2, 9, &dev))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let b: Vec<f32> = infer.forward(Denoiser::<B>::input(&tokens, 2, 9, &dev)).into_data().to_vec().unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn attention_is_bidirectional() {
+        // Changing the last token must change the first position's logits.
+        let cfg = DenoiserConfig::new(5, 16, 1, 2, 32, 8);
+        let dev = Default::default();
+        let m = cfg.init::<B>(1, &dev);
+        let a = m.forward(Denoiser::<B>::input(&[5, 5, 5, 1], 1, 4, &dev)).narrow(1, 0, 1);
+        let b = m.forward(Denoiser::<B>::input(&[5, 5, 5, 2], 1, 4, &dev)).narrow(1, 0, 1);
+        let diff: f32 = (a - b).abs().max().into_scalar();
+        assert!(diff > 1e-6, "first position ignores the last token");
+    }
+}

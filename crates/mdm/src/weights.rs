@@ -1,0 +1,119 @@
+//! Denoiser weights on disk (safetensors).
+//!
+//! Writes are atomic: the file is written next to its destination and renamed
+//! over it, so a crash leaves either the old file or the new one. Loading
+//! checks every tensor: a missing, unexpected or mis-shaped tensor is an error
+//! that names it.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+
+use crate::Denoiser;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot write weights to {path}: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("cannot load weights from {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("weights in {path} do not fit the model: {message}")]
+    Mismatch { path: PathBuf, message: String },
+}
+
+/// Saves the model's parameters to `path` atomically.
+pub fn save<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), WeightsError> {
+    let tmp = tmp_path(path);
+    let write_err = |message: String| WeightsError::Write { path: path.to_path_buf(), message };
+    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+    model.save_into(&mut store).map_err(|e| write_err(e.to_string()))?;
+    sync_file(&tmp).map_err(|e| write_err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+}
+
+/// Loads parameters from `path` into `model`, which must have the same
+/// architecture (build it from the checkpoint's config first).
+pub fn load<B: Backend>(mut model: Denoiser<B>, path: &Path) -> Result<Denoiser<B>, WeightsError> {
+    if !path.is_file() {
+        return Err(WeightsError::Read { path: path.to_path_buf(), message: "no such file".into() });
+    }
+    let mut store = SafetensorsStore::from_file(path).allow_partial(true).validate(false);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| WeightsError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    let mut problems = Vec::new();
+    for e in &result.errors {
+        problems.push(e.to_string());
+    }
+    for (name, _) in &result.missing {
+        problems.push(format!("tensor `{name}` is missing from the file"));
+    }
+    for name in &result.unused {
+        problems.push(format!("tensor `{name}` in the file has no place in the model"));
+    }
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(WeightsError::Mismatch { path: path.to_path_buf(), message: problems.join("; ") })
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DenoiserConfig;
+    use burn::backend::Flex;
+
+    type B = Flex;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mdm-weights-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn round_trip_gives_identical_logits() {
+        let dev = Default::default();
+        let cfg = DenoiserConfig::new(6, 16, 2, 2, 32, 8);
+        let a = cfg.init::<B>(1, &dev);
+        let path = tmpdir("rt").join("model.safetensors");
+        save(&a, &path).unwrap();
+        let b = load(cfg.init::<B>(2, &dev), &path).unwrap();
+        let x = || Denoiser::<B>::input(&[6, 1, 2, 6], 1, 4, &dev);
+        assert_eq!(a.forward(x()).into_data(), b.forward(x()).into_data());
+    }
+
+    #[test]
+    fn mismatched_shapes_are_named() {
+        let dev = Default::default();
+        let path = tmpdir("mm").join("model.safetensors");
+        save(&DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev), &path).unwrap();
+        let err = load(DenoiserConfig::new(6, 16, 2, 2, 64, 8).init::<B>(1, &dev), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("blocks.1.") && err.contains("missing"), "{err}");
+        assert!(err.contains("w1"), "{err}");
+        let err = load(DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev), &path.with_extension("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such file"), "{err}");
+        let garbage = path.with_extension("bad");
+        std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+        let err = load(DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev), &garbage)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot load"), "{err}");
+    }
+}

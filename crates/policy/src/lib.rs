@@ -1,0 +1,17 @@
+//! The schedule side of MDM generation.
+//!
+//! A sampler turns a [`envs::Canvas`] of masks into tokens over T steps. At
+//! each step a *schedule action* decides how many positions to reveal, which
+//! ones (uniformly at random, or by confidence, optionally perturbed with
+//! Gumbel noise at a re-mask temperature), at what sampling temperature and
+//! with what guidance scale; the model supplies the token distributions.
+//! Categorical draws are made in float64 on the host ([`categorical`]).
+
+pub mod categorical;
+pub mod sampler;
+pub mod schedule;
+
+
+
+pub use sampler::{GenerationStats, Sampler, SamplerError};
+pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection};

@@ -1,0 +1,266 @@
+//! Fixed schedules and the schedule action they emit at every step.
+//!
+//! A *schedule action* is everything the schedule decides at one step for one
+//! canvas row: how many masked positions to reveal, how to choose them, the
+//! sampling temperature and the guidance scale. Fixed schedules (this file)
+//! have no parameters; learned schedule policies emit the same actions.
+
+use rand::Rng;
+use rand_distr::{Binomial, Distribution};
+use serde::{Deserialize, Serialize};
+
+/// The sampler families of the literature, all expressed as fixed schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// MDLM/SMDM ancestral sampling: from time t to s every masked position
+    /// is revealed independently with probability (t - s) / t.
+    Ancestral,
+    /// Zheng et al.'s first-hitting sampler: positions chosen uniformly among
+    /// the masked ones, a deterministic number per step (one per step when
+    /// `steps` equals the answer length; k per step in its parallel form).
+    FirstHitting,
+    /// MaskGIT-style: a candidate token at every masked position, reveal the
+    /// most confident ones (optionally Gumbel-perturbed).
+    Confidence,
+}
+
+/// How many positions are still masked after a share of the steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevealSchedule {
+    /// Masked share 1 - s: the same number revealed at every step.
+    Linear,
+    /// Masked share cos(pi/2 * s) (MaskGIT): few early, many late.
+    Cosine,
+}
+
+impl RevealSchedule {
+    /// Share of the initially masked positions still masked after `done` of
+    /// `total` steps.
+    pub fn masked_share(self, done: usize, total: usize) -> f64 {
+        let s = done as f64 / total as f64;
+        match self {
+            RevealSchedule::Linear => 1.0 - s,
+            RevealSchedule::Cosine => (s * std::f64::consts::FRAC_PI_2).cos(),
+        }
+    }
+
+    /// Positions to reveal at `step` (0-based) of `total` steps when `n0`
+    /// were masked at the start and `n` still are; the last step reveals all.
+    pub fn reveal_count(self, n0: usize, n: usize, step: usize, total: usize) -> usize {
+        if step + 1 >= total {
+            return n;
+        }
+        let target = (n0 as f64 * self.masked_share(step + 1, total)).round() as usize;
+        n.saturating_sub(target)
+    }
+}
+
+/// How the revealed positions are chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selection {
+    /// Uniformly among the masked positions.
+    Random,
+    /// Top-k of `log p(candidate) + remask_temperature * Gumbel`: a
+    /// Plackett-Luce draw over positions with scores `log p / remask_temperature`;
+    /// 0 is pure confidence order.
+    Confidence { remask_temperature: f64 },
+}
+
+/// One step's decision for one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScheduleAction {
+    pub reveal: usize,
+    pub selection: Selection,
+    /// Sampling temperature; 0 decodes greedily (argmax).
+    pub temperature: f64,
+    /// Classifier-free guidance scale w (SMDM): 0 switches guidance off.
+    pub guidance: f64,
+}
+
+/// A fixed sampler: kind, number of steps and its constant settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    pub kind: SamplerKind,
+    /// Sampling steps; 0 leaves the choice to the caller (the answer length,
+    /// i.e. one position per step, or an evaluation's list of step counts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub steps: usize,
+    #[serde(default = "one")]
+    pub temperature: f64,
+    #[serde(default)]
+    pub guidance: f64,
+    #[serde(default = "linear")]
+    pub schedule: RevealSchedule,
+    #[serde(default)]
+    pub remask_temperature: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn linear() -> RevealSchedule {
+    RevealSchedule::Linear
+}
+
+impl SamplerConfig {
+    pub fn new(kind: SamplerKind, steps: usize) -> Self {
+        Self {
+            kind,
+            steps,
+            temperature: 1.0,
+            guidance: 0.0,
+            schedule: RevealSchedule::Linear,
+            remask_temperature: 0.0,
+        }
+    }
+
+    /// This sampler at `steps` steps.
+    pub fn with_steps(&self, steps: usize) -> Self {
+        Self { steps, ..self.clone() }
+    }
+
+    /// This sampler with `steps = 0` resolved to `default_steps`.
+    pub fn steps_or(&self, default_steps: usize) -> Self {
+        if self.steps == 0 { self.with_steps(default_steps) } else { self.clone() }
+    }
+
+    /// Checks the settings' ranges (a step count of 0 is allowed here: it
+    /// means "the caller decides"); the error names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(("temperature", format!("must be finite and >= 0, got {}", self.temperature)));
+        }
+        if !self.guidance.is_finite() {
+            return Err(("guidance", format!("must be finite, got {}", self.guidance)));
+        }
+        if !(self.remask_temperature >= 0.0 && self.remask_temperature.is_finite()) {
+            return Err((
+                "remask_temperature",
+                format!("must be finite and >= 0, got {}", self.remask_temperature),
+            ));
+        }
+        if self.kind != SamplerKind::Confidence && self.remask_temperature != 0.0 {
+            return Err((
+                "remask_temperature",
+                "only the confidence sampler chooses positions by confidence".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A short label for tables: `confidence(cosine, T=0.5)`.
+    pub fn label(&self) -> String {
+        let kind = match self.kind {
+            SamplerKind::Ancestral => "ancestral",
+            SamplerKind::FirstHitting => "first_hitting",
+            SamplerKind::Confidence => "confidence",
+        };
+        let mut parts = Vec::new();
+        if self.kind != SamplerKind::Ancestral && self.schedule != RevealSchedule::Linear {
+            parts.push("cosine".to_string());
+        }
+        if self.temperature != 1.0 {
+            parts.push(format!("temp={}", self.temperature));
+        }
+        if self.remask_temperature != 0.0 {
+            parts.push(format!("remask={}", self.remask_temperature));
+        }
+        if self.guidance != 0.0 {
+            parts.push(format!("w={}", self.guidance));
+        }
+        if parts.is_empty() { kind.to_string() } else { format!("{kind}({})", parts.join(", ")) }
+    }
+
+    /// The action at `step` for a row with `n0` masks at the start and `n`
+    /// now. Ancestral sampling draws its count from `rng` (the row's stream).
+    pub fn action<R: Rng + ?Sized>(&self, n0: usize, n: usize, step: usize, rng: &mut R) -> ScheduleAction {
+        let reveal = match self.kind {
+            SamplerKind::Ancestral => {
+                let remaining = self.steps - step;
+                if remaining <= 1 || n == 0 {
+                    n
+                } else {
+                    // From t = remaining/T to s = (remaining-1)/T: (t - s)/t = 1/remaining.
+                    let p = 1.0 / remaining as f64;
+                    Binomial::new(n as u64, p).expect("valid binomial").sample(rng) as usize
+                }
+            }
+            SamplerKind::FirstHitting | SamplerKind::Confidence => {
+                self.schedule.reveal_count(n0, n, step, self.steps)
+            }
+        };
+        let selection = match self.kind {
+            SamplerKind::Confidence => {
+                Selection::Confidence { remask_temperature: self.remask_temperature }
+            }
+            _ => Selection::Random,
+        };
+        ScheduleAction { reveal, selection, temperature: self.temperature, guidance: self.guidance }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envs::seeding::stream;
+
+    #[test]
+    fn linear_and_cosine_counts_sum_to_the_masked_positions() {
+        for schedule in [RevealSchedule::Linear, RevealSchedule::Cosine] {
+            for (n0, total) in [(16, 1), (16, 2), (16, 4), (16, 16), (16, 40), (7, 3)] {
+                let mut n = n0;
+                let mut counts = Vec::new();
+                for step in 0..total {
+                    let k = schedule.reveal_count(n0, n, step, total);
+                    counts.push(k);
+                    n -= k;
+                }
+                assert_eq!(n, 0, "{schedule:?} {n0} {total}: {counts:?}");
+                if schedule == RevealSchedule::Linear && total <= n0 && n0 % total == 0 {
+                    assert!(counts.iter().all(|&k| k == n0 / total), "{counts:?}");
+                }
+            }
+        }
+        // Cosine reveals few first and many last.
+        let first = RevealSchedule::Cosine.reveal_count(16, 16, 0, 4);
+        let last = RevealSchedule::Cosine.reveal_count(16, 6, 3, 4);
+        assert!(first < 4 && last > 4, "{first} {last}");
+    }
+
+    #[test]
+    fn ancestral_counts_are_binomial_with_rate_one_over_remaining() {
+        let cfg = SamplerConfig::new(SamplerKind::Ancestral, 4);
+        let mut rng = stream(&[5]);
+        let trials = 20_000;
+        let mean = (0..trials).map(|_| cfg.action(16, 16, 0, &mut rng).reveal).sum::<usize>() as f64
+            / trials as f64;
+        // Binomial(16, 1/4): mean 4, sd of the mean 1.73/sqrt(20000) = 0.012
+        assert!((mean - 4.0).abs() < 0.06, "mean {mean}");
+        assert_eq!(cfg.action(16, 5, 3, &mut rng).reveal, 5);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = SamplerConfig::new(SamplerKind::FirstHitting, 0);
+        c.validate().unwrap();
+        assert_eq!(c.steps_or(16).steps, 16);
+        c.steps = 4;
+        assert_eq!(c.steps_or(16).steps, 4);
+        c.temperature = -1.0;
+        assert_eq!(c.validate().unwrap_err().0, "temperature");
+        c.temperature = 1.0;
+        c.remask_temperature = 1.0;
+        assert_eq!(c.validate().unwrap_err().0, "remask_temperature");
+        c.kind = SamplerKind::Confidence;
+        c.validate().unwrap();
+        assert_eq!(c.label(), "confidence(remask=1)");
+    }
+}

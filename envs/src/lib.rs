@@ -1,0 +1,17 @@
+//! Environments and tasks.
+//!
+//! This crate knows tokens, text and examples, never the network: a task
+//! produces prompts and answers as token ids, the [`Canvas`] holds the state
+//! of a generation, and everything random is derived from explicit keys
+//! ([`seeding`]) so that any rollout can be replayed.
+
+pub mod canvas;
+pub mod seeding;
+pub mod sudoku4;
+pub mod task;
+pub mod text;
+pub mod vocab;
+
+pub use canvas::Canvas;
+pub use task::{Example, Layout, Split, Task, TaskError};
+pub use vocab::Vocab;

@@ -1,0 +1,83 @@
+//! The task interface: a named source of prompts and answers.
+//!
+//! A task fixes the sequence layout (prompt positions, then answer positions),
+//! declares its vocabulary, generates or loads training examples by index
+//! (deterministically, so that a resumed run sees the same data), and holds
+//! a fixed held-out test split. Per-example metadata (stored solutions,
+//! offsets, ...) travels with the example for rewards and metrics.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::vocab::Vocab;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Data {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the prompt and the answer sit in a sequence: `prompt_len` clean
+/// positions followed by `answer_len` positions that generation fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub prompt_len: usize,
+    pub answer_len: usize,
+}
+
+impl Layout {
+    pub fn seq_len(&self) -> usize {
+        self.prompt_len + self.answer_len
+    }
+}
+
+/// One task example. `prompt.len()` equals the layout's prompt length;
+/// `answer` is the reference answer (the training target).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// Stable identifier: the index it was generated from, or its line.
+    pub id: u64,
+    pub prompt: Vec<u32>,
+    pub answer: Vec<u32>,
+    /// Task-specific facts for rewards and metrics (e.g. the stored solution).
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+pub trait Task: Send + Sync {
+    /// The name used in configs and reports (`sudoku4`, `text`).
+    fn name(&self) -> &str;
+
+    fn vocab(&self) -> &Vocab;
+
+    fn layout(&self) -> Layout;
+
+    /// The training example for `index`. Every `u64` is valid: generators are
+    /// unbounded and loaders map the index onto their data deterministically.
+    fn train_example(&self, index: u64) -> Example;
+
+    /// The held-out test split, in a fixed order.
+    fn test_examples(&self) -> &[Example];
+
+    /// Turns a prompt typed by a user (e.g. `cogrpo sample --prompt ...`) into
+    /// the tokens fixed at the start of the canvas.
+    fn encode_user_prompt(&self, text: &str) -> Result<Vec<u32>, TaskError>;
+}

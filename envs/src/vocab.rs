@@ -1,0 +1,130 @@
+//! Tokenizers: byte-level by default, or a small character vocabulary that a
+//! task declares (digits for Sudoku, the 65 characters of Tiny Shakespeare).
+//!
+//! Token ids are `0..len()`. The denoiser reserves one more id, `len()`, for
+//! `[MASK]`; the vocabulary itself never produces it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::TaskError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Vocab {
+    /// One token per byte (256 ids); decodes lossily to UTF-8.
+    Bytes,
+    /// One token per listed character, in this order.
+    Chars { symbols: Vec<char> },
+}
+
+impl Vocab {
+    /// A character vocabulary; duplicates are an error because they would
+    /// make decoding ambiguous.
+    pub fn chars(symbols: impl IntoIterator<Item = char>) -> Result<Self, TaskError> {
+        let symbols: Vec<char> = symbols.into_iter().collect();
+        let mut seen = HashMap::new();
+        for (i, c) in symbols.iter().enumerate() {
+            if let Some(j) = seen.insert(*c, i) {
+                return Err(TaskError::Invalid(format!(
+                    "vocabulary lists {c:?} twice (positions {j} and {i})"
+                )));
+            }
+        }
+        if symbols.is_empty() {
+            return Err(TaskError::Invalid("vocabulary is empty".into()));
+        }
+        Ok(Vocab::Chars { symbols })
+    }
+
+    /// Number of token ids (without `[MASK]`).
+    pub fn len(&self) -> usize {
+        match self {
+            Vocab::Bytes => 256,
+            Vocab::Chars { symbols } => symbols.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id the denoiser uses for `[MASK]`.
+    pub fn mask_id(&self) -> u32 {
+        self.len() as u32
+    }
+
+    /// Encodes text; a character outside the vocabulary is an error that
+    /// names it and its position.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TaskError> {
+        match self {
+            Vocab::Bytes => Ok(text.bytes().map(u32::from).collect()),
+            Vocab::Chars { symbols } => text
+                .chars()
+                .enumerate()
+                .map(|(pos, c)| {
+                    symbols.iter().position(|s| *s == c).map(|i| i as u32).ok_or_else(|| {
+                        TaskError::Invalid(format!(
+                            "character {c:?} at position {pos} is not in the task's vocabulary \
+                             ({} symbols)",
+                            symbols.len()
+                        ))
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Decodes ids; the mask id shows as `_` and any other out-of-range id as
+    /// U+FFFD, so a partially generated canvas can still be printed.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mask = self.mask_id();
+        match self {
+            Vocab::Bytes => {
+                let bytes: Vec<u8> = ids
+                    .iter()
+                    .map(|&i| if i == mask { b'_' } else { u8::try_from(i).unwrap_or(b'?') })
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Vocab::Chars { symbols } => ids
+                .iter()
+                .map(|&i| {
+                    if i == mask {
+                        '_'
+                    } else {
+                        symbols.get(i as usize).copied().unwrap_or('\u{FFFD}')
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chars_round_trip_and_reject_unknown() {
+        let v = Vocab::chars("01234".chars()).unwrap();
+        assert_eq!(v.len(), 5);
+        assert_eq!(v.mask_id(), 5);
+        let ids = v.encode("3102").unwrap();
+        assert_eq!(ids, vec![3, 1, 0, 2]);
+        assert_eq!(v.decode(&ids), "3102");
+        assert_eq!(v.decode(&[1, 5, 2]), "1_2");
+        let err = v.encode("12x").unwrap_err().to_string();
+        assert!(err.contains("'x'") && err.contains("position 2"), "{err}");
+        assert!(Vocab::chars("aba".chars()).is_err());
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let v = Vocab::Bytes;
+        let ids = v.encode("héllo").unwrap();
+        assert_eq!(v.decode(&ids), "héllo");
+        assert_eq!(v.mask_id(), 256);
+    }
+}

@@ -1,0 +1,153 @@
+//! Sudoku verifiers.
+//!
+//! - [`Solved`]: 1 when the answer is a valid grid that keeps every given
+//!   (any valid completion counts: 124 of d1's 500 puzzles have several).
+//! - [`D1CellAccuracy`]: d1's score, the share of blank cells equal to the
+//!   stored solution (a different valid completion loses credit).
+//! - [`ValidCells`]: the share of blank cells that agree with *some* valid
+//!   completion of the puzzle, given the other answers: a dense reward that
+//!   does not depend on which solution was stored.
+
+use envs::Example;
+use envs::sudoku4::{Grid, grid_from_tokens, is_valid_grid, keeps_givens, parse_grid, valid_grids};
+use std::sync::OnceLock;
+
+use crate::Verifier;
+
+fn puzzle_and_solution(example: &Example) -> Option<(Grid, Grid)> {
+    let p = parse_grid(example.metadata.get("puzzle")?.as_str()?).ok()?;
+    let s = parse_grid(example.metadata.get("solution")?.as_str()?).ok()?;
+    Some((p, s))
+}
+
+pub struct Solved;
+
+impl Verifier for Solved {
+    fn name(&self) -> &'static str {
+        "solved"
+    }
+
+    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64> {
+        let (puzzle, _) = puzzle_and_solution(example)?;
+        let ok = grid_from_tokens(completion)
+            .is_some_and(|g| is_valid_grid(&g) && keeps_givens(&puzzle, &g));
+        Some(if ok { 1.0 } else { 0.0 })
+    }
+}
+
+pub struct D1CellAccuracy;
+
+impl Verifier for D1CellAccuracy {
+    fn name(&self) -> &'static str {
+        "d1_cell_accuracy"
+    }
+
+    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64> {
+        let (puzzle, solution) = puzzle_and_solution(example)?;
+        let blanks: Vec<usize> = (0..16).filter(|&c| puzzle[c] == 0).collect();
+        if blanks.is_empty() {
+            return None;
+        }
+        let right = blanks
+            .iter()
+            .filter(|&&c| completion.get(c).is_some_and(|&t| t == u32::from(solution[c])))
+            .count();
+        Some(right as f64 / blanks.len() as f64)
+    }
+}
+
+pub struct ValidCells;
+
+impl Verifier for ValidCells {
+    fn name(&self) -> &'static str {
+        "valid_cells"
+    }
+
+    /// The largest share of blank cells that any valid completion of the
+    /// puzzle agrees with.
+    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64> {
+        static GRIDS: OnceLock<Vec<Grid>> = OnceLock::new();
+        let (puzzle, _) = puzzle_and_solution(example)?;
+        let blanks: Vec<usize> = (0..16).filter(|&c| puzzle[c] == 0).collect();
+        if blanks.is_empty() {
+            return None;
+        }
+        let best = GRIDS
+            .get_or_init(valid_grids)
+            .iter()
+            .filter(|g| keeps_givens(&puzzle, g))
+            .map(|g| {
+                blanks
+                    .iter()
+                    .filter(|&&c| completion.get(c).is_some_and(|&t| t == u32::from(g[c])))
+                    .count()
+            })
+            .max()?;
+        Some(best as f64 / blanks.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example(puzzle: &str, solution: &str) -> Example {
+        Example {
+            id: 0,
+            prompt: Vec::new(),
+            answer: Vec::new(),
+            metadata: json!({"puzzle": puzzle, "solution": solution}),
+        }
+    }
+
+    fn tokens(s: &str) -> Vec<u32> {
+        s.bytes().map(|b| u32::from(b - b'0')).collect()
+    }
+
+    #[test]
+    fn solved_accepts_any_valid_completion() {
+        let ex = example("3102200002100320", "3142243142131324");
+        assert_eq!(Solved.score(&ex, &tokens("3142243142131324")), Some(1.0));
+        assert_eq!(Solved.score(&ex, &tokens("3142243142131323")), Some(0.0));
+        assert_eq!(Solved.score(&ex, &tokens("314224314213132")), Some(0.0));
+        // A valid grid that drops a given is not a solution.
+        let other = "4213132431422431";
+        assert!(is_valid_grid(&parse_grid(other).unwrap()));
+        assert_eq!(Solved.score(&ex, &tokens(other)), Some(0.0));
+    }
+
+    #[test]
+    fn d1_counts_blank_cells_equal_to_the_stored_solution() {
+        let ex = example("3102200002100320", "3142243142131324");
+        assert_eq!(D1CellAccuracy.score(&ex, &tokens("3142243142131324")), Some(1.0));
+        let mut wrong = tokens("3142243142131324");
+        wrong[2] = 1; // a blank cell
+        wrong[0] = 1; // a given cell: not scored
+        assert_eq!(D1CellAccuracy.score(&ex, &wrong), Some(7.0 / 8.0));
+    }
+
+    #[test]
+    fn valid_cells_credits_a_different_valid_solution_fully() {
+        // A puzzle with two solutions: blank the cells where they differ.
+        let grids = valid_grids();
+        let (a, b) = grids
+            .iter()
+            .flat_map(|a| grids.iter().map(move |b| (a, b)))
+            .find(|(a, b)| a.iter().zip(b.iter()).filter(|(x, y)| x != y).count() == 4)
+            .unwrap();
+        let puzzle: Grid = std::array::from_fn(|c| if a[c] == b[c] { a[c] } else { 0 });
+        let text = |g: &Grid| g.iter().map(|d| char::from(b'0' + d)).collect::<String>();
+        let ex = example(&text(&puzzle), &text(a));
+        let b_tokens: Vec<u32> = b.iter().map(|&d| u32::from(d)).collect();
+        assert_eq!(ValidCells.score(&ex, &b_tokens), Some(1.0));
+        assert_eq!(D1CellAccuracy.score(&ex, &b_tokens), Some(0.0));
+        assert_eq!(Solved.score(&ex, &b_tokens), Some(1.0));
+    }
+
+    #[test]
+    fn missing_metadata_is_not_applicable() {
+        let ex = Example { id: 0, prompt: vec![], answer: vec![], metadata: json!({}) };
+        assert_eq!(Solved.score(&ex, &[1; 16]), None);
+    }
+}

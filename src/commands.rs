@@ -1,0 +1,283 @@
+//! The commands: load the config, pick the backend, call the library.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use cogrpo_train::bench::{self, BenchOptions};
+use cogrpo_train::checkpoint::{self, TrainState};
+use cogrpo_train::config::ExperimentConfig;
+use cogrpo_train::logging::Scalars;
+use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
+use cogrpo_train::{eval, pretrain, sample, tasks};
+use envs::Task;
+
+use crate::backend::{Job, dispatch};
+use crate::{Command, Common};
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { common } => check(&common),
+        Command::Pretrain { common, resume } => {
+            let cfg = common.load()?;
+            dispatch(cfg.run.device, Pretrain { cfg, resume })
+        }
+        Command::Eval { common, checkpoint } => {
+            let cfg = common.load()?;
+            dispatch(cfg.run.device, Eval { cfg, checkpoint })
+        }
+        Command::Sample { common, checkpoint, prompts, n } => {
+            let cfg = common.load()?;
+            anyhow::ensure!(n > 0, "-n must be at least 1");
+            dispatch(cfg.run.device, SampleJob { cfg, checkpoint, prompts, n })
+        }
+        Command::Run { common } => {
+            let cfg = common.load()?;
+            dispatch(cfg.run.device, RunAll { cfg })
+        }
+        Command::Bench { common, batch, train_steps, steps } => {
+            let cfg = common.load()?;
+            anyhow::ensure!(batch > 0 && train_steps > 0, "--batch and --train-steps must be at least 1");
+            dispatch(cfg.run.device, Bench { cfg, batch, train_steps, steps })
+        }
+    }
+}
+
+fn check(common: &Common) -> anyhow::Result<()> {
+    let cfg = common.load()?;
+    let task = tasks::build(&cfg)?;
+    let d = tasks::denoiser_config(&cfg, task.as_ref());
+    let layout = task.layout();
+    println!("{}: OK", common.config.display());
+    println!(
+        "  task      {} (vocabulary {}, prompt {} + answer {} tokens, {} test examples)",
+        task.name(),
+        task.vocab().len(),
+        layout.prompt_len,
+        layout.answer_len,
+        task.test_examples().len()
+    );
+    println!(
+        "  model     {} parameters (d_model {}, {} layers, {} heads, d_ff {})",
+        d.num_params(),
+        d.d_model,
+        d.n_layers,
+        d.n_heads,
+        d.d_ff
+    );
+    let p = &cfg.pretrain;
+    println!(
+        "  pretrain  {} steps x {} sequences ({} tokens per step)",
+        p.steps,
+        p.batch_size * p.grad_accum,
+        p.batch_size * p.grad_accum * layout.seq_len()
+    );
+    println!(
+        "  eval      {} sampler(s) x steps {:?}{}",
+        cfg.eval.samplers.len(),
+        cfg.eval.steps,
+        if cfg.eval.nll_samples > 0 { format!(", ELBO with {} samples", cfg.eval.nll_samples) } else { String::new() }
+    );
+    println!("  output    {}", cfg.run.out_dir().display());
+    Ok(())
+}
+
+fn model_summary(task: &dyn Task, cfg: &ExperimentConfig) -> ModelSummary {
+    let d = tasks::denoiser_config(cfg, task);
+    ModelSummary { params: d.num_params(), vocab_size: d.vocab_size, seq_len: d.max_len }
+}
+
+fn set_header(s: &mut Summary, command: &str, task: &dyn Task, cfg: &ExperimentConfig) {
+    s.command = command.into();
+    s.task = task.name().into();
+    s.model = Some(model_summary(task, cfg));
+}
+
+struct Pretrain {
+    cfg: ExperimentConfig,
+    resume: bool,
+}
+
+impl Job for Pretrain {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let task = tasks::build(&self.cfg)?;
+        let run = RunDir::create(&self.cfg.run.out_dir())?;
+        let mut log = Scalars::open(&run.tb_dir())?;
+        let result = pretrain::pretrain::<B>(&self.cfg, task.as_ref(), &run, &device, self.resume, &mut log);
+        log.close();
+        let train = result?;
+        println!(
+            "pre-trained {} steps in {:.1}s ({:.0} tokens/s), final loss {:.4}; checkpoint {}",
+            train.steps,
+            train.wall_s,
+            train.tokens_per_s,
+            train.final_loss,
+            train.checkpoint.display()
+        );
+        run.update_summary(|s| {
+            set_header(s, "pretrain", task.as_ref(), &self.cfg);
+            s.train = Some(train);
+        })?;
+        Ok(())
+    }
+}
+
+/// The checkpoint to evaluate or sample from: `--checkpoint` or the run's newest.
+fn checkpoint_source(cfg: &ExperimentConfig, explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        anyhow::ensure!(p.exists(), "checkpoint {} does not exist", p.display());
+        return Ok(p);
+    }
+    let dir = cfg.run.out_dir();
+    RunDir::open(&dir)?.checkpoints().latest().with_context(|| {
+        format!("{} holds no checkpoint: run `cogrpo pretrain` with this config first", dir.display())
+    })
+}
+
+fn load_inference_model<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    source: &Path,
+    device: &B::Device,
+) -> anyhow::Result<mdm::Denoiser<B>> {
+    let d = tasks::denoiser_config(cfg, task);
+    checkpoint::load_model::<B>(source, &d, device)
+        .with_context(|| format!("cannot load the model from {}", source.display()))
+}
+
+struct Eval {
+    cfg: ExperimentConfig,
+    checkpoint: Option<PathBuf>,
+}
+
+impl Job for Eval {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let task = tasks::build(&self.cfg)?;
+        let source = checkpoint_source(&self.cfg, self.checkpoint)?;
+        let model = load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
+        evaluate_and_report(&self.cfg, task.as_ref(), &model, &device, "eval")
+    }
+}
+
+fn evaluate_and_report<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    model: &mdm::Denoiser<B>,
+    device: &B::Device,
+    command: &str,
+) -> anyhow::Result<()> {
+    let run = RunDir::create(&cfg.run.out_dir())?;
+    let mut log = Scalars::open(&run.tb_dir())?;
+    let rows = eval::evaluate(cfg, task, model, device, &mut log);
+    log.close();
+    let rows = rows?;
+    if rows.is_empty() {
+        eprintln!("nothing to evaluate: set eval.samplers and eval.steps, or eval.nll_samples");
+    }
+    print!("{}", eval::table(&rows));
+    run.update_summary(|s| {
+        set_header(s, command, task, cfg);
+        s.eval = rows;
+    })?;
+    Ok(())
+}
+
+struct SampleJob {
+    cfg: ExperimentConfig,
+    checkpoint: Option<PathBuf>,
+    prompts: Vec<String>,
+    n: usize,
+}
+
+impl Job for SampleJob {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let task = tasks::build(&self.cfg)?;
+        let source = checkpoint_source(&self.cfg, self.checkpoint)?;
+        let model = load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
+        let sampler = self.cfg.sample_sampler(task.layout().answer_len);
+        let (out, stats) =
+            sample::sample(task.as_ref(), &model, &device, &sampler, &self.prompts, self.n, self.cfg.run.seed)?;
+        eprintln!("# {} ({} steps, {:.1} NFE per sample)", sampler.label(), sampler.steps, stats.mean_nfe());
+        for (i, c) in out.iter().enumerate() {
+            if task.layout().prompt_len > 0 {
+                println!("{} -> {}", c.prompt, c.completion);
+            } else {
+                println!("--- sample {} ---\n{}{}", i + 1, c.prompt, c.completion);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RunAll {
+    cfg: ExperimentConfig,
+}
+
+impl Job for RunAll {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let task = tasks::build(cfg)?;
+        let run = RunDir::create(&cfg.run.out_dir())?;
+        let resume = match run.checkpoints().latest() {
+            None => false,
+            Some(dir) => {
+                let previous = std::fs::read_to_string(dir.join("config.toml"))
+                    .ok()
+                    .and_then(|t| toml::from_str::<ExperimentConfig>(&t).ok());
+                match previous {
+                    Some(prev) if same_training(&prev, cfg) => true,
+                    _ => bail!(
+                        "{} holds checkpoint {} from a different training config; set another \
+                         run.out_dir or remove it (nothing was overwritten)",
+                        run.path().display(),
+                        dir.display()
+                    ),
+                }
+            }
+        };
+        let state: Option<TrainState> =
+            run.checkpoints().latest().and_then(|d| checkpoint::read_state(&d).ok());
+        if state.as_ref().is_some_and(|s| s.step >= cfg.pretrain.steps) {
+            eprintln!("reusing the finished pre-training in {}", run.path().display());
+        } else {
+            Pretrain { cfg: cfg.clone(), resume }.run::<B>(device.clone())?;
+        }
+        let source = checkpoint_source(cfg, None)?;
+        let model = load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
+        evaluate_and_report(cfg, task.as_ref(), &model, &device, "run")
+    }
+}
+
+/// Whether a checkpoint written under `prev` is a (partial) run of `cfg`.
+fn same_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
+    prev.task == cfg.task && prev.model == cfg.model && prev.pretrain == cfg.pretrain && prev.run.seed == cfg.run.seed
+}
+
+struct Bench {
+    cfg: ExperimentConfig,
+    batch: usize,
+    train_steps: usize,
+    steps: Vec<usize>,
+}
+
+impl Job for Bench {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let task = tasks::build(&self.cfg)?;
+        let d = tasks::denoiser_config(&self.cfg, task.as_ref());
+        println!(
+            "# {} on {:?}: {} parameters, sequence {} (answer {}), vocabulary {}",
+            task.name(),
+            device,
+            d.num_params(),
+            d.max_len,
+            task.layout().answer_len,
+            d.vocab_size
+        );
+        println!("{}", bench::header());
+        let steps = if self.steps.is_empty() { self.cfg.eval.steps.clone() } else { self.steps };
+        let opts = BenchOptions { train_steps: self.train_steps, sample_batch: self.batch, sampler_steps: steps };
+        bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| println!("{}", bench::format_row(r)))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! `cogrpo`: pre-train masked diffusion models, sample from them, evaluate.
+//!
+//! Every command reads one experiment file (`--config`), takes repeated
+//! `--set key=value` overrides, and writes into the run's output directory.
+
+mod backend;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cogrpo_train::config::{ConfigError, DeviceKind};
+
+#[derive(Parser)]
+#[command(
+    name = "cogrpo",
+    version,
+    about = "Masked diffusion models: pre-training, exact and fast samplers, evaluation",
+    after_help = "Examples:
+  cogrpo run --config experiments/sudoku4.toml
+  cogrpo pretrain --config experiments/text.toml --set pretrain.steps=500
+  cogrpo eval --config experiments/sudoku4.toml --set eval.steps=[1,2,4,8,16]
+  cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 3
+  cogrpo check --config experiments/smoke/sudoku4.toml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pre-train the denoiser (diffusion ELBO / conditional loss).
+    #[command(after_help = "Example:\n  cogrpo pretrain --config experiments/sudoku4.toml\n  \
+        cogrpo pretrain --config experiments/sudoku4.toml --resume   # continue a stopped run")]
+    Pretrain {
+        #[command(flatten)]
+        common: Common,
+        /// Continue from the newest checkpoint in the run directory.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Evaluate a checkpoint on the held-out split (sampler sweep, ELBO).
+    #[command(after_help = "Example:\n  cogrpo eval --config experiments/sudoku4.toml --set eval.max_examples=100")]
+    Eval {
+        #[command(flatten)]
+        common: Common,
+        /// A checkpoint directory or .safetensors file (default: the run's newest).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print completions of prompts.
+    #[command(after_help = "Examples:\n  cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 2\n  \
+        cogrpo sample --config experiments/sudoku4.toml --prompt 3102200002100320 \\\n    \
+        --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0")]
+    Sample {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Text fixed at the start of the sequence (repeatable).
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// Samples per prompt (or unconditional samples without prompts).
+        #[arg(short = 'n', long, default_value_t = 1)]
+        n: usize,
+    },
+    /// Pre-train if needed, then evaluate: the whole experiment.
+    #[command(after_help = "Example:\n  cogrpo run --config experiments/sudoku4.toml")]
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Validate a config (and its data files) without running anything.
+    #[command(after_help = "Example:\n  cogrpo check --config experiments/text.toml --set model.n_heads=3")]
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Measure training, forward and sampling throughput.
+    #[command(after_help = "Example:\n  cogrpo bench --config experiments/sudoku4.toml --batch 64")]
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Rows per sampling batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Training steps timed (after one warm-up step).
+        #[arg(long, default_value_t = 5)]
+        train_steps: usize,
+        /// Sampler step counts (default: eval.steps, else the answer length).
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<usize>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Experiment file (TOML).
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Override a config key, e.g. `--set pretrain.steps=100` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Backend: cpu (default) or cuda (needs a build with `--features cuda`).
+    #[arg(long, value_enum)]
+    device: Option<DeviceArg>,
+    /// Overrides run.seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+impl Common {
+    /// The config with `--set`, `--seed` and `--device` applied, in that order.
+    fn load(&self) -> Result<cogrpo_train::config::ExperimentConfig, ConfigError> {
+        let mut sets = self.sets.clone();
+        if let Some(seed) = self.seed {
+            sets.push(format!("run.seed={seed}"));
+        }
+        if let Some(d) = self.device {
+            let kind = match d {
+                DeviceArg::Cpu => DeviceKind::Cpu,
+                DeviceArg::Cuda => DeviceKind::Cuda,
+            };
+            sets.push(format!("run.device={}", if kind == DeviceKind::Cpu { "\"cpu\"" } else { "\"cuda\"" }));
+        }
+        cogrpo_train::config::load(&self.config, &sets)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
+}
