@@ -20,7 +20,9 @@ pub fn dispatch(kind: DeviceKind, job: impl Job) -> anyhow::Result<()> {
 
 #[cfg(feature = "cuda")]
 fn cuda(job: impl Job) -> anyhow::Result<()> {
-    job.run::<burn::backend::Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::default())
+    job.run::<burn::backend::Autodiff<burn::backend::Cuda>>(
+        burn::backend::cuda::CudaDevice::default(),
+    )
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -27,19 +27,48 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let cfg = common.load()?;
             dispatch(cfg.run.device, Eval { cfg, checkpoint })
         }
-        Command::Sample { common, checkpoint, prompts, n } => {
+        Command::Sample {
+            common,
+            checkpoint,
+            prompts,
+            n,
+        } => {
             let cfg = common.load()?;
             anyhow::ensure!(n > 0, "-n must be at least 1");
-            dispatch(cfg.run.device, SampleJob { cfg, checkpoint, prompts, n })
+            dispatch(
+                cfg.run.device,
+                SampleJob {
+                    cfg,
+                    checkpoint,
+                    prompts,
+                    n,
+                },
+            )
         }
         Command::Run { common } => {
             let cfg = common.load()?;
             dispatch(cfg.run.device, RunAll { cfg })
         }
-        Command::Bench { common, batch, train_steps, steps } => {
+        Command::Bench {
+            common,
+            batch,
+            train_steps,
+            steps,
+        } => {
             let cfg = common.load()?;
-            anyhow::ensure!(batch > 0 && train_steps > 0, "--batch and --train-steps must be at least 1");
-            dispatch(cfg.run.device, Bench { cfg, batch, train_steps, steps })
+            anyhow::ensure!(
+                batch > 0 && train_steps > 0,
+                "--batch and --train-steps must be at least 1"
+            );
+            dispatch(
+                cfg.run.device,
+                Bench {
+                    cfg,
+                    batch,
+                    train_steps,
+                    steps,
+                },
+            )
         }
     }
 }
@@ -77,7 +106,11 @@ fn check(common: &Common) -> anyhow::Result<()> {
         "  eval      {} sampler(s) x steps {:?}{}",
         cfg.eval.samplers.len(),
         cfg.eval.steps,
-        if cfg.eval.nll_samples > 0 { format!(", ELBO with {} samples", cfg.eval.nll_samples) } else { String::new() }
+        if cfg.eval.nll_samples > 0 {
+            format!(", ELBO with {} samples", cfg.eval.nll_samples)
+        } else {
+            String::new()
+        }
     );
     println!("  output    {}", cfg.run.out_dir().display());
     Ok(())
@@ -85,7 +118,11 @@ fn check(common: &Common) -> anyhow::Result<()> {
 
 fn model_summary(task: &dyn Task, cfg: &ExperimentConfig) -> ModelSummary {
     let d = tasks::denoiser_config(cfg, task);
-    ModelSummary { params: d.num_params(), vocab_size: d.vocab_size, seq_len: d.max_len }
+    ModelSummary {
+        params: d.num_params(),
+        vocab_size: d.vocab_size,
+        seq_len: d.max_len,
+    }
 }
 
 fn set_header(s: &mut Summary, command: &str, task: &dyn Task, cfg: &ExperimentConfig) {
@@ -104,7 +141,14 @@ impl Job for Pretrain {
         let task = tasks::build(&self.cfg)?;
         let run = RunDir::create(&self.cfg.run.out_dir())?;
         let mut log = Scalars::open(&run.tb_dir())?;
-        let result = pretrain::pretrain::<B>(&self.cfg, task.as_ref(), &run, &device, self.resume, &mut log);
+        let result = pretrain::pretrain::<B>(
+            &self.cfg,
+            task.as_ref(),
+            &run,
+            &device,
+            self.resume,
+            &mut log,
+        );
         log.close();
         let train = result?;
         println!(
@@ -131,7 +175,10 @@ fn checkpoint_source(cfg: &ExperimentConfig, explicit: Option<PathBuf>) -> anyho
     }
     let dir = cfg.run.out_dir();
     RunDir::open(&dir)?.checkpoints().latest().with_context(|| {
-        format!("{} holds no checkpoint: run `cogrpo pretrain` with this config first", dir.display())
+        format!(
+            "{} holds no checkpoint: run `cogrpo pretrain` with this config first",
+            dir.display()
+        )
     })
 }
 
@@ -155,7 +202,8 @@ impl Job for Eval {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let source = checkpoint_source(&self.cfg, self.checkpoint)?;
-        let model = load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
+        let model =
+            load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
         evaluate_and_report(&self.cfg, task.as_ref(), &model, &device, "eval")
     }
 }
@@ -194,11 +242,24 @@ impl Job for SampleJob {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let source = checkpoint_source(&self.cfg, self.checkpoint)?;
-        let model = load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
+        let model =
+            load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
         let sampler = self.cfg.sample_sampler(task.layout().answer_len);
-        let (out, stats) =
-            sample::sample(task.as_ref(), &model, &device, &sampler, &self.prompts, self.n, self.cfg.run.seed)?;
-        eprintln!("# {} ({} steps, {:.1} NFE per sample)", sampler.label(), sampler.steps, stats.mean_nfe());
+        let (out, stats) = sample::sample(
+            task.as_ref(),
+            &model,
+            &device,
+            &sampler,
+            &self.prompts,
+            self.n,
+            self.cfg.run.seed,
+        )?;
+        eprintln!(
+            "# {} ({} steps, {:.1} NFE per sample)",
+            sampler.label(),
+            sampler.steps,
+            stats.mean_nfe()
+        );
         for (i, c) in out.iter().enumerate() {
             if task.layout().prompt_len > 0 {
                 println!("{} -> {}", c.prompt, c.completion);
@@ -236,12 +297,21 @@ impl Job for RunAll {
                 }
             }
         };
-        let state: Option<TrainState> =
-            run.checkpoints().latest().and_then(|d| checkpoint::read_state(&d).ok());
+        let state: Option<TrainState> = run
+            .checkpoints()
+            .latest()
+            .and_then(|d| checkpoint::read_state(&d).ok());
         if state.as_ref().is_some_and(|s| s.step >= cfg.pretrain.steps) {
-            eprintln!("reusing the finished pre-training in {}", run.path().display());
+            eprintln!(
+                "reusing the finished pre-training in {}",
+                run.path().display()
+            );
         } else {
-            Pretrain { cfg: cfg.clone(), resume }.run::<B>(device.clone())?;
+            Pretrain {
+                cfg: cfg.clone(),
+                resume,
+            }
+            .run::<B>(device.clone())?;
         }
         let source = checkpoint_source(cfg, None)?;
         let model = load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
@@ -251,7 +321,10 @@ impl Job for RunAll {
 
 /// Whether a checkpoint written under `prev` is a (partial) run of `cfg`.
 fn same_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
-    prev.task == cfg.task && prev.model == cfg.model && prev.pretrain == cfg.pretrain && prev.run.seed == cfg.run.seed
+    prev.task == cfg.task
+        && prev.model == cfg.model
+        && prev.pretrain == cfg.pretrain
+        && prev.run.seed == cfg.run.seed
 }
 
 struct Bench {
@@ -275,9 +348,19 @@ impl Job for Bench {
             d.vocab_size
         );
         println!("{}", bench::header());
-        let steps = if self.steps.is_empty() { self.cfg.eval.steps.clone() } else { self.steps };
-        let opts = BenchOptions { train_steps: self.train_steps, sample_batch: self.batch, sampler_steps: steps };
-        bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| println!("{}", bench::format_row(r)))?;
+        let steps = if self.steps.is_empty() {
+            self.cfg.eval.steps.clone()
+        } else {
+            self.steps
+        };
+        let opts = BenchOptions {
+            train_steps: self.train_steps,
+            sample_batch: self.batch,
+            sampler_steps: steps,
+        };
+        bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| {
+            println!("{}", bench::format_row(r))
+        })?;
         Ok(())
     }
 }

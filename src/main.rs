@@ -32,8 +32,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pre-train the denoiser (diffusion ELBO / conditional loss).
-    #[command(after_help = "Example:\n  cogrpo pretrain --config experiments/sudoku4.toml\n  \
-        cogrpo pretrain --config experiments/sudoku4.toml --resume   # continue a stopped run")]
+    #[command(
+        after_help = "Example:\n  cogrpo pretrain --config experiments/sudoku4.toml\n  \
+        cogrpo pretrain --config experiments/sudoku4.toml --resume   # continue a stopped run"
+    )]
     Pretrain {
         #[command(flatten)]
         common: Common,
@@ -42,7 +44,9 @@ enum Command {
         resume: bool,
     },
     /// Evaluate a checkpoint on the held-out split (sampler sweep, ELBO).
-    #[command(after_help = "Example:\n  cogrpo eval --config experiments/sudoku4.toml --set eval.max_examples=100")]
+    #[command(
+        after_help = "Example:\n  cogrpo eval --config experiments/sudoku4.toml --set eval.max_examples=100"
+    )]
     Eval {
         #[command(flatten)]
         common: Common,
@@ -51,9 +55,11 @@ enum Command {
         checkpoint: Option<PathBuf>,
     },
     /// Print completions of prompts.
-    #[command(after_help = "Examples:\n  cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 2\n  \
+    #[command(
+        after_help = "Examples:\n  cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 2\n  \
         cogrpo sample --config experiments/sudoku4.toml --prompt 3102200002100320 \\\n    \
-        --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0")]
+        --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0"
+    )]
     Sample {
         #[command(flatten)]
         common: Common,
@@ -73,7 +79,9 @@ enum Command {
         common: Common,
     },
     /// Validate a config (and its data files) without running anything.
-    #[command(after_help = "Example:\n  cogrpo check --config experiments/text.toml --set model.n_heads=3")]
+    #[command(
+        after_help = "Example:\n  cogrpo check --config experiments/text.toml --set model.n_heads=3"
+    )]
     Check {
         #[command(flatten)]
         common: Common,
@@ -129,7 +137,14 @@ impl Common {
                 DeviceArg::Cpu => DeviceKind::Cpu,
                 DeviceArg::Cuda => DeviceKind::Cuda,
             };
-            sets.push(format!("run.device={}", if kind == DeviceKind::Cpu { "\"cpu\"" } else { "\"cuda\"" }));
+            sets.push(format!(
+                "run.device={}",
+                if kind == DeviceKind::Cpu {
+                    "\"cpu\""
+                } else {
+                    "\"cuda\""
+                }
+            ));
         }
         cogrpo_train::config::load(&self.config, &sets)
     }
@@ -141,7 +156,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConfigError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

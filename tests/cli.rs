@@ -12,7 +12,11 @@ fn cogrpo(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn out_dir(tmp: &tempfile::TempDir, name: &str) -> PathBuf {
@@ -48,18 +52,44 @@ fn every_experiment_config_checks() {
 
 #[test]
 fn config_errors_name_the_key_and_exit_with_2() {
-    let o = cogrpo(&["check", "-c", "experiments/smoke/sudoku4.toml", "--set", "model.d_modl=3"]);
+    let o = cogrpo(&[
+        "check",
+        "-c",
+        "experiments/smoke/sudoku4.toml",
+        "--set",
+        "model.d_modl=3",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("model.d_modl"), "{}", text(&o));
-    let o = cogrpo(&["pretrain", "-c", "experiments/smoke/sudoku4.toml", "--set", "pretrain.batch_size=0"]);
+    let o = cogrpo(&[
+        "pretrain",
+        "-c",
+        "experiments/smoke/sudoku4.toml",
+        "--set",
+        "pretrain.batch_size=0",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("`pretrain.batch_size`: must be at least 1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("`pretrain.batch_size`: must be at least 1"),
+        "{}",
+        text(&o)
+    );
     let o = cogrpo(&["check", "-c", "experiments/does-not-exist.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("does-not-exist.toml"), "{}", text(&o));
-    let o = cogrpo(&["check", "-c", "experiments/smoke/sudoku4.toml", "--set", "task.data_dir=/nope"]);
+    let o = cogrpo(&[
+        "check",
+        "-c",
+        "experiments/smoke/sudoku4.toml",
+        "--set",
+        "task.data_dir=/nope",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("/nope") && text(&o).contains("task.data_dir"), "{}", text(&o));
+    assert!(
+        text(&o).contains("/nope") && text(&o).contains("task.data_dir"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -76,24 +106,58 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
     assert!(s["train"]["final_loss"].as_f64().unwrap().is_finite());
     assert!(s["train"]["wall_s"].as_f64().unwrap() > 0.0);
     assert!(dir.join("config.toml").is_file());
-    assert!(dir.join("checkpoints/step-00000006/model.safetensors").is_file());
-    assert!(dir.join("checkpoints/step-00000003/optimizer.mpk").is_file());
-    let events: Vec<_> = std::fs::read_dir(dir.join("tb")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(events.iter().any(|p| std::fs::metadata(p).unwrap().len() > 100), "{events:?}");
+    assert!(
+        dir.join("checkpoints/step-00000006/model.safetensors")
+            .is_file()
+    );
+    assert!(
+        dir.join("checkpoints/step-00000003/optimizer.mpk")
+            .is_file()
+    );
+    let events: Vec<_> = std::fs::read_dir(dir.join("tb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|p| std::fs::metadata(p).unwrap().len() > 100),
+        "{events:?}"
+    );
 
     // A second pretrain without --resume refuses and keeps the checkpoint.
     let o = cogrpo(&["pretrain", "-c", cfg, "--set", &set_out(&dir)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--resume"), "{}", text(&o));
-    assert!(dir.join("checkpoints/step-00000006/model.safetensors").is_file());
+    assert!(
+        dir.join("checkpoints/step-00000006/model.safetensors")
+            .is_file()
+    );
 
     // Resume with more steps continues from step 6.
-    let o = cogrpo(&["pretrain", "-c", cfg, "--set", &set_out(&dir), "--set", "pretrain.steps=8", "--resume"]);
+    let o = cogrpo(&[
+        "pretrain",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--set",
+        "pretrain.steps=8",
+        "--resume",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("at step 6"), "{}", text(&o));
     assert_eq!(summary(&dir)["train"]["steps"], 8);
 
-    let o = cogrpo(&["eval", "-c", cfg, "--set", &set_out(&dir), "--set", "pretrain.steps=8"]);
+    let o = cogrpo(&[
+        "eval",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--set",
+        "pretrain.steps=8",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let s = summary(&dir);
     assert_eq!(s["command"], "eval");
@@ -108,21 +172,45 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
     }
     let solved16 = rows
         .iter()
-        .find(|r| r["sampler"] == "confidence(temp=0)" && r["steps"] == 16 && r["metric"] == "solved")
+        .find(|r| {
+            r["sampler"] == "confidence(temp=0)" && r["steps"] == 16 && r["metric"] == "solved"
+        })
         .unwrap();
     assert_eq!(solved16["n"], 40);
     assert_eq!(solved16["nfe"], 16.0);
     assert!(text(&o).contains("d1_cell_accuracy"));
 
     let o = cogrpo(&[
-        "sample", "-c", cfg, "--set", &set_out(&dir), "--set", "pretrain.steps=8",
-        "--prompt", "3102200002100320", "-n", "2",
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--set",
+        "pretrain.steps=8",
+        "--prompt",
+        "3102200002100320",
+        "-n",
+        "2",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines.iter().all(|l| l.starts_with("3102200002100320 -> ") && l.len() == 36), "{lines:?}");
-    let o = cogrpo(&["sample", "-c", cfg, "--set", &set_out(&dir), "--prompt", "31x2"]);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("3102200002100320 -> ") && l.len() == 36),
+        "{lines:?}"
+    );
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--prompt",
+        "31x2",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("31x2"), "{}", text(&o));
 }
@@ -143,8 +231,22 @@ fn text_smoke_run_reports_bits_per_token_and_samples() {
     assert!(bits > 3.0 && bits < 8.0, "{bits}");
     // `run` again reuses the finished pre-training.
     let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success() && text(&o).contains("reusing"), "{}", text(&o));
-    let o = cogrpo(&["sample", "-c", cfg, "--set", &set_out(&dir), "--prompt", "ROMEO:", "-n", "1"]);
+    assert!(
+        o.status.success() && text(&o).contains("reusing"),
+        "{}",
+        text(&o)
+    );
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--prompt",
+        "ROMEO:",
+        "-n",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("ROMEO:"), "{out}");
@@ -157,8 +259,13 @@ fn cuda_without_the_feature_is_a_clear_error() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let o = cogrpo(&[
-        "pretrain", "-c", "experiments/smoke/sudoku4.toml", "--device", "cuda",
-        "--set", &set_out(&out_dir(&tmp, "c")),
+        "pretrain",
+        "-c",
+        "experiments/smoke/sudoku4.toml",
+        "--device",
+        "cuda",
+        "--set",
+        &set_out(&out_dir(&tmp, "c")),
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--features cuda"), "{}", text(&o));

@@ -20,7 +20,13 @@ pub struct Canvas {
 impl Canvas {
     /// An empty canvas whose rows have `len` positions.
     pub fn new(len: usize, mask_id: u32) -> Self {
-        Self { len, mask_id, tokens: Vec::new(), prompt_len: Vec::new(), keys: Vec::new() }
+        Self {
+            len,
+            mask_id,
+            tokens: Vec::new(),
+            prompt_len: Vec::new(),
+            keys: Vec::new(),
+        }
     }
 
     /// Adds a row: `prompt` fixed at the start, the rest masked.
@@ -39,7 +45,8 @@ impl Canvas {
             )));
         }
         self.tokens.extend_from_slice(prompt);
-        self.tokens.extend(std::iter::repeat_n(self.mask_id, self.len - prompt.len()));
+        self.tokens
+            .extend(std::iter::repeat_n(self.mask_id, self.len - prompt.len()));
         self.prompt_len.push(prompt.len());
         self.keys.push(key);
         Ok(())
@@ -103,7 +110,12 @@ impl Canvas {
 
     pub fn masked_positions(&self, r: usize) -> Vec<usize> {
         let mask = self.mask_id;
-        self.row(r).iter().enumerate().filter(|(_, t)| **t == mask).map(|(i, _)| i).collect()
+        self.row(r)
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == mask)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     pub fn n_masked(&self, r: usize) -> usize {
@@ -117,9 +129,15 @@ impl Canvas {
     /// Reveals `token` at a masked position. Panics on a revealed position or
     /// a mask token: both are sampler bugs, not user input.
     pub fn reveal(&mut self, r: usize, pos: usize, token: u32) {
-        assert!(token < self.mask_id, "revealing the mask token at row {r} position {pos}");
+        assert!(
+            token < self.mask_id,
+            "revealing the mask token at row {r} position {pos}"
+        );
         let slot = &mut self.tokens[r * self.len + pos];
-        assert_eq!(*slot, self.mask_id, "row {r} position {pos} is already revealed");
+        assert_eq!(
+            *slot, self.mask_id,
+            "row {r} position {pos} is already revealed"
+        );
         *slot = token;
     }
 

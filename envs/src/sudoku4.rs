@@ -88,12 +88,20 @@ pub fn valid_grids() -> Vec<Grid> {
 pub fn parse_grid(text: &str) -> Result<Grid, String> {
     let bytes = text.as_bytes();
     if bytes.len() != CELLS {
-        return Err(format!("expected 16 digits, found {:?} ({} characters)", text, bytes.len()));
+        return Err(format!(
+            "expected 16 digits, found {:?} ({} characters)",
+            text,
+            bytes.len()
+        ));
     }
     let mut grid = [0u8; CELLS];
     for (i, &b) in bytes.iter().enumerate() {
         if !(b'0'..=b'4').contains(&b) {
-            return Err(format!("{:?}: character {} is not a digit 0-4", text, i + 1));
+            return Err(format!(
+                "{:?}: character {} is not a digit 0-4",
+                text,
+                i + 1
+            ));
         }
         grid[i] = b - b'0';
     }
@@ -130,8 +138,10 @@ impl Sudoku4 {
     /// `data_seed` fixes the training-puzzle generator.
     pub fn load(data_dir: &Path, data_seed: u64) -> Result<Self, TaskError> {
         let path = data_dir.join(TEST_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| TaskError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let test = parse_test_csv(&text, &path)?;
         let test_puzzles = test
             .iter()
@@ -166,10 +176,13 @@ fn parse_test_csv(text: &str, path: &Path) -> Result<Vec<Example>, TaskError> {
     match lines.next() {
         Some((_, "Puzzle,Solution")) => {}
         other => {
-            return Err(err(1, format!(
-                "expected the header `Puzzle,Solution`, found {:?}",
-                other.map(|(_, l)| l).unwrap_or("")
-            )));
+            return Err(err(
+                1,
+                format!(
+                    "expected the header `Puzzle,Solution`, found {:?}",
+                    other.map(|(_, l)| l).unwrap_or("")
+                ),
+            ));
         }
     }
     let mut out = Vec::new();
@@ -207,7 +220,10 @@ impl Task for Sudoku4 {
     }
 
     fn layout(&self) -> Layout {
-        Layout { prompt_len: CELLS, answer_len: CELLS }
+        Layout {
+            prompt_len: CELLS,
+            answer_len: CELLS,
+        }
     }
 
     fn train_example(&self, index: u64) -> Example {
@@ -273,14 +289,24 @@ mod tests {
         let task = Sudoku4::load(&data_dir(), 0).unwrap();
         let test = task.test_examples();
         assert_eq!(test.len(), 500);
-        assert_eq!(grid_text(&grid_from_tokens(&test[0].prompt).unwrap()), "3102200002100320");
-        assert!(test.iter().all(|e| e.prompt.iter().filter(|&&t| t == 0).count() == BLANKS));
+        assert_eq!(
+            grid_text(&grid_from_tokens(&test[0].prompt).unwrap()),
+            "3102200002100320"
+        );
+        assert!(
+            test.iter()
+                .all(|e| e.prompt.iter().filter(|&&t| t == 0).count() == BLANKS)
+        );
     }
 
     #[test]
     fn training_puzzles_are_deterministic_valid_and_disjoint_from_test() {
         let task = Sudoku4::load(&data_dir(), 0).unwrap();
-        let test: HashSet<Vec<u32>> = task.test_examples().iter().map(|e| e.prompt.clone()).collect();
+        let test: HashSet<Vec<u32>> = task
+            .test_examples()
+            .iter()
+            .map(|e| e.prompt.clone())
+            .collect();
         for i in 0..5000 {
             let ex = task.train_example(i);
             assert_eq!(ex, task.train_example(i));
@@ -295,9 +321,12 @@ mod tests {
     #[test]
     fn bad_csv_names_the_line() {
         let p = Path::new("x.csv");
-        let e = parse_test_csv("Puzzle,Solution\n3102200002100320,3142243142131324\n12,3\n", p)
-            .unwrap_err()
-            .to_string();
+        let e = parse_test_csv(
+            "Puzzle,Solution\n3102200002100320,3142243142131324\n12,3\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("x.csv:3:"), "{e}");
         let e = parse_test_csv("P,S\n", p).unwrap_err().to_string();
         assert!(e.contains("header"), "{e}");

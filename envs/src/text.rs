@@ -29,8 +29,10 @@ impl TextTask {
     /// Loads `data_dir/tinyshakespeare/input.txt`.
     pub fn load(data_dir: &Path, seq_len: usize, holdout_fraction: f64) -> Result<Self, TaskError> {
         let path = data_dir.join(CORPUS_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| TaskError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Self::from_text(&text, seq_len, holdout_fraction)
             .map_err(|e| TaskError::Invalid(format!("{}: {e}", path.display())))
     }
@@ -65,7 +67,12 @@ impl TextTask {
                 metadata: json!({"offset": split + i * seq_len}),
             })
             .collect();
-        Ok(Self { vocab, train: train.to_vec(), test, seq_len })
+        Ok(Self {
+            vocab,
+            train: train.to_vec(),
+            test,
+            seq_len,
+        })
     }
 }
 
@@ -79,7 +86,10 @@ impl Task for TextTask {
     }
 
     fn layout(&self) -> Layout {
-        Layout { prompt_len: 0, answer_len: self.seq_len }
+        Layout {
+            prompt_len: 0,
+            answer_len: self.seq_len,
+        }
     }
 
     fn train_example(&self, index: u64) -> Example {
@@ -116,7 +126,9 @@ mod tests {
 
     #[test]
     fn splits_and_windows() {
-        let text: String = (0..1000).map(|i| char::from(b'a' + (i % 7) as u8)).collect();
+        let text: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 7) as u8))
+            .collect();
         let t = TextTask::from_text(&text, 32, 0.1).unwrap();
         assert_eq!(t.vocab().len(), 7);
         assert_eq!(t.test_examples().len(), 100 / 32);

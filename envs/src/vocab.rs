@@ -60,19 +60,20 @@ impl Vocab {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TaskError> {
         match self {
             Vocab::Bytes => Ok(text.bytes().map(u32::from).collect()),
-            Vocab::Chars { symbols } => text
-                .chars()
-                .enumerate()
-                .map(|(pos, c)| {
-                    symbols.iter().position(|s| *s == c).map(|i| i as u32).ok_or_else(|| {
+            Vocab::Chars { symbols } => {
+                text.chars()
+                    .enumerate()
+                    .map(|(pos, c)| {
+                        symbols.iter().position(|s| *s == c).map(|i| i as u32).ok_or_else(|| {
                         TaskError::Invalid(format!(
                             "character {c:?} at position {pos} is not in the task's vocabulary \
                              ({} symbols)",
                             symbols.len()
                         ))
                     })
-                })
-                .collect(),
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -84,7 +85,13 @@ impl Vocab {
             Vocab::Bytes => {
                 let bytes: Vec<u8> = ids
                     .iter()
-                    .map(|&i| if i == mask { b'_' } else { u8::try_from(i).unwrap_or(b'?') })
+                    .map(|&i| {
+                        if i == mask {
+                            b'_'
+                        } else {
+                            u8::try_from(i).unwrap_or(b'?')
+                        }
+                    })
                     .collect();
                 String::from_utf8_lossy(&bytes).into_owned()
             }

@@ -50,7 +50,11 @@ impl Verifier for D1CellAccuracy {
         }
         let right = blanks
             .iter()
-            .filter(|&&c| completion.get(c).is_some_and(|&t| t == u32::from(solution[c])))
+            .filter(|&&c| {
+                completion
+                    .get(c)
+                    .is_some_and(|&t| t == u32::from(solution[c]))
+            })
             .count();
         Some(right as f64 / blanks.len() as f64)
     }
@@ -120,7 +124,10 @@ mod tests {
     #[test]
     fn d1_counts_blank_cells_equal_to_the_stored_solution() {
         let ex = example("3102200002100320", "3142243142131324");
-        assert_eq!(D1CellAccuracy.score(&ex, &tokens("3142243142131324")), Some(1.0));
+        assert_eq!(
+            D1CellAccuracy.score(&ex, &tokens("3142243142131324")),
+            Some(1.0)
+        );
         let mut wrong = tokens("3142243142131324");
         wrong[2] = 1; // a blank cell
         wrong[0] = 1; // a given cell: not scored
@@ -147,7 +154,12 @@ mod tests {
 
     #[test]
     fn missing_metadata_is_not_applicable() {
-        let ex = Example { id: 0, prompt: vec![], answer: vec![], metadata: json!({}) };
+        let ex = Example {
+            id: 0,
+            prompt: vec![],
+            answer: vec![],
+            metadata: json!({}),
+        };
         assert_eq!(Solved.score(&ex, &[1; 16]), None);
     }
 }

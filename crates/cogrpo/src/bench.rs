@@ -66,7 +66,13 @@ pub fn bench<B: AutodiffBackend>(
             (ex.prompt.into_iter().chain(ex.answer).collect(), p)
         })
         .collect();
-    let rows_in: Vec<CleanRow> = seqs.iter().map(|(t, p)| CleanRow { tokens: t, prompt_len: *p }).collect();
+    let rows_in: Vec<CleanRow> = seqs
+        .iter()
+        .map(|(t, p)| CleanRow {
+            tokens: t,
+            prompt_len: *p,
+        })
+        .collect();
     let threads = cfg.run.threads;
     let mut time_train = |model: Denoiser<B>, n: usize| {
         let start = Instant::now();
@@ -77,7 +83,13 @@ pub fn bench<B: AutodiffBackend>(
             let (_, grads) = loss_and_grads(&model, &b, 1.0, threads, device);
             model = optim.step(1e-4, model, grads);
         }
-        let _: f32 = model.clone().valid().forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device)).sum().into_scalar().elem();
+        let _: f32 = model
+            .clone()
+            .valid()
+            .forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device))
+            .sum()
+            .into_scalar()
+            .elem();
         (model, start.elapsed().as_secs_f64())
     };
     let (m, _) = time_train(model, 1);
@@ -95,12 +107,24 @@ pub fn bench<B: AutodiffBackend>(
     // Inference forward.
     let infer = model.valid();
     let b = opts.sample_batch;
-    let input = || Denoiser::<B::InnerBackend>::input(&vec![dcfg.mask_id(); b * seq_len], b, seq_len, device);
-    let _: Vec<f32> = infer.forward(input()).into_data().convert::<f32>().to_vec().unwrap_or_default();
+    let input = || {
+        Denoiser::<B::InnerBackend>::input(&vec![dcfg.mask_id(); b * seq_len], b, seq_len, device)
+    };
+    let _: Vec<f32> = infer
+        .forward(input())
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap_or_default();
     let start = Instant::now();
     let reps = 3;
     for _ in 0..reps {
-        let _: Vec<f32> = infer.forward(input()).into_data().convert::<f32>().to_vec().unwrap_or_default();
+        let _: Vec<f32> = infer
+            .forward(input())
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
     }
     let secs = start.elapsed().as_secs_f64();
     push(BenchRow {
@@ -113,11 +137,21 @@ pub fn bench<B: AutodiffBackend>(
     });
 
     // Samplers: complete answers for `b` prompts.
-    let prompts: Vec<Vec<u32>> = (0..b).map(|i| task.train_example(i as u64).prompt).collect();
+    let prompts: Vec<Vec<u32>> = (0..b)
+        .map(|i| task.train_example(i as u64).prompt)
+        .collect();
     let answer = task.layout().answer_len;
-    let steps = if opts.sampler_steps.is_empty() { vec![answer] } else { opts.sampler_steps.clone() };
+    let steps = if opts.sampler_steps.is_empty() {
+        vec![answer]
+    } else {
+        opts.sampler_steps.clone()
+    };
     let seed = derive_key(&[purpose::SAMPLER, cfg.run.seed]);
-    for kind in [SamplerKind::Ancestral, SamplerKind::FirstHitting, SamplerKind::Confidence] {
+    for kind in [
+        SamplerKind::Ancestral,
+        SamplerKind::FirstHitting,
+        SamplerKind::Confidence,
+    ] {
         for &t in &steps {
             let sampler = SamplerConfig::new(kind, t);
             let run = || -> anyhow::Result<(f64, f64)> {
@@ -145,7 +179,10 @@ pub fn bench<B: AutodiffBackend>(
 }
 
 pub fn header() -> String {
-    format!("{:<16} {:>6} {:>6} {:>12} {:>10} {:>6}", "what", "batch", "steps", "tokens/s", "seconds", "nfe")
+    format!(
+        "{:<16} {:>6} {:>6} {:>12} {:>10} {:>6}",
+        "what", "batch", "steps", "tokens/s", "seconds", "nfe"
+    )
 }
 
 pub fn format_row(r: &BenchRow) -> String {

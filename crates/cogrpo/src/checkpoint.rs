@@ -45,6 +45,12 @@ pub struct TrainState {
     pub wall_s: f64,
     /// Mean loss over the last logging window.
     pub last_loss: f64,
+    /// Sum and count of step losses in the open logging window, so that a
+    /// resumed run reports the same `last_loss` as an uninterrupted one.
+    #[serde(default)]
+    pub window_loss: f64,
+    #[serde(default)]
+    pub window_steps: usize,
     pub denoiser: DenoiserConfig,
 }
 
@@ -81,16 +87,22 @@ impl CheckpointDir {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         let name = format!("step-{:08}", state.step);
-        let partial = self.root.join(format!("{name}.partial-{}", std::process::id()));
+        let partial = self
+            .root
+            .join(format!("{name}.partial-{}", std::process::id()));
         if partial.exists() {
             std::fs::remove_dir_all(&partial)?;
         }
-        std::fs::create_dir(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+        std::fs::create_dir(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
         mdm::weights::save(model, &partial.join("model.safetensors"))?;
         recorder()
             .record(optim.to_record(), partial.join("optimizer"))
             .map_err(|e| anyhow::anyhow!("cannot write the optimizer state: {e}"))?;
-        write_atomic(&partial.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+        write_atomic(
+            &partial.join("state.json"),
+            serde_json::to_string_pretty(state)?.as_bytes(),
+        )?;
         write_atomic(&partial.join("config.toml"), config_toml.as_bytes())?;
         let final_dir = self.root.join(&name);
         if final_dir.exists() {
@@ -109,7 +121,9 @@ impl CheckpointDir {
 
     /// Complete checkpoints, oldest first.
     pub fn list(&self) -> Vec<(usize, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
         let mut out: Vec<(usize, PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -139,7 +153,8 @@ impl CheckpointDir {
     fn prune(&self, keep: usize) -> anyhow::Result<()> {
         let all = self.list();
         for (_, path) in all.iter().take(all.len().saturating_sub(keep)) {
-            std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))?;
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
         }
         Ok(())
     }
@@ -195,6 +210,8 @@ where
 {
     let record = recorder()
         .load(dir.join("optimizer"), device)
-        .map_err(|e| anyhow::anyhow!("cannot read the optimizer state in {}: {e}", dir.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read the optimizer state in {}: {e}", dir.display())
+        })?;
     Ok(optim.load_record(record))
 }

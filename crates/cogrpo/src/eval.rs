@@ -46,7 +46,11 @@ pub fn evaluate<B: Backend>(
     for sampler in cfg.sweep() {
         let r = sweep_point(cfg, task, model, device, &sampler, examples, &verifiers)?;
         for row in &r {
-            log.scalar(&format!("eval/{}/{}", row.sampler, row.metric), row.value, sampler.steps);
+            log.scalar(
+                &format!("eval/{}/{}", row.sampler, row.metric),
+                row.value,
+                sampler.steps,
+            );
         }
         rows.extend(r);
     }
@@ -70,20 +74,33 @@ pub fn sweep_point<B: Backend>(
 ) -> anyhow::Result<Vec<EvalRow>> {
     let start = Instant::now();
     let label = sampler.label();
-    let progress = Progress::new(examples.len() as u64, &format!("{label} T={}", sampler.steps));
+    let progress = Progress::new(
+        examples.len() as u64,
+        &format!("{label} T={}", sampler.steps),
+    );
     let seed = derive_key(&[purpose::SAMPLER, cfg.run.seed, 0x65_76_61_6c]);
     let runner = Sampler::new(model, device, seed);
     // Batches run on worker threads; each row's draws are keyed by its
     // example id, so the numbers do not depend on batching or threads.
     let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
     let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
-        let mut canvas =
-            Canvas::from_examples(chunk, 1, task.layout().seq_len(), model.mask_id(), |ex, _| ex.id)?;
+        let mut canvas = Canvas::from_examples(
+            chunk,
+            1,
+            task.layout().seq_len(),
+            model.mask_id(),
+            |ex, _| ex.id,
+        )?;
         let stats = runner.generate(&mut canvas, sampler)?;
         let scores: Vec<Vec<Option<f64>>> = chunk
             .iter()
             .enumerate()
-            .map(|(r, ex)| verifiers.iter().map(|v| v.score(ex, canvas.answer(r))).collect())
+            .map(|(r, ex)| {
+                verifiers
+                    .iter()
+                    .map(|v| v.score(ex, canvas.answer(r)))
+                    .collect()
+            })
             .collect();
         progress.inc(chunk.len() as u64);
         Ok((stats.nfe.iter().map(|&n| n as f64).sum::<f64>(), scores))
@@ -108,7 +125,11 @@ pub fn sweep_point<B: Backend>(
         .zip(&sums)
         .map(|(v, (sum, n))| format!("{} {:.4}", v.name(), sum / (*n).max(1) as f64))
         .collect();
-    progress.println(&format!("{label} T={}: {} ({wall_s:.1}s)", sampler.steps, scores.join(", ")));
+    progress.println(&format!(
+        "{label} T={}: {} ({wall_s:.1}s)",
+        sampler.steps,
+        scores.join(", ")
+    ));
     Ok(verifiers
         .iter()
         .zip(sums)
@@ -136,16 +157,25 @@ pub fn likelihood<B: Backend>(
     let progress = Progress::new(examples.len() as u64, "elbo");
     let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
     let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
-        let seqs: Vec<Vec<u32>> =
-            chunk.iter().map(|ex| ex.prompt.iter().chain(&ex.answer).copied().collect()).collect();
+        let seqs: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|ex| ex.prompt.iter().chain(&ex.answer).copied().collect())
+            .collect();
         let rows: Vec<CleanRow> = seqs
             .iter()
             .zip(chunk.iter())
-            .map(|(t, ex)| CleanRow { tokens: t, prompt_len: ex.prompt.len() })
+            .map(|(t, ex)| CleanRow {
+                tokens: t,
+                prompt_len: ex.prompt.len(),
+            })
             .collect();
-        let mut rngs: Vec<_> =
-            chunk.iter().map(|ex| stream(&[purpose::LIKELIHOOD, cfg.run.seed, ex.id])).collect();
-        let nats = elbo_nll(model, &rows, k, &mut rngs, device).iter().sum::<f64>();
+        let mut rngs: Vec<_> = chunk
+            .iter()
+            .map(|ex| stream(&[purpose::LIKELIHOOD, cfg.run.seed, ex.id]))
+            .collect();
+        let nats = elbo_nll(model, &rows, k, &mut rngs, device)
+            .iter()
+            .sum::<f64>();
         progress.inc(chunk.len() as u64);
         Ok(nats)
     })?;

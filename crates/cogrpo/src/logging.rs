@@ -20,9 +20,12 @@ impl Scalars {
         // tensorboard-rs panics in its writer thread when it cannot create the
         // file; check that the folder is writable first.
         let probe = dir.join(format!(".write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"").with_context(|| format!("cannot write into {}", dir.display()))?;
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("cannot write into {}", dir.display()))?;
         std::fs::remove_file(&probe).ok();
-        Ok(Self { writer: Some(SummaryWriter::new(dir)) })
+        Ok(Self {
+            writer: Some(SummaryWriter::new(dir)),
+        })
     }
 
     /// A log that records nothing (for tests and benchmarks).

@@ -30,7 +30,10 @@ pub fn learning_rate(cfg: &PretrainConfig, step: usize) -> f64 {
 }
 
 /// Global L2 norm of all of `module`'s gradients.
-pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &GradientsParams,
+) -> f64 {
     struct SumSquares<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
         total: Option<Tensor<B::InnerBackend, 1>>,
@@ -48,7 +51,8 @@ pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, gr
     }
     let mut v = SumSquares::<B> { grads, total: None };
     module.visit(&mut v);
-    v.total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt())
+    v.total
+        .map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt())
 }
 
 /// Clips gradients to a global L2 norm of at most `max_norm` (PyTorch's
@@ -66,7 +70,8 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-                self.grads.register::<B::InnerBackend, D>(param.id, g * self.factor);
+                self.grads
+                    .register::<B::InnerBackend, D>(param.id, g * self.factor);
             }
         }
     }
@@ -115,16 +120,32 @@ mod tests {
         let x = Tensor::<B, 2>::from_data([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]], &dev);
         let loss = (lin.forward(x) * 10.0).sum();
         let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
-        let w_before: Vec<f32> =
-            grads.get::<Flex, 2>(lin.weight.id).unwrap().into_data().to_vec().unwrap();
+        let w_before: Vec<f32> = grads
+            .get::<Flex, 2>(lin.weight.id)
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
         let norm = clip_global_norm::<B, _>(&lin, &mut grads, 1.0);
         // Hand-computed: dW = 10 * sum of x rows per output; db = 10 * batch.
-        let expect_sq: f64 = [0.0f64, 25.0, 50.0].iter().map(|v| 2.0 * v * v).sum::<f64>() + 2.0 * 400.0;
-        assert!((norm - expect_sq.sqrt()).abs() < 1e-3, "{norm} vs {}", expect_sq.sqrt());
+        let expect_sq: f64 = [0.0f64, 25.0, 50.0]
+            .iter()
+            .map(|v| 2.0 * v * v)
+            .sum::<f64>()
+            + 2.0 * 400.0;
+        assert!(
+            (norm - expect_sq.sqrt()).abs() < 1e-3,
+            "{norm} vs {}",
+            expect_sq.sqrt()
+        );
         let after = global_grad_norm::<B, _>(&lin, &grads);
         assert!((after - 1.0).abs() < 1e-4, "clipped norm {after}");
-        let w_after: Vec<f32> =
-            grads.get::<Flex, 2>(lin.weight.id).unwrap().into_data().to_vec().unwrap();
+        let w_after: Vec<f32> = grads
+            .get::<Flex, 2>(lin.weight.id)
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
         for (a, b) in w_after.iter().zip(&w_before) {
             assert!((a - b / norm as f32).abs() < 1e-5);
         }

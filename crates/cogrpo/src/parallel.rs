@@ -39,7 +39,10 @@ pub fn loss_and_grads<B: AutodiffBackend>(
     let run = |replica: Denoiser<B>, shard: &NoisedBatch| {
         let loss = diffusion_loss(&replica, shard, device) * scale;
         let value: f64 = loss.clone().into_scalar().elem();
-        (value, GradientsParams::from_grads(loss.backward(), &replica))
+        (
+            value,
+            GradientsParams::from_grads(loss.backward(), &replica),
+        )
     };
     let results: Vec<(f64, GradientsParams)> = if shards.len() == 1 {
         vec![run(replica(model), &shards[0])]
@@ -52,7 +55,10 @@ pub fn loss_and_grads<B: AutodiffBackend>(
                     s.spawn(move || run(r, shard))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a training worker panicked")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a training worker panicked"))
+                .collect()
         })
     };
     let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
@@ -80,7 +86,8 @@ pub fn map_parallel<T: Sync, R: Send>(
         return items.iter().map(&f).collect();
     }
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<anyhow::Result<R>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<anyhow::Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -101,4 +108,78 @@ pub fn map_parallel<T: Sync, R: Send>(
         .into_iter()
         .map(|r| r.expect("every item was processed"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::ModuleVisitor;
+    use mdm::DenoiserConfig;
+    use mdm::loss::{CleanRow, ForwardProcess};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    type B = Autodiff<Flex>;
+
+    /// Every parameter's gradient, flattened, in visiting order.
+    fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
+        struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
+        impl ModuleVisitor<B> for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let g = self
+                    .0
+                    .get::<Flex, D>(param.id)
+                    .expect("every parameter gets a gradient");
+                self.1
+                    .push(g.into_data().to_vec::<f32>().expect("f32 gradients"));
+            }
+        }
+        let mut c = Collect(grads, Vec::new());
+        model.visit(&mut c);
+        c.1
+    }
+
+    /// Sharding the batch across threads must give the same loss and the same
+    /// summed gradients as one thread (up to float summation order).
+    #[test]
+    fn sharded_gradients_equal_single_thread_gradients() {
+        let device = Default::default();
+        let cfg = DenoiserConfig::new(7, 16, 2, 2, 32, 12);
+        let model: Denoiser<B> = cfg.init(5, &device);
+        let mut rng = StdRng::seed_from_u64(1);
+        let seqs: Vec<Vec<u32>> = (0..7)
+            .map(|_| (0..12).map(|_| rng.random_range(0..7)).collect())
+            .collect();
+        let rows: Vec<CleanRow> = seqs
+            .iter()
+            .map(|s| CleanRow {
+                tokens: s,
+                prompt_len: 4,
+            })
+            .collect();
+        let batch = ForwardProcess::default().corrupt(&rows, cfg.mask_id(), 0.0, &mut rng);
+
+        let (loss1, grads1) = loss_and_grads(&model, &batch, 0.5, 1, &device);
+        let (loss3, grads3) = loss_and_grads(&model, &batch, 0.5, 3, &device);
+        assert!(
+            (loss1 - loss3).abs() < 1e-5 * loss1.abs().max(1.0),
+            "{loss1} vs {loss3}"
+        );
+        let (g1, g3) = (flat_grads(&model, &grads1), flat_grads(&model, &grads3));
+        assert_eq!(g1.len(), g3.len());
+        let mut max_err = 0.0f32;
+        let mut max_abs = 0.0f32;
+        for (a, b) in g1.iter().zip(&g3) {
+            for (x, y) in a.iter().zip(b) {
+                max_err = max_err.max((x - y).abs());
+                max_abs = max_abs.max(x.abs());
+            }
+        }
+        assert!(max_abs > 1e-4, "gradients are not trivially zero");
+        assert!(
+            max_err <= 1e-4 * max_abs,
+            "max |g1 - g3| = {max_err}, max |g1| = {max_abs}"
+        );
+    }
 }

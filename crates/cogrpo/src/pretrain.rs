@@ -61,7 +61,10 @@ pub fn pretrain<B: AutodiffBackend>(
             eprintln!("resuming {} at step {}", dir.display(), state.step);
             (model, optim, state)
         }
-        (true, None) => bail!("nothing to resume: {} holds no checkpoint", ckpts.root().display()),
+        (true, None) => bail!(
+            "nothing to resume: {} holds no checkpoint",
+            ckpts.root().display()
+        ),
         (false, Some(dir)) => bail!(
             "{} already holds checkpoint {}; pass --resume to continue it, or set another \
              run.out_dir (nothing was overwritten)",
@@ -76,16 +79,25 @@ pub fn pretrain<B: AutodiffBackend>(
                 tokens_seen: 0,
                 wall_s: 0.0,
                 last_loss: 0.0,
+                window_loss: 0.0,
+                window_steps: 0,
                 denoiser: dcfg.clone(),
             };
-            (dcfg.init::<B>(init_seed(seed), device), adamw(p).init(), state)
+            (
+                dcfg.init::<B>(init_seed(seed), device),
+                adamw(p).init(),
+                state,
+            )
         }
     };
     run.write_config(cfg)?;
 
     let seq_len = dcfg.max_len;
     let tokens_per_step = (p.batch_size * p.grad_accum * seq_len) as u64;
-    let forward = ForwardProcess { eps: p.mask_eps };
+    let forward = ForwardProcess {
+        eps: p.mask_eps,
+        stratified: p.stratified_t,
+    };
     let progress = Progress::new(p.steps as u64, "pretrain");
     progress.set_position(state.step as u64);
     if state.step == 0 {
@@ -99,7 +111,7 @@ pub fn pretrain<B: AutodiffBackend>(
     }
     let segment_start = Instant::now();
     let wall_before = state.wall_s;
-    let (mut window_loss, mut window_n, mut window_tokens) = (0.0f64, 0usize, 0u64);
+    let (mut window_loss, mut window_n, mut window_tokens) = (state.window_loss, state.window_steps, 0u64);
     let mut window_start = Instant::now();
 
     for step in state.step..p.steps {
@@ -109,7 +121,13 @@ pub fn pretrain<B: AutodiffBackend>(
         for micro in 0..p.grad_accum {
             let seqs: Vec<(Vec<u32>, usize)> = (0..p.batch_size)
                 .map(|i| {
-                    let key = derive_key(&[purpose::TRAIN_BATCH, seed, step as u64, micro as u64, i as u64]);
+                    let key = derive_key(&[
+                        purpose::TRAIN_BATCH,
+                        seed,
+                        step as u64,
+                        micro as u64,
+                        i as u64,
+                    ]);
                     let ex = task.train_example(key);
                     let prompt_len = ex.prompt.len();
                     let mut tokens = ex.prompt;
@@ -117,8 +135,13 @@ pub fn pretrain<B: AutodiffBackend>(
                     (tokens, prompt_len)
                 })
                 .collect();
-            let rows: Vec<CleanRow> =
-                seqs.iter().map(|(t, p)| CleanRow { tokens: t, prompt_len: *p }).collect();
+            let rows: Vec<CleanRow> = seqs
+                .iter()
+                .map(|(t, p)| CleanRow {
+                    tokens: t,
+                    prompt_len: *p,
+                })
+                .collect();
             let mut rng = stream(&[purpose::NOISE, seed, step as u64, micro as u64]);
             let batch = forward.corrupt(&rows, dcfg.mask_id(), p.prompt_dropout, &mut rng);
             let (value, grads) =
@@ -136,7 +159,10 @@ pub fn pretrain<B: AutodiffBackend>(
         let mut grads = accum.grads();
         let grad_norm = clip_global_norm::<B, _>(&model, &mut grads, p.grad_clip);
         if !grad_norm.is_finite() {
-            bail!("pretrain step {}: the gradient norm is {grad_norm}; stopped without a checkpoint", step + 1);
+            bail!(
+                "pretrain step {}: the gradient norm is {grad_norm}; stopped without a checkpoint",
+                step + 1
+            );
         }
         model = optim.step(lr, model, grads);
         state.step = step + 1;
@@ -154,7 +180,10 @@ pub fn pretrain<B: AutodiffBackend>(
             let secs = window_start.elapsed().as_secs_f64().max(1e-9);
             let tps = window_tokens as f64 / secs;
             log.scalar("pretrain/tokens_per_s", tps, state.step);
-            progress.set_message(format!("loss {:.4} lr {lr:.2e} {tps:.0} tok/s", state.last_loss));
+            progress.set_message(format!(
+                "loss {:.4} lr {lr:.2e} {tps:.0} tok/s",
+                state.last_loss
+            ));
             progress.println(&format!(
                 "step {:>6}/{}  loss {:.4}  lr {lr:.2e}  grad_norm {grad_norm:.3}  {tps:.0} tok/s",
                 state.step, p.steps, state.last_loss
@@ -163,6 +192,7 @@ pub fn pretrain<B: AutodiffBackend>(
             window_start = Instant::now();
         }
         state.wall_s = wall_before + segment_start.elapsed().as_secs_f64();
+        (state.window_loss, state.window_steps) = (window_loss, window_n);
         if p.checkpoint_every > 0 && state.step % p.checkpoint_every == 0 && state.step < p.steps {
             ckpts.save(&model, &optim, &state, &config_toml, p.keep_checkpoints)?;
         }

@@ -73,7 +73,9 @@ impl RunDir {
     pub fn create(root: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create the run directory {}", root.display()))?;
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     /// An existing run directory (for eval and sample).
@@ -83,7 +85,9 @@ impl RunDir {
             "run directory {} does not exist: pre-train first (`cogrpo pretrain`) or pass --checkpoint",
             root.display()
         );
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -125,7 +129,10 @@ impl RunDir {
 /// over `path`: readers see the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(name);
     let write = || -> std::io::Result<()> {

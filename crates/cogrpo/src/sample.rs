@@ -29,16 +29,26 @@ pub fn sample<B: Backend>(
 ) -> anyhow::Result<(Vec<Completion>, GenerationStats)> {
     let mut fixed: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| task.encode_user_prompt(p).with_context(|| format!("prompt {p:?}")))
+        .map(|p| {
+            task.encode_user_prompt(p)
+                .with_context(|| format!("prompt {p:?}"))
+        })
         .collect::<anyhow::Result<_>>()?;
     if fixed.is_empty() {
         fixed = if task.layout().prompt_len > 0 {
-            task.test_examples().iter().take(n).map(|e| e.prompt.clone()).collect()
+            task.test_examples()
+                .iter()
+                .take(n)
+                .map(|e| e.prompt.clone())
+                .collect()
         } else {
             vec![Vec::new(); n]
         };
     } else {
-        fixed = fixed.into_iter().flat_map(|p| std::iter::repeat_n(p, n)).collect();
+        fixed = fixed
+            .into_iter()
+            .flat_map(|p| std::iter::repeat_n(p, n))
+            .collect();
     }
     let mut canvas = Canvas::new(task.layout().seq_len(), model.mask_id());
     for (i, p) in fixed.iter().enumerate() {
@@ -51,7 +61,10 @@ pub fn sample<B: Backend>(
         .map(|r| {
             let row = canvas.row(r);
             let p = canvas.prompt_len(r);
-            Completion { prompt: vocab.decode(&row[..p]), completion: vocab.decode(&row[p..]) }
+            Completion {
+                prompt: vocab.decode(&row[..p]),
+                completion: vocab.decode(&row[p..]),
+            }
         })
         .collect();
     Ok((out, stats))

@@ -39,5 +39,12 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
 /// The denoiser shape for this experiment and task.
 pub fn denoiser_config(cfg: &ExperimentConfig, task: &dyn Task) -> DenoiserConfig {
     let m = &cfg.model;
-    DenoiserConfig::new(task.vocab().len(), m.d_model, m.n_layers, m.n_heads, m.d_ff, task.layout().seq_len())
+    DenoiserConfig::new(
+        task.vocab().len(),
+        m.d_model,
+        m.n_layers,
+        m.n_heads,
+        m.d_ff,
+        task.layout().seq_len(),
+    )
 }

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
-use burn::prelude::*;
 use cogrpo_train::checkpoint::{self, CheckpointDir};
 use cogrpo_train::config::{ExperimentConfig, load_str};
 use cogrpo_train::logging::Scalars;
@@ -50,15 +49,29 @@ keep_checkpoints = 5
 fn train(cfg: &ExperimentConfig, resume: bool) {
     let task = tasks::build(cfg).unwrap();
     let run = RunDir::create(&cfg.run.out_dir()).unwrap();
-    pretrain::<B>(cfg, task.as_ref(), &run, &Default::default(), resume, &mut Scalars::disabled()).unwrap();
+    pretrain::<B>(
+        cfg,
+        task.as_ref(),
+        &run,
+        &Default::default(),
+        resume,
+        &mut Scalars::disabled(),
+    )
+    .unwrap();
 }
 
 fn logits(cfg: &ExperimentConfig, ckpt: &Path) -> Vec<f32> {
     let task = tasks::build(cfg).unwrap();
     let d = tasks::denoiser_config(cfg, task.as_ref());
     let model = checkpoint::load_model::<Flex>(ckpt, &d, &Default::default()).unwrap();
-    let tokens: Vec<u32> = (0..32).map(|i| if i % 3 == 0 { 5 } else { i % 5 }).collect();
-    model.forward(Denoiser::input(&tokens, 1, 32, &Default::default())).into_data().to_vec().unwrap()
+    let tokens: Vec<u32> = (0..32)
+        .map(|i| if i % 3 == 0 { 5 } else { i % 5 })
+        .collect();
+    model
+        .forward(Denoiser::input(&tokens, 1, 32, &Default::default()))
+        .into_data()
+        .to_vec()
+        .unwrap()
 }
 
 #[test]
@@ -77,10 +90,19 @@ fn resumed_run_equals_uninterrupted_run() {
     train(&killed, true);
 
     let a = ckpts.latest().unwrap();
-    let b = CheckpointDir::new(straight.run.out_dir().join("checkpoints")).latest().unwrap();
+    let b = CheckpointDir::new(straight.run.out_dir().join("checkpoints"))
+        .latest()
+        .unwrap();
     assert!(a.ends_with("step-00000006") && b.ends_with("step-00000006"));
-    assert_eq!(logits(&killed, &a), logits(&straight, &b), "resumed weights differ");
-    let (sa, sb) = (checkpoint::read_state(&a).unwrap(), checkpoint::read_state(&b).unwrap());
+    assert_eq!(
+        logits(&killed, &a),
+        logits(&straight, &b),
+        "resumed weights differ"
+    );
+    let (sa, sb) = (
+        checkpoint::read_state(&a).unwrap(),
+        checkpoint::read_state(&b).unwrap(),
+    );
     assert_eq!(sa.tokens_seen, sb.tokens_seen);
     assert_eq!(sa.last_loss, sb.last_loss);
 
@@ -93,9 +115,16 @@ fn resumed_run_equals_uninterrupted_run() {
     std::fs::remove_file(fc.root().join("step-00000003/optimizer.mpk")).unwrap();
     let task = tasks::build(&fresh).unwrap();
     let run = RunDir::create(&fresh.run.out_dir()).unwrap();
-    let err = pretrain::<B>(&fresh, task.as_ref(), &run, &Default::default(), true, &mut Scalars::disabled())
-        .unwrap_err()
-        .to_string();
+    let err = pretrain::<B>(
+        &fresh,
+        task.as_ref(),
+        &run,
+        &Default::default(),
+        true,
+        &mut Scalars::disabled(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("optimizer state"), "{err}");
 }
 
@@ -112,6 +141,8 @@ fn half_written_checkpoints_are_ignored() {
     // A damaged state.json is an error that names the file.
     let state = ckpts.latest().unwrap().join("state.json");
     std::fs::write(&state, "{").unwrap();
-    let err = checkpoint::read_state(state.parent().unwrap()).unwrap_err().to_string();
+    let err = checkpoint::read_state(state.parent().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("state.json"), "{err}");
 }

@@ -37,7 +37,14 @@ fn default_rope_base() -> f64 {
 }
 
 impl DenoiserConfig {
-    pub fn new(vocab_size: usize, d_model: usize, n_layers: usize, n_heads: usize, d_ff: usize, max_len: usize) -> Self {
+    pub fn new(
+        vocab_size: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        d_ff: usize,
+        max_len: usize,
+    ) -> Self {
         Self {
             vocab_size,
             d_model,
@@ -83,13 +90,16 @@ impl DenoiserConfig {
                 return err(field, "must be at least 1".into());
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return err(
                 "n_heads",
-                format!("d_model {} is not divisible by n_heads {}", self.d_model, self.n_heads),
+                format!(
+                    "d_model {} is not divisible by n_heads {}",
+                    self.d_model, self.n_heads
+                ),
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return err(
                 "n_heads",
                 format!(
@@ -98,11 +108,17 @@ impl DenoiserConfig {
                 ),
             );
         }
-        if !(self.norm_eps > 0.0) {
-            return err("norm_eps", format!("must be positive, got {}", self.norm_eps));
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
+            return err(
+                "norm_eps",
+                format!("must be positive, got {}", self.norm_eps),
+            );
         }
-        if !(self.rope_base > 1.0) {
-            return err("rope_base", format!("must exceed 1, got {}", self.rope_base));
+        if self.rope_base.is_nan() || self.rope_base <= 1.0 {
+            return err(
+                "rope_base",
+                format!("must exceed 1, got {}", self.rope_base),
+            );
         }
         Ok(())
     }
@@ -115,7 +131,10 @@ mod tests {
     #[test]
     fn counts_parameters_from_50k_to_100m() {
         let tiny = DenoiserConfig::new(5, 32, 2, 2, 128, 32);
-        assert_eq!(tiny.num_params(), 6 * 32 + 2 * (32 + 4 * 1024 + 32 + 3 * 32 * 128) + 32 + 32 * 5);
+        assert_eq!(
+            tiny.num_params(),
+            6 * 32 + 2 * (32 + 4 * 1024 + 32 + 3 * 32 * 128) + 32 + 32 * 5
+        );
         assert!(tiny.num_params() > 30_000);
         let big = DenoiserConfig::new(32_000, 768, 14, 12, 2048, 1024);
         assert!(big.num_params() > 100_000_000);

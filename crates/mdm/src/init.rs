@@ -22,7 +22,11 @@ pub(crate) struct ParamFactory<'a, B: Backend> {
 impl<'a, B: Backend> ParamFactory<'a, B> {
     /// `id_base` separates the id ranges of different modules.
     pub fn new(seed: u64, id_base: u64, device: &'a B::Device) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed), next_id: id_base, device }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            next_id: id_base,
+            device,
+        }
     }
 
     fn id(&mut self) -> ParamId {

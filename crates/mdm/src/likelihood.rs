@@ -30,12 +30,28 @@ pub fn elbo_nll<B: Backend, R: Rng>(
     let mut total = vec![0.0f64; rows.len()];
     for j in 0..k {
         // Clamp away from 0: the weight is 1/t and t = 0 masks nothing anyway.
-        let probs: Vec<f64> =
-            offsets.iter().map(|u| ((j as f64 + u) / k as f64).max(1e-6)).collect();
+        let probs: Vec<f64> = offsets
+            .iter()
+            .map(|u| ((j as f64 + u) / k as f64).max(1e-6))
+            .collect();
         let batch = ForwardProcess::corrupt_with_probs(rows, &probs, model.mask_id(), rngs);
-        let logits = model.forward(Denoiser::input(&batch.input, batch.batch, batch.len, device));
-        let ce = weighted_cross_entropy(logits, batch.target_tensor(device), batch.weight_tensor(device));
-        let per_row: Vec<f32> = ce.sum_dim(1).into_data().convert::<f32>().to_vec().expect("f32 data");
+        let logits = model.forward(Denoiser::input(
+            &batch.input,
+            batch.batch,
+            batch.len,
+            device,
+        ));
+        let ce = weighted_cross_entropy(
+            logits,
+            batch.target_tensor(device),
+            batch.weight_tensor(device),
+        );
+        let per_row: Vec<f32> = ce
+            .sum_dim(1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32 data");
         for (t, v) in total.iter_mut().zip(per_row) {
             *t += v as f64 / k as f64;
         }
@@ -60,7 +76,13 @@ mod tests {
         let dev = Default::default();
         let model = DenoiserConfig::new(4, 16, 1, 2, 32, 4).init::<B>(5, &dev);
         let tokens = [1u32, 2, 3];
-        let rows = vec![CleanRow { tokens: &tokens, prompt_len: 2 }; 4000];
+        let rows = vec![
+            CleanRow {
+                tokens: &tokens,
+                prompt_len: 2
+            };
+            4000
+        ];
         let mut rngs: Vec<StdRng> = (0..rows.len() as u64).map(StdRng::seed_from_u64).collect();
         let est = elbo_nll(&model, &rows, 4, &mut rngs, &dev);
         let mean = est.iter().sum::<f64>() / est.len() as f64;
@@ -74,6 +96,9 @@ mod tests {
         let exact = lse - row[3] as f64;
         // Each estimate is (1/t) CE with prob t, else 0: the relative sd of the
         // mean of 4000 rows with 4 strata is below 2%.
-        assert!((mean - exact).abs() < 0.03 * exact, "estimate {mean}, exact {exact}");
+        assert!(
+            (mean - exact).abs() < 0.03 * exact,
+            "estimate {mean}, exact {exact}"
+        );
     }
 }

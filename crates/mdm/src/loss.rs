@@ -22,11 +22,18 @@ use rand::Rng;
 pub struct ForwardProcess {
     /// Smallest masking probability, keeps 1/p bounded (SMDM uses 1e-3).
     pub eps: f64,
+    /// Draw the batch's times stratified (MDLM's low-discrepancy sampler)
+    /// instead of independently. Both give an unbiased ELBO; which one
+    /// trains faster is task dependent (see `pretrain.stratified_t`).
+    pub stratified: bool,
 }
 
 impl Default for ForwardProcess {
     fn default() -> Self {
-        Self { eps: 1e-3 }
+        Self {
+            eps: 1e-3,
+            stratified: false,
+        }
     }
 }
 
@@ -62,10 +69,10 @@ impl ForwardProcess {
     /// a row's prompt too (unscored) so that the model also learns the
     /// unconditional distribution used by guidance.
     ///
-    /// Times are stratified over the batch, t_r = (r + u) / B with one
-    /// uniform u (MDLM's low-discrepancy sampler): each t is still uniform, so
-    /// the loss stays an unbiased ELBO estimate, but the batch covers [0, 1]
-    /// evenly and the variance due to the 1/t weights drops.
+    /// With `stratified`, times are t_r = (r + u) / B with one uniform u
+    /// (MDLM's low-discrepancy sampler): each t is still uniform, so the loss
+    /// stays an unbiased ELBO estimate, but the batch covers [0, 1] evenly.
+    /// Otherwise every row draws its own t ~ U(0, 1) (SMDM).
     pub fn corrupt<R: Rng + ?Sized>(
         &self,
         rows: &[CleanRow<'_>],
@@ -77,7 +84,12 @@ impl ForwardProcess {
         let u = rng.random::<f64>();
         let n = rows.len() as f64;
         for (r, row) in rows.iter().enumerate() {
-            let p = self.mask_prob((r as f64 + u) / n);
+            let t = if self.stratified {
+                (r as f64 + u) / n
+            } else {
+                rng.random::<f64>()
+            };
+            let p = self.mask_prob(t);
             let drop_prompt = prompt_dropout > 0.0 && rng.random::<f64>() < prompt_dropout;
             out.fill_row(row, mask_id, p, drop_prompt, rng);
         }
@@ -106,8 +118,14 @@ impl ForwardProcess {
 impl NoisedBatch {
     fn empty(rows: &[CleanRow<'_>]) -> Self {
         let len = rows.first().map_or(0, |r| r.tokens.len());
-        assert!(rows.iter().all(|r| r.tokens.len() == len), "rows differ in length");
-        assert!(rows.iter().all(|r| r.prompt_len <= len), "prompt longer than its row");
+        assert!(
+            rows.iter().all(|r| r.tokens.len() == len),
+            "rows differ in length"
+        );
+        assert!(
+            rows.iter().all(|r| r.prompt_len <= len),
+            "prompt longer than its row"
+        );
         Self {
             batch: rows.len(),
             len,
@@ -171,7 +189,10 @@ impl NoisedBatch {
     }
 
     pub fn weight_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
-        Tensor::from_data(TensorData::new(self.weight.clone(), [self.batch, self.len]), device)
+        Tensor::from_data(
+            TensorData::new(self.weight.clone(), [self.batch, self.len]),
+            device,
+        )
     }
 
     pub fn target_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2, Int> {
@@ -199,7 +220,12 @@ pub fn diffusion_loss<B: Backend>(
     batch: &NoisedBatch,
     device: &B::Device,
 ) -> Tensor<B, 1> {
-    let logits = model.forward(crate::Denoiser::input(&batch.input, batch.batch, batch.len, device));
+    let logits = model.forward(crate::Denoiser::input(
+        &batch.input,
+        batch.batch,
+        batch.len,
+        device,
+    ));
     let ce = weighted_cross_entropy(
         logits,
         batch.target_tensor(device),
@@ -230,7 +256,10 @@ mod tests {
         );
         let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i32, 1], [1, 2]), &dev);
         let weights = Tensor::<B, 2>::from_data(TensorData::new(vec![2.0f32, 0.5], [1, 2]), &dev);
-        let ce: Vec<f32> = weighted_cross_entropy(logits, targets, weights).into_data().to_vec().unwrap();
+        let ce: Vec<f32> = weighted_cross_entropy(logits, targets, weights)
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert!((ce[0] - 2.0 * 3f32.ln()).abs() < 1e-6, "{ce:?}");
         assert!((ce[1] - 0.5 * 2f32.ln()).abs() < 1e-6, "{ce:?}");
     }
@@ -238,13 +267,19 @@ mod tests {
     #[test]
     fn conditional_corruption_keeps_prompt_and_weights_by_inverse_prob() {
         let tokens: Vec<u32> = (0..10).collect();
-        let rows = [CleanRow { tokens: &tokens, prompt_len: 4 }; 3];
+        let rows = [CleanRow {
+            tokens: &tokens,
+            prompt_len: 4,
+        }; 3];
         let mut rngs: Vec<StdRng> = (0..3).map(StdRng::seed_from_u64).collect();
         let b = ForwardProcess::corrupt_with_probs(&rows, &[1.0, 0.5, 0.0], 99, &mut rngs);
         assert_eq!(b.normalizer, 18.0);
         // p = 1: the whole answer is masked, weight 1; the prompt stays.
         assert_eq!(&b.input[..10], &[0, 1, 2, 3, 99, 99, 99, 99, 99, 99]);
-        assert_eq!(&b.weight[..10], &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(
+            &b.weight[..10],
+            &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        );
         // p = 0.5: masked positions weigh 2.
         assert!(b.weight[10..20].iter().all(|&w| w == 0.0 || w == 2.0));
         assert_eq!(&b.input[20..30], &tokens[..]);
@@ -253,31 +288,77 @@ mod tests {
     #[test]
     fn masking_rate_follows_the_schedule() {
         // Mean masked share over uniform t is (1 - eps)/2 + eps.
-        let fp = ForwardProcess { eps: 0.1 };
+        let fp = ForwardProcess {
+            eps: 0.1,
+            stratified: true,
+        };
         let tokens = vec![1u32; 64];
-        let rows = vec![CleanRow { tokens: &tokens, prompt_len: 0 }; 2000];
+        let rows = vec![
+            CleanRow {
+                tokens: &tokens,
+                prompt_len: 0
+            };
+            2000
+        ];
         let b = fp.corrupt(&rows, 7, 0.0, &mut StdRng::seed_from_u64(1));
         let share = b.masked_count() as f64 / (2000.0 * 64.0);
         // Stratified t: only the Bernoulli noise remains, sd ~ 0.5/sqrt(128000).
         assert!((share - 0.55).abs() < 0.01, "masked share {share}");
         // Row r has t in [r/B, (r+1)/B): the first rows are barely masked,
         // the last almost fully.
-        let row_share = |r: usize| b.input[r * 64..(r + 1) * 64].iter().filter(|&&t| t == 7).count();
+        let row_share = |r: usize| {
+            b.input[r * 64..(r + 1) * 64]
+                .iter()
+                .filter(|&&t| t == 7)
+                .count()
+        };
         assert!((0..20).map(row_share).sum::<usize>() < 20 * 64 / 5);
         assert!((1980..2000).map(row_share).sum::<usize>() > 20 * 64 * 4 / 5);
+
+        // Independent t: the same mean; the sd of the share is now dominated
+        // by t, sqrt(0.9^2 / 12 / 2000) ~ 0.006, so 0.03 is 5 sd.
+        let fp = ForwardProcess {
+            eps: 0.1,
+            stratified: false,
+        };
+        let b = fp.corrupt(&rows, 7, 0.0, &mut StdRng::seed_from_u64(2));
+        let share = b.masked_count() as f64 / (2000.0 * 64.0);
+        assert!((share - 0.55).abs() < 0.03, "masked share {share}");
+        // ... and no ordering of rows by t: both ends are masked about half.
+        let row_share = |r: usize| b.input[r * 64..(r + 1) * 64].iter().filter(|&&t| t == 7).count();
+        let low = (0..200).map(row_share).sum::<usize>() as f64 / (200.0 * 64.0);
+        let high = (1800..2000).map(row_share).sum::<usize>() as f64 / (200.0 * 64.0);
+        assert!(
+            (low - 0.55).abs() < 0.1 && (high - 0.55).abs() < 0.1,
+            "{low} {high}"
+        );
     }
 
     #[test]
     fn shards_add_up_to_the_batch_loss() {
         let dev = Default::default();
         let model = crate::DenoiserConfig::new(4, 16, 1, 2, 32, 6).init::<B>(0, &dev);
-        let tokens: Vec<Vec<u32>> = (0..5).map(|r| (0..6).map(|i| ((r + i) % 4) as u32).collect()).collect();
-        let rows: Vec<CleanRow> = tokens.iter().map(|t| CleanRow { tokens: t, prompt_len: 1 }).collect();
+        let tokens: Vec<Vec<u32>> = (0..5)
+            .map(|r| (0..6).map(|i| ((r + i) % 4) as u32).collect())
+            .collect();
+        let rows: Vec<CleanRow> = tokens
+            .iter()
+            .map(|t| CleanRow {
+                tokens: t,
+                prompt_len: 1,
+            })
+            .collect();
         let batch = ForwardProcess::default().corrupt(&rows, 4, 0.0, &mut StdRng::seed_from_u64(3));
         let whole: f32 = diffusion_loss(&model, &batch, &dev).into_scalar();
         let parts = batch.split(2);
-        assert_eq!(parts.iter().map(|p| p.batch).collect::<Vec<_>>(), vec![3, 2]);
-        let sum: f32 = parts.iter().map(|p| diffusion_loss(&model, p, &dev).into_scalar()).sum();
+        assert_eq!(
+            parts.iter().map(|p| p.batch).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
+        let sum: f32 = parts
+            .iter()
+            .map(|p| diffusion_loss(&model, p, &dev).into_scalar())
+            .sum();
         assert!((whole - sum).abs() < 1e-5, "{whole} vs {sum}");
     }
 
@@ -285,7 +366,13 @@ mod tests {
     fn prompt_dropout_masks_prompts_at_its_rate() {
         let fp = ForwardProcess::default();
         let tokens = vec![1u32; 8];
-        let rows = vec![CleanRow { tokens: &tokens, prompt_len: 2 }; 4000];
+        let rows = vec![
+            CleanRow {
+                tokens: &tokens,
+                prompt_len: 2
+            };
+            4000
+        ];
         let b = fp.corrupt(&rows, 7, 0.25, &mut StdRng::seed_from_u64(2));
         let dropped = (0..4000).filter(|r| b.input[r * 8] == 7).count() as f64 / 4000.0;
         assert!((dropped - 0.25).abs() < 0.035, "dropout rate {dropped}"); // ~5 sd

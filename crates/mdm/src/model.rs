@@ -42,7 +42,10 @@ impl<B: Backend> Attention<B> {
     fn forward(&self, x: Tensor<B, 2>, batch: usize, len: usize, rope: &Rope<B>) -> Tensor<B, 2> {
         let d = x.dims()[1];
         let head_dim = d / self.n_heads;
-        let heads = |t: Tensor<B, 2>| t.reshape([batch, len, self.n_heads, head_dim]).swap_dims(1, 2);
+        let heads = |t: Tensor<B, 2>| {
+            t.reshape([batch, len, self.n_heads, head_dim])
+                .swap_dims(1, 2)
+        };
         // softmax(q k^T / sqrt(d_h)) v, with the scale folded into q's rotation.
         let scale = 1.0 / (head_dim as f64).sqrt();
         let q = heads(rope.apply(self.q.forward(x.clone()), batch, len, scale));
@@ -54,13 +57,19 @@ impl<B: Backend> Attention<B> {
             // fast paths (2.4x faster forward + backward here).
             let scores = q.matmul(k.swap_dims(2, 3));
             let rows = batch * self.n_heads * len;
-            softmax(scores.reshape([rows, len]), 1).reshape([batch, self.n_heads, len, len]).matmul(v)
+            softmax(scores.reshape([rows, len]), 1)
+                .reshape([batch, self.n_heads, len, len])
+                .matmul(v)
         } else {
             // Inference: the backend's fused attention kernel.
-            let options = AttentionModuleOptions { scale: Some(1.0), ..Default::default() };
+            let options = AttentionModuleOptions {
+                scale: Some(1.0),
+                ..Default::default()
+            };
             attention(q, k, v, None, None, options)
         };
-        self.proj.forward(out.swap_dims(1, 2).reshape([batch * len, d]))
+        self.proj
+            .forward(out.swap_dims(1, 2).reshape([batch * len, d]))
     }
 }
 
@@ -74,7 +83,8 @@ pub struct SwiGlu<B: Backend> {
 
 impl<B: Backend> SwiGlu<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.w3.forward(silu(self.w1.forward(x.clone())) * self.w2.forward(x))
+        self.w3
+            .forward(silu(self.w1.forward(x.clone())) * self.w2.forward(x))
     }
 }
 
@@ -119,8 +129,13 @@ impl DenoiserConfig {
             weight: f.normal([d_in, d_out], std),
             bias: None,
         };
-        let norm = |f: &mut ParamFactory<B>| RmsNorm { gamma: f.ones(d), epsilon: self.norm_eps };
-        let wte = Embedding { weight: f.normal([self.vocab_size + 1, d], INIT_STD) };
+        let norm = |f: &mut ParamFactory<B>| RmsNorm {
+            gamma: f.ones(d),
+            epsilon: self.norm_eps,
+        };
+        let wte = Embedding {
+            weight: f.normal([self.vocab_size + 1, d], INIT_STD),
+        };
         let blocks = (0..self.n_layers)
             .map(|_| Block {
                 norm_1: norm(&mut f),
@@ -144,7 +159,13 @@ impl DenoiserConfig {
             blocks,
             ln_f: norm(&mut f),
             lm_head: linear(&mut f, d, self.vocab_size, INIT_STD),
-            rope: Rope::new(self.max_len, self.head_dim(), self.n_heads, self.rope_base, device),
+            rope: Rope::new(
+                self.max_len,
+                self.head_dim(),
+                self.n_heads,
+                self.rope_base,
+                device,
+            ),
             vocab_size: self.vocab_size,
             max_len: self.max_len,
         }
@@ -156,7 +177,11 @@ impl<B: Backend> Denoiser<B> {
     /// vocab size). Every position gets logits; callers read the masked ones.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, len] = tokens.dims();
-        assert!(len <= self.max_len, "sequence of {len} exceeds max_len {}", self.max_len);
+        assert!(
+            len <= self.max_len,
+            "sequence of {len} exceeds max_len {}",
+            self.max_len
+        );
         // Activations stay 2-D `[batch * len, d]`: burn's linear backward on a
         // 3-D input computes a batched outer product and then sums it, which
         // costs `batch` times the memory of one `[d_in, d_out]` gradient.
@@ -165,11 +190,18 @@ impl<B: Backend> Denoiser<B> {
         for block in &self.blocks {
             x = block.forward(x, batch, len, &self.rope);
         }
-        self.lm_head.forward(self.ln_f.forward(x)).reshape([batch, len, self.vocab_size])
+        self.lm_head
+            .forward(self.ln_f.forward(x))
+            .reshape([batch, len, self.vocab_size])
     }
 
     /// Builds the integer input from row-major host token ids.
-    pub fn input(tokens: &[u32], batch: usize, len: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+    pub fn input(
+        tokens: &[u32],
+        batch: usize,
+        len: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 2, Int> {
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
         Tensor::from_data(TensorData::new(ids, [batch, len]), device)
     }
@@ -267,10 +299,17 @@ mod tests {
         }
         let m = cfg.init::<B>(9, &dev).map(&mut Scale);
         let tokens = [3u32, 7, 1, 7, 0];
-        let got: Vec<f32> = m.forward(Denoiser::<B>::input(&tokens, 1, len, &dev)).into_data().to_vec().unwrap();
+        let got: Vec<f32> = m
+            .forward(Denoiser::<B>::input(&tokens, 1, len, &dev))
+            .into_data()
+            .to_vec()
+            .unwrap();
 
         let emb = host2(m.wte.weight.val());
-        let mut x: Vec<f32> = tokens.iter().flat_map(|&t| emb.0[t as usize * d..(t as usize + 1) * d].to_vec()).collect();
+        let mut x: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| emb.0[t as usize * d..(t as usize + 1) * d].to_vec())
+            .collect();
         let dh = d / h;
         let half = dh / 2;
         let rope = |vec: &mut [f32], pos: usize| {
@@ -294,12 +333,27 @@ mod tests {
                     let src = [&proj_q, &proj_k, &proj_v][c];
                     src[p * d + head * dh..p * d + (head + 1) * dh].to_vec()
                 };
-                let q: Vec<Vec<f32>> = (0..len).map(|p| { let mut q = part(p, 0); rope(&mut q, p); q }).collect();
-                let k: Vec<Vec<f32>> = (0..len).map(|p| { let mut k = part(p, 1); rope(&mut k, p); k }).collect();
+                let q: Vec<Vec<f32>> = (0..len)
+                    .map(|p| {
+                        let mut q = part(p, 0);
+                        rope(&mut q, p);
+                        q
+                    })
+                    .collect();
+                let k: Vec<Vec<f32>> = (0..len)
+                    .map(|p| {
+                        let mut k = part(p, 1);
+                        rope(&mut k, p);
+                        k
+                    })
+                    .collect();
                 let vv: Vec<Vec<f32>> = (0..len).map(|p| part(p, 2)).collect();
                 for i in 0..len {
                     let scores: Vec<f32> = (0..len)
-                        .map(|j| q[i].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>() / (dh as f32).sqrt())
+                        .map(|j| {
+                            q[i].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>()
+                                / (dh as f32).sqrt()
+                        })
                         .collect();
                     let mx = scores.iter().copied().fold(f32::MIN, f32::max);
                     let e: Vec<f32> = scores.iter().map(|s| (s - mx).exp()).collect();
@@ -319,17 +373,28 @@ mod tests {
             let xn = rms_norm(&x, d, &g2, 1e-5);
             let a = matmul(&xn, len, &host2(blk.mlp.w1.weight.val()));
             let b = matmul(&xn, len, &host2(blk.mlp.w2.weight.val()));
-            let hdn: Vec<f32> = a.iter().zip(&b).map(|(a, b)| a / (1.0 + (-a).exp()) * b).collect();
+            let hdn: Vec<f32> = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| a / (1.0 + (-a).exp()) * b)
+                .collect();
             let out = matmul(&hdn, len, &host2(blk.mlp.w3.weight.val()));
             for (a, b) in x.iter_mut().zip(&out) {
                 *a += b;
             }
         }
         let gf: Vec<f32> = m.ln_f.gamma.val().into_data().to_vec().unwrap();
-        let logits = matmul(&rms_norm(&x, d, &gf, 1e-5), len, &host2(m.lm_head.weight.val()));
+        let logits = matmul(
+            &rms_norm(&x, d, &gf, 1e-5),
+            len,
+            &host2(m.lm_head.weight.val()),
+        );
         assert_eq!(got.len(), logits.len());
         for (i, (a, b)) in got.iter().zip(&logits).enumerate() {
-            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "logit {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                "logit {i}: {a} vs {b}"
+            );
         }
     }
 
@@ -349,7 +414,11 @@ mod tests {
             .into_data()
             .to_vec()
             .unwrap();
-        let b: Vec<f32> = infer.forward(Denoiser::<B>::input(&tokens, 2, 9, &dev)).into_data().to_vec().unwrap();
+        let b: Vec<f32> = infer
+            .forward(Denoiser::<B>::input(&tokens, 2, 9, &dev))
+            .into_data()
+            .to_vec()
+            .unwrap();
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
@@ -361,8 +430,12 @@ mod tests {
         let cfg = DenoiserConfig::new(5, 16, 1, 2, 32, 8);
         let dev = Default::default();
         let m = cfg.init::<B>(1, &dev);
-        let a = m.forward(Denoiser::<B>::input(&[5, 5, 5, 1], 1, 4, &dev)).narrow(1, 0, 1);
-        let b = m.forward(Denoiser::<B>::input(&[5, 5, 5, 2], 1, 4, &dev)).narrow(1, 0, 1);
+        let a = m
+            .forward(Denoiser::<B>::input(&[5, 5, 5, 1], 1, 4, &dev))
+            .narrow(1, 0, 1);
+        let b = m
+            .forward(Denoiser::<B>::input(&[5, 5, 5, 2], 1, 4, &dev))
+            .narrow(1, 0, 1);
         let diff: f32 = (a - b).abs().max().into_scalar();
         assert!(diff > 1e-6, "first position ignores the last token");
     }

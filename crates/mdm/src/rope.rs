@@ -22,7 +22,13 @@ pub struct Rope<B: Backend> {
 }
 
 impl<B: Backend> Rope<B> {
-    pub fn new(max_len: usize, head_dim: usize, n_heads: usize, base: f64, device: &B::Device) -> Self {
+    pub fn new(
+        max_len: usize,
+        head_dim: usize,
+        n_heads: usize,
+        base: f64,
+        device: &B::Device,
+    ) -> Self {
         let half = head_dim / 2;
         let width = head_dim * n_heads;
         let mut cos = Vec::with_capacity(max_len * width);
@@ -60,13 +66,15 @@ impl<B: Backend> Rope<B> {
         let head_dim = self.rotate.dims()[0];
         // Tables flattened to one row `[1, len * width]` shared by every
         // sequence: the broadcast shape burn's CPU kernels vectorise.
-        let row = |t: &Tensor<B, 2>| (t.clone().slice([0..len]) * scale).reshape([1, len * width]);
+        let row =
+            |t: &Tensor<B, 2>| (t.clone().narrow(0, 0, len) * scale).reshape([1, len * width]);
         let rotated = x
             .clone()
             .reshape([n * width / head_dim, head_dim])
             .matmul(self.rotate.clone())
             .reshape([batch, len * width]);
-        (x.reshape([batch, len * width]) * row(&self.cos) + rotated * row(&self.sin)).reshape([n, width])
+        (x.reshape([batch, len * width]) * row(&self.cos) + rotated * row(&self.sin))
+            .reshape([n, width])
     }
 }
 
@@ -90,7 +98,11 @@ mod tests {
             let x = Tensor::<B, 2>::from_data(TensorData::new(data, [len, dim]), &dev);
             rope.apply(x, 1, len, 1.0).reshape([1, 1, len, dim])
         };
-        let scores: Vec<f32> = at_all(&q).matmul(at_all(&k).swap_dims(2, 3)).into_data().to_vec().unwrap();
+        let scores: Vec<f32> = at_all(&q)
+            .matmul(at_all(&k).swap_dims(2, 3))
+            .into_data()
+            .to_vec()
+            .unwrap();
         let s = |m: usize, n: usize| scores[m * len + n];
         for (m, n) in [(3, 1), (7, 5), (11, 9)] {
             assert!((s(m, n) - s(2, 0)).abs() < 1e-4, "offset 2 at ({m},{n})");

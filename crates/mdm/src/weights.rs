@@ -25,9 +25,14 @@ pub enum WeightsError {
 /// Saves the model's parameters to `path` atomically.
 pub fn save<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), WeightsError> {
     let tmp = tmp_path(path);
-    let write_err = |message: String| WeightsError::Write { path: path.to_path_buf(), message };
+    let write_err = |message: String| WeightsError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
     let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-    model.save_into(&mut store).map_err(|e| write_err(e.to_string()))?;
+    model
+        .save_into(&mut store)
+        .map_err(|e| write_err(e.to_string()))?;
     sync_file(&tmp).map_err(|e| write_err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
 }
@@ -36,12 +41,20 @@ pub fn save<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), WeightsE
 /// architecture (build it from the checkpoint's config first).
 pub fn load<B: Backend>(mut model: Denoiser<B>, path: &Path) -> Result<Denoiser<B>, WeightsError> {
     if !path.is_file() {
-        return Err(WeightsError::Read { path: path.to_path_buf(), message: "no such file".into() });
+        return Err(WeightsError::Read {
+            path: path.to_path_buf(),
+            message: "no such file".into(),
+        });
     }
-    let mut store = SafetensorsStore::from_file(path).allow_partial(true).validate(false);
+    let mut store = SafetensorsStore::from_file(path)
+        .allow_partial(true)
+        .validate(false);
     let result = model
         .load_from(&mut store)
-        .map_err(|e| WeightsError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| WeightsError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let mut problems = Vec::new();
     for e in &result.errors {
         problems.push(e.to_string());
@@ -50,17 +63,25 @@ pub fn load<B: Backend>(mut model: Denoiser<B>, path: &Path) -> Result<Denoiser<
         problems.push(format!("tensor `{name}` is missing from the file"));
     }
     for name in &result.unused {
-        problems.push(format!("tensor `{name}` in the file has no place in the model"));
+        problems.push(format!(
+            "tensor `{name}` in the file has no place in the model"
+        ));
     }
     if problems.is_empty() {
         Ok(model)
     } else {
-        Err(WeightsError::Mismatch { path: path.to_path_buf(), message: problems.join("; ") })
+        Err(WeightsError::Mismatch {
+            path: path.to_path_buf(),
+            message: problems.join("; "),
+        })
     }
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -99,21 +120,37 @@ mod tests {
     fn mismatched_shapes_are_named() {
         let dev = Default::default();
         let path = tmpdir("mm").join("model.safetensors");
-        save(&DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev), &path).unwrap();
-        let err = load(DenoiserConfig::new(6, 16, 2, 2, 64, 8).init::<B>(1, &dev), &path)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("blocks.1.") && err.contains("missing"), "{err}");
+        save(
+            &DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev),
+            &path,
+        )
+        .unwrap();
+        let err = load(
+            DenoiserConfig::new(6, 16, 2, 2, 64, 8).init::<B>(1, &dev),
+            &path,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("blocks.1.") && err.contains("missing"),
+            "{err}"
+        );
         assert!(err.contains("w1"), "{err}");
-        let err = load(DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev), &path.with_extension("x"))
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev),
+            &path.with_extension("x"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("no such file"), "{err}");
         let garbage = path.with_extension("bad");
         std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
-        let err = load(DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev), &garbage)
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            DenoiserConfig::new(6, 16, 1, 2, 32, 8).init::<B>(1, &dev),
+            &garbage,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cannot load"), "{err}");
     }
 }

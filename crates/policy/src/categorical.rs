@@ -22,7 +22,10 @@ impl Categorical {
     /// `p_i ∝ exp(logits_i / temperature)`. A temperature of 0 is not a
     /// distribution: use [`argmax`] for greedy decoding.
     pub fn from_logits(logits: &[f32], temperature: f64) -> Self {
-        assert!(temperature > 0.0, "temperature must be positive, got {temperature}");
+        assert!(
+            temperature > 0.0,
+            "temperature must be positive, got {temperature}"
+        );
         assert!(!logits.is_empty(), "empty logits");
         let z: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature).collect();
         let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -35,7 +38,11 @@ impl Categorical {
                 acc
             })
             .collect();
-        Self { log_total: acc.ln(), cumulative, shifted }
+        Self {
+            log_total: acc.ln(),
+            cumulative,
+            shifted,
+        }
     }
 
     /// The category whose CDF interval holds `u` in [0, 1).
@@ -43,7 +50,9 @@ impl Categorical {
         let total = *self.cumulative.last().expect("non-empty");
         let target = u * total;
         // First index whose cumulative weight exceeds the target.
-        self.cumulative.partition_point(|&c| c <= target).min(self.cumulative.len() - 1)
+        self.cumulative
+            .partition_point(|&c| c <= target)
+            .min(self.cumulative.len() - 1)
     }
 
     pub fn log_prob(&self, i: usize) -> f64 {
@@ -73,7 +82,11 @@ pub fn argmax(logits: &[f32]) -> usize {
 /// `log softmax(logits)[i]` in float64.
 pub fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let lse = logits
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln();
     logits[i] as f64 - max - lse
 }
 
@@ -176,7 +189,10 @@ mod tests {
             }
         }
         let sd = expected.sqrt();
-        assert!((rare as f64 - expected).abs() < 5.0 * sd, "rare draws {rare}, expected {expected:.1}");
+        assert!(
+            (rare as f64 - expected).abs() < 5.0 * sd,
+            "rare draws {rare}, expected {expected:.1}"
+        );
         // The rare draws spread over many distinct categories, each at ~1e-9.
         assert!(distinct.len() > rare * 9 / 10);
 

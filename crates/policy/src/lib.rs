@@ -11,7 +11,5 @@ pub mod categorical;
 pub mod sampler;
 pub mod schedule;
 
-
-
 pub use sampler::{GenerationStats, Sampler, SamplerError};
 pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection};

@@ -62,18 +62,30 @@ pub struct Sampler<'a, B: Backend> {
 
 impl<'a, B: Backend> Sampler<'a, B> {
     pub fn new(model: &'a Denoiser<B>, device: &B::Device, seed: u64) -> Self {
-        Self { model, device: device.clone(), seed }
+        Self {
+            model,
+            device: device.clone(),
+            seed,
+        }
     }
 
     /// Fills every mask of `canvas` following the fixed schedule `cfg`.
-    pub fn generate(&self, canvas: &mut Canvas, cfg: &SamplerConfig) -> Result<GenerationStats, SamplerError> {
-        cfg.validate().map_err(|(f, m)| SamplerError::Config(f, m))?;
+    pub fn generate(
+        &self,
+        canvas: &mut Canvas,
+        cfg: &SamplerConfig,
+    ) -> Result<GenerationStats, SamplerError> {
+        cfg.validate()
+            .map_err(|(f, m)| SamplerError::Config(f, m))?;
         if cfg.steps == 0 {
             return Err(SamplerError::Config("steps", "must be at least 1".into()));
         }
         self.check(canvas)?;
         let n0: Vec<usize> = (0..canvas.rows()).map(|r| canvas.n_masked(r)).collect();
-        let mut stats = GenerationStats { nfe: vec![0; canvas.rows()], forwards: 0 };
+        let mut stats = GenerationStats {
+            nfe: vec![0; canvas.rows()],
+            forwards: 0,
+        };
         for step in 0..cfg.steps {
             let mut rngs = self.row_streams(canvas, step);
             let actions: Vec<ScheduleAction> = (0..canvas.rows())
@@ -87,10 +99,16 @@ impl<'a, B: Backend> Sampler<'a, B> {
 
     fn check(&self, canvas: &Canvas) -> Result<(), SamplerError> {
         if canvas.len() > self.model.max_len() {
-            return Err(SamplerError::TooLong { canvas: canvas.len(), model: self.model.max_len() });
+            return Err(SamplerError::TooLong {
+                canvas: canvas.len(),
+                model: self.model.max_len(),
+            });
         }
         if canvas.mask_id() != self.model.mask_id() {
-            return Err(SamplerError::MaskId { canvas: canvas.mask_id(), model: self.model.mask_id() });
+            return Err(SamplerError::MaskId {
+                canvas: canvas.mask_id(),
+                model: self.model.mask_id(),
+            });
         }
         Ok(())
     }
@@ -165,7 +183,11 @@ impl<'a, B: Backend> Sampler<'a, B> {
                         .collect();
                     // Highest score first; ties keep position order.
                     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                    scored.iter().take(action.reveal).map(|&(_, p, t)| (p, t)).collect()
+                    scored
+                        .iter()
+                        .take(action.reveal)
+                        .map(|&(_, p, t)| (p, t))
+                        .collect()
                 }
             };
             for (pos, token) in reveal {
@@ -190,15 +212,22 @@ impl<'a, B: Backend> Sampler<'a, B> {
             // One forward over [conditional rows; prompt-masked rows].
             let mut tokens = canvas.tokens_of_rows(active);
             tokens.extend(canvas.tokens_with_prompt_masked(active));
-            let both = self.model.forward(Denoiser::input(&tokens, 2 * a, len, dev));
+            let both = self
+                .model
+                .forward(Denoiser::input(&tokens, 2 * a, len, dev));
             let cond = both.clone().narrow(0, 0, a);
             let uncond = both.narrow(0, a, a);
             // SMDM's unsupervised CFG: l_u + (1 + w) (l_c - l_u)
-            let scale: Vec<f32> = active.iter().map(|&r| (1.0 + actions[r].guidance) as f32).collect();
-            let scale = Tensor::<B, 1>::from_data(TensorData::new(scale, [a]), dev).reshape([a, 1, 1]);
+            let scale: Vec<f32> = active
+                .iter()
+                .map(|&r| (1.0 + actions[r].guidance) as f32)
+                .collect();
+            let scale =
+                Tensor::<B, 1>::from_data(TensorData::new(scale, [a]), dev).reshape([a, 1, 1]);
             uncond.clone() + (cond - uncond) * scale
         } else {
-            self.model.forward(Denoiser::input(&canvas.tokens_of_rows(active), a, len, dev))
+            self.model
+                .forward(Denoiser::input(&canvas.tokens_of_rows(active), a, len, dev))
         };
         let index: Vec<i32> = queries
             .iter()
@@ -263,19 +292,31 @@ mod tests {
         let mut canvas = Canvas::new(6, 5);
         canvas.push_row(&[1, 2], 0).unwrap();
         let w = 1.5;
-        let action = ScheduleAction { reveal: 1, selection: Selection::Random, temperature: 1.0, guidance: w };
-        let got = Sampler::new(&m, &dev, 0).gathered_logits(&canvas, &[0], &[action], &[vec![3, 5]]);
+        let action = ScheduleAction {
+            reveal: 1,
+            selection: Selection::Random,
+            temperature: 1.0,
+            guidance: w,
+        };
+        let got =
+            Sampler::new(&m, &dev, 0).gathered_logits(&canvas, &[0], &[action], &[vec![3, 5]]);
         let lc = host(m.forward(Denoiser::input(&[1, 2, 5, 5, 5, 5], 1, 6, &dev)));
         let lu = host(m.forward(Denoiser::input(&[5, 5, 5, 5, 5, 5], 1, 6, &dev)));
         for (i, &pos) in [3usize, 5].iter().enumerate() {
             for v in 0..5 {
                 let (c, u) = (lc[pos * 5 + v], lu[pos * 5 + v]);
                 let expect = u + (1.0 + w as f32) * (c - u);
-                assert!((got[i * 5 + v] - expect).abs() < 1e-5, "pos {pos} token {v}");
+                assert!(
+                    (got[i * 5 + v] - expect).abs() < 1e-5,
+                    "pos {pos} token {v}"
+                );
             }
         }
         // Without guidance: the conditional logits themselves.
-        let plain = ScheduleAction { guidance: 0.0, ..action };
+        let plain = ScheduleAction {
+            guidance: 0.0,
+            ..action
+        };
         let got = Sampler::new(&m, &dev, 0).gathered_logits(&canvas, &[0], &[plain], &[vec![4]]);
         assert_eq!(&got[..], &lc[20..25]);
     }
@@ -288,10 +329,14 @@ mod tests {
         canvas.push_row(&[1, 2], 0).unwrap();
         canvas.push_row(&[3, 4], 1).unwrap();
         let mut cfg = SamplerConfig::new(SamplerKind::Confidence, 4);
-        let stats = Sampler::new(&m, &dev, 0).generate(&mut canvas.clone(), &cfg).unwrap();
+        let stats = Sampler::new(&m, &dev, 0)
+            .generate(&mut canvas.clone(), &cfg)
+            .unwrap();
         assert_eq!(stats.nfe, vec![4, 4]);
         cfg.guidance = 0.5;
-        let stats = Sampler::new(&m, &dev, 0).generate(&mut canvas.clone(), &cfg).unwrap();
+        let stats = Sampler::new(&m, &dev, 0)
+            .generate(&mut canvas.clone(), &cfg)
+            .unwrap();
         assert_eq!(stats.nfe, vec![8, 8]);
         // More steps than masked positions: empty steps cost nothing.
         let cfg = SamplerConfig::new(SamplerKind::FirstHitting, 10);
@@ -323,10 +368,21 @@ mod tests {
         let sampler = Sampler::new(&m, &dev, 0);
         let mut rngs = sampler.row_streams(&canvas, 0);
         let action = cfg.action(6, 6, 0, &mut rngs[0]);
-        sampler.step(&mut canvas, &[action], &mut rngs, &mut GenerationStats { nfe: vec![0], forwards: 0 });
+        sampler.step(
+            &mut canvas,
+            &[action],
+            &mut rngs,
+            &mut GenerationStats {
+                nfe: vec![0],
+                forwards: 0,
+            },
+        );
         assert_eq!(canvas.masked_positions(0).len(), 5);
         assert!(!canvas.is_masked(0, best));
-        assert_eq!(canvas.row(0)[best] as usize, argmax(&logits[best * 5..(best + 1) * 5]));
+        assert_eq!(
+            canvas.row(0)[best] as usize,
+            argmax(&logits[best * 5..(best + 1) * 5])
+        );
     }
 
     #[test]
@@ -341,6 +397,10 @@ mod tests {
         ));
         let mut wrong_mask = Canvas::new(6, 7);
         wrong_mask.push_row(&[], 0).unwrap();
-        assert!(Sampler::new(&m, &Default::default(), 0).generate(&mut wrong_mask, &cfg).is_err());
+        assert!(
+            Sampler::new(&m, &Default::default(), 0)
+                .generate(&mut wrong_mask, &cfg)
+                .is_err()
+        );
     }
 }

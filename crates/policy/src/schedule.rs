@@ -124,19 +124,29 @@ impl SamplerConfig {
 
     /// This sampler at `steps` steps.
     pub fn with_steps(&self, steps: usize) -> Self {
-        Self { steps, ..self.clone() }
+        Self {
+            steps,
+            ..self.clone()
+        }
     }
 
     /// This sampler with `steps = 0` resolved to `default_steps`.
     pub fn steps_or(&self, default_steps: usize) -> Self {
-        if self.steps == 0 { self.with_steps(default_steps) } else { self.clone() }
+        if self.steps == 0 {
+            self.with_steps(default_steps)
+        } else {
+            self.clone()
+        }
     }
 
     /// Checks the settings' ranges (a step count of 0 is allowed here: it
     /// means "the caller decides"); the error names the field.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(("temperature", format!("must be finite and >= 0, got {}", self.temperature)));
+            return Err((
+                "temperature",
+                format!("must be finite and >= 0, got {}", self.temperature),
+            ));
         }
         if !self.guidance.is_finite() {
             return Err(("guidance", format!("must be finite, got {}", self.guidance)));
@@ -176,12 +186,22 @@ impl SamplerConfig {
         if self.guidance != 0.0 {
             parts.push(format!("w={}", self.guidance));
         }
-        if parts.is_empty() { kind.to_string() } else { format!("{kind}({})", parts.join(", ")) }
+        if parts.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}({})", parts.join(", "))
+        }
     }
 
     /// The action at `step` for a row with `n0` masks at the start and `n`
     /// now. Ancestral sampling draws its count from `rng` (the row's stream).
-    pub fn action<R: Rng + ?Sized>(&self, n0: usize, n: usize, step: usize, rng: &mut R) -> ScheduleAction {
+    pub fn action<R: Rng + ?Sized>(
+        &self,
+        n0: usize,
+        n: usize,
+        step: usize,
+        rng: &mut R,
+    ) -> ScheduleAction {
         let reveal = match self.kind {
             SamplerKind::Ancestral => {
                 let remaining = self.steps - step;
@@ -190,7 +210,9 @@ impl SamplerConfig {
                 } else {
                     // From t = remaining/T to s = (remaining-1)/T: (t - s)/t = 1/remaining.
                     let p = 1.0 / remaining as f64;
-                    Binomial::new(n as u64, p).expect("valid binomial").sample(rng) as usize
+                    Binomial::new(n as u64, p)
+                        .expect("valid binomial")
+                        .sample(rng) as usize
                 }
             }
             SamplerKind::FirstHitting | SamplerKind::Confidence => {
@@ -198,12 +220,17 @@ impl SamplerConfig {
             }
         };
         let selection = match self.kind {
-            SamplerKind::Confidence => {
-                Selection::Confidence { remask_temperature: self.remask_temperature }
-            }
+            SamplerKind::Confidence => Selection::Confidence {
+                remask_temperature: self.remask_temperature,
+            },
             _ => Selection::Random,
         };
-        ScheduleAction { reveal, selection, temperature: self.temperature, guidance: self.guidance }
+        ScheduleAction {
+            reveal,
+            selection,
+            temperature: self.temperature,
+            guidance: self.guidance,
+        }
     }
 }
 
@@ -240,7 +267,9 @@ mod tests {
         let cfg = SamplerConfig::new(SamplerKind::Ancestral, 4);
         let mut rng = stream(&[5]);
         let trials = 20_000;
-        let mean = (0..trials).map(|_| cfg.action(16, 16, 0, &mut rng).reveal).sum::<usize>() as f64
+        let mean = (0..trials)
+            .map(|_| cfg.action(16, 16, 0, &mut rng).reveal)
+            .sum::<usize>() as f64
             / trials as f64;
         // Binomial(16, 1/4): mean 4, sd of the mean 1.73/sqrt(20000) = 0.012
         assert!((mean - 4.0).abs() < 0.06, "mean {mean}");

@@ -93,12 +93,15 @@ fn masked(state: &[u32]) -> Vec<usize> {
     (0..L).filter(|&i| state[i] == MASK).collect()
 }
 
+/// The law of one step: `(conditionals, state) -> [(position, token, prob)]`.
+type StepLaw = dyn Fn(&Conditionals, &[u32]) -> Vec<(usize, u32, f64)>;
+
 /// Exact distribution of one-position-per-step sampling where the position
-/// is chosen with `position_probs(state) -> [(position, token, prob)]`.
+/// and token are chosen by `step_law`.
 fn exact_sequential(
     cond: &Conditionals,
     state: &[u32],
-    step_law: &dyn Fn(&Conditionals, &[u32]) -> Vec<(usize, u32, f64)>,
+    step_law: &StepLaw,
     memo: &mut HashMap<usize, Vec<f64>>,
 ) -> Vec<f64> {
     if let Some(d) = memo.get(&encode(state)) {
@@ -126,7 +129,9 @@ fn first_hitting_law(cond: &Conditionals, state: &[u32]) -> Vec<(usize, u32, f64
     let m = masked(state);
     let p = cond.p(state);
     let share = 1.0 / m.len() as f64;
-    m.iter().flat_map(|&i| (0..V).map(move |v| (i, v as u32, p[i][v] * share))).collect()
+    m.iter()
+        .flat_map(|&i| (0..V).map(move |v| (i, v as u32, p[i][v] * share)))
+        .collect()
 }
 
 /// Confidence with Gumbel noise at re-mask temperature `tau`, one position
@@ -149,7 +154,11 @@ fn confidence_law(tau: f64) -> impl Fn(&Conditionals, &[u32]) -> Vec<(usize, u32
                 })
                 .collect();
             let joint: f64 = m.iter().zip(&cand).map(|(&i, &v)| p[i][v]).product();
-            let w: Vec<f64> = m.iter().zip(&cand).map(|(&i, &v)| (p[i][v].ln() / tau).exp()).collect();
+            let w: Vec<f64> = m
+                .iter()
+                .zip(&cand)
+                .map(|(&i, &v)| (p[i][v].ln() / tau).exp())
+                .collect();
             let z: f64 = w.iter().sum();
             for (k, (&i, &v)) in m.iter().zip(&cand).enumerate() {
                 *out.entry((i, v as u32)).or_default() += joint * w[k] / z;
@@ -177,9 +186,14 @@ fn exact_ancestral(cond: &Conditionals, steps: usize) -> Vec<f64> {
             let m = masked(&state);
             let probs = cond.p(&state);
             for subset in 0..(1usize << m.len()) {
-                let chosen: Vec<usize> =
-                    m.iter().enumerate().filter(|(b, _)| subset >> b & 1 == 1).map(|(_, &i)| i).collect();
-                let q = p.powi(chosen.len() as i32) * (1.0 - p).powi((m.len() - chosen.len()) as i32);
+                let chosen: Vec<usize> = m
+                    .iter()
+                    .enumerate()
+                    .filter(|(b, _)| subset >> b & 1 == 1)
+                    .map(|(_, &i)| i)
+                    .collect();
+                let q =
+                    p.powi(chosen.len() as i32) * (1.0 - p).powi((m.len() - chosen.len()) as i32);
                 if q == 0.0 {
                     continue;
                 }
@@ -216,7 +230,9 @@ fn empirical(model: &Denoiser<B>, cfg: &SamplerConfig, n: usize, seed: u64) -> V
     for i in 0..n {
         canvas.push_row(&[], i as u64).unwrap();
     }
-    Sampler::new(model, &Default::default(), seed).generate(&mut canvas, cfg).unwrap();
+    Sampler::new(model, &Default::default(), seed)
+        .generate(&mut canvas, cfg)
+        .unwrap();
     let mut counts = vec![0.0; OUTCOMES];
     for r in 0..n {
         counts[outcome(canvas.row(r))] += 1.0;
@@ -266,7 +282,11 @@ fn normalised(counts: &[f64]) -> Vec<f64> {
 fn assert_matches(name: &str, counts: &[f64], exact: &[f64]) {
     let (stat, dof) = chi_square(counts, exact);
     eprintln!("{name}: chi2 {stat:.1}, dof {dof}");
-    assert!(stat < chi2_999(dof), "{name}: chi2 {stat:.1} with {dof} dof exceeds {:.1}", chi2_999(dof));
+    assert!(
+        stat < chi2_999(dof),
+        "{name}: chi2 {stat:.1} with {dof} dof exceeds {:.1}",
+        chi2_999(dof)
+    );
 }
 
 const N: usize = 40_000;
@@ -277,7 +297,12 @@ fn first_hitting_matches_its_exact_distribution() {
     let cond = Conditionals::of(&model);
     let exact = exact_sequential(&cond, &[MASK; L], &first_hitting_law, &mut HashMap::new());
     assert!((exact.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-    let counts = empirical(&model, &SamplerConfig::new(SamplerKind::FirstHitting, L), N, 1);
+    let counts = empirical(
+        &model,
+        &SamplerConfig::new(SamplerKind::FirstHitting, L),
+        N,
+        1,
+    );
     assert_matches("first-hitting", &counts, &exact);
 }
 
@@ -287,7 +312,12 @@ fn ancestral_matches_its_exact_distribution_in_the_parallel_regime() {
     let cond = Conditionals::of(&model);
     for steps in [1, 2, 3] {
         let exact = exact_ancestral(&cond, steps);
-        let counts = empirical(&model, &SamplerConfig::new(SamplerKind::Ancestral, steps), N, 2);
+        let counts = empirical(
+            &model,
+            &SamplerConfig::new(SamplerKind::Ancestral, steps),
+            N,
+            2,
+        );
         assert_matches(&format!("ancestral T={steps}"), &counts, &exact);
     }
 }
@@ -299,13 +329,31 @@ fn ancestral_with_many_steps_equals_first_hitting() {
     let fhs = exact_sequential(&cond, &[MASK; L], &first_hitting_law, &mut HashMap::new());
     // The test has power: revealing everything at once (T = 1) is far off.
     let one_step = exact_ancestral(&cond, 1);
-    assert!(tv(&one_step, &fhs) > 0.1, "model too close to factorised: {}", tv(&one_step, &fhs));
+    assert!(
+        tv(&one_step, &fhs) > 0.1,
+        "model too close to factorised: {}",
+        tv(&one_step, &fhs)
+    );
     // With T = 512 two positions rarely share a step: exact distributions agree.
     let many = exact_ancestral(&cond, 512);
-    assert!(tv(&many, &fhs) < 0.01, "TV(ancestral T=512, first-hitting) = {}", tv(&many, &fhs));
+    assert!(
+        tv(&many, &fhs) < 0.01,
+        "TV(ancestral T=512, first-hitting) = {}",
+        tv(&many, &fhs)
+    );
     // And the two samplers' outputs agree with each other and with the limit.
-    let anc = empirical(&model, &SamplerConfig::new(SamplerKind::Ancestral, 512), N, 3);
-    let fh = empirical(&model, &SamplerConfig::new(SamplerKind::FirstHitting, L), N, 4);
+    let anc = empirical(
+        &model,
+        &SamplerConfig::new(SamplerKind::Ancestral, 512),
+        N,
+        3,
+    );
+    let fh = empirical(
+        &model,
+        &SamplerConfig::new(SamplerKind::FirstHitting, L),
+        N,
+        4,
+    );
     assert_matches("ancestral T=512", &anc, &many);
     // TV between two empirical laws on 81 cells from 40k draws each: the
     // sampling noise is ~0.02; a 1-step sampler would sit at > 0.1.
@@ -336,8 +384,13 @@ fn rows_are_independent_of_batching_and_reproducible() {
         for &k in keys {
             c.push_row(&[], k).unwrap();
         }
-        Sampler::new(&model, &Default::default(), 9).generate(&mut c, &cfg).unwrap();
-        keys.iter().enumerate().map(|(r, &k)| (k, c.row(r).to_vec())).collect::<HashMap<_, _>>()
+        Sampler::new(&model, &Default::default(), 9)
+            .generate(&mut c, &cfg)
+            .unwrap();
+        keys.iter()
+            .enumerate()
+            .map(|(r, &k)| (k, c.row(r).to_vec()))
+            .collect::<HashMap<_, _>>()
     };
     let all = run(&(0..64).collect::<Vec<_>>());
     let part = run(&[40, 3, 17]);

@@ -20,46 +20,82 @@ pub enum ConfigError {
     #[error("--set {arg}: {message}")]
     Override { arg: String, message: String },
     #[error("{origin}: key `{key}`: {message}")]
-    Key { origin: String, key: String, message: String },
+    Key {
+        origin: String,
+        key: String,
+        message: String,
+    },
     #[error("{origin}: invalid config:\n{}", list(.problems))]
-    Invalid { origin: String, problems: Vec<Invalid> },
+    Invalid {
+        origin: String,
+        problems: Vec<Invalid>,
+    },
 }
 
 fn list(problems: &[Invalid]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Loads, overrides and validates a config file.
 pub fn load(path: &Path, overrides: &[String]) -> Result<ExperimentConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     load_str(&text, &path.display().to_string(), overrides)
 }
 
 /// As [`load`], from text; `origin` names it in errors.
-pub fn load_str(text: &str, origin: &str, overrides: &[String]) -> Result<ExperimentConfig, ConfigError> {
-    let mut table: Table = toml::from_str(text)
-        .map_err(|e| ConfigError::Syntax { origin: origin.into(), message: e.to_string() })?;
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    overrides: &[String],
+) -> Result<ExperimentConfig, ConfigError> {
+    let mut table: Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        origin: origin.into(),
+        message: e.to_string(),
+    })?;
     for arg in overrides {
         let (key, value) = parse_override(arg)?;
-        set_path(&mut table, &key, value)
-            .map_err(|message| ConfigError::Override { arg: arg.clone(), message })?;
+        set_path(&mut table, &key, value).map_err(|message| ConfigError::Override {
+            arg: arg.clone(),
+            message,
+        })?;
     }
-    let mut cfg: ExperimentConfig = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Key {
-            origin: origin.into(),
-            key: if key == "." { "(top level)".into() } else { key },
-            // toml appends "in `section`"; the path already says where.
-            message: e.into_inner().to_string().lines().next().unwrap_or("").trim().to_string(),
-        }
-    })?;
+    let mut cfg: ExperimentConfig =
+        serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key {
+                origin: origin.into(),
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                // toml appends "in `section`"; the path already says where.
+                message: e
+                    .into_inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            }
+        })?;
     let problems = cfg.validate();
     if problems.is_empty() {
         cfg.run.resolve_threads();
         Ok(cfg)
     } else {
-        Err(ConfigError::Invalid { origin: origin.into(), problems })
+        Err(ConfigError::Invalid {
+            origin: origin.into(),
+            problems,
+        })
     }
 }
 
@@ -72,7 +108,10 @@ pub fn parse_override(arg: &str) -> Result<(String, Value), ConfigError> {
     })?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(ConfigError::Override { arg: arg.into(), message: "empty key segment".into() });
+        return Err(ConfigError::Override {
+            arg: arg.into(),
+            message: "empty key segment".into(),
+        });
     }
     let raw = raw.trim();
     let value = toml::from_str::<Table>(&format!("v = {raw}"))
@@ -85,9 +124,13 @@ pub fn parse_override(arg: &str) -> Result<(String, Value), ConfigError> {
 /// Sets `a.b.c` (numeric segments index arrays), creating missing tables.
 fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
-    let mut cur: &mut Value = table
-        .entry(parts[0].to_string())
-        .or_insert_with(|| if parts.len() == 1 { value.clone() } else { Value::Table(Table::new()) });
+    let mut cur: &mut Value = table.entry(parts[0].to_string()).or_insert_with(|| {
+        if parts.len() == 1 {
+            value.clone()
+        } else {
+            Value::Table(Table::new())
+        }
+    });
     if parts.len() == 1 {
         *cur = value;
         return Ok(());
@@ -96,15 +139,20 @@ fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
         let last = i == parts.len() - 1;
         let here = parts[..i].join(".");
         cur = match cur {
-            Value::Table(t) => t
-                .entry(part.to_string())
-                .or_insert_with(|| if last { value.clone() } else { Value::Table(Table::new()) }),
+            Value::Table(t) => t.entry(part.to_string()).or_insert_with(|| {
+                if last {
+                    value.clone()
+                } else {
+                    Value::Table(Table::new())
+                }
+            }),
             Value::Array(a) => {
-                let idx: usize = part
-                    .parse()
-                    .map_err(|_| format!("`{here}` is a list: index it with a number, not `{part}`"))?;
+                let idx: usize = part.parse().map_err(|_| {
+                    format!("`{here}` is a list: index it with a number, not `{part}`")
+                })?;
                 let n = a.len();
-                a.get_mut(idx).ok_or_else(|| format!("`{here}` has {n} entries, no index {idx}"))?
+                a.get_mut(idx)
+                    .ok_or_else(|| format!("`{here}` has {n} entries, no index {idx}"))?
             }
             _ => return Err(format!("`{here}` is a value, not a table")),
         };
@@ -161,27 +209,45 @@ temperature = 0.0
     fn unknown_keys_are_named_with_their_path() {
         let e = err(&MINIMAL.replace("d_ff = 64", "d_ff = 64\nd_fff = 3"), &[]);
         assert!(e.contains("key `model.d_fff`: unknown field"), "{e}");
-        let e = err(&MINIMAL.replace("temperature = 0.0", "temprature = 0.0"), &[]);
-        assert!(e.contains("eval.samplers[0]") && e.contains("temprature"), "{e}");
+        let e = err(
+            &MINIMAL.replace("temperature = 0.0", "temprature = 0.0"),
+            &[],
+        );
+        assert!(
+            e.contains("eval.samplers[0]") && e.contains("temprature"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_types_and_values_are_named() {
         let e = err(&MINIMAL.replace("steps = 10", "steps = \"ten\""), &[]);
         assert!(e.contains("pretrain.steps"), "{e}");
-        let e = err(&MINIMAL.replace("kind = \"sudoku4\"", "kind = \"chess\""), &[]);
+        let e = err(
+            &MINIMAL.replace("kind = \"sudoku4\"", "kind = \"chess\""),
+            &[],
+        );
         assert!(e.contains("task.kind") && e.contains("chess"), "{e}");
         let e = err(MINIMAL, &["model.n_heads=3"]);
-        assert!(e.contains("`model.n_heads`") && e.contains("divisible"), "{e}");
+        assert!(
+            e.contains("`model.n_heads`") && e.contains("divisible"),
+            "{e}"
+        );
         let e = err(MINIMAL, &["pretrain.lr=-1", "eval.steps=[0]"]);
-        assert!(e.contains("`pretrain.lr`") && e.contains("`eval.steps`"), "{e}");
+        assert!(
+            e.contains("`pretrain.lr`") && e.contains("`eval.steps`"),
+            "{e}"
+        );
         let e = err(MINIMAL, &["eval.steps=[]"]);
         assert!(e.contains("`eval.samplers[0]`: no step count"), "{e}");
         let e = err(MINIMAL, &["eval.samplers.0.guidance=1.0"]);
         assert!(e.contains("prompt_dropout"), "{e}");
         let e = err("[run\nname=1", &[]);
         assert!(e.contains("not valid TOML"), "{e}");
-        let e = err(&MINIMAL.replace("[pretrain]\nsteps = 10", "[pretrain]"), &[]);
+        let e = err(
+            &MINIMAL.replace("[pretrain]\nsteps = 10", "[pretrain]"),
+            &[],
+        );
         assert!(e.contains("pretrain") && e.contains("steps"), "{e}");
     }
 
@@ -202,9 +268,15 @@ temperature = 0.0
         assert_eq!(cfg.run.out_dir(), Path::new("/tmp/x y"));
         assert_eq!(cfg.eval.samplers[0].kind, policy::SamplerKind::Ancestral);
         let cfg = load_str(MINIMAL, "x.toml", &["eval.samplers.0.steps=3".into()]).unwrap();
-        assert_eq!(cfg.sweep().iter().map(|s| s.steps).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            cfg.sweep().iter().map(|s| s.steps).collect::<Vec<_>>(),
+            vec![3]
+        );
         let cfg = load_str(MINIMAL, "x.toml", &[]).unwrap();
-        assert_eq!(cfg.sweep().iter().map(|s| s.steps).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            cfg.sweep().iter().map(|s| s.steps).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         let e = err(MINIMAL, &["eval.samplers.5.kind=ancestral"]);
         assert!(e.contains("no index 5"), "{e}");
         let e = err(MINIMAL, &["pretrain.steps.x=1"]);

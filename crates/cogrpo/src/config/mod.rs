@@ -71,7 +71,9 @@ impl RunConfig {
     }
 
     pub fn out_dir(&self) -> PathBuf {
-        self.out_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&self.name))
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&self.name))
     }
 }
 
@@ -142,6 +144,11 @@ pub struct PretrainConfig {
     /// Smallest masking probability of the forward process.
     #[serde(default = "default_mask_eps")]
     pub mask_eps: f64,
+    /// Stratify the batch's diffusion times (MDLM) instead of drawing them
+    /// independently (SMDM). Measured: stratified helps character-level text
+    /// slightly, independent trains 4x4 Sudoku faster (README, Results).
+    #[serde(default)]
+    pub stratified_t: bool,
     /// Probability of masking the prompt in training (enables guidance).
     #[serde(default)]
     pub prompt_dropout: f64,
@@ -241,21 +248,35 @@ impl ExperimentConfig {
     /// Every range and consistency problem, each naming its key.
     pub fn validate(&self) -> Vec<Invalid> {
         let mut errs = Vec::new();
-        let mut bad = |key: &str, message: String| errs.push(Invalid { key: key.into(), message });
+        let mut bad = |key: &str, message: String| {
+            errs.push(Invalid {
+                key: key.into(),
+                message,
+            })
+        };
 
         if self.run.name.trim().is_empty() {
             bad("run.name", "must not be empty".into());
         }
         if self.run.name.contains(['/', '\\']) {
-            bad("run.name", "must not contain path separators (set run.out_dir instead)".into());
+            bad(
+                "run.name",
+                "must not contain path separators (set run.out_dir instead)".into(),
+            );
         }
         match self.task.kind {
             TaskKind::Sudoku4 => {
                 if self.task.seq_len.is_some() {
-                    bad("task.seq_len", "only the `text` task has a configurable length".into());
+                    bad(
+                        "task.seq_len",
+                        "only the `text` task has a configurable length".into(),
+                    );
                 }
                 if self.task.holdout_fraction.is_some() {
-                    bad("task.holdout_fraction", "only the `text` task holds out a share".into());
+                    bad(
+                        "task.holdout_fraction",
+                        "only the `text` task holds out a share".into(),
+                    );
                 }
             }
             TaskKind::Text => {
@@ -265,7 +286,10 @@ impl ExperimentConfig {
                 if let Some(h) = self.task.holdout_fraction
                     && !(h > 0.0 && h < 1.0)
                 {
-                    bad("task.holdout_fraction", format!("must lie in (0, 1), got {h}"));
+                    bad(
+                        "task.holdout_fraction",
+                        format!("must lie in (0, 1), got {h}"),
+                    );
                 }
             }
         }
@@ -281,9 +305,15 @@ impl ExperimentConfig {
                 bad(key, "must be at least 1".into());
             }
         }
-        if m.n_heads > 0 && m.d_model % m.n_heads != 0 {
-            bad("model.n_heads", format!("d_model {} is not divisible by n_heads {}", m.d_model, m.n_heads));
-        } else if m.n_heads > 0 && (m.d_model / m.n_heads) % 2 != 0 {
+        if m.n_heads > 0 && !m.d_model.is_multiple_of(m.n_heads) {
+            bad(
+                "model.n_heads",
+                format!(
+                    "d_model {} is not divisible by n_heads {}",
+                    m.d_model, m.n_heads
+                ),
+            );
+        } else if m.n_heads > 0 && !(m.d_model / m.n_heads).is_multiple_of(2) {
             bad(
                 "model.n_heads",
                 format!(
@@ -309,7 +339,10 @@ impl ExperimentConfig {
             bad("pretrain.lr", format!("must be positive, got {}", p.lr));
         }
         if p.warmup_steps > p.steps {
-            bad("pretrain.warmup_steps", format!("{} exceeds pretrain.steps = {}", p.warmup_steps, p.steps));
+            bad(
+                "pretrain.warmup_steps",
+                format!("{} exceeds pretrain.steps = {}", p.warmup_steps, p.steps),
+            );
         }
         for (key, v, lo, hi) in [
             ("pretrain.min_lr_ratio", p.min_lr_ratio, 0.0, 1.0),
@@ -332,7 +365,10 @@ impl ExperimentConfig {
             }
         }
         if p.prompt_dropout > 0.0 && self.task.kind == TaskKind::Text {
-            bad("pretrain.prompt_dropout", "the `text` task has no prompt to drop".into());
+            bad(
+                "pretrain.prompt_dropout",
+                "the `text` task has no prompt to drop".into(),
+            );
         }
 
         if let Some(s) = &self.sampler
@@ -345,7 +381,10 @@ impl ExperimentConfig {
             bad("eval.batch_size", "must be at least 1".into());
         }
         if e.max_examples == Some(0) {
-            bad("eval.max_examples", "must be at least 1 (leave it out to use all)".into());
+            bad(
+                "eval.max_examples",
+                "must be at least 1 (leave it out to use all)".into(),
+            );
         }
         if e.steps.contains(&0) {
             bad("eval.steps", "step counts must be at least 1".into());
