@@ -111,7 +111,8 @@ pub fn pretrain<B: AutodiffBackend>(
     }
     let segment_start = Instant::now();
     let wall_before = state.wall_s;
-    let (mut window_loss, mut window_n, mut window_tokens) = (state.window_loss, state.window_steps, 0u64);
+    let (mut window_loss, mut window_n, mut window_tokens) =
+        (state.window_loss, state.window_steps, 0u64);
     let mut window_start = Instant::now();
 
     for step in state.step..p.steps {

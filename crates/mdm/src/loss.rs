@@ -325,7 +325,12 @@ mod tests {
         let share = b.masked_count() as f64 / (2000.0 * 64.0);
         assert!((share - 0.55).abs() < 0.03, "masked share {share}");
         // ... and no ordering of rows by t: both ends are masked about half.
-        let row_share = |r: usize| b.input[r * 64..(r + 1) * 64].iter().filter(|&&t| t == 7).count();
+        let row_share = |r: usize| {
+            b.input[r * 64..(r + 1) * 64]
+                .iter()
+                .filter(|&&t| t == 7)
+                .count()
+        };
         let low = (0..200).map(row_share).sum::<usize>() as f64 / (200.0 * 64.0);
         let high = (1800..2000).map(row_share).sum::<usize>() as f64 / (200.0 * 64.0);
         assert!(
