@@ -1,32 +1,28 @@
-//! Rewards: scores of completed generations.
+//! Rewards: scores of completed generations, and the plugin API that lets
+//! users bring their own.
 //!
-//! A reward sees what a user would see — the task example (prompt, reference
-//! answer, metadata) and the completion's tokens and text — never the
-//! network. This crate holds the built-in verifiers; the same scores serve
-//! as evaluation metrics and, for reinforcement learning, as rewards.
+//! A reward sees what a user would see — the prompt, the completion (text
+//! and token ids) and the task example's metadata — never the network.
+//! Three kinds plug in the same way ([`Reward`]): in-process Rust (the task
+//! verifiers, or your own type), a subprocess speaking JSON lines, and an
+//! HTTP reward server; the wire protocol is in `docs/reward-protocol.md`.
+//! A [`RewardSet`] combines them with weights and a rollout cost into
+//! group-normalized advantages, and survives plugins that fail.
 
+pub mod compose;
+pub mod config;
+pub mod http;
+pub mod item;
+pub mod protocol;
+pub mod registry;
+pub mod reward;
+pub mod subprocess;
 pub mod sudoku;
+pub mod verifier;
 
-use envs::Example;
-
-/// A deterministic scorer of one completion.
-pub trait Verifier: Send + Sync {
-    /// Name used in configs, logs and reports.
-    fn name(&self) -> &'static str;
-
-    /// Score of `completion` (answer tokens) for `example`; `None` when the
-    /// verifier does not apply to this example.
-    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64>;
-}
-
-/// The built-in verifiers of a task, in report order (first = headline).
-pub fn verifiers_for(task: &str) -> Vec<Box<dyn Verifier>> {
-    match task {
-        "sudoku4" => vec![
-            Box::new(sudoku::Solved),
-            Box::new(sudoku::D1CellAccuracy),
-            Box::new(sudoku::ValidCells),
-        ],
-        _ => Vec::new(),
-    }
-}
+pub use compose::{Outcome, RewardSet, RolloutCost, ScoredBatch, TooManyFailures};
+pub use config::{Aggregation, CostConfig, CostMode, RewardTerm, RewardsConfig};
+pub use item::{BatchScores, RewardItem};
+pub use registry::{build_reward_set, default_reward, verifiers_for};
+pub use reward::{BoxFuture, FailureKind, Reward, RewardFailure};
+pub use verifier::{Verifier, VerifierReward};

@@ -8,15 +8,15 @@
 //!   completion of the puzzle, given the other answers: a dense reward that
 //!   does not depend on which solution was stored.
 
-use envs::Example;
 use envs::sudoku4::{Grid, grid_from_tokens, is_valid_grid, keeps_givens, parse_grid, valid_grids};
 use std::sync::OnceLock;
 
-use crate::Verifier;
+use crate::item::RewardItem;
+use crate::verifier::Verifier;
 
-fn puzzle_and_solution(example: &Example) -> Option<(Grid, Grid)> {
-    let p = parse_grid(example.metadata.get("puzzle")?.as_str()?).ok()?;
-    let s = parse_grid(example.metadata.get("solution")?.as_str()?).ok()?;
+fn puzzle_and_solution(item: &RewardItem) -> Option<(Grid, Grid)> {
+    let p = parse_grid(item.metadata.get("puzzle")?.as_str()?).ok()?;
+    let s = parse_grid(item.metadata.get("solution")?.as_str()?).ok()?;
     Some((p, s))
 }
 
@@ -27,8 +27,9 @@ impl Verifier for Solved {
         "solved"
     }
 
-    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64> {
-        let (puzzle, _) = puzzle_and_solution(example)?;
+    fn score(&self, item: &RewardItem) -> Option<f64> {
+        let completion = &item.completion_tokens;
+        let (puzzle, _) = puzzle_and_solution(item)?;
         let ok = grid_from_tokens(completion)
             .is_some_and(|g| is_valid_grid(&g) && keeps_givens(&puzzle, &g));
         Some(if ok { 1.0 } else { 0.0 })
@@ -42,8 +43,9 @@ impl Verifier for D1CellAccuracy {
         "d1_cell_accuracy"
     }
 
-    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64> {
-        let (puzzle, solution) = puzzle_and_solution(example)?;
+    fn score(&self, item: &RewardItem) -> Option<f64> {
+        let completion = &item.completion_tokens;
+        let (puzzle, solution) = puzzle_and_solution(item)?;
         let blanks: Vec<usize> = (0..16).filter(|&c| puzzle[c] == 0).collect();
         if blanks.is_empty() {
             return None;
@@ -69,9 +71,10 @@ impl Verifier for ValidCells {
 
     /// The largest share of blank cells that any valid completion of the
     /// puzzle agrees with.
-    fn score(&self, example: &Example, completion: &[u32]) -> Option<f64> {
+    fn score(&self, item: &RewardItem) -> Option<f64> {
+        let completion = &item.completion_tokens;
         static GRIDS: OnceLock<Vec<Grid>> = OnceLock::new();
-        let (puzzle, _) = puzzle_and_solution(example)?;
+        let (puzzle, _) = puzzle_and_solution(item)?;
         let blanks: Vec<usize> = (0..16).filter(|&c| puzzle[c] == 0).collect();
         if blanks.is_empty() {
             return None;
@@ -96,13 +99,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn example(puzzle: &str, solution: &str) -> Example {
-        Example {
-            id: 0,
-            prompt: Vec::new(),
-            answer: Vec::new(),
-            metadata: json!({"puzzle": puzzle, "solution": solution}),
+    struct Ex(serde_json::Value);
+    impl Ex {
+        fn score(&self, v: &dyn Verifier, completion: &[u32]) -> Option<f64> {
+            let item = RewardItem {
+                id: "0/0".into(),
+                prompt: String::new(),
+                completion: String::new(),
+                prompt_tokens: Vec::new(),
+                completion_tokens: completion.to_vec(),
+                metadata: self.0.clone(),
+            };
+            v.score(&item)
         }
+    }
+
+    fn example(puzzle: &str, solution: &str) -> Ex {
+        Ex(json!({"puzzle": puzzle, "solution": solution}))
     }
 
     fn tokens(s: &str) -> Vec<u32> {
@@ -112,26 +125,26 @@ mod tests {
     #[test]
     fn solved_accepts_any_valid_completion() {
         let ex = example("3102200002100320", "3142243142131324");
-        assert_eq!(Solved.score(&ex, &tokens("3142243142131324")), Some(1.0));
-        assert_eq!(Solved.score(&ex, &tokens("3142243142131323")), Some(0.0));
-        assert_eq!(Solved.score(&ex, &tokens("314224314213132")), Some(0.0));
+        assert_eq!(ex.score(&Solved, &tokens("3142243142131324")), Some(1.0));
+        assert_eq!(ex.score(&Solved, &tokens("3142243142131323")), Some(0.0));
+        assert_eq!(ex.score(&Solved, &tokens("314224314213132")), Some(0.0));
         // A valid grid that drops a given is not a solution.
         let other = "4213132431422431";
         assert!(is_valid_grid(&parse_grid(other).unwrap()));
-        assert_eq!(Solved.score(&ex, &tokens(other)), Some(0.0));
+        assert_eq!(ex.score(&Solved, &tokens(other)), Some(0.0));
     }
 
     #[test]
     fn d1_counts_blank_cells_equal_to_the_stored_solution() {
         let ex = example("3102200002100320", "3142243142131324");
         assert_eq!(
-            D1CellAccuracy.score(&ex, &tokens("3142243142131324")),
+            ex.score(&D1CellAccuracy, &tokens("3142243142131324")),
             Some(1.0)
         );
         let mut wrong = tokens("3142243142131324");
         wrong[2] = 1; // a blank cell
         wrong[0] = 1; // a given cell: not scored
-        assert_eq!(D1CellAccuracy.score(&ex, &wrong), Some(7.0 / 8.0));
+        assert_eq!(ex.score(&D1CellAccuracy, &wrong), Some(7.0 / 8.0));
     }
 
     #[test]
@@ -147,19 +160,14 @@ mod tests {
         let text = |g: &Grid| g.iter().map(|d| char::from(b'0' + d)).collect::<String>();
         let ex = example(&text(&puzzle), &text(a));
         let b_tokens: Vec<u32> = b.iter().map(|&d| u32::from(d)).collect();
-        assert_eq!(ValidCells.score(&ex, &b_tokens), Some(1.0));
-        assert_eq!(D1CellAccuracy.score(&ex, &b_tokens), Some(0.0));
-        assert_eq!(Solved.score(&ex, &b_tokens), Some(1.0));
+        assert_eq!(ex.score(&ValidCells, &b_tokens), Some(1.0));
+        assert_eq!(ex.score(&D1CellAccuracy, &b_tokens), Some(0.0));
+        assert_eq!(ex.score(&Solved, &b_tokens), Some(1.0));
     }
 
     #[test]
     fn missing_metadata_is_not_applicable() {
-        let ex = Example {
-            id: 0,
-            prompt: vec![],
-            answer: vec![],
-            metadata: json!({}),
-        };
-        assert_eq!(Solved.score(&ex, &[1; 16]), None);
+        let ex = Ex(json!({}));
+        assert_eq!(ex.score(&Solved, &[1; 16]), None);
     }
 }

@@ -16,7 +16,7 @@ use mdm::Denoiser;
 use mdm::likelihood::elbo_nll;
 use mdm::loss::CleanRow;
 use policy::{Sampler, SamplerConfig};
-use rewards::Verifier;
+use rewards::{RewardItem, Verifier};
 
 use crate::config::ExperimentConfig;
 use crate::logging::{Progress, Scalars};
@@ -96,10 +96,8 @@ pub fn sweep_point<B: Backend>(
             .iter()
             .enumerate()
             .map(|(r, ex)| {
-                verifiers
-                    .iter()
-                    .map(|v| v.score(ex, canvas.answer(r)))
-                    .collect()
+                let item = RewardItem::new(ex, 0, canvas.answer(r), task.vocab());
+                verifiers.iter().map(|v| v.score(&item)).collect()
             })
             .collect();
         progress.inc(chunk.len() as u64);

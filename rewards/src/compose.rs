@@ -1,0 +1,582 @@
+//! A weighted set of rewards: scores a batch of rollouts with every reward
+//! concurrently, marks failed items invalid, counts failures, applies the
+//! rollout cost, and turns the scores into group-normalized advantages.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::config::{Aggregation, CostConfig, CostMode};
+use crate::item::{BatchScores, RewardItem};
+use crate::reward::{FailureKind, Reward, RewardFailure};
+
+/// What a rollout cost: denoiser evaluations and wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RolloutCost {
+    pub nfe: f64,
+    pub wall_s: f64,
+    /// Positions generated (normalizes the NFE).
+    pub answer_len: usize,
+}
+
+/// One reward's verdict on one item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    Score(f32),
+    NotApplicable,
+    Failed(FailureKind),
+}
+
+/// Too many items of a batch failed for one reward.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "reward `{reward}`: {failed} of {total} items failed (more than rewards.max_failure_fraction = {limit}); \
+     last failure: {last}"
+)]
+pub struct TooManyFailures {
+    pub reward: String,
+    pub failed: usize,
+    pub total: usize,
+    pub limit: f64,
+    pub last: RewardFailure,
+}
+
+struct Term {
+    reward: Box<dyn Reward>,
+    weight: f32,
+    /// Deadline for in-process rewards (plugins enforce their own).
+    timeout: Option<Duration>,
+}
+
+pub struct RewardSet {
+    terms: Vec<Term>,
+    aggregation: Aggregation,
+    cost: CostConfig,
+    max_failure_fraction: f64,
+    /// Cumulative failures per (reward, kind), for logging.
+    failures: Mutex<BTreeMap<(String, FailureKind), u64>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// The scores of one batch.
+#[derive(Debug, Clone)]
+pub struct ScoredBatch {
+    pub names: Vec<String>,
+    pub weights: Vec<f32>,
+    /// `outcomes[reward][item]`.
+    pub outcomes: Vec<Vec<Outcome>>,
+    /// Sub-scores per reward, for logging.
+    pub parts: Vec<BTreeMap<String, Vec<Option<f32>>>>,
+    /// The cost penalty of every item (0 without a cost).
+    pub penalty: Vec<f32>,
+    pub aggregation: Aggregation,
+    pub cost_mode: CostMode,
+}
+
+impl RewardSet {
+    pub fn new(aggregation: Aggregation, cost: CostConfig, max_failure_fraction: f64) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cogrpo-rewards")
+            .enable_all()
+            .build()
+            .expect("cannot start the reward runtime (tokio)");
+        Self {
+            terms: Vec::new(),
+            aggregation,
+            cost,
+            max_failure_fraction,
+            failures: Mutex::new(BTreeMap::new()),
+            runtime,
+        }
+    }
+
+    pub fn push(&mut self, reward: Box<dyn Reward>, weight: f64, timeout: Option<Duration>) {
+        self.terms.push(Term {
+            reward,
+            weight: weight as f32,
+            timeout,
+        });
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.terms
+            .iter()
+            .map(|t| t.reward.name().to_string())
+            .collect()
+    }
+
+    /// Cumulative failure counts, `(reward, kind) -> count`.
+    pub fn failure_counts(&self) -> BTreeMap<(String, FailureKind), u64> {
+        self.failures.lock().expect("not poisoned").clone()
+    }
+
+    /// Scores `items` (with their rollout `costs`) with every reward at once.
+    /// Blocks the calling thread; the rewards run on the set's own runtime.
+    pub fn score(
+        &self,
+        items: &[RewardItem],
+        costs: &[RolloutCost],
+    ) -> Result<ScoredBatch, TooManyFailures> {
+        self.runtime.block_on(self.score_async(items, costs))
+    }
+
+    pub async fn score_async(
+        &self,
+        items: &[RewardItem],
+        costs: &[RolloutCost],
+    ) -> Result<ScoredBatch, TooManyFailures> {
+        assert_eq!(items.len(), costs.len(), "one cost per item");
+        let n = items.len();
+        let replies = join_all(self.terms.iter().map(|term| async move {
+            let fut = term.reward.score(items);
+            match term.timeout {
+                Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+                    Err(RewardFailure::new(
+                        FailureKind::Timeout,
+                        format!("no result within {:.1} s", limit.as_secs_f64()),
+                    ))
+                }),
+                None => fut.await,
+            }
+        }))
+        .await;
+
+        let mut out = ScoredBatch {
+            names: self.names(),
+            weights: self.terms.iter().map(|t| t.weight).collect(),
+            outcomes: Vec::new(),
+            parts: Vec::new(),
+            penalty: costs.iter().map(|c| self.penalty(c)).collect(),
+            aggregation: self.aggregation,
+            cost_mode: self.cost.mode,
+        };
+        let mut budget_error = None;
+        for (term, reply) in self.terms.iter().zip(replies) {
+            let (outcomes, parts, last) = outcomes_of(reply, n);
+            let failed: Vec<FailureKind> = outcomes
+                .iter()
+                .filter_map(|o| {
+                    if let Outcome::Failed(k) = o {
+                        Some(*k)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            if !failed.is_empty() {
+                let mut counts = self.failures.lock().expect("not poisoned");
+                for kind in &failed {
+                    *counts
+                        .entry((term.reward.name().to_string(), *kind))
+                        .or_default() += 1;
+                }
+            }
+            if n > 0
+                && failed.len() as f64 > self.max_failure_fraction * n as f64
+                && budget_error.is_none()
+            {
+                budget_error = Some(TooManyFailures {
+                    reward: term.reward.name().to_string(),
+                    failed: failed.len(),
+                    total: n,
+                    limit: self.max_failure_fraction,
+                    last: last.unwrap_or_else(|| {
+                        RewardFailure::new(failed[0], "see the failure counters")
+                    }),
+                });
+            }
+            out.outcomes.push(outcomes);
+            out.parts.push(parts);
+        }
+        match budget_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    fn penalty(&self, c: &RolloutCost) -> f32 {
+        let nfe = if c.answer_len > 0 {
+            c.nfe / c.answer_len as f64
+        } else {
+            0.0
+        };
+        (self.cost.nfe * nfe + self.cost.wall_s * c.wall_s) as f32
+    }
+}
+
+/// Per-item outcomes of one reward's reply, its parts, and the last failure.
+type Verdicts = (
+    Vec<Outcome>,
+    BTreeMap<String, Vec<Option<f32>>>,
+    Option<RewardFailure>,
+);
+
+fn outcomes_of(reply: Result<BatchScores, RewardFailure>, n: usize) -> Verdicts {
+    let scores = match reply {
+        Err(f) => return (vec![Outcome::Failed(f.kind); n], BTreeMap::new(), Some(f)),
+        Ok(s) => s,
+    };
+    if scores.scores.len() != n {
+        let f = RewardFailure::new(
+            FailureKind::WrongCount,
+            format!("{} scores for {n} items", scores.scores.len()),
+        );
+        return (vec![Outcome::Failed(f.kind); n], BTreeMap::new(), Some(f));
+    }
+    let mut last = None;
+    let mut outcomes: Vec<Outcome> = scores
+        .scores
+        .iter()
+        .map(|s| match s {
+            None => Outcome::NotApplicable,
+            Some(x) if x.is_finite() => Outcome::Score(*x),
+            Some(_) => {
+                last = Some(RewardFailure::new(
+                    FailureKind::NonFinite,
+                    "a score is NaN or infinite",
+                ));
+                Outcome::Failed(FailureKind::NonFinite)
+            }
+        })
+        .collect();
+    for (range, failure) in scores.failed {
+        for o in &mut outcomes[range.start.min(n)..range.end.min(n)] {
+            *o = Outcome::Failed(failure.kind);
+        }
+        last = Some(failure);
+    }
+    (outcomes, scores.parts, last)
+}
+
+impl ScoredBatch {
+    pub fn len(&self) -> usize {
+        self.penalty.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An item is valid unless a reward with non-zero weight failed on it.
+    pub fn valid(&self, i: usize) -> bool {
+        self.outcomes
+            .iter()
+            .zip(&self.weights)
+            .all(|(o, &w)| w == 0.0 || !matches!(o[i], Outcome::Failed(_)))
+    }
+
+    /// The item's reward: the weighted sum of its scores (not-applicable
+    /// rewards add nothing) with the cost applied; `None` when invalid or
+    /// when no reward applies.
+    pub fn total(&self, i: usize) -> Option<f32> {
+        if !self.valid(i) {
+            return None;
+        }
+        let mut any = false;
+        let mut sum = 0.0;
+        for (o, &w) in self.outcomes.iter().zip(&self.weights) {
+            if let Outcome::Score(x) = o[i] {
+                any = true;
+                sum += w * x;
+            }
+        }
+        any.then(|| self.apply_cost(sum, self.penalty[i]))
+    }
+
+    fn apply_cost(&self, reward: f32, penalty: f32) -> f32 {
+        match self.cost_mode {
+            CostMode::Additive => reward - penalty,
+            CostMode::Gate => reward * (1.0 - penalty).max(0.0),
+        }
+    }
+
+    /// Group-normalized advantages: items come in consecutive groups of
+    /// `group_size` rollouts of the same prompt. Invalid items get `None`
+    /// and are left out of their group's mean and standard deviation.
+    pub fn advantages(&self, group_size: usize) -> Vec<Option<f32>> {
+        assert!(
+            group_size > 0 && self.len().is_multiple_of(group_size),
+            "batch is not whole groups"
+        );
+        let mut out = vec![None; self.len()];
+        for start in (0..self.len()).step_by(group_size) {
+            let group = start..start + group_size;
+            match self.aggregation {
+                Aggregation::SumThenNormalize => {
+                    let totals: Vec<Option<f32>> = group.clone().map(|i| self.total(i)).collect();
+                    for (i, a) in group.zip(normalize(&totals)) {
+                        out[i] = a;
+                    }
+                }
+                Aggregation::NormalizeThenSum => {
+                    let valid: Vec<bool> = group.clone().map(|i| self.valid(i)).collect();
+                    let mut sums: Vec<Option<f32>> =
+                        valid.iter().map(|&v| v.then_some(0.0)).collect();
+                    for (outcomes, &w) in self.outcomes.iter().zip(&self.weights) {
+                        let column: Vec<Option<f32>> = group
+                            .clone()
+                            .zip(&valid)
+                            .map(|(i, &v)| match outcomes[i] {
+                                Outcome::Score(x) if v => Some(match self.cost_mode {
+                                    CostMode::Gate => self.apply_cost(x, self.penalty[i]),
+                                    CostMode::Additive => x,
+                                }),
+                                _ => None,
+                            })
+                            .collect();
+                        for (s, a) in sums.iter_mut().zip(normalize(&column)) {
+                            if let (Some(s), Some(a)) = (s.as_mut(), a) {
+                                *s += w * a;
+                            }
+                        }
+                    }
+                    if self.cost_mode == CostMode::Additive {
+                        // The cost is one more term, normalized like the rewards.
+                        let column: Vec<Option<f32>> = group
+                            .clone()
+                            .zip(&valid)
+                            .map(|(i, &v)| v.then(|| -self.penalty[i]))
+                            .collect();
+                        for (s, a) in sums.iter_mut().zip(normalize(&column)) {
+                            if let (Some(s), Some(a)) = (s.as_mut(), a) {
+                                *s += a;
+                            }
+                        }
+                    }
+                    for (i, s) in group.zip(sums) {
+                        out[i] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Per-reward mean and standard deviation over the items it scored, and
+    /// the share of invalid items, as `(tag, value)` pairs for TensorBoard.
+    pub fn stats(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for (name, outcomes) in self.names.iter().zip(&self.outcomes) {
+            let xs: Vec<f64> = outcomes
+                .iter()
+                .filter_map(|o| {
+                    if let Outcome::Score(x) = o {
+                        Some(f64::from(*x))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            if let Some((mean, std)) = mean_std(&xs) {
+                out.push((format!("reward/{name}/mean"), mean));
+                out.push((format!("reward/{name}/std"), std));
+            }
+            let failed = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Failed(_)))
+                .count();
+            out.push((
+                format!("reward/{name}/failed_share"),
+                failed as f64 / outcomes.len().max(1) as f64,
+            ));
+        }
+        let totals: Vec<f64> = (0..self.len())
+            .filter_map(|i| self.total(i).map(f64::from))
+            .collect();
+        if let Some((mean, std)) = mean_std(&totals) {
+            out.push(("reward/total/mean".into(), mean));
+            out.push(("reward/total/std".into(), std));
+        }
+        out
+    }
+}
+
+fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+    Some((mean, var.sqrt()))
+}
+
+/// `(r - mean) / (std + 1e-4)` over the present entries (population std, as
+/// in GRPO's group normalization); fewer than two present entries give 0.
+fn normalize(xs: &[Option<f32>]) -> Vec<Option<f32>> {
+    let present: Vec<f64> = xs.iter().flatten().map(|&x| f64::from(x)).collect();
+    let (mean, std) = mean_std(&present).unwrap_or((0.0, 0.0));
+    xs.iter()
+        .map(|x| {
+            x.map(|x| {
+                if present.len() < 2 {
+                    0.0
+                } else {
+                    ((f64::from(x) - mean) / (std + 1e-4)) as f32
+                }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reward::BoxFuture;
+
+    /// A reward that returns fixed scores.
+    struct Fixed(&'static str, Vec<Option<f32>>);
+    impl Reward for Fixed {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn score<'a>(
+            &'a self,
+            _: &'a [RewardItem],
+        ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+            Box::pin(async move { Ok(BatchScores::new(self.1.clone())) })
+        }
+    }
+
+    fn items(n: usize) -> Vec<RewardItem> {
+        (0..n)
+            .map(|i| RewardItem {
+                id: i.to_string(),
+                prompt: String::new(),
+                completion: String::new(),
+                prompt_tokens: vec![],
+                completion_tokens: vec![],
+                metadata: serde_json::Value::Null,
+            })
+            .collect()
+    }
+
+    fn set(aggregation: Aggregation, cost: CostConfig, terms: Vec<(Fixed, f64)>) -> RewardSet {
+        let mut s = RewardSet::new(aggregation, cost, 1.0);
+        for (r, w) in terms {
+            s.push(Box::new(r), w, None);
+        }
+        s
+    }
+
+    fn close(a: &[Option<f32>], b: &[Option<f32>]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                (Some(x), Some(y)) => (x - y).abs() < 1e-3,
+                (None, None) => true,
+                _ => false,
+            })
+    }
+
+    #[test]
+    fn the_two_aggregation_orders_differ_as_documented() {
+        // Reward a in {0, 1}, reward b tiny in scale; two groups of two.
+        let a = vec![Some(0.0), Some(1.0), Some(1.0), Some(1.0)];
+        let b = vec![Some(0.02), Some(0.01), Some(0.0), Some(0.01)];
+        let costs = vec![RolloutCost::default(); 4];
+        let sum = set(
+            Aggregation::SumThenNormalize,
+            CostConfig::default(),
+            vec![(Fixed("a", a.clone()), 1.0), (Fixed("b", b.clone()), 1.0)],
+        )
+        .score(&items(4), &costs)
+        .unwrap();
+        // Group 1 totals (0.02, 1.01): advantages -1, 1. Group 2 (1.0, 1.01):
+        // b's 0.01 difference alone is blown up to about -1, 1 (std 0.005
+        // against the 1e-4 guard: 0.005 / 0.0051 = 0.980).
+        assert!(
+            close(
+                &sum.advantages(2),
+                &[Some(-1.0), Some(1.0), Some(-0.9804), Some(0.9804)]
+            ),
+            "{:?}",
+            sum.advantages(2)
+        );
+        let per = set(
+            Aggregation::NormalizeThenSum,
+            CostConfig::default(),
+            vec![(Fixed("a", a), 1.0), (Fixed("b", b), 1.0)],
+        )
+        .score(&items(4), &costs)
+        .unwrap();
+        // Group 1: a gives (-1, 1), b gives (0.98, -0.98): they nearly
+        // cancel; the small-scale reward now weighs as much as the large one.
+        assert!(
+            close(
+                &per.advantages(2),
+                &[Some(-0.0194), Some(0.0194), Some(-0.9804), Some(0.9804)]
+            ),
+            "{:?}",
+            per.advantages(2)
+        );
+    }
+
+    #[test]
+    fn not_applicable_adds_nothing_and_a_group_of_one_valid_item_gets_zero() {
+        let a = vec![Some(1.0), None, Some(0.0), None];
+        let s = set(
+            Aggregation::SumThenNormalize,
+            CostConfig::default(),
+            vec![(Fixed("a", a), 2.0)],
+        )
+        .score(&items(4), &vec![RolloutCost::default(); 4])
+        .unwrap();
+        assert_eq!(s.total(0), Some(2.0));
+        assert_eq!(s.total(1), None);
+        assert!(close(&s.advantages(2), &[Some(0.0), None, Some(0.0), None]));
+        assert!(close(
+            &s.advantages(4),
+            &[Some(1.0), None, Some(-1.0), None]
+        ));
+    }
+
+    #[test]
+    fn costs_are_additive_or_gate_correct_answers_only() {
+        let a = vec![Some(1.0), Some(1.0), Some(0.0), Some(0.0)];
+        let costs: Vec<RolloutCost> = [4.0, 16.0, 4.0, 16.0]
+            .iter()
+            .map(|&nfe| RolloutCost {
+                nfe,
+                wall_s: 0.0,
+                answer_len: 16,
+            })
+            .collect();
+        let cost = |mode| CostConfig {
+            nfe: 0.5,
+            wall_s: 0.0,
+            mode,
+        };
+        let add = set(
+            Aggregation::SumThenNormalize,
+            cost(CostMode::Additive),
+            vec![(Fixed("a", a.clone()), 1.0)],
+        )
+        .score(&items(4), &costs)
+        .unwrap();
+        let totals: Vec<Option<f32>> = (0..4).map(|i| add.total(i)).collect();
+        assert!(
+            close(&totals, &[Some(0.875), Some(0.5), Some(-0.125), Some(-0.5)]),
+            "{totals:?}"
+        );
+        let gate = set(
+            Aggregation::SumThenNormalize,
+            cost(CostMode::Gate),
+            vec![(Fixed("a", a), 1.0)],
+        )
+        .score(&items(4), &costs)
+        .unwrap();
+        let totals: Vec<Option<f32>> = (0..4).map(|i| gate.total(i)).collect();
+        // Wrong answers get 0 however fast they were.
+        assert!(
+            close(&totals, &[Some(0.875), Some(0.5), Some(0.0), Some(0.0)]),
+            "{totals:?}"
+        );
+        let stats: BTreeMap<String, f64> = gate.stats().into_iter().collect();
+        assert!(
+            (stats["reward/a/mean"] - 0.5).abs() < 1e-9
+                && (stats["reward/a/std"] - 0.5).abs() < 1e-9
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! What a reward sees: one completed generation of a task example.
+
+use std::collections::BTreeMap;
+
+use envs::{Example, Vocab};
+use serde::{Deserialize, Serialize};
+
+use crate::reward::RewardFailure;
+
+/// One `(prompt, completion, metadata)` item to score. Text and token ids are
+/// both present so that a reward can work on whichever is natural for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardItem {
+    /// Stable id, unique within a batch (`"<example id>/<rollout>"`).
+    pub id: String,
+    pub prompt: String,
+    pub completion: String,
+    pub prompt_tokens: Vec<u32>,
+    pub completion_tokens: Vec<u32>,
+    /// The task example's metadata (stored solution, target, ...).
+    pub metadata: serde_json::Value,
+}
+
+impl RewardItem {
+    /// The item for `completion` (answer tokens) of `example`, decoded with
+    /// the task's vocabulary.
+    pub fn new(example: &Example, rollout: usize, completion: &[u32], vocab: &Vocab) -> Self {
+        Self {
+            id: format!("{}/{rollout}", example.id),
+            prompt: vocab.decode(&example.prompt),
+            completion: vocab.decode(completion),
+            prompt_tokens: example.prompt.clone(),
+            completion_tokens: completion.to_vec(),
+            metadata: example.metadata.clone(),
+        }
+    }
+}
+
+/// What a reward returns for a batch: one score per item (`None` = the
+/// reward does not apply to that item) and optional named sub-scores, each
+/// with one entry per item, that are logged but not optimized.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchScores {
+    pub scores: Vec<Option<f32>>,
+    pub parts: BTreeMap<String, Vec<Option<f32>>>,
+    /// Item ranges `start..end` that failed while the rest of the batch was
+    /// scored (an HTTP chunk that timed out); their scores are ignored.
+    pub failed: Vec<(std::ops::Range<usize>, RewardFailure)>,
+}
+
+impl BatchScores {
+    pub fn new(scores: Vec<Option<f32>>) -> Self {
+        Self {
+            scores,
+            ..Self::default()
+        }
+    }
+}

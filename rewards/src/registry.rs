@@ -1,0 +1,113 @@
+//! Config names to rewards: the built-in verifiers of each task, and the
+//! construction of a [`RewardSet`] from a `[rewards]` config.
+
+use std::time::Duration;
+
+use crate::compose::RewardSet;
+use crate::config::{RewardTerm, RewardsConfig};
+use crate::http::{HttpReward, HttpSpec};
+use crate::subprocess::{SubprocessReward, SubprocessSpec};
+use crate::sudoku;
+use crate::verifier::{Verifier, VerifierReward};
+
+/// The built-in verifiers of a task, in report order (first = headline
+/// metric of `cogrpo eval`).
+pub fn verifiers_for(task: &str) -> Vec<Box<dyn Verifier>> {
+    match task {
+        "sudoku4" => vec![
+            Box::new(sudoku::Solved),
+            Box::new(sudoku::D1CellAccuracy),
+            Box::new(sudoku::ValidCells),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The verifier used as the training reward when the config names none.
+pub fn default_reward(task: &str) -> Option<&'static str> {
+    match task {
+        // Dense and indifferent to which valid solution was stored.
+        "sudoku4" => Some("valid_cells"),
+        _ => None,
+    }
+}
+
+/// The reward set a `[rewards]` config describes for `task`. Errors name
+/// the term (`rewards.terms[i]`) and what is wrong.
+pub fn build_reward_set(cfg: &RewardsConfig, task: &str) -> Result<RewardSet, String> {
+    let mut set = RewardSet::new(cfg.aggregation, cfg.cost.clone(), cfg.max_failure_fraction);
+    let default_terms;
+    let terms = if cfg.terms.is_empty() {
+        let name = default_reward(task).ok_or_else(|| {
+            format!("task `{task}` has no built-in reward: add a [[rewards.terms]] plugin (docs/reward-protocol.md)")
+        })?;
+        default_terms = vec![RewardTerm::Builtin {
+            name: name.into(),
+            weight: 1.0,
+        }];
+        &default_terms
+    } else {
+        &cfg.terms
+    };
+    for (i, term) in terms.iter().enumerate() {
+        let at = |msg: String| format!("rewards.terms[{i}] ({:?}): {msg}", term.name());
+        match term {
+            RewardTerm::Builtin { name, weight } => {
+                let verifier = verifiers_for(task)
+                    .into_iter()
+                    .find(|v| v.name() == name)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            verifiers_for(task).iter().map(|v| v.name()).collect();
+                        at(format!(
+                            "task `{task}` has no built-in reward {name:?}; it has {known:?}"
+                        ))
+                    })?;
+                set.push(Box::new(VerifierReward(verifier)), *weight, None);
+            }
+            RewardTerm::Subprocess {
+                name,
+                weight,
+                command,
+                cwd,
+                env,
+                timeout_s,
+                max_reply_bytes,
+            } => {
+                let spec = SubprocessSpec {
+                    name: name.clone(),
+                    command: command.clone(),
+                    cwd: cwd.clone(),
+                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    timeout: Duration::from_secs_f64(*timeout_s),
+                    max_reply_bytes: *max_reply_bytes,
+                };
+                set.push(Box::new(SubprocessReward::new(spec)), *weight, None);
+            }
+            RewardTerm::Http {
+                name,
+                weight,
+                url,
+                timeout_s,
+                concurrency,
+                max_batch,
+                retries,
+                backoff_s,
+                max_reply_bytes,
+            } => {
+                let spec = HttpSpec {
+                    name: name.clone(),
+                    url: url.clone(),
+                    timeout: Duration::from_secs_f64(*timeout_s),
+                    concurrency: *concurrency,
+                    max_batch: *max_batch,
+                    retries: *retries,
+                    backoff: Duration::from_secs_f64(*backoff_s),
+                    max_reply_bytes: *max_reply_bytes,
+                };
+                set.push(Box::new(HttpReward::new(spec).map_err(at)?), *weight, None);
+            }
+        }
+    }
+    Ok(set)
+}
