@@ -112,6 +112,31 @@ fn check(common: &Common) -> anyhow::Result<()> {
             String::new()
         }
     );
+    // Builds the reward set (names resolved, URLs parsed) without starting
+    // any plugin process or sending a request.
+    let reward_set =
+        rewards::build_reward_set(&cfg.rewards, task.name()).map_err(|e| anyhow::anyhow!(e));
+    let metrics: Vec<&str> = rewards::verifiers_for(task.name())
+        .iter()
+        .map(|v| v.name())
+        .collect();
+    println!(
+        "  metrics   {}",
+        if metrics.is_empty() {
+            "(none: ELBO only)".to_string()
+        } else {
+            metrics.join(", ")
+        }
+    );
+    match reward_set {
+        Ok(set) => println!(
+            "  rewards   {} ({:?})",
+            set.names().join(", "),
+            cfg.rewards.aggregation
+        ),
+        Err(e) if cfg.rewards.terms.is_empty() => println!("  rewards   none yet: {e}"),
+        Err(e) => return Err(e),
+    }
     println!("  output    {}", cfg.run.out_dir().display());
     Ok(())
 }

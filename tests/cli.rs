@@ -270,3 +270,75 @@ fn cuda_without_the_feature_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--features cuda"), "{}", text(&o));
 }
+
+/// Every benchmark task runs end to end (tiny model, a few steps) and
+/// reports its own metrics in the table and in `summary.json`.
+#[test]
+fn every_task_runs_and_reports_its_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("countdown", vec!["solved", "countdown"]),
+        ("star-easy", vec!["exact_match", "prefix_credit"]),
+        ("star-medium", vec!["exact_match", "prefix_credit"]),
+        ("star-hard", vec!["exact_match", "prefix_credit"]),
+        (
+            "reversal",
+            vec![
+                "contains_reference",
+                "dtn_same",
+                "dtn_reverse",
+                "ntd_same",
+                "ntd_reverse",
+            ],
+        ),
+    ];
+    for (task, metrics) in cases {
+        let dir = out_dir(&tmp, task);
+        let cfg = format!("experiments/{task}.toml");
+        let o = cogrpo(&[
+            "run",
+            "-c",
+            &cfg,
+            "--set",
+            &set_out(&dir),
+            "--set",
+            "model.d_model=32",
+            "--set",
+            "model.n_layers=1",
+            "--set",
+            "model.n_heads=2",
+            "--set",
+            "model.d_ff=64",
+            "--set",
+            "pretrain.steps=2",
+            "--set",
+            "pretrain.batch_size=4",
+            "--set",
+            "pretrain.checkpoint_every=0",
+            "--set",
+            "pretrain.warmup_steps=1",
+            "--set",
+            "eval.max_examples=8",
+            "--set",
+            "eval.batch_size=8",
+            "--set",
+            "eval.steps=[2]",
+            "--set",
+            "eval.nll_samples=1",
+        ]);
+        assert!(o.status.success(), "{task}: {}", text(&o));
+        let s = summary(&dir);
+        assert_eq!(s["task"], task);
+        let rows = s["eval"].as_array().unwrap();
+        for m in &metrics {
+            let row = rows
+                .iter()
+                .find(|r| r["metric"] == *m)
+                .unwrap_or_else(|| panic!("{task}: no {m} row"));
+            let v = row["value"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{task} {m} = {v}");
+            assert!(row["n"].as_u64().unwrap() >= 2, "{task} {m}");
+            assert!(text(&o).contains(m), "{task}: the table shows {m}");
+        }
+    }
+}

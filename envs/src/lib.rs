@@ -6,7 +6,10 @@
 //! ([`seeding`]) so that any rollout can be replayed.
 
 pub mod canvas;
+pub mod countdown;
+pub mod reversal;
 pub mod seeding;
+pub mod star;
 pub mod sudoku4;
 pub mod task;
 pub mod text;

@@ -77,6 +77,13 @@ pub trait Task: Send + Sync {
     /// The held-out test split, in a fixed order.
     fn test_examples(&self) -> &[Example];
 
+    /// Whether pre-training noises the prompt too (whole-sequence MDM
+    /// training, as SMDM does for the reversal curse) instead of keeping it
+    /// clean (conditional fine-tuning).
+    fn noise_prompt_in_training(&self) -> bool {
+        false
+    }
+
     /// Turns a prompt typed by a user (e.g. `cogrpo sample --prompt ...`) into
     /// the tokens fixed at the start of the canvas.
     fn encode_user_prompt(&self, text: &str) -> Result<Vec<u32>, TaskError>;

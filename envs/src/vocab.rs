@@ -17,6 +17,9 @@ pub enum Vocab {
     Bytes,
     /// One token per listed character, in this order.
     Chars { symbols: Vec<char> },
+    /// One token per listed word; text is words separated by whitespace
+    /// (graph node labels, special tokens like `<pad>`).
+    Words { symbols: Vec<String> },
 }
 
 impl Vocab {
@@ -38,11 +41,52 @@ impl Vocab {
         Ok(Vocab::Chars { symbols })
     }
 
+    /// A word vocabulary; duplicates and words containing whitespace are
+    /// errors.
+    pub fn words(symbols: impl IntoIterator<Item = String>) -> Result<Self, TaskError> {
+        let symbols: Vec<String> = symbols.into_iter().collect();
+        let mut seen = HashMap::new();
+        for (i, w) in symbols.iter().enumerate() {
+            if w.is_empty() || w.chars().any(char::is_whitespace) {
+                return Err(TaskError::Invalid(format!(
+                    "vocabulary word {w:?} (position {i}) is empty or has whitespace"
+                )));
+            }
+            if let Some(j) = seen.insert(w.clone(), i) {
+                return Err(TaskError::Invalid(format!(
+                    "vocabulary lists {w:?} twice (positions {j} and {i})"
+                )));
+            }
+        }
+        if symbols.is_empty() {
+            return Err(TaskError::Invalid("vocabulary is empty".into()));
+        }
+        Ok(Vocab::Words { symbols })
+    }
+
+    /// The id of `symbol` (a character or a word), if the vocabulary has it.
+    pub fn id_of(&self, symbol: &str) -> Option<u32> {
+        match self {
+            Vocab::Bytes => {
+                let b = symbol.as_bytes();
+                (b.len() == 1).then(|| u32::from(b[0]))
+            }
+            Vocab::Chars { symbols } => {
+                let mut cs = symbol.chars();
+                let c = cs.next()?;
+                cs.next().is_none().then_some(())?;
+                symbols.iter().position(|s| *s == c).map(|i| i as u32)
+            }
+            Vocab::Words { symbols } => symbols.iter().position(|s| s == symbol).map(|i| i as u32),
+        }
+    }
+
     /// Number of token ids (without `[MASK]`).
     pub fn len(&self) -> usize {
         match self {
             Vocab::Bytes => 256,
             Vocab::Chars { symbols } => symbols.len(),
+            Vocab::Words { symbols } => symbols.len(),
         }
     }
 
@@ -74,6 +118,18 @@ impl Vocab {
                     })
                     .collect()
             }
+            Vocab::Words { symbols } => text
+                .split_whitespace()
+                .enumerate()
+                .map(|(pos, w)| {
+                    symbols.iter().position(|s| s == w).map(|i| i as u32).ok_or_else(|| {
+                        TaskError::Invalid(format!(
+                            "word {w:?} at position {pos} is not in the task's vocabulary ({} words)",
+                            symbols.len()
+                        ))
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -105,6 +161,17 @@ impl Vocab {
                     }
                 })
                 .collect(),
+            Vocab::Words { symbols } => ids
+                .iter()
+                .map(|&i| {
+                    if i == mask {
+                        "_"
+                    } else {
+                        symbols.get(i as usize).map_or("\u{FFFD}", String::as_str)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }
@@ -125,6 +192,19 @@ mod tests {
         let err = v.encode("12x").unwrap_err().to_string();
         assert!(err.contains("'x'") && err.contains("position 2"), "{err}");
         assert!(Vocab::chars("aba".chars()).is_err());
+    }
+
+    #[test]
+    fn words_round_trip_and_reject_unknown() {
+        let v = Vocab::words(["0", "1", "12", "<pad>"].map(String::from)).unwrap();
+        let ids = v.encode("12 0  <pad>").unwrap();
+        assert_eq!(ids, vec![2, 0, 3]);
+        assert_eq!(v.decode(&[2, 4, 1]), "12 _ 1");
+        assert_eq!(v.id_of("<pad>"), Some(3));
+        let err = v.encode("0 7").unwrap_err().to_string();
+        assert!(err.contains("\"7\"") && err.contains("position 1"), "{err}");
+        assert!(Vocab::words(["a b".to_string()]).is_err());
+        assert!(Vocab::words(["a".to_string(), "a".to_string()]).is_err());
     }
 
     #[test]

@@ -113,6 +113,25 @@ impl RewardSet {
         self.failures.lock().expect("not poisoned").clone()
     }
 
+    /// The failure counters as `(reward/<name>/failures/<kind>, count)`,
+    /// for TensorBoard; every kind is listed for every reward (zeros too),
+    /// so that a counter that starts moving is visible from step one.
+    pub fn failure_scalars(&self) -> Vec<(String, f64)> {
+        let counts = self.failure_counts();
+        self.names()
+            .into_iter()
+            .flat_map(|name| {
+                FailureKind::ALL
+                    .into_iter()
+                    .map(move |kind| (name.clone(), kind))
+            })
+            .map(|(name, kind)| {
+                let n = counts.get(&(name.clone(), kind)).copied().unwrap_or(0);
+                (format!("reward/{name}/failures/{kind}"), n as f64)
+            })
+            .collect()
+    }
+
     /// Scores `items` (with their rollout `costs`) with every reward at once.
     /// Blocks the calling thread; the rewards run on the set's own runtime.
     pub fn score(

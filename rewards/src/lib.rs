@@ -11,11 +11,14 @@
 
 pub mod compose;
 pub mod config;
+pub mod countdown;
 pub mod http;
 pub mod item;
 pub mod protocol;
 pub mod registry;
+pub mod reversal;
 pub mod reward;
+pub mod star;
 pub mod subprocess;
 pub mod sudoku;
 pub mod verifier;

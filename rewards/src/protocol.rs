@@ -77,6 +77,9 @@ pub fn parse_reply(bytes: &[u8], batch_id: u64, n: usize) -> Result<BatchScores,
             )));
         }
     }
+    // An error reply may carry `batch_id: null` (the plugin could not read
+    // the request's id); any other reply must echo the id.
+    let error = obj.get("error");
     match obj.get("batch_id").and_then(Value::as_u64) {
         Some(id) if id == batch_id => {}
         Some(id) => {
@@ -84,9 +87,10 @@ pub fn parse_reply(bytes: &[u8], batch_id: u64, n: usize) -> Result<BatchScores,
                 "reply is for batch {id}, expected batch {batch_id}"
             )));
         }
+        None if error.is_some() && obj.get("batch_id").is_none_or(Value::is_null) => {}
         None => return Err(malformed("reply has no integer \"batch_id\"")),
     }
-    if let Some(err) = obj.get("error") {
+    if let Some(err) = error {
         let message = err.as_str().map_or_else(|| err.to_string(), str::to_owned);
         return Err(RewardFailure::new(
             FailureKind::PluginError,
@@ -294,6 +298,16 @@ mod tests {
                 reply(r#""error":"model not loaded""#),
                 FailureKind::PluginError,
                 "model not loaded",
+            ),
+            (
+                format!(r#"{{"protocol":"{PROTOCOL}","batch_id":null,"error":"bad request"}}"#),
+                FailureKind::PluginError,
+                "bad request",
+            ),
+            (
+                format!(r#"{{"protocol":"{PROTOCOL}","batch_id":null,"scores":[1]}}"#),
+                FailureKind::Malformed,
+                "batch_id",
             ),
             (
                 reply(r#""scores":[1],"parts":{"x":[1,2]}"#),

@@ -7,8 +7,8 @@ use crate::compose::RewardSet;
 use crate::config::{RewardTerm, RewardsConfig};
 use crate::http::{HttpReward, HttpSpec};
 use crate::subprocess::{SubprocessReward, SubprocessSpec};
-use crate::sudoku;
 use crate::verifier::{Verifier, VerifierReward};
+use crate::{countdown, reversal, star, sudoku};
 
 /// The built-in verifiers of a task, in report order (first = headline
 /// metric of `cogrpo eval`).
@@ -19,6 +19,22 @@ pub fn verifiers_for(task: &str) -> Vec<Box<dyn Verifier>> {
             Box::new(sudoku::D1CellAccuracy),
             Box::new(sudoku::ValidCells),
         ],
+        "countdown" => vec![
+            Box::new(countdown::Solved),
+            Box::new(countdown::CountdownReward),
+        ],
+        "star-easy" | "star-medium" | "star-hard" => {
+            vec![Box::new(star::ExactMatch), Box::new(star::PrefixCredit)]
+        }
+        "reversal" => {
+            let mut v: Vec<Box<dyn Verifier>> = vec![Box::new(reversal::ContainsReference)];
+            v.extend(
+                reversal::SPLITS
+                    .into_iter()
+                    .map(|s| Box::new(s) as Box<dyn Verifier>),
+            );
+            v
+        }
         _ => Vec::new(),
     }
 }
@@ -28,6 +44,9 @@ pub fn default_reward(task: &str) -> Option<&'static str> {
     match task {
         // Dense and indifferent to which valid solution was stored.
         "sudoku4" => Some("valid_cells"),
+        "countdown" => Some("countdown"),
+        "star-easy" | "star-medium" | "star-hard" => Some("exact_match"),
+        "reversal" => Some("contains_reference"),
         _ => None,
     }
 }
@@ -110,4 +129,49 @@ pub fn build_reward_set(cfg: &RewardsConfig, task: &str) -> Result<RewardSet, St
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_reward_is_a_verifier_of_its_task() {
+        for task in [
+            "sudoku4",
+            "countdown",
+            "star-easy",
+            "star-medium",
+            "star-hard",
+            "reversal",
+        ] {
+            let name = default_reward(task).unwrap();
+            assert!(
+                verifiers_for(task).iter().any(|v| v.name() == name),
+                "{task}"
+            );
+            let set = build_reward_set(&RewardsConfig::default(), task).unwrap();
+            assert_eq!(set.names(), vec![name.to_string()]);
+        }
+        let err = build_reward_set(&RewardsConfig::default(), "text")
+            .err()
+            .unwrap();
+        assert!(err.contains("no built-in reward"), "{err}");
+    }
+
+    #[test]
+    fn unknown_builtin_names_list_the_known_ones() {
+        let cfg = RewardsConfig {
+            terms: vec![RewardTerm::Builtin {
+                name: "solvd".into(),
+                weight: 1.0,
+            }],
+            ..RewardsConfig::default()
+        };
+        let err = build_reward_set(&cfg, "sudoku4").err().unwrap();
+        assert!(
+            err.contains("rewards.terms[0]") && err.contains("\"solved\""),
+            "{err}"
+        );
+    }
 }

@@ -133,6 +133,10 @@ fn reward_set_counts_failures_excludes_items_and_enforces_the_budget() {
     let counts = set.failure_counts();
     assert_eq!(counts[&("fixture".to_string(), FailureKind::NonFinite)], 1);
     assert_eq!(counts[&("fixture".to_string(), FailureKind::Crash)], 4);
+    let scalars: std::collections::BTreeMap<String, f64> =
+        set.failure_scalars().into_iter().collect();
+    assert_eq!(scalars["reward/fixture/failures/crash"], 4.0);
+    assert_eq!(scalars["reward/fixture/failures/timeout"], 0.0);
     // ... and the set still works afterwards.
     assert!(set.score(&items("ok", 4), &costs(4)).is_ok());
 }

@@ -130,7 +130,12 @@ pub fn pretrain<B: AutodiffBackend>(
                         i as u64,
                     ]);
                     let ex = task.train_example(key);
-                    let prompt_len = ex.prompt.len();
+                    // Whole-sequence training noises the prompt as well.
+                    let prompt_len = if task.noise_prompt_in_training() {
+                        0
+                    } else {
+                        ex.prompt.len()
+                    };
                     let mut tokens = ex.prompt;
                     tokens.extend(ex.answer);
                     (tokens, prompt_len)

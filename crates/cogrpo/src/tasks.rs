@@ -2,6 +2,9 @@
 
 use anyhow::Context;
 use envs::Task;
+use envs::countdown::Countdown;
+use envs::reversal::Reversal;
+use envs::star::{StarTask, Variant};
 use envs::sudoku4::Sudoku4;
 use envs::text::TextTask;
 use mdm::DenoiserConfig;
@@ -25,6 +28,13 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
     };
     Ok(match t.kind {
         TaskKind::Sudoku4 => Box::new(Sudoku4::load(&t.data_dir, t.data_seed).with_context(hint)?),
+        TaskKind::Countdown => {
+            Box::new(Countdown::load(&t.data_dir, t.data_seed).with_context(hint)?)
+        }
+        TaskKind::StarEasy => Box::new(StarTask::new(Variant::Easy, t.data_seed)?),
+        TaskKind::StarMedium => Box::new(StarTask::new(Variant::Medium, t.data_seed)?),
+        TaskKind::StarHard => Box::new(StarTask::new(Variant::Hard, t.data_seed)?),
+        TaskKind::Reversal => Box::new(Reversal::load(&t.data_dir).with_context(hint)?),
         TaskKind::Text => Box::new(
             TextTask::load(
                 &t.data_dir,

@@ -28,6 +28,9 @@ pub struct ExperimentConfig {
     pub sampler: Option<SamplerConfig>,
     #[serde(default)]
     pub eval: EvalConfig,
+    /// The rewards Co-GRPO optimizes (`rewards::RewardsConfig`).
+    #[serde(default)]
+    pub rewards: rewards::RewardsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,14 @@ impl RunConfig {
 pub enum TaskKind {
     Sudoku4,
     Text,
+    Countdown,
+    #[serde(rename = "star-easy")]
+    StarEasy,
+    #[serde(rename = "star-medium")]
+    StarMedium,
+    #[serde(rename = "star-hard")]
+    StarHard,
+    Reversal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,6 +269,9 @@ impl ExperimentConfig {
         if self.run.name.trim().is_empty() {
             bad("run.name", "must not be empty".into());
         }
+        for (key, message) in self.rewards.problems() {
+            bad(&format!("rewards.{key}"), message);
+        }
         if self.run.name.contains(['/', '\\']) {
             bad(
                 "run.name",
@@ -265,7 +279,12 @@ impl ExperimentConfig {
             );
         }
         match self.task.kind {
-            TaskKind::Sudoku4 => {
+            TaskKind::Sudoku4
+            | TaskKind::Countdown
+            | TaskKind::StarEasy
+            | TaskKind::StarMedium
+            | TaskKind::StarHard
+            | TaskKind::Reversal => {
                 if self.task.seq_len.is_some() {
                     bad(
                         "task.seq_len",
