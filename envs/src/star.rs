@@ -74,6 +74,9 @@ impl Variant {
     }
 }
 
+/// Sorted edges, source and goal: a graph up to the order of its edges.
+type GraphKey = (Vec<(u32, u32)>, u32, u32);
+
 /// One graph: shuffled edges, source, goal and the path between them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StarGraph {
@@ -147,7 +150,7 @@ impl StarGraph {
     }
 
     /// The graph without the order of its edges, to compare graphs.
-    fn key(&self) -> (Vec<(u32, u32)>, u32, u32) {
+    fn key(&self) -> GraphKey {
         let mut e = self.edges.clone();
         e.sort_unstable();
         (e, self.source, self.goal)
@@ -158,7 +161,7 @@ pub struct StarTask {
     variant: Variant,
     vocab: Vocab,
     test: Vec<Example>,
-    test_keys: HashSet<(Vec<(u32, u32)>, u32, u32)>,
+    test_keys: HashSet<GraphKey>,
     data_seed: u64,
 }
 

@@ -540,7 +540,7 @@ mod tests {
             CostConfig::default(),
             vec![(Fixed("a", a), 2.0)],
         )
-        .score(&items(4), &vec![RolloutCost::default(); 4])
+        .score(&items(4), &[RolloutCost::default(); 4])
         .unwrap();
         assert_eq!(s.total(0), Some(2.0));
         assert_eq!(s.total(1), None);
@@ -597,5 +597,44 @@ mod tests {
             (stats["reward/a/mean"] - 0.5).abs() < 1e-9
                 && (stats["reward/a/std"] - 0.5).abs() < 1e-9
         );
+    }
+
+    /// Rewards of one batch run concurrently: two rewards that each wait
+    /// for the other at a barrier finish only if they overlap.
+    #[test]
+    fn rewards_of_a_batch_overlap() {
+        use std::sync::Arc;
+        use tokio::sync::Barrier;
+        struct Meet(&'static str, Arc<Barrier>);
+        impl Reward for Meet {
+            fn name(&self) -> &str {
+                self.0
+            }
+            fn score<'a>(
+                &'a self,
+                b: &'a [RewardItem],
+            ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+                Box::pin(async move {
+                    self.1.wait().await;
+                    Ok(BatchScores::new(vec![Some(1.0); b.len()]))
+                })
+            }
+        }
+        let barrier = Arc::new(Barrier::new(2));
+        let mut s = RewardSet::new(Aggregation::SumThenNormalize, CostConfig::default(), 0.5);
+        // Without overlap the first reward would wait forever: the deadline
+        // turns that into a timeout failure, which the assertion catches.
+        s.push(
+            Box::new(Meet("a", barrier.clone())),
+            1.0,
+            Some(Duration::from_secs(10)),
+        );
+        s.push(
+            Box::new(Meet("b", barrier)),
+            1.0,
+            Some(Duration::from_secs(10)),
+        );
+        let scored = s.score(&items(2), &[RolloutCost::default(); 2]).unwrap();
+        assert_eq!(scored.total(0), Some(2.0));
     }
 }

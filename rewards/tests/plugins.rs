@@ -184,7 +184,7 @@ async fn serve(listener: tokio::net::TcpListener, requests: Arc<AtomicUsize>) {
                 let ok = json!({"protocol": "cogrpo-reward/1", "batch_id": id, "scores": scores,
                                 "parts": {"twice": scores.iter().map(|s| s.as_f64().unwrap() * 2.0).collect::<Vec<_>>()}});
                 let (status, text) = match mode {
-                    "flaky" if flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 => {
+                    "flaky" if flaky.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) => {
                         (503, "busy".to_string())
                     }
                     "bad_request" => (400, "no".to_string()),
