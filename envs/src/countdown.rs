@@ -236,13 +236,11 @@ impl Countdown {
             let mut key = [a, b, c];
             key.sort_unstable();
             test_keys.insert((key, target));
-            test.push(Self::example(
-                &vocab,
-                (i + 1) as u64,
-                [a, b, c],
-                target,
-                None,
-            )?);
+            // A reference solution, so that the held-out ELBO scores a real
+            // answer; the verifiers accept any correct expression.
+            let solution = solve([a, b, c], target)
+                .ok_or_else(|| err(format!("{a},{b},{c} cannot reach {target} with + - * /")))?;
+            test.push(Self::example(&vocab, (i + 1) as u64, [a, b, c], target, Some(&solution))?);
         }
         if test.is_empty() {
             return Err(TaskError::Data {
@@ -274,6 +272,33 @@ impl Countdown {
             metadata: json!({"numbers": numbers, "target": target, "solution": solution}),
         })
     }
+}
+
+/// Every expression over `numbers` (each used once) in the training
+/// format, with its value: 6 orders x 2 tree shapes x 16 operator pairs.
+fn all_expressions(numbers: [u32; 3]) -> impl Iterator<Item = (String, Option<Rational>)> {
+    const OPS: [char; 4] = ['+', '-', '*', '/'];
+    const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    let r = |x: u32| Rational::int(i128::from(x));
+    ORDERS.into_iter().flat_map(move |o| {
+        let n = o.map(|i| numbers[i]);
+        OPS.into_iter().flat_map(move |o1| {
+            OPS.into_iter().flat_map(move |o2| {
+                let left = r(n[0]).apply(o1, r(n[1])).and_then(|ab| ab.apply(o2, r(n[2])));
+                let right = r(n[1]).apply(o2, r(n[2])).and_then(|bc| r(n[0]).apply(o1, bc));
+                [
+                    (format!("({}{o1}{}){o2}{}", n[0], n[1], n[2]), left),
+                    (format!("{}{o1}({}{o2}{})", n[0], n[1], n[2]), right),
+                ]
+            })
+        })
+    })
+}
+
+/// The first expression (in a fixed order) that reaches `target`, if any.
+pub fn solve(numbers: [u32; 3], target: u32) -> Option<String> {
+    let t = Rational::int(i128::from(target));
+    all_expressions(numbers).find(|(_, v)| *v == Some(t)).map(|(e, _)| e)
 }
 
 /// A random expression over `numbers` (in a random order and tree shape),
@@ -387,6 +412,13 @@ mod tests {
         let first = &t.test_examples()[0];
         assert_eq!(t.vocab().decode(&first.prompt), "30,100,93=23   ");
         assert_eq!(first.metadata["target"], 23);
+        // Every test problem has a reference solution that checks out.
+        for ex in t.test_examples() {
+            let sol = ex.metadata["solution"].as_str().unwrap();
+            let v = parse_expression(sol).unwrap().value.unwrap_or_else(|| panic!("{sol}"));
+            assert_eq!(v, Rational::int(ex.metadata["target"].as_i64().unwrap().into()), "{sol}");
+        }
+        assert_eq!(solve([1, 1, 1], 100), None);
     }
 
     #[test]
