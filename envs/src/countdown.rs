@@ -240,7 +240,13 @@ impl Countdown {
             // answer; the verifiers accept any correct expression.
             let solution = solve([a, b, c], target)
                 .ok_or_else(|| err(format!("{a},{b},{c} cannot reach {target} with + - * /")))?;
-            test.push(Self::example(&vocab, (i + 1) as u64, [a, b, c], target, Some(&solution))?);
+            test.push(Self::example(
+                &vocab,
+                (i + 1) as u64,
+                [a, b, c],
+                target,
+                Some(&solution),
+            )?);
         }
         if test.is_empty() {
             return Err(TaskError::Data {
@@ -278,14 +284,25 @@ impl Countdown {
 /// format, with its value: 6 orders x 2 tree shapes x 16 operator pairs.
 fn all_expressions(numbers: [u32; 3]) -> impl Iterator<Item = (String, Option<Rational>)> {
     const OPS: [char; 4] = ['+', '-', '*', '/'];
-    const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    const ORDERS: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
     let r = |x: u32| Rational::int(i128::from(x));
     ORDERS.into_iter().flat_map(move |o| {
         let n = o.map(|i| numbers[i]);
         OPS.into_iter().flat_map(move |o1| {
             OPS.into_iter().flat_map(move |o2| {
-                let left = r(n[0]).apply(o1, r(n[1])).and_then(|ab| ab.apply(o2, r(n[2])));
-                let right = r(n[1]).apply(o2, r(n[2])).and_then(|bc| r(n[0]).apply(o1, bc));
+                let left = r(n[0])
+                    .apply(o1, r(n[1]))
+                    .and_then(|ab| ab.apply(o2, r(n[2])));
+                let right = r(n[1])
+                    .apply(o2, r(n[2]))
+                    .and_then(|bc| r(n[0]).apply(o1, bc));
                 [
                     (format!("({}{o1}{}){o2}{}", n[0], n[1], n[2]), left),
                     (format!("{}{o1}({}{o2}{})", n[0], n[1], n[2]), right),
@@ -298,7 +315,9 @@ fn all_expressions(numbers: [u32; 3]) -> impl Iterator<Item = (String, Option<Ra
 /// The first expression (in a fixed order) that reaches `target`, if any.
 pub fn solve(numbers: [u32; 3], target: u32) -> Option<String> {
     let t = Rational::int(i128::from(target));
-    all_expressions(numbers).find(|(_, v)| *v == Some(t)).map(|(e, _)| e)
+    all_expressions(numbers)
+        .find(|(_, v)| *v == Some(t))
+        .map(|(e, _)| e)
 }
 
 /// A random expression over `numbers` (in a random order and tree shape),
@@ -415,8 +434,15 @@ mod tests {
         // Every test problem has a reference solution that checks out.
         for ex in t.test_examples() {
             let sol = ex.metadata["solution"].as_str().unwrap();
-            let v = parse_expression(sol).unwrap().value.unwrap_or_else(|| panic!("{sol}"));
-            assert_eq!(v, Rational::int(ex.metadata["target"].as_i64().unwrap().into()), "{sol}");
+            let v = parse_expression(sol)
+                .unwrap()
+                .value
+                .unwrap_or_else(|| panic!("{sol}"));
+            assert_eq!(
+                v,
+                Rational::int(ex.metadata["target"].as_i64().unwrap().into()),
+                "{sol}"
+            );
         }
         assert_eq!(solve([1, 1, 1], 100), None);
     }

@@ -26,6 +26,6 @@ pub mod verifier;
 pub use compose::{Outcome, RewardSet, RolloutCost, ScoredBatch, TooManyFailures};
 pub use config::{Aggregation, CostConfig, CostMode, RewardTerm, RewardsConfig};
 pub use item::{BatchScores, RewardItem};
-pub use registry::{build_reward_set, default_reward, verifiers_for};
+pub use registry::{Registry, RewardFactory, build_reward_set, default_reward, verifiers_for};
 pub use reward::{BoxFuture, FailureKind, Reward, RewardFailure};
 pub use verifier::{Verifier, VerifierReward};

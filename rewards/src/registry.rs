@@ -1,11 +1,13 @@
 //! Config names to rewards: the built-in verifiers of each task, and the
 //! construction of a [`RewardSet`] from a `[rewards]` config.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::compose::RewardSet;
 use crate::config::{RewardTerm, RewardsConfig};
 use crate::http::{HttpReward, HttpSpec};
+use crate::reward::Reward;
 use crate::subprocess::{SubprocessReward, SubprocessSpec};
 use crate::verifier::{Verifier, VerifierReward};
 use crate::{countdown, reversal, star, sudoku};
@@ -51,9 +53,82 @@ pub fn default_reward(task: &str) -> Option<&'static str> {
     }
 }
 
-/// The reward set a `[rewards]` config describes for `task`. Errors name
-/// the term (`rewards.terms[i]`) and what is wrong.
+/// A constructor of an in-process reward registered under a config name.
+pub type RewardFactory = Box<dyn Fn() -> Box<dyn Reward> + Send + Sync>;
+
+/// Config names of `kind = "builtin"` terms mapped to rewards: the task's
+/// verifiers, plus in-process rewards a Rust user registers.
+///
+/// ```
+/// use rewards::{BatchScores, BoxFuture, Registry, Reward, RewardFailure, RewardItem, RewardsConfig};
+///
+/// /// Rewards short completions.
+/// struct Brevity;
+/// impl Reward for Brevity {
+///     fn name(&self) -> &str { "brevity" }
+///     fn score<'a>(&'a self, batch: &'a [RewardItem]) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+///         Box::pin(async move {
+///             Ok(BatchScores::new(batch.iter().map(|i| Some(1.0 / (1.0 + i.completion.trim().len() as f32))).collect()))
+///         })
+///     }
+/// }
+///
+/// let mut registry = Registry::default();
+/// registry.register("brevity", || Box::new(Brevity));
+/// let cfg: RewardsConfig = toml::from_str(r#"
+///     [[terms]]
+///     kind = "builtin"
+///     name = "brevity"
+/// "#).unwrap();
+/// let set = registry.build(&cfg, "countdown").unwrap();
+/// assert_eq!(set.names(), ["brevity"]);
+/// ```
+#[derive(Default)]
+pub struct Registry {
+    custom: BTreeMap<String, RewardFactory>,
+}
+
+impl Registry {
+    /// Registers `make` under `name`; a name taken by a task verifier is
+    /// shadowed by the task's verifier for that task.
+    pub fn register(
+        &mut self,
+        name: &str,
+        make: impl Fn() -> Box<dyn Reward> + Send + Sync + 'static,
+    ) {
+        self.custom.insert(name.to_string(), Box::new(make));
+    }
+
+    /// The reward set a `[rewards]` config describes for `task`.
+    pub fn build(&self, cfg: &RewardsConfig, task: &str) -> Result<RewardSet, String> {
+        build(cfg, task, self)
+    }
+
+    fn builtin(&self, task: &str, name: &str) -> Option<Box<dyn Reward>> {
+        if let Some(v) = verifiers_for(task).into_iter().find(|v| v.name() == name) {
+            return Some(Box::new(VerifierReward(v)));
+        }
+        self.custom.get(name).map(|make| make())
+    }
+
+    fn known(&self, task: &str) -> Vec<String> {
+        let mut names: Vec<String> = verifiers_for(task)
+            .iter()
+            .map(|v| v.name().to_string())
+            .collect();
+        names.extend(self.custom.keys().cloned());
+        names
+    }
+}
+
+/// The reward set a `[rewards]` config describes for `task`, with the
+/// task's verifiers as the only built-ins. Errors name the term
+/// (`rewards.terms[i]`) and what is wrong.
 pub fn build_reward_set(cfg: &RewardsConfig, task: &str) -> Result<RewardSet, String> {
+    Registry::default().build(cfg, task)
+}
+
+fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardSet, String> {
     let mut set = RewardSet::new(cfg.aggregation, cfg.cost.clone(), cfg.max_failure_fraction);
     let default_terms;
     let terms = if cfg.terms.is_empty() {
@@ -72,17 +147,13 @@ pub fn build_reward_set(cfg: &RewardsConfig, task: &str) -> Result<RewardSet, St
         let at = |msg: String| format!("rewards.terms[{i}] ({:?}): {msg}", term.name());
         match term {
             RewardTerm::Builtin { name, weight } => {
-                let verifier = verifiers_for(task)
-                    .into_iter()
-                    .find(|v| v.name() == name)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            verifiers_for(task).iter().map(|v| v.name()).collect();
-                        at(format!(
-                            "task `{task}` has no built-in reward {name:?}; it has {known:?}"
-                        ))
-                    })?;
-                set.push(Box::new(VerifierReward(verifier)), *weight, None);
+                let reward = registry.builtin(task, name).ok_or_else(|| {
+                    let known = registry.known(task);
+                    at(format!(
+                        "task `{task}` has no built-in reward {name:?}; it has {known:?}"
+                    ))
+                })?;
+                set.push(reward, *weight, None);
             }
             RewardTerm::Subprocess {
                 name,
