@@ -32,6 +32,9 @@ MAX_BODY = 64 << 20
 def handler_for(vocabulary):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: cogrpo pools connections
+        # Headers and body go out as separate writes; without TCP_NODELAY,
+        # Nagle's algorithm and the client's delayed ACK add ~40 ms per reply.
+        disable_nagle_algorithm = True
 
         def do_POST(self):
             if self.path != "/score":
