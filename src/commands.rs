@@ -19,6 +19,15 @@ use crate::{Command, Common};
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { common } => check(&common),
+        Command::Agree {
+            common,
+            checkpoint,
+            rows,
+        } => {
+            let cfg = common.load()?;
+            let source = checkpoint_source(&cfg, checkpoint)?;
+            crate::agree::agree(&cfg, source, rows)
+        }
         Command::Pretrain { common, resume } => {
             let cfg = common.load()?;
             dispatch(cfg.run.device, Pretrain { cfg, resume })

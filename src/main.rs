@@ -3,6 +3,7 @@
 //! Every command reads one experiment file (`--config`), takes repeated
 //! `--set key=value` overrides, and writes into the run's output directory.
 
+mod agree;
 mod backend;
 mod commands;
 
@@ -85,6 +86,19 @@ enum Command {
     Check {
         #[command(flatten)]
         common: Common,
+    },
+    /// Check that the CPU and the GPU give the same logits for a checkpoint.
+    #[command(
+        after_help = "Example:\n  cogrpo agree --config experiments/sudoku4.toml   # needs a --features cuda build"
+    )]
+    Agree {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Test examples compared.
+        #[arg(long, default_value_t = 64)]
+        rows: usize,
     },
     /// Measure training, forward and sampling throughput.
     #[command(after_help = "Example:\n  cogrpo bench --config experiments/sudoku4.toml --batch 64")]

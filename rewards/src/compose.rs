@@ -134,6 +134,8 @@ impl RewardSet {
 
     /// Scores `items` (with their rollout `costs`) with every reward at once.
     /// Blocks the calling thread; the rewards run on the set's own runtime.
+    /// From async code call [`RewardSet::score_async`] instead (blocking
+    /// inside a runtime panics).
     pub fn score(
         &self,
         items: &[RewardItem],

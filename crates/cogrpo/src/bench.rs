@@ -180,14 +180,20 @@ pub fn bench<B: AutodiffBackend>(
 
 pub fn header() -> String {
     format!(
-        "{:<16} {:>6} {:>6} {:>12} {:>10} {:>6}",
-        "what", "batch", "steps", "tokens/s", "seconds", "nfe"
+        "{:<16} {:>6} {:>6} {:>12} {:>10} {:>10} {:>6}",
+        "what", "batch", "steps", "tokens/s", "seq/s", "seconds", "nfe"
     )
 }
 
 pub fn format_row(r: &BenchRow) -> String {
     format!(
-        "{:<16} {:>6} {:>6} {:>12.0} {:>10.4} {:>6.1}",
-        r.what, r.batch, r.steps, r.tokens_per_s, r.seconds, r.nfe
+        "{:<16} {:>6} {:>6} {:>12.0} {:>10.1} {:>10.4} {:>6.1}",
+        r.what,
+        r.batch,
+        r.steps,
+        r.tokens_per_s,
+        r.batch as f64 / r.seconds.max(1e-12),
+        r.seconds,
+        r.nfe
     )
 }
