@@ -57,13 +57,66 @@ fn gpu_logits(
     source: &Path,
     input: &(Vec<u32>, usize, usize),
 ) -> anyhow::Result<Vec<f32>> {
-    logits::<burn::backend::Cuda>(
-        cfg,
-        task,
-        source,
-        &burn::backend::cuda::CudaDevice::default(),
-        input,
-    )
+    let device = burn::backend::cuda::CudaDevice::default();
+    // Diagnostics: a plain float32 matmul, and the training path's
+    // attention (autodiff backend) next to the fused inference kernel.
+    let (a, b) = (random_matrix(256, 1), random_matrix(256, 2));
+    let exact = host_matmul(&a, &b, 256);
+    let t = |x: &[f32]| {
+        Tensor::<burn::backend::Cuda, 2>::from_data(
+            TensorData::new(x.to_vec(), [256, 256]),
+            &device,
+        )
+    };
+    let gpu: Vec<f32> = t(&a)
+        .matmul(t(&b))
+        .into_data()
+        .to_vec()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    println!(
+        "agree: 256x256x256 float32 matmul on the GPU: relative error {:.3e} (TF32 would give ~1e-3)",
+        rel_error(&exact, &gpu)
+    );
+    let flex = burn::backend::flex::FlexDevice;
+    let cpu_train =
+        logits::<burn::backend::Autodiff<burn::backend::Flex>>(cfg, task, source, &flex, input)?;
+    let gpu_train =
+        logits::<burn::backend::Autodiff<burn::backend::Cuda>>(cfg, task, source, &device, input)?;
+    println!(
+        "agree: training-path logits (manual attention), CPU vs GPU: relative error {:.3e}",
+        rel_error(&cpu_train, &gpu_train)
+    );
+    logits::<burn::backend::Cuda>(cfg, task, source, &device, input)
+}
+
+#[cfg(feature = "cuda")]
+fn random_matrix(n: usize, seed: u64) -> Vec<f32> {
+    use rand::Rng;
+    let mut rng = envs::seeding::stream(&[seed]);
+    (0..n * n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+#[cfg(feature = "cuda")]
+fn host_matmul(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let dot: f64 = (0..n)
+                .map(|k| f64::from(a[i * n + k]) * f64::from(b[k * n + j]))
+                .sum();
+            out[i * n + j] = dot as f32;
+        }
+    }
+    out
+}
+
+/// `max |a - b| / max |a|`.
+fn rel_error(a: &[f32], b: &[f32]) -> f64 {
+    let scale = a.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs()));
+    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
+        m.max((f64::from(x) - f64::from(y)).abs())
+    });
+    diff / scale.max(f64::MIN_POSITIVE)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -103,7 +156,7 @@ pub fn agree(cfg: &ExperimentConfig, source: PathBuf, rows: usize) -> anyhow::Re
         m.max((f64::from(a) - f64::from(b)).abs())
     });
     let finite = gpu.iter().all(|x| x.is_finite());
-    let rel = max_diff / scale.max(f64::MIN_POSITIVE);
+    let rel = rel_error(&cpu, &gpu);
     println!(
         "agree: {} ({} rows x {} positions x {} logits): max |cpu - gpu| = {max_diff:.3e}, max |cpu| = {scale:.3}, relative {rel:.3e} (bound {BOUND:.0e})",
         source.display(),
