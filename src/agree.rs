@@ -75,7 +75,7 @@ fn gpu_logits(
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     println!(
         "agree: 256x256x256 float32 matmul on the GPU: relative error {:.3e} (TF32 would give ~1e-3)",
-        rel_error(&exact, &gpu)
+        Deviation::of(&exact, &gpu).relative()
     );
     let flex = burn::backend::flex::FlexDevice;
     let cpu_train =
@@ -84,7 +84,7 @@ fn gpu_logits(
         logits::<burn::backend::Autodiff<burn::backend::Cuda>>(cfg, task, source, &device, input)?;
     println!(
         "agree: training-path logits (manual attention), CPU vs GPU: relative error {:.3e}",
-        rel_error(&cpu_train, &gpu_train)
+        Deviation::of(&cpu_train, &gpu_train).relative()
     );
     logits::<burn::backend::Cuda>(cfg, task, source, &device, input)
 }
@@ -110,13 +110,27 @@ fn host_matmul(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
     out
 }
 
-/// `max |a - b| / max |a|`.
-fn rel_error(a: &[f32], b: &[f32]) -> f64 {
-    let scale = a.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs()));
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
-        m.max((f64::from(x) - f64::from(y)).abs())
-    });
-    diff / scale.max(f64::MIN_POSITIVE)
+/// How far `b` is from the reference `a`.
+struct Deviation {
+    /// `max |a - b|`.
+    max_diff: f64,
+    /// `max |a|`.
+    scale: f64,
+}
+
+impl Deviation {
+    fn of(a: &[f32], b: &[f32]) -> Self {
+        let scale = a.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs()));
+        let max_diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
+            m.max((f64::from(x) - f64::from(y)).abs())
+        });
+        Self { max_diff, scale }
+    }
+
+    /// `max |a - b| / max |a|`.
+    fn relative(&self) -> f64 {
+        self.max_diff / self.scale.max(f64::MIN_POSITIVE)
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -151,12 +165,9 @@ pub fn agree(cfg: &ExperimentConfig, source: PathBuf, rows: usize) -> anyhow::Re
         cpu.len(),
         gpu.len()
     );
-    let scale = cpu.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs()));
-    let max_diff = cpu.iter().zip(&gpu).fold(0.0f64, |m, (&a, &b)| {
-        m.max((f64::from(a) - f64::from(b)).abs())
-    });
+    let deviation = Deviation::of(&cpu, &gpu);
+    let (max_diff, scale, rel) = (deviation.max_diff, deviation.scale, deviation.relative());
     let finite = gpu.iter().all(|x| x.is_finite());
-    let rel = rel_error(&cpu, &gpu);
     println!(
         "agree: {} ({} rows x {} positions x {} logits): max |cpu - gpu| = {max_diff:.3e}, max |cpu| = {scale:.3}, relative {rel:.3e} (bound {BOUND:.0e})",
         source.display(),

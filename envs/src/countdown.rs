@@ -10,11 +10,12 @@
 //! match a test item are skipped.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::Rng;
 use serde_json::json;
 
+use crate::jsonl::{Record, data_error, read_string_fields};
 use crate::seeding::{purpose, stream};
 use crate::task::{Example, Layout, Task, TaskError};
 use crate::vocab::Vocab;
@@ -192,30 +193,16 @@ fn pad(mut s: String, len: usize) -> String {
 impl Countdown {
     pub fn load(data_dir: &Path, data_seed: u64) -> Result<Self, TaskError> {
         let path = data_dir.join(TEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
-            path: path.clone(),
-            source,
-        })?;
         let vocab = Vocab::chars(SYMBOLS.chars())?;
         let mut test = Vec::new();
         let mut test_keys = HashSet::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let err = |message: String| TaskError::Data {
-                path: PathBuf::from(&path),
-                line: i + 1,
-                message,
-            };
-            let v: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
-            let field = |k: &str| {
-                v.get(k)
-                    .and_then(|x| x.as_str())
-                    .ok_or_else(|| err(format!("no string field {k:?}")))
-            };
-            let numbers: Vec<u32> = field("input")?
+        for Record {
+            line,
+            fields: [input, output],
+        } in read_string_fields(&path, ["input", "output"])?
+        {
+            let err = |message: String| data_error(&path, line, message);
+            let numbers: Vec<u32> = input
                 .split(',')
                 .map(|n| {
                     n.trim()
@@ -223,7 +210,7 @@ impl Countdown {
                         .map_err(|e| err(format!("input {n:?}: {e}")))
                 })
                 .collect::<Result<_, _>>()?;
-            let target: u32 = field("output")?
+            let target: u32 = output
                 .trim()
                 .parse()
                 .map_err(|e| err(format!("output: {e}")))?;
@@ -242,18 +229,11 @@ impl Countdown {
                 .ok_or_else(|| err(format!("{a},{b},{c} cannot reach {target} with + - * /")))?;
             test.push(Self::example(
                 &vocab,
-                (i + 1) as u64,
+                line as u64,
                 [a, b, c],
                 target,
                 Some(&solution),
             )?);
-        }
-        if test.is_empty() {
-            return Err(TaskError::Data {
-                path,
-                line: 1,
-                message: "no problems".into(),
-            });
         }
         Ok(Self {
             vocab,
@@ -398,7 +378,7 @@ impl Task for Countdown {
 mod tests {
     use super::*;
 
-    fn data_dir() -> PathBuf {
+    fn data_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
     }
 

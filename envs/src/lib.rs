@@ -7,6 +7,7 @@
 
 pub mod canvas;
 pub mod countdown;
+pub mod jsonl;
 pub mod reversal;
 pub mod seeding;
 pub mod star;

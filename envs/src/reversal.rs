@@ -11,10 +11,11 @@
 //! the completion left-aligned in the answer area and followed by at least
 //! one pad, so the pad also marks the end. The pad character is `\n`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
+use crate::jsonl::{Record, data_error, read_string_fields};
 use crate::task::{Example, Layout, Task, TaskError};
 use crate::vocab::Vocab;
 
@@ -35,45 +36,24 @@ struct Pair {
 }
 
 fn read_pairs(path: &Path) -> Result<Vec<Pair>, TaskError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| TaskError::Data {
-            path: PathBuf::from(path),
-            line: i + 1,
-            message,
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| err(format!("no string field {k:?}")))
-        };
-        let pair = Pair {
-            prompt: field("prompt")?,
-            completion: field("completion")?,
-        };
-        if pair.prompt.contains(PAD) || pair.completion.contains(PAD) {
-            return Err(err("contains a newline, which is the pad character".into()));
-        }
-        out.push(pair);
-    }
-    if out.is_empty() {
-        return Err(TaskError::Data {
-            path: path.into(),
-            line: 1,
-            message: "no examples".into(),
-        });
-    }
-    Ok(out)
+    read_string_fields(path, ["prompt", "completion"])?
+        .into_iter()
+        .map(
+            |Record {
+                 line,
+                 fields: [prompt, completion],
+             }| {
+                if prompt.contains(PAD) || completion.contains(PAD) {
+                    return Err(data_error(
+                        path,
+                        line,
+                        "contains a newline, which is the pad character".into(),
+                    ));
+                }
+                Ok(Pair { prompt, completion })
+            },
+        )
+        .collect()
 }
 
 pub struct Reversal {

@@ -348,11 +348,7 @@ impl ScoredBatch {
                                 _ => None,
                             })
                             .collect();
-                        for (s, a) in sums.iter_mut().zip(normalize(&column)) {
-                            if let (Some(s), Some(a)) = (s.as_mut(), a) {
-                                *s += w * a;
-                            }
-                        }
+                        add_normalized(&mut sums, &column, w);
                     }
                     if self.cost_mode == CostMode::Additive {
                         // The cost is one more term, normalized like the rewards.
@@ -361,11 +357,7 @@ impl ScoredBatch {
                             .zip(&valid)
                             .map(|(i, &v)| v.then(|| -self.penalty[i]))
                             .collect();
-                        for (s, a) in sums.iter_mut().zip(normalize(&column)) {
-                            if let (Some(s), Some(a)) = (s.as_mut(), a) {
-                                *s += a;
-                            }
-                        }
+                        add_normalized(&mut sums, &column, 1.0);
                     }
                     for (i, s) in group.zip(sums) {
                         out[i] = s;
@@ -422,6 +414,15 @@ fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
     let mean = xs.iter().sum::<f64>() / xs.len() as f64;
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
     Some((mean, var.sqrt()))
+}
+
+/// `sums[i] += weight * normalize(column)[i]` where both are present.
+fn add_normalized(sums: &mut [Option<f32>], column: &[Option<f32>], weight: f32) {
+    for (s, a) in sums.iter_mut().zip(normalize(column)) {
+        if let (Some(s), Some(a)) = (s.as_mut(), a) {
+            *s += weight * a;
+        }
+    }
 }
 
 /// `(r - mean) / (std + 1e-4)` over the present entries (population std, as
