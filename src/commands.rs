@@ -3,14 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::bench::{self, BenchOptions};
 use cogrpo_train::checkpoint::{self, TrainState};
-use cogrpo_train::config::ExperimentConfig;
+use cogrpo_train::config::{ExperimentConfig, UpdateMode};
 use cogrpo_train::logging::Scalars;
 use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
-use cogrpo_train::{eval, pretrain, sample, tasks};
+use cogrpo_train::{eval, grpo, pretrain, sample, tasks};
 use envs::Task;
 
 use crate::backend::{Job, dispatch};
@@ -51,6 +52,33 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     checkpoint,
                     prompts,
                     n,
+                },
+            )
+        }
+        Command::Train {
+            common,
+            arm,
+            checkpoint,
+            resume,
+        } => {
+            let cfg = common.load()?;
+            let c = cfg.cogrpo.as_ref().with_context(|| {
+                format!(
+                    "{} has no [cogrpo] section; see experiments/sudoku4-cogrpo.toml",
+                    common.config.display()
+                )
+            })?;
+            let mode = match arm {
+                Some(name) => parse_arm(&name)?,
+                None => c.arms[0],
+            };
+            dispatch(
+                cfg.run.device,
+                TrainJob {
+                    cfg,
+                    mode,
+                    checkpoint,
+                    resume,
                 },
             )
         }
@@ -145,6 +173,30 @@ fn check(common: &Common) -> anyhow::Result<()> {
         ),
         Err(e) if cfg.rewards.terms.is_empty() => println!("  rewards   none yet: {e}"),
         Err(e) => return Err(e),
+    }
+    if let Some(c) = &cfg.cogrpo {
+        let arms: Vec<&str> = c.arms.iter().map(|a| a.name()).collect();
+        println!(
+            "  cogrpo    arms base, {}: {} iterations x {} prompts x {} rollouts, T = {}, \
+             reference {}",
+            arms.join(", "),
+            c.iterations,
+            c.prompts_per_iteration,
+            c.group_size,
+            c.steps,
+            c.reference.label()
+        );
+        let learned: Vec<&str> = c.schedule.components().iter().map(|x| x.name()).collect();
+        println!(
+            "  schedule  {:?} head learning [{}]{}",
+            c.schedule.kind,
+            learned.join(", "),
+            if c.schedule.order {
+                ", plus the position order"
+            } else {
+                ""
+            }
+        );
     }
     println!("  output    {}", cfg.run.out_dir().display());
     Ok(())
@@ -348,8 +400,26 @@ impl Job for RunAll {
             .run::<B>(device.clone())?;
         }
         let source = checkpoint_source(cfg, None)?;
-        let model = load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
-        evaluate_and_report(cfg, task.as_ref(), &model, &device, "run")
+        if !cfg.eval.samplers.is_empty() || cfg.eval.nll_samples > 0 {
+            let model =
+                load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
+            evaluate_and_report(cfg, task.as_ref(), &model, &device, "run")?;
+        }
+        if cfg.cogrpo.is_none() {
+            return Ok(());
+        }
+        let arms = grpo::arms::run_arms::<B>(cfg, task.as_ref(), &run, &source, &device)?;
+        let pretrain_wall_s = checkpoint::read_state(&source).map_or(0.0, |s| s.wall_s);
+        let params = tasks::denoiser_config(cfg, task.as_ref()).num_params();
+        grpo::report::write_report(run.path(), cfg, task.name(), params, pretrain_wall_s, &arms)?;
+        let rows: Vec<_> = arms.iter().flat_map(|a| a.eval.rows.clone()).collect();
+        print!("{}", eval::table(&rows));
+        println!("report: {}", run.path().join("report.md").display());
+        run.update_summary(|s| {
+            set_header(s, "run", task.as_ref(), cfg);
+            s.eval = rows;
+        })?;
+        Ok(())
     }
 }
 
@@ -359,6 +429,61 @@ fn same_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
         && prev.model == cfg.model
         && prev.pretrain == cfg.pretrain
         && prev.run.seed == cfg.run.seed
+}
+
+fn parse_arm(name: &str) -> anyhow::Result<UpdateMode> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+        anyhow::anyhow!("--arm {name}: expected one of model, schedule, joint, alternate")
+    })
+}
+
+struct TrainJob {
+    cfg: ExperimentConfig,
+    mode: UpdateMode,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
+}
+
+impl Job for TrainJob {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let task = tasks::build(cfg)?;
+        let init = checkpoint_source(cfg, self.checkpoint)?;
+        let run = RunDir::create(&cfg.run.out_dir())?;
+        let dir = grpo::arms::arm_dir(&run, self.mode);
+        let mut log = Scalars::open(&run.tb_dir().join(self.mode.name()))?;
+        let trained = grpo::trainer::train_arm::<B>(
+            cfg,
+            task.as_ref(),
+            self.mode,
+            &dir,
+            &init,
+            &device,
+            self.resume,
+            &mut log,
+        );
+        log.close();
+        let trained = trained?;
+        println!(
+            "arm `{}`: {} iterations, {} rollouts in {:.1}s; checkpoint {}",
+            self.mode.name(),
+            trained.state.iteration,
+            trained.state.rollouts,
+            trained.state.wall_s,
+            trained.checkpoint.display()
+        );
+        let policy = trained.policy.valid();
+        let eval = grpo::evaluate::evaluate_arm(
+            cfg,
+            task.as_ref(),
+            &trained.model.valid(),
+            self.mode.uses_schedule().then_some(&policy),
+            self.mode.name(),
+            &device,
+        )?;
+        print!("{}", eval::table(&eval.rows));
+        Ok(())
+    }
 }
 
 struct Bench {

@@ -17,9 +17,11 @@ use cogrpo_train::config::{ConfigError, DeviceKind};
 #[command(
     name = "cogrpo",
     version,
-    about = "Masked diffusion models: pre-training, exact and fast samplers, evaluation",
+    about = "Masked diffusion models: pre-training, exact and fast samplers, Co-GRPO, evaluation",
     after_help = "Examples:
   cogrpo run --config experiments/sudoku4.toml
+  cogrpo run --config experiments/sudoku4-cogrpo.toml --seed 1
+  cogrpo train --config experiments/sudoku4-cogrpo.toml --arm alternate
   cogrpo pretrain --config experiments/text.toml --set pretrain.steps=500
   cogrpo eval --config experiments/sudoku4.toml --set eval.steps=[1,2,4,8,16]
   cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 3
@@ -73,8 +75,30 @@ enum Command {
         #[arg(short = 'n', long, default_value_t = 1)]
         n: usize,
     },
-    /// Pre-train if needed, then evaluate: the whole experiment.
-    #[command(after_help = "Example:\n  cogrpo run --config experiments/sudoku4.toml")]
+    /// Co-GRPO from a pre-trained checkpoint: one arm (update mode).
+    #[command(
+        after_help = "Examples:\n  cogrpo train --config experiments/sudoku4-cogrpo.toml --arm alternate\n  \
+        cogrpo train --config experiments/sudoku4-cogrpo.toml --arm model --resume"
+    )]
+    Train {
+        #[command(flatten)]
+        common: Common,
+        /// model, schedule, joint or alternate (default: the config's first arm).
+        #[arg(long)]
+        arm: Option<String>,
+        /// The pre-trained checkpoint (default: the run's newest).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Continue the arm from its newest checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// The whole experiment: pre-train (or reuse), evaluate, and with a
+    /// [cogrpo] section train and evaluate every arm, then write report.md.
+    #[command(
+        after_help = "Examples:\n  cogrpo run --config experiments/sudoku4.toml\n  \
+        cogrpo run --config experiments/sudoku4-cogrpo.toml --seed 2"
+    )]
     Run {
         #[command(flatten)]
         common: Common,

@@ -342,3 +342,114 @@ fn every_task_runs_and_reports_its_metrics() {
         }
     }
 }
+
+#[test]
+fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = out_dir(&tmp, "cogrpo");
+    let cfg = "experiments/smoke/sudoku4-cogrpo.toml";
+    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["task"], "sudoku4");
+    assert_eq!(report["budget"]["rollouts"], 4 * 2 * 4);
+    for arm in ["base", "model", "schedule", "joint", "alternate"] {
+        let a = &report["arms"][arm];
+        let eval = a["eval"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{arm}: {report}"));
+        // 3 Sudoku metrics at 2 step counts.
+        assert_eq!(eval.len(), 6, "{arm}");
+        for row in eval {
+            assert!(row["steps"] == 2 || row["steps"] == 4);
+            let v = row["value"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{arm}: {row}");
+            assert_eq!(row["nfe"].as_f64().unwrap(), row["steps"].as_f64().unwrap());
+            assert!(row["metric"].is_string());
+        }
+        assert!(a["wall_s"].as_f64().unwrap() > 0.0);
+        if arm != "base" {
+            assert_eq!(a["rollouts"], 32, "{arm}");
+        }
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Evaluation") && md.contains("| alternate |"),
+        "{md}"
+    );
+    for png in ["reward_curves.png", "schedule.png", "accuracy_vs_steps.png"] {
+        let bytes = std::fs::read(dir.join(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+    }
+    for arm in ["model", "schedule", "joint", "alternate"] {
+        let ckpt = dir.join(format!("arms/{arm}/checkpoints/step-00000004"));
+        for f in [
+            "model.safetensors",
+            "optimizer.mpk",
+            "schedule.mpk",
+            "schedule_optimizer.mpk",
+            "state.json",
+        ] {
+            assert!(ckpt.join(f).is_file(), "{arm}: {f}");
+        }
+    }
+
+    // `train` refuses to overwrite an arm; a second `run` reuses everything.
+    let o = cogrpo(&[
+        "train",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--arm",
+        "joint",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("nothing was overwritten"), "{}", text(&o));
+    let o = cogrpo(&[
+        "train",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--arm",
+        "sideways",
+    ]);
+    assert!(
+        text(&o).contains("expected one of model, schedule, joint, alternate"),
+        "{}",
+        text(&o)
+    );
+    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("reusing the finished arm `alternate`"),
+        "{}",
+        text(&o)
+    );
+
+    // A resumed arm with a larger budget continues from its checkpoint.
+    let o = cogrpo(&[
+        "train",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--arm",
+        "model",
+        "--resume",
+        "--set",
+        "cogrpo.iterations=6",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("resuming arm `model` at iteration 4"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        dir.join("arms/model/checkpoints/step-00000006/state.json")
+            .is_file()
+    );
+}

@@ -14,8 +14,10 @@ pub mod star;
 pub mod sudoku4;
 pub mod task;
 pub mod text;
+pub mod trajectory;
 pub mod vocab;
 
 pub use canvas::Canvas;
 pub use task::{Example, Layout, Split, Task, TaskError};
+pub use trajectory::{StepRecord, Trajectory};
 pub use vocab::Vocab;

@@ -18,6 +18,9 @@ pub mod purpose {
     pub const TASK_DATA: u64 = 0x7461_736b_0000_0004;
     pub const LIKELIHOOD: u64 = 0x6c69_6b65_0000_0005;
     pub const INIT: u64 = 0x696e_6974_0000_0006;
+    pub const RL_PROMPTS: u64 = 0x726c_7072_6f00_0007;
+    pub const ROLLOUT: u64 = 0x726f_6c6c_6f00_0008;
+    pub const STEP_SUBSAMPLE: u64 = 0x7375_6273_6100_0009;
 }
 
 /// SplitMix64 finaliser (Steele et al. 2014): a bijective avalanche mix.

@@ -318,6 +318,13 @@ impl ScoredBatch {
     /// `group_size` rollouts of the same prompt. Invalid items get `None`
     /// and are left out of their group's mean and standard deviation.
     pub fn advantages(&self, group_size: usize) -> Vec<Option<f32>> {
+        self.advantages_scaled(group_size, true)
+    }
+
+    /// As [`ScoredBatch::advantages`]; with `divide_by_std` false the group's
+    /// rewards are only centred (Dr. GRPO: no per-group rescaling, so easy and
+    /// hard prompts are not re-weighted).
+    pub fn advantages_scaled(&self, group_size: usize, divide_by_std: bool) -> Vec<Option<f32>> {
         assert!(
             group_size > 0 && self.len().is_multiple_of(group_size),
             "batch is not whole groups"
@@ -328,7 +335,7 @@ impl ScoredBatch {
             match self.aggregation {
                 Aggregation::SumThenNormalize => {
                     let totals: Vec<Option<f32>> = group.clone().map(|i| self.total(i)).collect();
-                    for (i, a) in group.zip(normalize(&totals)) {
+                    for (i, a) in group.zip(normalize(&totals, divide_by_std)) {
                         out[i] = a;
                     }
                 }
@@ -348,7 +355,7 @@ impl ScoredBatch {
                                 _ => None,
                             })
                             .collect();
-                        add_normalized(&mut sums, &column, w);
+                        add_normalized(&mut sums, &column, w, divide_by_std);
                     }
                     if self.cost_mode == CostMode::Additive {
                         // The cost is one more term, normalized like the rewards.
@@ -357,7 +364,7 @@ impl ScoredBatch {
                             .zip(&valid)
                             .map(|(i, &v)| v.then(|| -self.penalty[i]))
                             .collect();
-                        add_normalized(&mut sums, &column, 1.0);
+                        add_normalized(&mut sums, &column, 1.0, divide_by_std);
                     }
                     for (i, s) in group.zip(sums) {
                         out[i] = s;
@@ -417,8 +424,8 @@ fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// `sums[i] += weight * normalize(column)[i]` where both are present.
-fn add_normalized(sums: &mut [Option<f32>], column: &[Option<f32>], weight: f32) {
-    for (s, a) in sums.iter_mut().zip(normalize(column)) {
+fn add_normalized(sums: &mut [Option<f32>], column: &[Option<f32>], weight: f32, scale: bool) {
+    for (s, a) in sums.iter_mut().zip(normalize(column, scale)) {
         if let (Some(s), Some(a)) = (s.as_mut(), a) {
             *s += weight * a;
         }
@@ -426,8 +433,9 @@ fn add_normalized(sums: &mut [Option<f32>], column: &[Option<f32>], weight: f32)
 }
 
 /// `(r - mean) / (std + 1e-4)` over the present entries (population std, as
-/// in GRPO's group normalization); fewer than two present entries give 0.
-fn normalize(xs: &[Option<f32>]) -> Vec<Option<f32>> {
+/// in GRPO's group normalization), or `r - mean` without `scale`; fewer
+/// than two present entries give 0.
+fn normalize(xs: &[Option<f32>], scale: bool) -> Vec<Option<f32>> {
     let present: Vec<f64> = xs.iter().flatten().map(|&x| f64::from(x)).collect();
     let (mean, std) = mean_std(&present).unwrap_or((0.0, 0.0));
     xs.iter()
@@ -435,8 +443,10 @@ fn normalize(xs: &[Option<f32>]) -> Vec<Option<f32>> {
             x.map(|x| {
                 if present.len() < 2 {
                     0.0
-                } else {
+                } else if scale {
                     ((f64::from(x) - mean) / (std + 1e-4)) as f32
+                } else {
+                    (f64::from(x) - mean) as f32
                 }
             })
         })
@@ -533,6 +543,29 @@ mod tests {
             "{:?}",
             per.advantages(2)
         );
+    }
+
+    #[test]
+    fn centred_advantages_keep_the_reward_scale() {
+        // One group of four: rewards 0, 1, 1, 2 (mean 1, population std 0.7071).
+        let a = vec![Some(0.0), Some(1.0), Some(1.0), Some(2.0)];
+        let s = set(
+            Aggregation::SumThenNormalize,
+            CostConfig::default(),
+            vec![(Fixed("a", a), 0.5)],
+        )
+        .score(&items(4), &[RolloutCost::default(); 4])
+        .unwrap();
+        // Weighted totals 0, 0.5, 0.5, 1: centred -0.5, 0, 0, 0.5.
+        assert!(close(
+            &s.advantages_scaled(4, false),
+            &[Some(-0.5), Some(0.0), Some(0.0), Some(0.5)]
+        ));
+        // Divided by std 0.3536 (+1e-4): -1.4138, 0, 0, 1.4138.
+        assert!(close(
+            &s.advantages_scaled(4, true),
+            &[Some(-1.4138), Some(0.0), Some(0.0), Some(1.4138)]
+        ));
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl CheckpointDir {
         &self.root
     }
 
-    /// Writes a complete checkpoint and keeps the newest `keep` of them.
+    /// Writes a complete pre-training checkpoint and keeps the newest `keep`.
     pub fn save<B, O>(
         &self,
         model: &Denoiser<B>,
@@ -84,9 +84,29 @@ impl CheckpointDir {
         B: AutodiffBackend,
         O: Optimizer<Denoiser<B>, B>,
     {
+        self.save_with(state.step, keep, |dir| {
+            mdm::weights::save(model, &dir.join("model.safetensors"))?;
+            save_record(optim.to_record(), &dir.join("optimizer"))?;
+            write_atomic(
+                &dir.join("state.json"),
+                serde_json::to_string_pretty(state)?.as_bytes(),
+            )?;
+            write_atomic(&dir.join("config.toml"), config_toml.as_bytes())
+        })
+    }
+
+    /// Writes checkpoint `step-<step>`: `write` fills a fresh folder (it must
+    /// write `state.json`, which marks a checkpoint complete), which is then
+    /// renamed into place; `latest` is updated and the newest `keep` kept.
+    pub fn save_with(
+        &self,
+        step: usize,
+        keep: usize,
+        write: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
-        let name = format!("step-{:08}", state.step);
+        let name = format!("step-{step:08}");
         let partial = self
             .root
             .join(format!("{name}.partial-{}", std::process::id()));
@@ -95,15 +115,7 @@ impl CheckpointDir {
         }
         std::fs::create_dir(&partial)
             .with_context(|| format!("cannot create {}", partial.display()))?;
-        mdm::weights::save(model, &partial.join("model.safetensors"))?;
-        recorder()
-            .record(optim.to_record(), partial.join("optimizer"))
-            .map_err(|e| anyhow::anyhow!("cannot write the optimizer state: {e}"))?;
-        write_atomic(
-            &partial.join("state.json"),
-            serde_json::to_string_pretty(state)?.as_bytes(),
-        )?;
-        write_atomic(&partial.join("config.toml"), config_toml.as_bytes())?;
+        write(&partial)?;
         let final_dir = self.root.join(&name);
         if final_dir.exists() {
             // Re-writing the same step (e.g. after a resume): swap, then drop the old one.
@@ -158,6 +170,27 @@ impl CheckpointDir {
         }
         Ok(())
     }
+}
+
+/// Writes a burn record (optimizer state, schedule policy) as named
+/// MessagePack at `path` (`.mpk` is appended).
+pub fn save_record<R: burn::record::Record<B>, B: burn::prelude::Backend>(
+    record: R,
+    path: &Path,
+) -> anyhow::Result<()> {
+    recorder()
+        .record(record, path.to_path_buf())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+/// Reads a record written by [`save_record`].
+pub fn load_record<R: burn::record::Record<B>, B: burn::prelude::Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<R> {
+    recorder()
+        .load(path.to_path_buf(), device)
+        .map_err(|e| anyhow::anyhow!("cannot read {}.mpk: {e}", path.display()))
 }
 
 /// Reads a checkpoint's `state.json`.

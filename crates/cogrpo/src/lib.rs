@@ -1,10 +1,12 @@
 //! cogrpo's trainers and the machinery around them: experiment configs,
-//! pre-training, evaluation, checkpoints, logging and run directories.
+//! pre-training, Co-GRPO, evaluation, reports, checkpoints, logging and run
+//! directories.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod grpo;
 pub mod logging;
 pub mod optim;
 pub mod parallel;

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
-pub(crate) struct ParamFactory<'a, B: Backend> {
+pub struct ParamFactory<'a, B: Backend> {
     rng: StdRng,
     next_id: u64,
     device: &'a B::Device,
@@ -46,5 +46,19 @@ impl<'a, B: Backend> ParamFactory<'a, B> {
     pub fn ones(&mut self, len: usize) -> Param<Tensor<B, 1>> {
         let tensor = Tensor::<B, 1>::ones([len], self.device);
         Param::initialized(self.id(), tensor.require_grad())
+    }
+
+    /// A parameter holding `values` (row-major) of `shape`.
+    pub fn values<const D: usize>(
+        &mut self,
+        values: Vec<f32>,
+        shape: [usize; D],
+    ) -> Param<Tensor<B, D>> {
+        let tensor = Tensor::<B, D>::from_data(TensorData::new(values, shape), self.device);
+        Param::initialized(self.id(), tensor.require_grad())
+    }
+
+    pub fn zeros<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<B, D>> {
+        self.values(vec![0.0; shape.iter().product()], shape)
     }
 }

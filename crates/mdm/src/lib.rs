@@ -10,7 +10,7 @@
 //! Everything is generic over burn's `Backend`; the CLI picks the concrete one.
 
 pub mod config;
-mod init;
+pub mod init;
 pub mod likelihood;
 pub mod loss;
 pub mod model;

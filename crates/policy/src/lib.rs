@@ -8,8 +8,13 @@
 //! Categorical draws are made in float64 on the host ([`categorical`]).
 
 pub mod categorical;
+pub mod factors;
+pub mod learned;
+pub mod rollout;
 pub mod sampler;
 pub mod schedule;
 
+pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
+pub use rollout::{Act, Rollout};
 pub use sampler::{GenerationStats, Sampler, SamplerError};
 pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection};

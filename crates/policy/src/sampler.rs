@@ -248,7 +248,7 @@ impl<'a, B: Backend> Sampler<'a, B> {
 
 /// `k` of `positions` uniformly without replacement (partial Fisher-Yates),
 /// returned in increasing order.
-fn choose_uniform(mut positions: Vec<usize>, k: usize, rng: &mut StdRng) -> Vec<usize> {
+pub(crate) fn choose_uniform(mut positions: Vec<usize>, k: usize, rng: &mut StdRng) -> Vec<usize> {
     let k = k.min(positions.len());
     for i in 0..k {
         let j = rng.random_range(i..positions.len());
@@ -260,7 +260,7 @@ fn choose_uniform(mut positions: Vec<usize>, k: usize, rng: &mut StdRng) -> Vec<
 }
 
 /// A token from `softmax(logits / temperature)` in float64; greedy at 0.
-fn draw_token(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usize {
+pub(crate) fn draw_token(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usize {
     if temperature == 0.0 {
         argmax(logits)
     } else {

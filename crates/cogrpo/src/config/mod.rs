@@ -1,11 +1,13 @@
 //! The experiment config: one TOML file describes a whole experiment.
 //!
 //! Sections: `[run]` (name, output directory, seed, device), `[task]`,
-//! `[model]`, `[pretrain]`, `[sampler]` (the default sampler of `sample`) and
-//! `[eval]`. Unknown keys are rejected; every error names the key's path.
+//! `[model]`, `[pretrain]`, `[sampler]` (the default sampler of `sample`),
+//! `[eval]`, `[rewards]` and `[cogrpo]` (with `[cogrpo.schedule]`). Unknown
+//! keys are rejected; every error names the key's path.
 //! [`load`] reads a file and applies `--set key=value` overrides;
 //! [`ExperimentConfig::validate`] checks ranges and combinations.
 
+mod grpo;
 mod load;
 
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 use policy::{SamplerConfig, SamplerKind};
 use serde::{Deserialize, Serialize};
 
+pub use grpo::{CogrpoConfig, LossAggregation, UpdateMode};
 pub use load::{ConfigError, load, load_str, parse_override};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +34,9 @@ pub struct ExperimentConfig {
     /// The rewards Co-GRPO optimizes (`rewards::RewardsConfig`).
     #[serde(default)]
     pub rewards: rewards::RewardsConfig,
+    /// Co-GRPO and the arms `run` compares; absent = pre-training only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cogrpo: Option<CogrpoConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +277,17 @@ impl ExperimentConfig {
         }
         for (key, message) in self.rewards.problems() {
             bad(&format!("rewards.{key}"), message);
+        }
+        if let Some(c) = &self.cogrpo {
+            for (key, message) in c.problems() {
+                bad(&format!("cogrpo.{key}"), message);
+            }
+            if c.reference.guidance != 0.0 && self.pretrain.prompt_dropout == 0.0 {
+                bad(
+                    "cogrpo.reference.guidance",
+                    "guidance needs a model trained with prompt dropout".into(),
+                );
+            }
         }
         if self.run.name.contains(['/', '\\']) {
             bad(

@@ -1,0 +1,304 @@
+//! `[cogrpo]`: the Co-GRPO trainer's settings and the arms `run` compares.
+//!
+//! ```toml
+//! [cogrpo]
+//! iterations = 150              # per arm: the same rollout budget for each
+//! prompts_per_iteration = 16    # B
+//! group_size = 8                # G rollouts per prompt
+//! steps = 2                     # T, the episode length
+//! arms = ["model", "schedule", "alternate"]
+//! reference = { kind = "confidence", temperature = 1.0 }
+//!
+//! [cogrpo.schedule]
+//! kind = "per_step"
+//! learn = ["ratio", "temperature"]
+//! ```
+
+use policy::{SamplerConfig, SamplerKind, SchedulePolicyConfig};
+use serde::{Deserialize, Serialize};
+
+/// What an arm updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateMode {
+    /// Naive GRPO: the model theta, under the fixed reference schedule.
+    Model,
+    /// The schedule phi, with the model frozen.
+    Schedule,
+    /// theta and phi at every iteration.
+    Joint,
+    /// `alternate_every` iterations of theta, then as many of phi (Co-GRPO).
+    Alternate,
+}
+
+impl UpdateMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdateMode::Model => "model",
+            UpdateMode::Schedule => "schedule",
+            UpdateMode::Joint => "joint",
+            UpdateMode::Alternate => "alternate",
+        }
+    }
+
+    /// Whether rollouts act with the learned schedule (else the reference).
+    pub fn uses_schedule(self) -> bool {
+        self != UpdateMode::Model
+    }
+
+    /// `(update theta, update phi)` at `iteration`.
+    pub fn phase(self, iteration: usize, every: usize) -> (bool, bool) {
+        match self {
+            UpdateMode::Model => (true, false),
+            UpdateMode::Schedule => (false, true),
+            UpdateMode::Joint => (true, true),
+            UpdateMode::Alternate => {
+                let theta = (iteration / every.max(1)).is_multiple_of(2);
+                (theta, !theta)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossAggregation {
+    /// Mean over every token of the batch (DAPO): long answers weigh more.
+    #[default]
+    Token,
+    /// Mean over each trajectory's tokens, then over trajectories (GRPO).
+    Sequence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CogrpoConfig {
+    /// Iterations per arm (each: roll out, score, update).
+    pub iterations: usize,
+    #[serde(default = "default_prompts")]
+    pub prompts_per_iteration: usize,
+    #[serde(default = "default_group")]
+    pub group_size: usize,
+    /// Steps T of every training episode.
+    pub steps: usize,
+    /// The fixed schedule: the `base` and `model` arms use it, learned
+    /// schedules start from it (and it is the KL reference). Its `steps` is
+    /// ignored (T is `cogrpo.steps`).
+    pub reference: SamplerConfig,
+    #[serde(default)]
+    pub schedule: SchedulePolicyConfig,
+    /// RL arms `run` trains from the same checkpoint (`base`, the
+    /// pre-trained model, is always evaluated).
+    #[serde(default = "default_arms")]
+    pub arms: Vec<UpdateMode>,
+    /// Update passes per rollout batch.
+    #[serde(default = "one")]
+    pub mu: usize,
+    #[serde(default = "default_eps_low")]
+    pub epsilon_low: f64,
+    #[serde(default = "default_eps_high")]
+    pub epsilon_high: f64,
+    /// Weight of KL(model || frozen reference model), k3 estimator; 0 off.
+    #[serde(default)]
+    pub beta: f64,
+    /// Weight of KL(schedule || initial schedule); 0 off.
+    #[serde(default)]
+    pub beta_schedule: f64,
+    #[serde(default = "default_lr_model")]
+    pub lr_model: f64,
+    #[serde(default = "default_lr_schedule")]
+    pub lr_schedule: f64,
+    /// K of the alternate mode.
+    #[serde(default = "default_alternate_every")]
+    pub alternate_every: usize,
+    #[serde(default)]
+    pub loss_aggregation: LossAggregation,
+    /// Divide group-centred rewards by the group's standard deviation.
+    #[serde(default = "yes")]
+    pub scale_advantages: bool,
+    /// Replace groups whose rewards are all equal with fresh prompts (up to
+    /// this many extra rounds per iteration; extra rollouts count in the budget).
+    #[serde(default)]
+    pub resample_rounds: usize,
+    /// Steps per trajectory the loss uses (chosen at random); 0 = all.
+    #[serde(default)]
+    pub step_subsample: usize,
+    /// Global gradient-norm bound of each optimizer; 0 off.
+    #[serde(default = "one_f")]
+    pub grad_clip: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Iterations between checkpoints; 0 writes one at the end only.
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Step counts every arm is evaluated at (default: `steps`).
+    #[serde(default)]
+    pub eval_steps: Vec<usize>,
+    /// Token temperature of the evaluation (0: greedy).
+    #[serde(default)]
+    pub eval_temperature: f64,
+}
+
+fn default_prompts() -> usize {
+    16
+}
+fn default_group() -> usize {
+    8
+}
+fn default_arms() -> Vec<UpdateMode> {
+    vec![UpdateMode::Model, UpdateMode::Alternate]
+}
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+fn default_eps_low() -> f64 {
+    0.2
+}
+fn default_eps_high() -> f64 {
+    0.28
+}
+fn default_lr_model() -> f64 {
+    1e-4
+}
+fn default_lr_schedule() -> f64 {
+    1e-2
+}
+fn default_alternate_every() -> usize {
+    10
+}
+fn default_weight_decay() -> f64 {
+    0.0
+}
+fn default_log_every() -> usize {
+    10
+}
+
+impl CogrpoConfig {
+    /// The reference sampler at the training episode length.
+    pub fn reference_sampler(&self) -> SamplerConfig {
+        self.reference.with_steps(self.steps)
+    }
+
+    /// Step counts of the evaluation.
+    pub fn eval_step_counts(&self) -> Vec<usize> {
+        if self.eval_steps.is_empty() {
+            vec![self.steps]
+        } else {
+            self.eval_steps.clone()
+        }
+    }
+
+    /// Problems as `(key under cogrpo., message)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut bad = |k: &str, m: String| out.push((k.to_string(), m));
+        for (k, v) in [
+            ("iterations", self.iterations),
+            ("prompts_per_iteration", self.prompts_per_iteration),
+            ("steps", self.steps),
+            ("mu", self.mu),
+            ("alternate_every", self.alternate_every),
+            ("log_every", self.log_every),
+        ] {
+            if v == 0 {
+                bad(k, "must be at least 1".into());
+            }
+        }
+        if self.group_size < 2 {
+            bad(
+                "group_size",
+                "must be at least 2: advantages are relative to the group".into(),
+            );
+        }
+        if self.arms.is_empty() {
+            bad(
+                "arms",
+                "name at least one of model, schedule, joint, alternate".into(),
+            );
+        }
+        let mut seen = self.arms.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.arms.len() {
+            bad("arms", "an arm is named twice".into());
+        }
+        if !(self.epsilon_low > 0.0 && self.epsilon_low < 1.0) {
+            bad(
+                "epsilon_low",
+                format!("must lie in (0, 1), got {}", self.epsilon_low),
+            );
+        }
+        if !(self.epsilon_high > 0.0 && self.epsilon_high.is_finite()) {
+            bad(
+                "epsilon_high",
+                format!("must be positive, got {}", self.epsilon_high),
+            );
+        }
+        for (k, v) in [
+            ("beta", self.beta),
+            ("beta_schedule", self.beta_schedule),
+            ("grad_clip", self.grad_clip),
+            ("weight_decay", self.weight_decay),
+            ("eval_temperature", self.eval_temperature),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bad(k, format!("must be finite and >= 0, got {v}"));
+            }
+        }
+        for (k, v) in [
+            ("lr_model", self.lr_model),
+            ("lr_schedule", self.lr_schedule),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                bad(k, format!("must be positive, got {v}"));
+            }
+        }
+        if self.eval_steps.contains(&0) {
+            bad("eval_steps", "step counts must be at least 1".into());
+        }
+        if let Err((f, m)) = self.reference.validate() {
+            bad(&format!("reference.{f}"), m);
+        }
+        if self.reference.kind == SamplerKind::Ancestral {
+            bad(
+                "reference.kind",
+                "ancestral sampling draws its reveal counts at random; use first_hitting or \
+                 confidence"
+                    .into(),
+            );
+        }
+        for (f, m) in self.schedule.problems() {
+            bad(&format!("schedule.{f}"), m);
+        }
+        let learns_temperature = self
+            .schedule
+            .components()
+            .contains(&policy::learned::Component::Temperature);
+        let trains_model = self.arms.iter().any(|a| *a != UpdateMode::Schedule);
+        if trains_model && self.reference.temperature == 0.0 && !learns_temperature {
+            bad(
+                "reference.temperature",
+                "the model is trained on its own samples: greedy rollouts (0) have no \
+                 token distribution; use e.g. 1.0"
+                    .into(),
+            );
+        }
+        if self.arms.iter().any(|a| a.uses_schedule()) && !self.schedule.is_learned() {
+            bad(
+                "schedule.kind",
+                "the schedule, joint and alternate arms need a learned schedule: set kind = \
+                 \"per_step\" or \"network\" with `learn`, or order = true"
+                    .into(),
+            );
+        }
+        out
+    }
+}

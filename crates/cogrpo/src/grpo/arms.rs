@@ -1,0 +1,150 @@
+//! The comparison `cogrpo run` reports: `base` (the pre-trained model under
+//! the reference schedule), then every configured update mode trained from
+//! the same checkpoint with the same rollout budget, each evaluated alike.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use envs::Task;
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::{ArmEval, evaluate_arm};
+use super::state::{IterationLog, TrainedArm, load_arm, read_arm_state};
+use super::trainer::train_arm;
+use crate::checkpoint::{self, CheckpointDir};
+use crate::config::{ExperimentConfig, UpdateMode};
+use crate::logging::Scalars;
+use crate::run_dir::RunDir;
+use crate::tasks::denoiser_config;
+
+/// One arm's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmOutcome {
+    pub name: String,
+    pub eval: ArmEval,
+    /// Training wall time (0 for `base`) plus evaluation.
+    pub train_wall_s: f64,
+    pub eval_wall_s: f64,
+    pub rollouts: u64,
+    pub history: Vec<IterationLog>,
+}
+
+/// Where an arm's checkpoints and TensorBoard log live.
+pub fn arm_dir(run: &RunDir, mode: UpdateMode) -> PathBuf {
+    run.path().join("arms").join(mode.name())
+}
+
+/// Evaluates `base`, trains (or resumes, or reuses) each arm, evaluates it.
+pub fn run_arms<B: AutodiffBackend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    run: &RunDir,
+    init: &Path,
+    device: &B::Device,
+) -> anyhow::Result<Vec<ArmOutcome>> {
+    let c = cfg
+        .cogrpo
+        .as_ref()
+        .context("the config has no [cogrpo] section")?;
+    let mut out = Vec::new();
+
+    let start = Instant::now();
+    let base =
+        checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)?;
+    let eval = evaluate_arm(cfg, task, &base, None, "base", device)?;
+    out.push(ArmOutcome {
+        name: "base".into(),
+        eval,
+        train_wall_s: 0.0,
+        eval_wall_s: start.elapsed().as_secs_f64(),
+        rollouts: 0,
+        history: Vec::new(),
+    });
+
+    for &mode in &c.arms {
+        let dir = arm_dir(run, mode);
+        let ckpts = CheckpointDir::new(dir.join("checkpoints"));
+        let latest = ckpts.latest();
+        if let Some(d) = &latest {
+            let previous = std::fs::read_to_string(d.join("config.toml"))
+                .ok()
+                .and_then(|t| toml::from_str::<ExperimentConfig>(&t).ok());
+            if !previous.is_some_and(|p| same_arm_training(&p, cfg)) {
+                bail!(
+                    "{} holds arm checkpoint {} from a different config; set another run.out_dir \
+                     or remove it (nothing was overwritten)",
+                    dir.display(),
+                    d.display()
+                );
+            }
+        }
+        let finished = latest
+            .as_ref()
+            .and_then(|d| read_arm_state(d).ok())
+            .is_some_and(|s| s.iteration >= c.iterations);
+        let (model, policy, state) = if finished {
+            let d = latest.expect("finished implies a checkpoint");
+            eprintln!(
+                "reusing the finished arm `{}` in {}",
+                mode.name(),
+                d.display()
+            );
+            load_arm::<B::InnerBackend>(cfg, task, &d, device)?
+        } else {
+            let mut log = Scalars::open(&run.tb_dir().join(mode.name()))?;
+            let trained: anyhow::Result<TrainedArm<B>> = train_arm::<B>(
+                cfg,
+                task,
+                mode,
+                &dir,
+                init,
+                device,
+                latest.is_some(),
+                &mut log,
+            );
+            log.close();
+            let t = trained?;
+            (t.model.valid(), t.policy.valid(), t.state)
+        };
+        let start = Instant::now();
+        let eval = evaluate_arm(
+            cfg,
+            task,
+            &model,
+            mode.uses_schedule().then_some(&policy),
+            mode.name(),
+            device,
+        )?;
+        out.push(ArmOutcome {
+            name: mode.name().into(),
+            eval,
+            train_wall_s: state.wall_s,
+            eval_wall_s: start.elapsed().as_secs_f64(),
+            rollouts: state.rollouts,
+            history: state.history,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether an arm checkpoint written under `prev` is (part of) this arm's
+/// training under `cfg`: everything but the evaluation settings agrees.
+fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
+    let strip = |c: &ExperimentConfig| {
+        c.cogrpo.clone().map(|mut g| {
+            g.eval_steps.clear();
+            g.eval_temperature = 0.0;
+            g.arms.clear();
+            g
+        })
+    };
+    prev.task == cfg.task
+        && prev.model == cfg.model
+        && prev.pretrain == cfg.pretrain
+        && prev.run.seed == cfg.run.seed
+        && prev.rewards == cfg.rewards
+        && strip(prev) == strip(cfg)
+}

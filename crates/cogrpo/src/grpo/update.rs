@@ -1,0 +1,226 @@
+//! One gradient of each factor on a batch of recorded steps.
+//!
+//! The model factor's loss needs a forward and backward of the denoiser on
+//! every recorded canvas; the records are split across threads, each on a
+//! replica of the model (as pre-training does), and the gradients summed.
+//! The schedule factor is a few small matrices: one thread.
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use envs::StepRecord;
+use mdm::Denoiser;
+use policy::factors::token_log_probs;
+use policy::learned::{ScheduleBatch, SchedulePolicy};
+
+use super::loss::{Clip, clip_fraction, clipped_loss, k3};
+use crate::parallel::replica;
+
+/// A recorded step with its trajectory's advantage and loss weights.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    pub record: &'a StepRecord,
+    pub advantage: f32,
+    /// Weight of each of the step's revealed tokens in the model loss.
+    pub token_weight: f32,
+    /// Weight of the step in the schedule loss.
+    pub step_weight: f32,
+}
+
+/// What one factor's update measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FactorStats {
+    pub loss: f64,
+    pub clip_fraction: f64,
+    /// KL to the reference (k3), or to the sampling policy when no
+    /// reference term is used.
+    pub kl: f64,
+    pub entropy: f64,
+    /// Samples the factor was computed on (tokens or steps).
+    pub samples: usize,
+}
+
+fn tensor<B: Backend>(v: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+fn host<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .to_vec()
+        .expect("float tensor data")
+}
+
+/// Gradient of the model factor's clipped loss (plus `beta` times the k3 KL
+/// to `reference`) over `samples`, on up to `threads` replicas.
+pub fn model_gradients<B: AutodiffBackend>(
+    model: &Denoiser<B>,
+    reference: Option<(&Denoiser<B::InnerBackend>, f64)>,
+    samples: &[Sample<'_>],
+    clip: Clip,
+    threads: usize,
+    device: &B::Device,
+) -> (GradientsParams, FactorStats) {
+    let shard_len = samples.len().div_ceil(threads.max(1)).max(1);
+    let shards: Vec<&[Sample<'_>]> = samples.chunks(shard_len).collect();
+    let run = |m: Denoiser<B>, shard: &[Sample<'_>]| {
+        let records: Vec<&StepRecord> = shard.iter().map(|s| s.record).collect();
+        let (mut old, mut adv, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        for s in shard {
+            old.extend(s.record.token_log_probs.iter().map(|&x| x as f32));
+            adv.extend(std::iter::repeat_n(s.advantage, s.record.tokens.len()));
+            w.extend(std::iter::repeat_n(s.token_weight, s.record.tokens.len()));
+        }
+        let (new, entropy) = token_log_probs(&m, &records, device);
+        let kl_term = reference.map(|(r, beta)| {
+            let (ref_logp, _) = token_log_probs(r, &records, device);
+            let ref_logp = Tensor::<B, 1>::from_data(ref_logp.into_data(), device);
+            (beta, k3(ref_logp, new.clone()))
+        });
+        let kl_values = kl_term.as_ref().map(|(_, k)| host(k.clone().detach()));
+        let loss = clipped_loss(
+            new.clone(),
+            tensor(old.clone(), device),
+            tensor(adv.clone(), device),
+            tensor(w.clone(), device),
+            clip,
+            kl_term,
+        );
+        let value: f64 = loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let new = host(new.detach());
+        let stats = Partial {
+            loss: value,
+            new,
+            old: old.iter().map(|&x| x as f64).collect(),
+            adv: adv.iter().map(|&x| x as f64).collect(),
+            entropy: host(entropy.detach()),
+            kl: kl_values,
+        };
+        (grads, stats)
+    };
+    let results: Vec<(GradientsParams, Partial)> = if shards.len() <= 1 {
+        shards.iter().map(|s| run(replica(model), s)).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = shards
+                .iter()
+                .map(|shard| {
+                    let r = replica(model);
+                    scope.spawn(move || run(r, shard))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a Co-GRPO update worker panicked"))
+                .collect()
+        })
+    };
+    let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
+    let mut all = Partial::default();
+    for (grads, part) in results {
+        accum.accumulate(model, grads);
+        all.merge(part);
+    }
+    (accum.grads(), all.stats(clip))
+}
+
+/// Gradient of the schedule factor's clipped loss (plus `beta` times the KL
+/// to `reference`) over `samples`.
+pub fn schedule_gradients<B: AutodiffBackend>(
+    policy: &SchedulePolicy<B>,
+    reference: Option<(&SchedulePolicy<B>, f64)>,
+    samples: &[Sample<'_>],
+    clip: Clip,
+    device: &B::Device,
+) -> (GradientsParams, FactorStats) {
+    let records: Vec<&StepRecord> = samples.iter().map(|s| s.record).collect();
+    let batch = ScheduleBatch::new(
+        &records,
+        policy.components().len(),
+        policy.table_steps(),
+        policy.has_order(),
+        device,
+    );
+    let old: Vec<f32> = records.iter().map(|r| r.schedule_log_prob as f32).collect();
+    let adv: Vec<f32> = samples.iter().map(|s| s.advantage).collect();
+    let w: Vec<f32> = samples.iter().map(|s| s.step_weight).collect();
+    let (new, entropy) = policy.log_prob(&batch);
+    let kl_term = reference.map(|(r, beta)| (beta, policy.kl_to(r, &batch)));
+    let kl_values = kl_term.as_ref().map(|(_, k)| host(k.clone().detach()));
+    let loss = clipped_loss(
+        new.clone(),
+        tensor(old.clone(), device),
+        tensor(adv.clone(), device),
+        tensor(w, device),
+        clip,
+        kl_term,
+    );
+    let value: f64 = loss.clone().into_scalar().elem();
+    let grads = GradientsParams::from_grads(loss.backward(), policy);
+    let part = Partial {
+        loss: value,
+        new: host(new.detach()),
+        old: old.iter().map(|&x| x as f64).collect(),
+        adv: adv.iter().map(|&x| x as f64).collect(),
+        entropy: host(entropy.detach()),
+        kl: kl_values,
+    };
+    (grads, part.stats(clip))
+}
+
+#[derive(Default)]
+struct Partial {
+    loss: f64,
+    new: Vec<f64>,
+    old: Vec<f64>,
+    adv: Vec<f64>,
+    entropy: Vec<f64>,
+    kl: Option<Vec<f64>>,
+}
+
+impl Partial {
+    fn merge(&mut self, o: Partial) {
+        self.loss += o.loss;
+        self.new.extend(o.new);
+        self.old.extend(o.old);
+        self.adv.extend(o.adv);
+        self.entropy.extend(o.entropy);
+        if let Some(k) = o.kl {
+            self.kl.get_or_insert_with(Vec::new).extend(k);
+        }
+    }
+
+    fn stats(&self, clip: Clip) -> FactorStats {
+        let n = self.new.len().max(1) as f64;
+        let kl = match &self.kl {
+            Some(k) => k.iter().sum::<f64>() / n,
+            // k3 of the sampling policy against the current one.
+            None => {
+                self.new
+                    .iter()
+                    .zip(&self.old)
+                    .map(|(n, o)| {
+                        let d = o - n;
+                        d.exp() - d - 1.0
+                    })
+                    .sum::<f64>()
+                    / n
+            }
+        };
+        FactorStats {
+            loss: self.loss,
+            clip_fraction: clip_fraction(&self.new, &self.old, &self.adv, clip),
+            kl,
+            entropy: self.entropy.iter().sum::<f64>() / n,
+            samples: self.new.len(),
+        }
+    }
+}
+
+/// A frozen copy of `module` (same weights, no gradients).
+pub fn frozen<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> M {
+    module.clone().no_grad()
+}
