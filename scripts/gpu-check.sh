@@ -66,8 +66,12 @@ check eval timeout 150 "$BIN" eval -c experiments/sudoku4.toml --device "$DEVICE
 check sample timeout 60 "$BIN" sample -c experiments/sudoku4.toml --device "$DEVICE" --set run.out_dir="$RUN" \
   --prompt 3102200002100320 -n 4 --set sampler.kind=first_hitting --set sampler.temperature=1.0
 
-step "4. Co-GRPO on $DEVICE"
-echo "(skipped: the Co-GRPO trainer does not exist yet)"
+step "4. Co-GRPO on $DEVICE (alternate arm from step 1's checkpoint, 20 iterations of 32 x 8 rollouts)"
+latest="$RUN/checkpoints/$(cat "$RUN/checkpoints/latest" 2>/dev/null)"
+check cogrpo timeout 240 "$BIN" train -c experiments/sudoku4-cogrpo.toml --device "$DEVICE" --arm alternate \
+  --checkpoint "$latest" --set run.out_dir="$OUT/cogrpo" --set cogrpo.iterations=20 \
+  --set cogrpo.alternate_every=5 --set cogrpo.prompts_per_iteration=32 --set cogrpo.log_every=5 \
+  --set run.threads=1
 
 step "5. timing table on $DEVICE"
 for b in $BATCHES; do
