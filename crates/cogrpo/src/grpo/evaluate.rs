@@ -12,7 +12,7 @@ use envs::{Canvas, Example, Task, Trajectory};
 use mdm::Denoiser;
 use policy::learned::SchedulePolicy;
 use policy::{Act, Rollout};
-use rewards::RewardItem;
+use rewards::{RewardItem, RolloutCost};
 use serde::{Deserialize, Serialize};
 
 use super::samples::schedule_per_step;
@@ -44,12 +44,17 @@ pub fn evaluate_arm<B: Backend>(
         .context("the config has no [cogrpo] section")?;
     let all = task.test_examples();
     let examples = &all[..cfg.eval.max_examples.unwrap_or(all.len()).min(all.len())];
+    // The task's verifiers; a task without any (text) is scored with the
+    // configured rewards instead, as the metric `reward`.
     let verifiers = rewards::verifiers_for(task.name());
-    anyhow::ensure!(
-        !verifiers.is_empty(),
-        "task `{}` has no verifier to evaluate the arms with",
-        task.name()
-    );
+    let reward_set = if verifiers.is_empty() {
+        Some(
+            rewards::build_reward_set(&cfg.rewards, task.name())
+                .map_err(|e| anyhow::anyhow!("evaluating the arms: {e}"))?,
+        )
+    } else {
+        None
+    };
     let mut out = ArmEval::default();
     for steps in c.eval_step_counts() {
         let start = Instant::now();
@@ -76,55 +81,68 @@ pub fn evaluate_arm<B: Backend>(
                 device: device.clone(),
             };
             let (trajectories, stats) = rollout.run(&mut canvas, true)?;
-            let scores: Vec<Vec<Option<f64>>> = chunk
+            let items: Vec<RewardItem> = chunk
                 .iter()
                 .zip(&trajectories)
-                .map(|(ex, t)| {
-                    let item = RewardItem::new(ex, 0, t.answer(), task.vocab());
-                    verifiers.iter().map(|v| v.score(&item)).collect()
-                })
+                .map(|(ex, t)| RewardItem::new(ex, 0, t.answer(), task.vocab()))
                 .collect();
             progress.inc(chunk.len() as u64);
-            Ok((
-                stats.nfe.iter().map(|&n| n as f64).sum::<f64>(),
-                scores,
-                trajectories,
-            ))
+            Ok((stats.nfe, items, trajectories))
         })?;
         progress.finish();
-        let wall_s = start.elapsed().as_secs_f64();
-        let mut sums = vec![(0.0f64, 0usize); verifiers.len()];
-        let mut nfe = 0.0;
+        let mut nfe = Vec::new();
+        let mut items = Vec::new();
         let mut trajectories: Vec<Trajectory> = Vec::new();
-        for (batch_nfe, scores, trajs) in per_batch {
-            nfe += batch_nfe;
+        for (n, it, trajs) in per_batch {
+            nfe.extend(n);
+            items.extend(it);
             trajectories.extend(trajs);
-            for row in scores {
-                for (s, sum) in row.into_iter().zip(sums.iter_mut()) {
-                    if let Some(s) = s {
-                        sum.0 += s;
-                        sum.1 += 1;
-                    }
+        }
+        let mut names: Vec<String> = verifiers.iter().map(|v| v.name().to_string()).collect();
+        let mut sums = vec![(0.0f64, 0usize); verifiers.len()];
+        for item in &items {
+            for (v, sum) in verifiers.iter().zip(sums.iter_mut()) {
+                if let Some(s) = v.score(item) {
+                    sum.0 += s;
+                    sum.1 += 1;
                 }
             }
         }
+        if let Some(set) = &reward_set {
+            let costs: Vec<RolloutCost> = nfe
+                .iter()
+                .map(|&n| RolloutCost {
+                    nfe: n as f64,
+                    wall_s: 0.0,
+                    answer_len: task.layout().answer_len,
+                })
+                .collect();
+            let scored = set.score(&items, &costs)?;
+            let totals: Vec<f64> = (0..scored.len())
+                .filter_map(|i| scored.total(i).map(f64::from))
+                .collect();
+            names.push("reward".into());
+            sums.push((totals.iter().sum(), totals.len()));
+        }
+        let nfe = nfe.iter().map(|&n| n as f64).sum::<f64>();
+        let wall_s = start.elapsed().as_secs_f64();
         let comps = policy.map_or(&[][..], |p| p.components());
         out.schedule
             .insert(steps, schedule_per_step(&trajectories, comps, steps));
-        let line: Vec<String> = verifiers
+        let line: Vec<String> = names
             .iter()
             .zip(&sums)
-            .map(|(v, (s, n))| format!("{} {:.4}", v.name(), s / (*n).max(1) as f64))
+            .map(|(name, (s, n))| format!("{name} {:.4}", s / (*n).max(1) as f64))
             .collect();
         progress.println(&format!(
             "{label} T={steps}: {} ({wall_s:.1}s)",
             line.join(", ")
         ));
-        for (v, (sum, n)) in verifiers.iter().zip(sums) {
+        for (name, (sum, n)) in names.into_iter().zip(sums) {
             out.rows.push(EvalRow {
                 sampler: label.to_string(),
                 steps,
-                metric: v.name().to_string(),
+                metric: name,
                 value: if n > 0 { sum / n as f64 } else { f64::NAN },
                 n,
                 nfe: nfe / examples.len().max(1) as f64,
