@@ -67,8 +67,19 @@ pub fn line_chart(
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
         .map_err(|e| err(&e))?;
+    // Every x here is a whole number (iteration, step, step count).
+    let ticks = ((x1 - x0).round() as usize + 1).clamp(2, 11);
+    let whole = |v: &f64| {
+        if (v - v.round()).abs() < 1e-6 {
+            format!("{v:.0}")
+        } else {
+            String::new()
+        }
+    };
     chart
         .configure_mesh()
+        .x_labels(ticks)
+        .x_label_formatter(&whole)
         .x_desc(x)
         .y_desc(y)
         .label_style(("sans-serif", 14))
@@ -89,9 +100,11 @@ pub fn line_chart(
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| err(&e))?;
+        if points.len() <= 40 {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
     }
     chart
         .configure_series_labels()
