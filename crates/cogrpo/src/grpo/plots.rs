@@ -192,7 +192,7 @@ pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(Strin
             continue;
         };
         for (name, values) in per {
-            if name == "reveal" || values.iter().all(|v| v.is_nan()) {
+            if name == "reveal" || name == "position" || values.iter().all(|v| v.is_nan()) {
                 continue;
             }
             schedule.push(Series {

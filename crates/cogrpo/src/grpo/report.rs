@@ -146,8 +146,9 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "Mean action at each step: `reveal` = positions revealed; learned components as \
-         their values (ratio = share of the masked positions).\n"
+        "Mean action at each step: `reveal` = positions revealed, `position` = where they \
+         lie in the answer (0 = first position, 1 = last); learned components as their \
+         values (ratio = share of the masked positions).\n"
     );
     for a in arms {
         let Some(per) = a.eval.schedule.get(&c.steps) else {

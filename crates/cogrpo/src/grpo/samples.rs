@@ -100,6 +100,21 @@ pub fn schedule_per_step(
         "reveal".into(),
         per_step(&|r| Some(r.revealed.len() as f64)),
     );
+    // Where the revealed positions lie in the answer: 0 = its first
+    // position, 1 = its last (shows a learned decoding order).
+    out.insert(
+        "position".into(),
+        per_step(&|r| {
+            let answer = (r.canvas.len() - r.prompt_len).max(2) - 1;
+            (!r.revealed.is_empty()).then(|| {
+                r.revealed
+                    .iter()
+                    .map(|&p| (p - r.prompt_len) as f64 / answer as f64)
+                    .sum::<f64>()
+                    / r.revealed.len() as f64
+            })
+        }),
+    );
     for (j, comp) in components.iter().enumerate() {
         out.insert(
             comp.name().into(),
