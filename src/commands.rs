@@ -86,12 +86,74 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let cfg = common.load()?;
             dispatch(cfg.run.device, RunAll { cfg })
         }
+        Command::Export {
+            common,
+            checkpoint,
+            init,
+            out,
+        } => {
+            let cfg = common.load()?;
+            let task = tasks::build(&cfg)?;
+            let d = tasks::denoiser_config(&cfg, task.as_ref());
+            let dev = Default::default();
+            let model: mdm::Denoiser<burn::backend::Flex> = if init {
+                d.init(pretrain::init_seed(cfg.run.seed), &dev)
+            } else {
+                let source = checkpoint_source(&cfg, checkpoint)?;
+                load_inference_model(&cfg, task.as_ref(), &source, &dev)?
+            };
+            mdm::smdm::export(&model, &out)?;
+            println!(
+                "wrote {} ({} parameters, SMDM layout: vocabulary {} + mask, d_model {}, {} layers, {} heads, d_ff {})",
+                out.display(),
+                d.num_params(),
+                d.vocab_size,
+                d.d_model,
+                d.n_layers,
+                d.n_heads,
+                d.d_ff
+            );
+            Ok(())
+        }
+        Command::Logits {
+            common,
+            checkpoint,
+            input,
+            out,
+        } => {
+            let cfg = common.load()?;
+            dispatch(
+                cfg.run.device,
+                LogitsJob {
+                    cfg,
+                    checkpoint,
+                    input,
+                    out,
+                },
+            )
+        }
         Command::Bench {
             common,
             batch,
             train_steps,
             steps,
+            forward_batch,
+            samplers,
+            json,
         } => {
+            let samplers = samplers
+                .iter()
+                .map(|s| {
+                    serde_json::from_value::<policy::SamplerKind>(serde_json::Value::String(
+                        s.clone(),
+                    ))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "--samplers {s}: expected ancestral, first_hitting or confidence"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let cfg = common.load()?;
             anyhow::ensure!(
                 batch > 0 && train_steps > 0,
@@ -104,6 +166,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     batch,
                     train_steps,
                     steps,
+                    forward_batch,
+                    samplers,
+                    json,
                 },
             )
         }
@@ -491,13 +556,73 @@ struct Bench {
     batch: usize,
     train_steps: usize,
     steps: Vec<usize>,
+    forward_batch: Vec<usize>,
+    samplers: Vec<policy::SamplerKind>,
+    json: bool,
+}
+
+struct LogitsJob {
+    cfg: ExperimentConfig,
+    checkpoint: Option<PathBuf>,
+    input: PathBuf,
+    out: PathBuf,
+}
+
+impl Job for LogitsJob {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let task = tasks::build(&self.cfg)?;
+        let source = checkpoint_source(&self.cfg, self.checkpoint)?;
+        let model =
+            load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
+        let text = std::fs::read_to_string(&self.input)
+            .with_context(|| format!("cannot read {}", self.input.display()))?;
+        let rows: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: expected a list of lists of token ids",
+                self.input.display()
+            )
+        })?;
+        let len = rows.first().map_or(0, |r| r.len());
+        anyhow::ensure!(
+            len > 0 && rows.iter().all(|r| r.len() == len),
+            "{}: rows must be non-empty and of equal length",
+            self.input.display()
+        );
+        anyhow::ensure!(
+            len <= model.max_len(),
+            "{}: rows of {len} tokens exceed the model's {} positions",
+            self.input.display(),
+            model.max_len()
+        );
+        if let Some(t) = rows.iter().flatten().find(|&&t| t > model.mask_id()) {
+            bail!(
+                "{}: token {t} is outside the vocabulary (mask id {})",
+                self.input.display(),
+                model.mask_id()
+            );
+        }
+        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+        let logits: Vec<f32> = model
+            .forward(mdm::Denoiser::input(&flat, rows.len(), len, &device))
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let json = serde_json::json!({
+            "shape": [rows.len(), len, model.vocab_size()],
+            "logits": logits,
+        });
+        std::fs::write(&self.out, serde_json::to_vec(&json)?)
+            .with_context(|| format!("cannot write {}", self.out.display()))?;
+        Ok(())
+    }
 }
 
 impl Job for Bench {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let d = tasks::denoiser_config(&self.cfg, task.as_ref());
-        println!(
+        let title = format!(
             "# {} on {:?}: {} parameters, sequence {} (answer {}), vocabulary {}",
             task.name(),
             device,
@@ -506,7 +631,11 @@ impl Job for Bench {
             task.layout().answer_len,
             d.vocab_size
         );
-        println!("{}", bench::header());
+        if self.json {
+            eprintln!("{title}");
+        } else {
+            println!("{title}\n{}", bench::header());
+        }
         let steps = if self.steps.is_empty() {
             self.cfg.eval.steps.clone()
         } else {
@@ -516,9 +645,16 @@ impl Job for Bench {
             train_steps: self.train_steps,
             sample_batch: self.batch,
             sampler_steps: steps,
+            forward_batches: self.forward_batch,
+            samplers: self.samplers,
         };
+        let json = self.json;
         bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| {
-            println!("{}", bench::format_row(r))
+            if json {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            } else {
+                println!("{}", bench::format_row(r))
+            }
         })?;
         Ok(())
     }

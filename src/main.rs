@@ -124,6 +124,39 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         rows: usize,
     },
+    /// Write a checkpoint's denoiser in SMDM's PyTorch layout (safetensors).
+    #[command(
+        after_help = "Examples:\n  cogrpo export -c experiments/sudoku4.toml --out sudoku4-smdm.safetensors\n  \
+        cogrpo export -c experiments/text.toml --init --out random.safetensors   # fresh weights\n\n\
+        Any command's --checkpoint also reads SMDM files (e.g. a model trained with SMDM's code)."
+    )]
+    Export {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Export freshly initialized weights (seeded by run.seed) instead.
+        #[arg(long, conflicts_with = "checkpoint")]
+        init: bool,
+        /// Output file (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the logits of token rows (JSON) for a checkpoint: agreement checks.
+    #[command(
+        after_help = "Example:\n  cogrpo logits -c experiments/text.toml --checkpoint m.safetensors --input rows.json --out logits.json\n\n\
+        rows.json is a list of equal-length lists of token ids (the mask id is the vocabulary size)."
+    )]
+    Logits {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure training, forward and sampling throughput.
     #[command(after_help = "Example:\n  cogrpo bench --config experiments/sudoku4.toml --batch 64")]
     Bench {
@@ -138,6 +171,15 @@ enum Command {
         /// Sampler step counts (default: eval.steps, else the answer length).
         #[arg(long, value_delimiter = ',')]
         steps: Vec<usize>,
+        /// Batches of the forward-pass rows (default: --batch).
+        #[arg(long, value_delimiter = ',')]
+        forward_batch: Vec<usize>,
+        /// Samplers timed: ancestral, first_hitting, confidence (default: all).
+        #[arg(long, value_delimiter = ',')]
+        samplers: Vec<String>,
+        /// One JSON object per row instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

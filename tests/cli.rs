@@ -453,3 +453,60 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
             .is_file()
     );
 }
+
+#[test]
+fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = out_dir(&tmp, "export");
+    let cfg = "experiments/smoke/sudoku4.toml";
+    let o = cogrpo(&["pretrain", "-c", cfg, "--set", &set_out(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let file = tmp.path().join("smdm.safetensors");
+    let o = cogrpo(&[
+        "export",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("SMDM layout"), "{}", text(&o));
+    let out = set_out(&dir);
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "-c", cfg, "--set", out.as_str()];
+        args.extend_from_slice(extra);
+        let o = cogrpo(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        summary(&dir)["eval"].clone()
+    };
+    let native = eval(&[]);
+    let smdm = eval(&["--checkpoint", file.to_str().unwrap()]);
+    let values = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(values(&native), values(&smdm));
+    // A file for another shape is refused, naming the tensor.
+    let o = cogrpo(&[
+        "eval",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--set",
+        "model.d_ff=32",
+        "--checkpoint",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("mlp.swiglu.w1.weight` has shape [64, 32], the config needs [32, 32]"),
+        "{}",
+        text(&o)
+    );
+}

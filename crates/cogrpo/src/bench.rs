@@ -38,6 +38,10 @@ pub struct BenchOptions {
     pub train_steps: usize,
     pub sample_batch: usize,
     pub sampler_steps: Vec<usize>,
+    /// Batches of the forward-pass rows (default: the sampling batch).
+    pub forward_batches: Vec<usize>,
+    /// Sampler kinds timed (default: all three).
+    pub samplers: Vec<SamplerKind>,
 }
 
 pub fn bench<B: AutodiffBackend>(
@@ -107,33 +111,45 @@ pub fn bench<B: AutodiffBackend>(
     // Inference forward.
     let infer = model.valid();
     let b = opts.sample_batch;
-    let input = || {
-        Denoiser::<B::InnerBackend>::input(&vec![dcfg.mask_id(); b * seq_len], b, seq_len, device)
+    let forward_batches = if opts.forward_batches.is_empty() {
+        vec![b]
+    } else {
+        opts.forward_batches.clone()
     };
-    // Reading the logits back waits for the device to finish.
-    let forward = || {
-        let _: Vec<f32> = infer
-            .forward(input())
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-    };
-    forward(); // warm-up
-    let start = Instant::now();
-    let reps = 3;
-    for _ in 0..reps {
-        forward();
+    for &fb in &forward_batches {
+        let input = || {
+            Denoiser::<B::InnerBackend>::input(
+                &vec![dcfg.mask_id(); fb * seq_len],
+                fb,
+                seq_len,
+                device,
+            )
+        };
+        // Reading the logits back waits for the device to finish.
+        let forward = || {
+            let _: Vec<f32> = infer
+                .forward(input())
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap_or_default();
+        };
+        forward(); // warm-up
+        let start = Instant::now();
+        let reps = 3;
+        for _ in 0..reps {
+            forward();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        push(BenchRow {
+            what: "forward".into(),
+            batch: fb,
+            steps: reps,
+            tokens_per_s: (fb * seq_len * reps) as f64 / secs,
+            seconds: secs / reps as f64,
+            nfe: 1.0,
+        });
     }
-    let secs = start.elapsed().as_secs_f64();
-    push(BenchRow {
-        what: "forward".into(),
-        batch: b,
-        steps: reps,
-        tokens_per_s: (b * seq_len * reps) as f64 / secs,
-        seconds: secs / reps as f64,
-        nfe: 1.0,
-    });
 
     // Samplers: complete answers for `b` prompts.
     let prompts: Vec<Vec<u32>> = (0..b)
@@ -146,11 +162,16 @@ pub fn bench<B: AutodiffBackend>(
         opts.sampler_steps.clone()
     };
     let seed = derive_key(&[purpose::SAMPLER, cfg.run.seed]);
-    for kind in [
-        SamplerKind::Ancestral,
-        SamplerKind::FirstHitting,
-        SamplerKind::Confidence,
-    ] {
+    let kinds = if opts.samplers.is_empty() {
+        vec![
+            SamplerKind::Ancestral,
+            SamplerKind::FirstHitting,
+            SamplerKind::Confidence,
+        ]
+    } else {
+        opts.samplers.clone()
+    };
+    for kind in kinds {
         for &t in &steps {
             let sampler = SamplerConfig::new(kind, t);
             let run = || -> anyhow::Result<(f64, f64)> {

@@ -210,8 +210,8 @@ pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
 }
 
 /// Loads a checkpoint's weights into a fresh model of its recorded shape.
-/// `source` is a checkpoint directory or a `.safetensors` file (then
-/// `expected` gives the shape).
+/// `source` is a checkpoint directory or a `.safetensors` file, in cogrpo's
+/// layout or SMDM's (then `expected` gives the shape).
 pub fn load_model<B: burn::prelude::Backend>(
     source: &Path,
     expected: &DenoiserConfig,
@@ -228,6 +228,9 @@ pub fn load_model<B: burn::prelude::Backend>(
             );
         }
         (source.join("model.safetensors"), state.denoiser)
+    } else if mdm::smdm::is_smdm_file(source) {
+        // A model in SMDM's (PyTorch) layout.
+        return Ok(mdm::smdm::import::<B>(expected, source, device)?);
     } else {
         (source.to_path_buf(), expected.clone())
     };

@@ -30,11 +30,11 @@ pub struct Attention<B: Backend> {
     /// `attn.attn` matrix with rows interleaved per head; separate matrices
     /// avoid a strided split on every step (the weight import maps one onto
     /// the other).
-    q: Linear<B>,
-    k: Linear<B>,
-    v: Linear<B>,
-    proj: Linear<B>,
-    n_heads: usize,
+    pub(crate) q: Linear<B>,
+    pub(crate) k: Linear<B>,
+    pub(crate) v: Linear<B>,
+    pub(crate) proj: Linear<B>,
+    pub(crate) n_heads: usize,
 }
 
 impl<B: Backend> Attention<B> {
@@ -76,9 +76,9 @@ impl<B: Backend> Attention<B> {
 /// SwiGLU MLP: `w3(silu(w1 x) * w2 x)` (Shazeer 2020; SMDM's `mlp.swiglu`).
 #[derive(Module, Debug)]
 pub struct SwiGlu<B: Backend> {
-    w1: Linear<B>,
-    w2: Linear<B>,
-    w3: Linear<B>,
+    pub(crate) w1: Linear<B>,
+    pub(crate) w2: Linear<B>,
+    pub(crate) w3: Linear<B>,
 }
 
 impl<B: Backend> SwiGlu<B> {
@@ -90,10 +90,10 @@ impl<B: Backend> SwiGlu<B> {
 
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    norm_1: RmsNorm<B>,
-    attn: Attention<B>,
-    norm_2: RmsNorm<B>,
-    mlp: SwiGlu<B>,
+    pub(crate) norm_1: RmsNorm<B>,
+    pub(crate) attn: Attention<B>,
+    pub(crate) norm_2: RmsNorm<B>,
+    pub(crate) mlp: SwiGlu<B>,
 }
 
 impl<B: Backend> Block<B> {
@@ -105,10 +105,10 @@ impl<B: Backend> Block<B> {
 
 #[derive(Module, Debug)]
 pub struct Denoiser<B: Backend> {
-    wte: Embedding<B>,
-    blocks: Vec<Block<B>>,
-    ln_f: RmsNorm<B>,
-    lm_head: Linear<B>,
+    pub(crate) wte: Embedding<B>,
+    pub(crate) blocks: Vec<Block<B>>,
+    pub(crate) ln_f: RmsNorm<B>,
+    pub(crate) lm_head: Linear<B>,
     rope: Rope<B>,
     vocab_size: usize,
     max_len: usize,

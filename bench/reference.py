@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""PyTorch reference of cogrpo's denoiser, diffusion loss and samplers.
+
+The same network as crates/mdm (SMDM's TransEncoder: RMSNorm, rotate-half
+RoPE, fused per-head qkv, SwiGLU, untied head, mask id = vocabulary size),
+loaded from the safetensors file `cogrpo export` writes (SMDM's names), and
+the same three samplers as crates/policy, written the way a PyTorch user
+would: batched on tensors, categorical draws in float64.
+
+  reference.py logits --weights W --heads H --input rows.json --out logits.json
+  reference.py bench  --weights W --heads H --seq L --batch 64 --train-batch 16 \\
+                      --steps 16,64 --train-steps 3
+Bench rows are JSON lines with cogrpo bench --json's fields.
+"""
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+
+class RMSNorm(torch.nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d, heads, ff, eps):
+        super().__init__()
+        self.heads = heads
+        self.norm_1 = RMSNorm(d, eps)
+        self.attn = torch.nn.Linear(d, 3 * d, bias=False)  # rows per head: q_h, k_h, v_h
+        self.proj = torch.nn.Linear(d, d, bias=False)
+        self.norm_2 = RMSNorm(d, eps)
+        self.w1 = torch.nn.Linear(d, ff, bias=False)
+        self.w2 = torch.nn.Linear(d, ff, bias=False)
+        self.w3 = torch.nn.Linear(ff, d, bias=False)
+
+    def forward(self, x, cos, sin):
+        b, n, d = x.shape
+        hd = d // self.heads
+        qkv = self.attn(self.norm_1(x)).view(b, n, self.heads, 3, hd)
+        q, k, v = (qkv[:, :, :, i].transpose(1, 2) for i in range(3))  # [b, h, n, hd]
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v)  # bidirectional: no mask
+        x = x + self.proj(y.transpose(1, 2).reshape(b, n, d))
+        h = self.norm_2(x)
+        return x + self.w3(F.silu(self.w1(h)) * self.w2(h))
+
+
+def rope(x, cos, sin):
+    """Rotate-half RoPE (lit-gpt): (x1 cos - x2 sin, x1 sin + x2 cos)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Denoiser(torch.nn.Module):
+    def __init__(self, vocab, d, layers, heads, ff, max_len, eps=1e-5, base=10000.0):
+        super().__init__()
+        self.vocab, self.heads = vocab, heads
+        self.wte = torch.nn.Embedding(vocab + 1, d)
+        self.h = torch.nn.ModuleList(Block(d, heads, ff, eps) for _ in range(layers))
+        self.ln_f = RMSNorm(d, eps)
+        self.lm_head = torch.nn.Linear(d, vocab, bias=False)
+        hd = d // heads
+        theta = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), theta)
+        self.register_buffer("cos", torch.cat((angles.cos(), angles.cos()), -1), persistent=False)
+        self.register_buffer("sin", torch.cat((angles.sin(), angles.sin()), -1), persistent=False)
+
+    def forward(self, idx):
+        n = idx.shape[1]
+        x = self.wte(idx)
+        cos, sin = self.cos[:n], self.sin[:n]
+        for block in self.h:
+            x = block(x, cos, sin)
+        return self.lm_head(self.ln_f(x))
+
+    @classmethod
+    def load(cls, path, heads, max_len):
+        t = load_file(path)
+        v1, d = t["transformer.wte.weight"].shape
+        layers = 1 + max(int(k.split(".")[2]) for k in t if k.startswith("transformer.h."))
+        ff = t["transformer.h.0.mlp.swiglu.w1.weight"].shape[0]
+        m = cls(v1 - 1, d, layers, heads, ff, max_len)
+        state = {"wte.weight": t["transformer.wte.weight"], "ln_f.weight": t["transformer.ln_f.weight"],
+                 "lm_head.weight": t["lm_head.weight"]}
+        for i in range(layers):
+            p = f"transformer.h.{i}."
+            for ours, theirs in [("norm_1.weight", "norm_1.weight"), ("attn.weight", "attn.attn.weight"),
+                                 ("proj.weight", "attn.proj.weight"), ("norm_2.weight", "norm_2.weight"),
+                                 ("w1.weight", "mlp.swiglu.w1.weight"), ("w2.weight", "mlp.swiglu.w2.weight"),
+                                 ("w3.weight", "mlp.swiglu.w3.weight")]:
+                state[f"h.{i}.{ours}"] = t[p + theirs]
+        m.load_state_dict(state, strict=True)
+        return m
+
+
+def diffusion_loss(model, tokens, eps=1e-3):
+    """SMDM's ELBO: t ~ U(0, 1) per row, mask with p = (1 - eps) t + eps,
+    cross-entropy at masked positions weighted 1/p, divided by B * L."""
+    b, n = tokens.shape
+    t = torch.rand(b, 1)
+    p = (1 - eps) * t + eps
+    masked = torch.rand(b, n) < p
+    x = torch.where(masked, torch.full_like(tokens, model.vocab), tokens)
+    logits = model(x)
+    ce = F.cross_entropy(logits.reshape(b * n, -1), tokens.reshape(-1), reduction="none").view(b, n)
+    return (ce * masked / p).sum() / (b * n)
+
+
+def draw(logits, temperature, gen):
+    """Tokens from softmax(logits / T) in float64 (Zheng et al.: float32
+    Gumbel noise truncates the tail); rows of `logits` are positions."""
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(model, b, n, kind, steps, gen, temperature=1.0):
+    """Fills b all-mask rows of length n in `steps` steps; returns (tokens, NFE)."""
+    mask = model.vocab
+    x = torch.full((b, n), mask, dtype=torch.long)
+    n0 = n
+    nfe = 0
+    for s in range(steps):
+        masked = x == mask
+        left = masked.sum(1)
+        if kind == "ancestral":
+            # From t to s every masked position is revealed w.p. (t - s) / t.
+            remaining = steps - s
+            pick = masked & (torch.rand(b, n, generator=gen) < 1.0 / remaining) if remaining > 1 else masked
+        else:
+            # Linear schedule: n0 (1 - (s + 1)/T) positions stay masked.
+            target = round(n0 * (1 - (s + 1) / steps)) if s + 1 < steps else 0
+            k = (left - target).clamp(min=0)
+            if kind == "first_hitting":
+                score = torch.rand(b, n, generator=gen)
+            else:  # confidence: a candidate everywhere, keep the most likely
+                score = None
+            if score is not None:
+                score = torch.where(masked, score, torch.full_like(score, -1.0))
+                order = score.argsort(dim=1, descending=True)
+                rank = torch.empty_like(order)
+                rank.scatter_(1, order, torch.arange(n).expand(b, n))
+                pick = masked & (rank < k.unsqueeze(1))
+        if kind == "confidence":
+            logits = model(x)
+            nfe += 1
+            cand = draw(logits[masked], temperature, gen)
+            conf = torch.full((b, n), float("-inf"), dtype=torch.float64)
+            conf[masked] = torch.log_softmax(logits[masked].double(), -1).gather(1, cand[:, None]).squeeze(1)
+            full = torch.full((b, n), mask, dtype=torch.long)
+            full[masked] = cand
+            order = conf.argsort(dim=1, descending=True)
+            rank = torch.empty_like(order)
+            rank.scatter_(1, order, torch.arange(n).expand(b, n))
+            pick = masked & (rank < k.unsqueeze(1))
+            x = torch.where(pick, full, x)
+            continue
+        if not pick.any():
+            continue  # no reveal, no forward (the denoiser has no time input)
+        logits = model(x)
+        nfe += 1
+        x[pick] = draw(logits[pick], temperature, gen)
+    return x, nfe
+
+
+def row(what, batch, steps, tokens, total_seconds, seconds, nfe):
+    """`tokens` processed in `total_seconds`; `seconds` per step or sample."""
+    print(json.dumps({"what": what, "batch": batch, "steps": steps, "tokens_per_s": tokens / total_seconds,
+                      "seconds": seconds, "nfe": nfe}), flush=True)
+
+
+def bench(a):
+    torch.manual_seed(0)
+    model = Denoiser.load(a.weights, a.heads, a.seq)
+    n, vocab = a.seq, model.vocab
+    gen = torch.Generator().manual_seed(0)
+    # Training: ELBO loss, backward, AdamW (as cogrpo's pretrain step).
+    if a.train_steps > 0:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01)
+        tokens = torch.randint(0, vocab, (a.train_batch, n), generator=gen)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = diffusion_loss(model, tokens)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        step()
+        t0 = time.perf_counter()
+        for _ in range(a.train_steps):
+            step()
+        secs = time.perf_counter() - t0
+        row(f"train ({torch.get_num_threads()} thr)", a.train_batch, a.train_steps,
+            a.train_batch * n * a.train_steps, secs, secs / a.train_steps, 0.0)
+    model.eval()
+    for b in a.forward_batch:
+        x = torch.full((b, n), vocab, dtype=torch.long)
+        with torch.no_grad():
+            model(x).numpy()
+            t0 = time.perf_counter()
+            for _ in range(3):
+                model(x).numpy()
+        secs = time.perf_counter() - t0
+        row("forward", b, 3, b * n * 3, secs, secs / 3, 1.0)
+    for kind in a.samplers:
+        for steps in a.steps:
+            generate(model, a.batch, n, kind, steps, gen)
+            t0 = time.perf_counter()
+            _, nfe = generate(model, a.batch, n, kind, steps, gen)
+            secs = time.perf_counter() - t0
+            row(kind, a.batch, steps, a.batch * n, secs, secs, float(nfe))
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+def logits(a):
+    rows = json.load(open(a.input))
+    model = Denoiser.load(a.weights, a.heads, len(rows[0]))
+    with torch.no_grad():
+        out = model(torch.tensor(rows, dtype=torch.long))
+    json.dump({"shape": list(out.shape), "logits": out.flatten().tolist()}, open(a.out, "w"))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lg = sub.add_parser("logits")
+    lg.add_argument("--weights", required=True)
+    lg.add_argument("--heads", type=int, required=True)
+    lg.add_argument("--input", required=True)
+    lg.add_argument("--out", required=True)
+    bn = sub.add_parser("bench")
+    bn.add_argument("--weights", required=True)
+    bn.add_argument("--heads", type=int, required=True)
+    bn.add_argument("--seq", type=int, required=True)
+    bn.add_argument("--batch", type=int, default=64)
+    bn.add_argument("--forward-batch", type=lambda s: [int(v) for v in s.split(",")], default=[64])
+    bn.add_argument("--train-batch", type=int, default=16)
+    bn.add_argument("--train-steps", type=int, default=3)
+    bn.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[16])
+    bn.add_argument("--samplers", type=lambda s: s.split(","), default=["ancestral", "first_hitting", "confidence"])
+    bn.add_argument("--threads", type=int, default=0)
+    a = p.parse_args()
+    if getattr(a, "threads", 0):
+        torch.set_num_threads(a.threads)
+    {"logits": logits, "bench": bench}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
