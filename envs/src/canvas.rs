@@ -158,6 +158,28 @@ impl Canvas {
         out
     }
 
+    /// A canvas holding rows `range` of this one (tokens, prompts, keys).
+    pub fn sub_canvas(&self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            len: self.len,
+            mask_id: self.mask_id,
+            tokens: self.tokens[range.start * self.len..range.end * self.len].to_vec(),
+            prompt_len: self.prompt_len[range.clone()].to_vec(),
+            keys: self.keys[range].to_vec(),
+        }
+    }
+
+    /// Writes the rows of `part` back over rows `start..` (the inverse of
+    /// [`Canvas::sub_canvas`]); the parts must match in length and keys.
+    pub fn write_rows(&mut self, start: usize, part: &Canvas) {
+        assert!(
+            part.len == self.len && self.keys[start..start + part.rows()] == part.keys[..],
+            "the part does not come from these rows"
+        );
+        self.tokens[start * self.len..(start + part.rows()) * self.len]
+            .copy_from_slice(&part.tokens);
+    }
+
     /// The tokens of the given rows.
     pub fn tokens_of_rows(&self, rows: &[usize]) -> Vec<u32> {
         let mut out = Vec::with_capacity(rows.len() * self.len);

@@ -117,22 +117,34 @@ pub fn bench<B: AutodiffBackend>(
         opts.forward_batches.clone()
     };
     for &fb in &forward_batches {
-        let input = || {
-            Denoiser::<B::InnerBackend>::input(
-                &vec![dcfg.mask_id(); fb * seq_len],
-                fb,
-                seq_len,
-                device,
-            )
-        };
-        // Reading the logits back waits for the device to finish.
+        // Rows split across the worker threads (one core per matmul on the
+        // CPU); reading the logits back waits for the device to finish.
+        let parts = threads.clamp(1, fb);
         let forward = || {
-            let _: Vec<f32> = infer
-                .forward(input())
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .unwrap_or_default();
+            let chunk = fb.div_ceil(parts);
+            let run = |rows: usize| {
+                let _: Vec<f32> = infer
+                    .forward(Denoiser::<B::InnerBackend>::input(
+                        &vec![dcfg.mask_id(); rows * seq_len],
+                        rows,
+                        seq_len,
+                        device,
+                    ))
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .unwrap_or_default();
+            };
+            if parts == 1 {
+                run(fb);
+            } else {
+                std::thread::scope(|scope| {
+                    for start in (0..fb).step_by(chunk) {
+                        let rows = chunk.min(fb - start);
+                        scope.spawn(move || run(rows));
+                    }
+                });
+            }
         };
         forward(); // warm-up
         let start = Instant::now();
@@ -142,7 +154,7 @@ pub fn bench<B: AutodiffBackend>(
         }
         let secs = start.elapsed().as_secs_f64();
         push(BenchRow {
-            what: "forward".into(),
+            what: format!("forward ({parts} thr)"),
             batch: fb,
             steps: reps,
             tokens_per_s: (fb * seq_len * reps) as f64 / secs,
@@ -180,13 +192,17 @@ pub fn bench<B: AutodiffBackend>(
                     canvas.push_row(p, i as u64)?;
                 }
                 let start = Instant::now();
-                let stats = Sampler::new(&infer, device, seed).generate(&mut canvas, &sampler)?;
+                let stats = Sampler::new(&infer, device, seed).generate_threads(
+                    &mut canvas,
+                    &sampler,
+                    threads,
+                )?;
                 Ok((start.elapsed().as_secs_f64(), stats.mean_nfe()))
             };
             run()?;
             let (secs, nfe) = run()?;
             push(BenchRow {
-                what: sampler.label(),
+                what: format!("{} ({threads} thr)", sampler.label()),
                 batch: b,
                 steps: t,
                 tokens_per_s: (b * answer) as f64 / secs,
