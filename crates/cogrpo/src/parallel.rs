@@ -36,23 +36,35 @@ pub fn loss_and_grads<B: AutodiffBackend>(
     device: &B::Device,
 ) -> (f64, GradientsParams) {
     let shards = batch.split(threads);
-    let run = |replica: Denoiser<B>, shard: &NoisedBatch| {
+    let (grads, values) = sharded_gradients(model, &shards, |replica, shard| {
         let loss = diffusion_loss(&replica, shard, device) * scale;
         let value: f64 = loss.clone().into_scalar().elem();
         (
-            value,
             GradientsParams::from_grads(loss.backward(), &replica),
+            value,
         )
-    };
-    let results: Vec<(f64, GradientsParams)> = if shards.len() == 1 {
-        vec![run(replica(model), &shards[0])]
+    });
+    (values.iter().sum(), grads)
+}
+
+/// Runs `f(replica, shard)` for every shard, each on its own thread with its
+/// own replica of `model` (one shard runs inline), and sums the gradients in
+/// shard order; also returns what `f` measured per shard.
+pub fn sharded_gradients<B: AutodiffBackend, S: Sync, R: Send>(
+    model: &Denoiser<B>,
+    shards: &[S],
+    f: impl Fn(Denoiser<B>, &S) -> (GradientsParams, R) + Sync,
+) -> (GradientsParams, Vec<R>) {
+    let results: Vec<(GradientsParams, R)> = if shards.len() <= 1 {
+        shards.iter().map(|s| f(replica(model), s)).collect()
     } else {
-        std::thread::scope(|s| {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = shards
                 .iter()
                 .map(|shard| {
                     let r = replica(model);
-                    s.spawn(move || run(r, shard))
+                    let f = &f;
+                    scope.spawn(move || f(r, shard))
                 })
                 .collect();
             handles
@@ -62,12 +74,12 @@ pub fn loss_and_grads<B: AutodiffBackend>(
         })
     };
     let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
-    let mut total = 0.0;
-    for (value, grads) in results {
-        total += value;
+    let mut measured = Vec::with_capacity(results.len());
+    for (grads, r) in results {
         accum.accumulate(model, grads);
+        measured.push(r);
     }
-    (total, accum.grads())
+    (accum.grads(), measured)
 }
 
 /// Applies `f` to every item on up to `threads` scoped worker threads (a

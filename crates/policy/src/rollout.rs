@@ -24,7 +24,7 @@ use crate::learned::features::{
     CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
 };
 use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
-use crate::sampler::{GenerationStats, SamplerError, choose_uniform};
+use crate::sampler::{GenerationStats, SamplerError, check_canvas, choose_uniform, gather_to_host};
 use crate::schedule::{SamplerConfig, SamplerKind};
 
 /// How the schedule policy acts.
@@ -113,19 +113,7 @@ impl<B: Backend> Rollout<'_, B> {
         self.reference
             .validate()
             .map_err(|(f, m)| SamplerError::Config(f, m))?;
-        if canvas.len() > self.model.max_len() {
-            return Err(SamplerError::TooLong {
-                canvas: canvas.len(),
-                model: self.model.max_len(),
-            });
-        }
-        if canvas.mask_id() != self.model.mask_id() {
-            return Err(SamplerError::MaskId {
-                canvas: canvas.mask_id(),
-                model: self.model.mask_id(),
-            });
-        }
-        Ok(())
+        check_canvas(self.model, canvas)
     }
 
     fn components(&self) -> &[Component] {
@@ -160,7 +148,15 @@ impl<B: Backend> Rollout<'_, B> {
             .map(|&r| stream(&[purpose::SAMPLER, self.seed, canvas.key(r), step as u64]))
             .collect();
 
-        // The state as the schedule policy sees it, and the reference action.
+        // The reference action of every row; learned components replace
+        // their values below.
+        let mut values: Vec<Values> = active
+            .iter()
+            .enumerate()
+            .map(|(a, &r)| self.reference_values(n0[r], masked[a].len(), step))
+            .collect();
+
+        // The state as the schedule policy sees it.
         let mut records = Vec::with_capacity(active.len());
         let mut offsets = Vec::with_capacity(active.len());
         let mut offset = 0;
@@ -170,7 +166,9 @@ impl<B: Backend> Rollout<'_, B> {
                 .map(|i| PositionStats::of(&cond[(offset + i) * vocab..(offset + i + 1) * vocab]))
                 .collect();
             let answer_len = canvas.len() - canvas.prompt_len(r);
-            let reference = self.reference_values(n0[r], n, step);
+            let reference = values[a];
+            let reference_raw: Vec<f64> =
+                comps.iter().map(|c| c.unmap(reference.get(*c))).collect();
             records.push(StepRecord {
                 step,
                 total_steps: total,
@@ -181,12 +179,12 @@ impl<B: Backend> Rollout<'_, B> {
                 token_log_probs: Vec::new(),
                 temperature: 0.0,
                 guidance: 0.0,
-                schedule_raw: comps.iter().map(|c| c.unmap(reference.get(*c))).collect(),
+                schedule_raw: reference_raw.clone(),
                 acted: comps
                     .iter()
                     .map(|&c| c != Component::Ratio || !last)
                     .collect(),
-                reference_raw: comps.iter().map(|c| c.unmap(reference.get(*c))).collect(),
+                reference_raw,
                 schedule_log_prob: 0.0,
                 state_features: state_features(&pos_stats, answer_len, step, total),
                 candidates: masked[a].clone(),
@@ -208,11 +206,6 @@ impl<B: Backend> Rollout<'_, B> {
         }
 
         // Continuous components from the Gaussian head.
-        let mut values: Vec<Values> = active
-            .iter()
-            .enumerate()
-            .map(|(a, &r)| self.reference_values(n0[r], masked[a].len(), step))
-            .collect();
         if let Some(policy) = self.policy.filter(|p| p.has_gaussian()) {
             let refs: Vec<&StepRecord> = records.iter().collect();
             let table = policy.table_steps();
@@ -389,23 +382,18 @@ impl<B: Backend> Rollout<'_, B> {
         masked: &[Vec<usize>],
         prompt_masked: bool,
     ) -> Vec<f32> {
-        let (a, len, vocab) = (active.len(), canvas.len(), self.model.vocab_size());
         let tokens = if prompt_masked {
             canvas.tokens_with_prompt_masked(active)
         } else {
             canvas.tokens_of_rows(active)
         };
-        let logits = self
-            .model
-            .forward(Denoiser::input(&tokens, a, len, &self.device));
-        let index: Vec<i32> = masked
-            .iter()
-            .enumerate()
-            .flat_map(|(i, q)| q.iter().map(move |&p| (i * len + p) as i32))
-            .collect();
-        let n = index.len();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n]), &self.device);
-        host(logits.reshape([a * len, vocab]).select(0, index))
+        let logits = self.model.forward(Denoiser::input(
+            &tokens,
+            active.len(),
+            canvas.len(),
+            &self.device,
+        ));
+        gather_to_host(logits, masked, &self.device)
     }
 }
 

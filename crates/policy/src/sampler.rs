@@ -139,19 +139,7 @@ impl<'a, B: Backend> Sampler<'a, B> {
     }
 
     fn check(&self, canvas: &Canvas) -> Result<(), SamplerError> {
-        if canvas.len() > self.model.max_len() {
-            return Err(SamplerError::TooLong {
-                canvas: canvas.len(),
-                model: self.model.max_len(),
-            });
-        }
-        if canvas.mask_id() != self.model.mask_id() {
-            return Err(SamplerError::MaskId {
-                canvas: canvas.mask_id(),
-                model: self.model.mask_id(),
-            });
-        }
-        Ok(())
+        check_canvas(self.model, canvas)
     }
 
     /// The random stream of every row for one step.
@@ -246,7 +234,7 @@ impl<'a, B: Backend> Sampler<'a, B> {
         actions: &[ScheduleAction],
         queries: &[Vec<usize>],
     ) -> Vec<f32> {
-        let (a, len, vocab) = (active.len(), canvas.len(), self.model.vocab_size());
+        let (a, len) = (active.len(), canvas.len());
         let dev = &self.device;
         let guided = active.iter().any(|&r| actions[r].guidance != 0.0);
         let logits = if guided {
@@ -270,21 +258,53 @@ impl<'a, B: Backend> Sampler<'a, B> {
             self.model
                 .forward(Denoiser::input(&canvas.tokens_of_rows(active), a, len, dev))
         };
-        let index: Vec<i32> = queries
-            .iter()
-            .enumerate()
-            .flat_map(|(i, q)| q.iter().map(move |&p| (i * len + p) as i32))
-            .collect();
-        let n = index.len();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n]), dev);
-        logits
-            .reshape([a * len, vocab])
-            .select(0, index)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("float logits")
+        gather_to_host(logits, queries, dev)
     }
+}
+
+/// Whether `canvas` fits `model`: its length and mask id.
+pub(crate) fn check_canvas<B: Backend>(
+    model: &Denoiser<B>,
+    canvas: &Canvas,
+) -> Result<(), SamplerError> {
+    if canvas.len() > model.max_len() {
+        return Err(SamplerError::TooLong {
+            canvas: canvas.len(),
+            model: model.max_len(),
+        });
+    }
+    if canvas.mask_id() != model.mask_id() {
+        return Err(SamplerError::MaskId {
+            canvas: canvas.mask_id(),
+            model: model.mask_id(),
+        });
+    }
+    Ok(())
+}
+
+/// The rows of `logits` `[rows, len, vocab]` at each row's `queries`
+/// positions, gathered on the device and copied to the host row-major as
+/// `[sum of query lengths, vocab]`.
+pub(crate) fn gather_to_host<B: Backend>(
+    logits: Tensor<B, 3>,
+    queries: &[Vec<usize>],
+    device: &B::Device,
+) -> Vec<f32> {
+    let [a, len, vocab] = logits.dims();
+    let index: Vec<i32> = queries
+        .iter()
+        .enumerate()
+        .flat_map(|(i, q)| q.iter().map(move |&p| (i * len + p) as i32))
+        .collect();
+    let n = index.len();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n]), device);
+    logits
+        .reshape([a * len, vocab])
+        .select(0, index)
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("float logits")
 }
 
 /// `k` of `positions` uniformly without replacement (partial Fisher-Yates),

@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::arms::ArmOutcome;
+use super::state::IterationLog;
 
 const SIZE: (u32, u32) = (900, 540);
 
@@ -137,50 +138,40 @@ pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(Strin
     let trained: Vec<&ArmOutcome> = arms.iter().filter(|a| !a.history.is_empty()).collect();
     if !trained.is_empty() {
         let w = (trained[0].history.len() / 20).max(1);
-        let reward: Vec<Series> = trained
-            .iter()
-            .map(|a| Series {
-                name: a.name.clone(),
-                points: smooth(
-                    &a.history
-                        .iter()
-                        .map(|h| (h.iteration as f64, h.reward_mean))
-                        .collect::<Vec<_>>(),
-                    w,
-                ),
-            })
-            .collect();
-        line_chart(
-            &dir.join("reward_curves.png"),
-            "Rollout reward (moving average)",
-            "iteration",
-            "mean reward",
-            &reward,
-        )?;
-        out.push(("reward_curves.png".into(), "Reward curves".into()));
-        if trained
-            .iter()
-            .any(|a| a.history.iter().any(|h| h.solve_rate.is_some()))
-        {
-            let solve: Vec<Series> = trained
+        // One smoothed curve per arm of a per-iteration quantity.
+        let curves = |y: &dyn Fn(&IterationLog) -> f64| -> Vec<Series> {
+            trained
                 .iter()
                 .map(|a| Series {
                     name: a.name.clone(),
                     points: smooth(
                         &a.history
                             .iter()
-                            .map(|h| (h.iteration as f64, h.solve_rate.unwrap_or(f64::NAN)))
+                            .map(|h| (h.iteration as f64, y(h)))
                             .collect::<Vec<_>>(),
                         w,
                     ),
                 })
-                .collect();
+                .collect()
+        };
+        line_chart(
+            &dir.join("reward_curves.png"),
+            "Rollout reward (moving average)",
+            "iteration",
+            "mean reward",
+            &curves(&|h| h.reward_mean),
+        )?;
+        out.push(("reward_curves.png".into(), "Reward curves".into()));
+        if trained
+            .iter()
+            .any(|a| a.history.iter().any(|h| h.solve_rate.is_some()))
+        {
             line_chart(
                 &dir.join("solve_rate_curves.png"),
                 "Rollout solve rate (moving average)",
                 "iteration",
                 "solve rate",
-                &solve,
+                &curves(&|h| h.solve_rate.unwrap_or(f64::NAN)),
             )?;
             out.push(("solve_rate_curves.png".into(), "Solve-rate curves".into()));
         }

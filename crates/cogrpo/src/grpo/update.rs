@@ -6,7 +6,7 @@
 //! The schedule factor is a few small matrices: one thread.
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use envs::StepRecord;
@@ -15,7 +15,7 @@ use policy::factors::token_log_probs;
 use policy::learned::{ScheduleBatch, SchedulePolicy};
 
 use super::loss::{Clip, clip_fraction, clipped_loss, k3};
-use crate::parallel::replica;
+use crate::parallel::sharded_gradients;
 
 /// A recorded step with its trajectory's advantage and loss weights.
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +65,10 @@ pub fn model_gradients<B: AutodiffBackend>(
 ) -> (GradientsParams, FactorStats) {
     let shard_len = samples.len().div_ceil(threads.max(1)).max(1);
     let shards: Vec<&[Sample<'_>]> = samples.chunks(shard_len).collect();
-    let run = |m: Denoiser<B>, shard: &[Sample<'_>]| {
+    let run = |m: Denoiser<B>, shard: &&[Sample<'_>]| {
         let records: Vec<&StepRecord> = shard.iter().map(|s| s.record).collect();
         let (mut old, mut adv, mut w) = (Vec::new(), Vec::new(), Vec::new());
-        for s in shard {
+        for s in shard.iter() {
             old.extend(s.record.token_log_probs.iter().map(|&x| x as f32));
             adv.extend(std::iter::repeat_n(s.advantage, s.record.tokens.len()));
             w.extend(std::iter::repeat_n(s.token_weight, s.record.tokens.len()));
@@ -101,30 +101,12 @@ pub fn model_gradients<B: AutodiffBackend>(
         };
         (grads, stats)
     };
-    let results: Vec<(GradientsParams, Partial)> = if shards.len() <= 1 {
-        shards.iter().map(|s| run(replica(model), s)).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = shards
-                .iter()
-                .map(|shard| {
-                    let r = replica(model);
-                    scope.spawn(move || run(r, shard))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a Co-GRPO update worker panicked"))
-                .collect()
-        })
-    };
-    let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
+    let (grads, parts) = sharded_gradients(model, &shards, run);
     let mut all = Partial::default();
-    for (grads, part) in results {
-        accum.accumulate(model, grads);
+    for part in parts {
         all.merge(part);
     }
-    (accum.grads(), all.stats(clip))
+    (grads, all.stats(clip))
 }
 
 /// Gradient of the schedule factor's clipped loss (plus `beta` times the KL
