@@ -69,6 +69,7 @@ def main():
     p.add_argument("--train-steps", type=int, default=3)
     p.add_argument("--sample-batch", type=int, default=16)
     p.add_argument("--steps", default="16,64")
+    p.add_argument("--grpo-steps", type=int, default=4, help="steps per trajectory of the Co-GRPO update row")
     p.add_argument("--json", default=None, help="also write the rows here")
     a = p.parse_args()
     if not os.path.exists(a.cogrpo):
@@ -107,11 +108,11 @@ def main():
             ours_out, ours_rss = peak_rss(
                 [a.cogrpo, "bench", "-c", cfg, "--json", "--batch", str(a.sample_batch), "--forward-batch",
                  a.forward_batches, "--steps", a.steps, "--train-steps", str(a.train_steps),
-                 "--set", f"pretrain.batch_size={a.train_batch}"] + cogrpo_sets(size, seq))
+                 "--grpo-steps", str(a.grpo_steps), "--set", f"pretrain.batch_size={a.train_batch}"] + cogrpo_sets(size, seq))
             theirs_out, theirs_rss = peak_rss(
                 [py, ref, "bench", "--weights", w, "--heads", str(heads), "--seq", str(seq), "--batch",
                  str(a.sample_batch), "--forward-batch", a.forward_batches, "--train-batch", str(a.train_batch),
-                 "--train-steps", str(a.train_steps), "--steps", a.steps])
+                 "--train-steps", str(a.train_steps), "--grpo-steps", str(a.grpo_steps), "--steps", a.steps])
             ours_rows = [json.loads(l) for l in ours_out.splitlines() if l.startswith("{")]
             theirs_rows = [json.loads(l) for l in theirs_out.splitlines() if l.startswith('{"what"')]
             key = lambda r: (r["what"].split(" ")[0].split("(")[0], r["batch"], r["steps"] if not r["what"].startswith("train") else 0)

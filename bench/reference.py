@@ -14,6 +14,7 @@ Bench rows are JSON lines with cogrpo bench --json's fields.
 """
 import argparse
 import json
+import math
 import resource
 import sys
 import time
@@ -120,6 +121,38 @@ def diffusion_loss(model, tokens, eps=1e-3):
     return (ce * masked / p).sum() / (b * n)
 
 
+def grpo_records(trajectories, steps, n, vocab, gen):
+    """Recorded steps of the shape cogrpo's bench uses: each row revealed in
+    `steps` equal chunks of a random order. Returns canvases [R*T, n], the
+    flat indices of revealed positions, their tokens, and per-record
+    advantages (+1, -1 alternating by row)."""
+    chunk = -(-n // steps)
+    canvases, index, targets, adv = [], [], [], []
+    for r in range(trajectories):
+        order = torch.randperm(n, generator=gen)
+        clean = torch.randint(0, vocab, (n,), generator=gen)
+        canvas = torch.full((n,), vocab, dtype=torch.long)
+        for k, revealed in enumerate(order.split(chunk)):
+            row = len(canvases)
+            canvases.append(canvas.clone())
+            index.append(row * n + revealed)
+            targets.append(clean[revealed])
+            adv.append(torch.full((len(revealed),), 1.0 if r % 2 == 0 else -1.0))
+            canvas[revealed] = clean[revealed]
+    return torch.stack(canvases), torch.cat(index), torch.cat(targets), torch.cat(adv)
+
+
+def grpo_loss(model, canvases, index, targets, adv, old, n, low=0.2, high=0.28):
+    """The model factor's clipped surrogate (DAPO's asymmetric clip),
+    sequence-level weights 1/n: as cogrpo's `grpo::loss::clipped_loss`."""
+    logits = model(canvases)
+    logp = torch.log_softmax(logits.reshape(-1, logits.shape[-1])[index], -1)
+    new = logp.gather(1, targets[:, None]).squeeze(1)
+    ratio = torch.exp(new - old)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - low, 1 + high) * adv)
+    return -(surrogate / n).sum()
+
+
 def draw(logits, temperature, gen):
     """Tokens from softmax(logits / T) in float64 (Zheng et al.: float32
     Gumbel noise truncates the tail); rows of `logits` are positions."""
@@ -207,6 +240,27 @@ def bench(a):
         secs = time.perf_counter() - t0
         row(f"train ({torch.get_num_threads()} thr)", a.train_batch, a.train_steps,
             a.train_batch * n * a.train_steps, secs, secs / a.train_steps, 0.0)
+    # The Co-GRPO model update: recomputed token log-probs, clipped
+    # surrogate, backward, clipping, AdamW (as cogrpo's grpo_update row).
+    if a.train_steps > 0 and a.grpo_steps > 0:
+        t = min(a.grpo_steps, n)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
+        canvases, index, targets, adv = grpo_records(a.train_batch, t, n, vocab, gen)
+        old = torch.full(targets.shape, -math.log(vocab))
+
+        def update():
+            opt.zero_grad(set_to_none=True)
+            grpo_loss(model, canvases, index, targets, adv, old, n).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        update()
+        t0 = time.perf_counter()
+        for _ in range(a.train_steps):
+            update()
+        secs = time.perf_counter() - t0
+        row(f"grpo_update ({torch.get_num_threads()} thr)", a.train_batch, t,
+            a.train_batch * t * n * a.train_steps, secs, secs / a.train_steps, 0.0)
     model.eval()
     for b in a.forward_batch:
         x = torch.full((b, n), vocab, dtype=torch.long)
@@ -251,6 +305,7 @@ def main():
     bn.add_argument("--forward-batch", type=lambda s: [int(v) for v in s.split(",")], default=[64])
     bn.add_argument("--train-batch", type=int, default=16)
     bn.add_argument("--train-steps", type=int, default=3)
+    bn.add_argument("--grpo-steps", type=int, default=4)
     bn.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[16])
     bn.add_argument("--samplers", type=lambda s: s.split(","), default=["ancestral", "first_hitting", "confidence"])
     bn.add_argument("--threads", type=int, default=0)

@@ -139,7 +139,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             steps,
             forward_batch,
             samplers,
+            grpo_steps,
             json,
+            scaling,
+            lengths,
+            vocabs,
         } => {
             let samplers = samplers
                 .iter()
@@ -168,7 +172,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     steps,
                     forward_batch,
                     samplers,
+                    grpo_steps,
                     json,
+                    scaling: scaling.then_some((lengths, vocabs)),
                 },
             )
         }
@@ -558,7 +564,10 @@ struct Bench {
     steps: Vec<usize>,
     forward_batch: Vec<usize>,
     samplers: Vec<policy::SamplerKind>,
+    grpo_steps: usize,
     json: bool,
+    /// Lengths and vocabularies of the first-hitting scaling grid.
+    scaling: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 struct LogitsJob {
@@ -618,10 +627,47 @@ impl Job for LogitsJob {
     }
 }
 
+impl Bench {
+    fn scaling<B: Backend>(
+        &self,
+        arch: &mdm::DenoiserConfig,
+        lens: &[usize],
+        vocabs: &[usize],
+        device: &B::Device,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !lens.is_empty() && !vocabs.is_empty() && lens.iter().chain(vocabs).all(|&n| n > 0),
+            "--lengths and --vocabs need positive sizes"
+        );
+        let title = format!(
+            "# first-hitting vs ancestral on {device:?}: d_model {}, {} layers, {} heads, d_ff {}; \
+             one sequence of `len` tokens in `len` steps, one thread; seconds per sequence",
+            arch.d_model, arch.n_layers, arch.n_heads, arch.d_ff
+        );
+        if self.json {
+            eprintln!("{title}");
+        } else {
+            println!("{title}\n{}", bench::scaling::header());
+        }
+        let json = self.json;
+        bench::scaling::scaling::<B>(arch, lens, vocabs, self.cfg.run.seed, device, |r| {
+            if json {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            } else {
+                println!("{}", bench::scaling::format_row(r))
+            }
+        })?;
+        Ok(())
+    }
+}
+
 impl Job for Bench {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let d = tasks::denoiser_config(&self.cfg, task.as_ref());
+        if let Some((lens, vocabs)) = &self.scaling {
+            return self.scaling::<B::InnerBackend>(&d, lens, vocabs, &device);
+        }
         let title = format!(
             "# {} on {:?}: {} parameters, sequence {} (answer {}), vocabulary {}",
             task.name(),
@@ -647,6 +693,7 @@ impl Job for Bench {
             sampler_steps: steps,
             forward_batches: self.forward_batch,
             samplers: self.samplers,
+            grpo_steps: self.grpo_steps,
         };
         let json = self.json;
         bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| {

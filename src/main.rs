@@ -4,6 +4,7 @@
 //! `--set key=value` overrides, and writes into the run's output directory.
 
 mod agree;
+mod allocator;
 mod backend;
 mod commands;
 
@@ -177,9 +178,22 @@ enum Command {
         /// Samplers timed: ancestral, first_hitting, confidence (default: all).
         #[arg(long, value_delimiter = ',')]
         samplers: Vec<String>,
+        /// Steps per trajectory of the Co-GRPO update row (0: skip it).
+        #[arg(long, default_value_t = 4)]
+        grpo_steps: usize,
         /// One JSON object per row instead of the table.
         #[arg(long)]
         json: bool,
+        /// Instead: first-hitting vs ancestral sampling over a grid of
+        /// lengths and vocabularies (the config's width, depth and heads).
+        #[arg(long)]
+        scaling: bool,
+        /// Sequence lengths of the --scaling grid.
+        #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+        lengths: Vec<usize>,
+        /// Vocabulary sizes of the --scaling grid.
+        #[arg(long, value_delimiter = ',', default_value = "64,1024,8192,50257")]
+        vocabs: Vec<usize>,
     },
 }
 
@@ -231,6 +245,7 @@ impl Common {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

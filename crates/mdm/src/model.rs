@@ -177,6 +177,25 @@ impl<B: Backend> Denoiser<B> {
     /// vocab size). Every position gets logits; callers read the masked ones.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, len] = tokens.dims();
+        let x = self.hidden(tokens);
+        self.lm_head
+            .forward(self.ln_f.forward(x))
+            .reshape([batch, len, self.vocab_size])
+    }
+
+    /// Logits `[k, vocab]` at `k` flat positions (`row * len + position`) of
+    /// `tokens`. The transformer still sees every position; only the final
+    /// norm and the output head run on the chosen ones. Samplers need the
+    /// logits of a few positions per step, and the head is `vocab / d` times
+    /// the cost of one layer's projections: at a 50k vocabulary it dominates.
+    pub fn logits_at(&self, tokens: Tensor<B, 2, Int>, at: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        let x = self.hidden(tokens).select(0, at);
+        self.lm_head.forward(self.ln_f.forward(x))
+    }
+
+    /// The last block's output `[batch * len, d]`.
+    fn hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [batch, len] = tokens.dims();
         assert!(
             len <= self.max_len,
             "sequence of {len} exceeds max_len {}",
@@ -190,9 +209,7 @@ impl<B: Backend> Denoiser<B> {
         for block in &self.blocks {
             x = block.forward(x, batch, len, &self.rope);
         }
-        self.lm_head
-            .forward(self.ln_f.forward(x))
-            .reshape([batch, len, self.vocab_size])
+        x
     }
 
     /// Builds the integer input from row-major host token ids.
@@ -235,6 +252,36 @@ mod tests {
         let tokens = Denoiser::<B>::input(&[7, 1, 2, 7, 0, 7], 2, 3, &dev);
         let logits = model.forward(tokens);
         assert_eq!(logits.dims(), [2, 3, 7]);
+    }
+
+    #[test]
+    fn logits_at_equals_the_full_forward_at_those_positions() {
+        let cfg = DenoiserConfig::new(7, 32, 2, 4, 64, 16);
+        let dev = Default::default();
+        let model = cfg.init::<B>(1, &dev);
+        let ids = [7, 1, 2, 7, 0, 7, 3, 7];
+        let full: Vec<f32> = model
+            .forward(Denoiser::<B>::input(&ids, 2, 4, &dev))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let at = [6usize, 0, 3, 5];
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(at.iter().map(|&i| i as i32).collect::<Vec<_>>(), [4]),
+            &dev,
+        );
+        let picked = model.logits_at(Denoiser::<B>::input(&ids, 2, 4, &dev), index);
+        assert_eq!(picked.dims(), [4, 7]);
+        let picked: Vec<f32> = picked.into_data().to_vec().unwrap();
+        for (k, &flat) in at.iter().enumerate() {
+            for v in 0..7 {
+                let (a, b) = (picked[k * 7 + v], full[flat * 7 + v]);
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{flat} {v}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]

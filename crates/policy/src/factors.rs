@@ -17,12 +17,32 @@ pub fn token_log_probs<B: Backend>(
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let n = records.len();
     let len = records.first().map_or(0, |r| r.canvas.len());
-    let vocab = model.vocab_size();
+    let mut index = Vec::new();
+    let mut targets = Vec::new();
+    let mut inv_temp = Vec::new();
+    let mut scale = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        assert!(
+            r.temperature > 0.0,
+            "a greedy step has no token distribution to optimize"
+        );
+        for (&pos, &tok) in r.revealed.iter().zip(&r.tokens) {
+            index.push((i * len + pos) as i32);
+            targets.push(tok as i32);
+            inv_temp.push((1.0 / r.temperature) as f32);
+            scale.push((1.0 + r.guidance) as f32);
+        }
+    }
+    let k = index.len();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), device);
+    let column =
+        |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [k]), device).reshape([k, 1]);
     let tokens: Vec<u32> = records
         .iter()
         .flat_map(|r| r.canvas.iter().copied())
         .collect();
-    let mut logits = model.forward(Denoiser::input(&tokens, n, len, device));
+    // Only the revealed positions go through the output head.
+    let mut logits = model.logits_at(Denoiser::input(&tokens, n, len, device), index.clone());
     if records.iter().any(|r| r.guidance != 0.0) {
         let mask = model.mask_id();
         let uncond: Vec<u32> = records
@@ -34,32 +54,12 @@ pub fn token_log_probs<B: Backend>(
                     .map(move |(i, &t)| if i < r.prompt_len { mask } else { t })
             })
             .collect();
-        let lu = model.forward(Denoiser::input(&uncond, n, len, device));
-        let scale: Vec<f32> = records.iter().map(|r| (1.0 + r.guidance) as f32).collect();
-        let scale =
-            Tensor::<B, 1>::from_data(TensorData::new(scale, [n]), device).reshape([n, 1, 1]);
+        let lu = model.logits_at(Denoiser::input(&uncond, n, len, device), index);
         // SMDM's unsupervised CFG: l_u + (1 + w) (l_c - l_u)
-        logits = lu.clone() + (logits - lu) * scale;
+        logits = lu.clone() + (logits - lu) * column(scale);
     }
-    let mut index = Vec::new();
-    let mut targets = Vec::new();
-    let mut inv_temp = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        assert!(
-            r.temperature > 0.0,
-            "a greedy step has no token distribution to optimize"
-        );
-        for (&pos, &tok) in r.revealed.iter().zip(&r.tokens) {
-            index.push((i * len + pos) as i32);
-            targets.push(tok as i32);
-            inv_temp.push((1.0 / r.temperature) as f32);
-        }
-    }
-    let k = index.len();
-    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), device);
-    let inv_temp = Tensor::<B, 1>::from_data(TensorData::new(inv_temp, [k]), device);
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [k]), device);
-    let picked = logits.reshape([n * len, vocab]).select(0, index) * inv_temp.reshape([k, 1]);
+    let picked = logits * column(inv_temp);
     let log_p = log_softmax(picked, 1);
     let entropy = (log_p.clone().exp() * log_p.clone())
         .sum_dim(1)

@@ -24,7 +24,9 @@ use crate::learned::features::{
     CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
 };
 use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
-use crate::sampler::{GenerationStats, SamplerError, check_canvas, choose_uniform, gather_to_host};
+use crate::sampler::{
+    GenerationStats, SamplerError, check_canvas, choose_uniform, logits_at_queries, logits_to_host,
+};
 use crate::schedule::{SamplerConfig, SamplerKind};
 
 /// How the schedule policy acts.
@@ -387,13 +389,14 @@ impl<B: Backend> Rollout<'_, B> {
         } else {
             canvas.tokens_of_rows(active)
         };
-        let logits = self.model.forward(Denoiser::input(
+        debug_assert_eq!(active.len(), masked.len());
+        logits_to_host(logits_at_queries(
+            self.model,
             &tokens,
-            active.len(),
             canvas.len(),
+            masked,
             &self.device,
-        ));
-        gather_to_host(logits, masked, &self.device)
+        ))
     }
 }
 

@@ -241,24 +241,32 @@ impl<'a, B: Backend> Sampler<'a, B> {
             // One forward over [conditional rows; prompt-masked rows].
             let mut tokens = canvas.tokens_of_rows(active);
             tokens.extend(canvas.tokens_with_prompt_masked(active));
-            let both = self
-                .model
-                .forward(Denoiser::input(&tokens, 2 * a, len, dev));
-            let cond = both.clone().narrow(0, 0, a);
-            let uncond = both.narrow(0, a, a);
+            let both_queries: Vec<Vec<usize>> = queries.iter().chain(queries).cloned().collect();
+            let both = logits_at_queries(self.model, &tokens, len, &both_queries, dev);
+            let k = both.dims()[0] / 2;
+            let cond = both.clone().narrow(0, 0, k);
+            let uncond = both.narrow(0, k, k);
             // SMDM's unsupervised CFG: l_u + (1 + w) (l_c - l_u)
             let scale: Vec<f32> = active
                 .iter()
-                .map(|&r| (1.0 + actions[r].guidance) as f32)
+                .zip(queries)
+                .flat_map(|(&r, q)| {
+                    std::iter::repeat_n((1.0 + actions[r].guidance) as f32, q.len())
+                })
                 .collect();
-            let scale =
-                Tensor::<B, 1>::from_data(TensorData::new(scale, [a]), dev).reshape([a, 1, 1]);
+            let scale = Tensor::<B, 1>::from_data(TensorData::new(scale, [k]), dev).reshape([k, 1]);
             uncond.clone() + (cond - uncond) * scale
         } else {
-            self.model
-                .forward(Denoiser::input(&canvas.tokens_of_rows(active), a, len, dev))
+            logits_at_queries(
+                self.model,
+                &canvas.tokens_of_rows(active),
+                len,
+                queries,
+                dev,
+            )
         };
-        gather_to_host(logits, queries, dev)
+        debug_assert_eq!(a, queries.len());
+        logits_to_host(logits)
     }
 }
 
@@ -282,15 +290,17 @@ pub(crate) fn check_canvas<B: Backend>(
     Ok(())
 }
 
-/// The rows of `logits` `[rows, len, vocab]` at each row's `queries`
-/// positions, gathered on the device and copied to the host row-major as
-/// `[sum of query lengths, vocab]`.
-pub(crate) fn gather_to_host<B: Backend>(
-    logits: Tensor<B, 3>,
+/// Logits `[sum of query lengths, vocab]` of the rows of `tokens`
+/// (row-major `[queries.len(), len]`) at each row's `queries` positions.
+/// Only those positions go through the output head ([`Denoiser::logits_at`]).
+pub(crate) fn logits_at_queries<B: Backend>(
+    model: &Denoiser<B>,
+    tokens: &[u32],
+    len: usize,
     queries: &[Vec<usize>],
     device: &B::Device,
-) -> Vec<f32> {
-    let [a, len, vocab] = logits.dims();
+) -> Tensor<B, 2> {
+    let rows = queries.len();
     let index: Vec<i32> = queries
         .iter()
         .enumerate()
@@ -298,9 +308,12 @@ pub(crate) fn gather_to_host<B: Backend>(
         .collect();
     let n = index.len();
     let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n]), device);
+    model.logits_at(Denoiser::input(tokens, rows, len, device), index)
+}
+
+/// A float tensor copied to the host, row-major.
+pub(crate) fn logits_to_host<B: Backend, const D: usize>(logits: Tensor<B, D>) -> Vec<f32> {
     logits
-        .reshape([a * len, vocab])
-        .select(0, index)
         .into_data()
         .convert::<f32>()
         .to_vec()

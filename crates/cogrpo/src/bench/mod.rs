@@ -4,10 +4,14 @@
 //! weights (throughput does not depend on their values), after one warm-up
 //! round per row. Numbers are wall-clock on the chosen device.
 
+pub mod dense_ancestral;
+pub mod grpo_update;
+pub mod scaling;
+
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::Optimizer;
+use burn::optim::{AdamWConfig, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use envs::seeding::{derive_key, purpose, stream};
@@ -42,6 +46,8 @@ pub struct BenchOptions {
     pub forward_batches: Vec<usize>,
     /// Sampler kinds timed (default: all three).
     pub samplers: Vec<SamplerKind>,
+    /// Steps per trajectory of the Co-GRPO update row (0: no such row).
+    pub grpo_steps: usize,
 }
 
 pub fn bench<B: AutodiffBackend>(
@@ -107,6 +113,36 @@ pub fn bench<B: AutodiffBackend>(
         seconds: secs / opts.train_steps as f64,
         nfe: 0.0,
     });
+
+    // The Co-GRPO model update on `batch` recorded trajectories.
+    if opts.grpo_steps > 0 {
+        let t = opts.grpo_steps.min(seq_len);
+        let (records, adv) =
+            grpo_update::synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
+        let mut optim = AdamWConfig::new().init::<B, Denoiser<B>>();
+        model = grpo_update::update(model, &mut optim, &records, &adv, threads, device);
+        let start = Instant::now();
+        for _ in 0..opts.train_steps {
+            model = grpo_update::update(model, &mut optim, &records, &adv, threads, device);
+        }
+        // Reading a result back waits for the device to finish.
+        let _: f32 = model
+            .clone()
+            .valid()
+            .forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device))
+            .sum()
+            .into_scalar()
+            .elem();
+        let secs = start.elapsed().as_secs_f64();
+        push(BenchRow {
+            what: format!("grpo_update ({threads} thr)"),
+            batch,
+            steps: t,
+            tokens_per_s: (batch * t * seq_len * opts.train_steps) as f64 / secs,
+            seconds: secs / opts.train_steps as f64,
+            nfe: 0.0,
+        });
+    }
 
     // Inference forward.
     let infer = model.valid();
@@ -216,14 +252,14 @@ pub fn bench<B: AutodiffBackend>(
 
 pub fn header() -> String {
     format!(
-        "{:<16} {:>6} {:>6} {:>12} {:>10} {:>10} {:>6}",
+        "{:<20} {:>6} {:>6} {:>12} {:>10} {:>10} {:>6}",
         "what", "batch", "steps", "tokens/s", "seq/s", "seconds", "nfe"
     )
 }
 
 pub fn format_row(r: &BenchRow) -> String {
     format!(
-        "{:<16} {:>6} {:>6} {:>12.0} {:>10.1} {:>10.4} {:>6.1}",
+        "{:<20} {:>6} {:>6} {:>12.0} {:>10.1} {:>10.4} {:>6.1}",
         r.what,
         r.batch,
         r.steps,
