@@ -641,7 +641,7 @@ impl Bench {
         );
         let title = format!(
             "# first-hitting vs ancestral on {device:?}: d_model {}, {} layers, {} heads, d_ff {}; \
-             one sequence of `len` tokens in `len` steps, one thread; seconds per sequence",
+             one sequence of `len` tokens in `len` steps on one sampling thread (burn may split large matmuls across cores); seconds per sequence",
             arch.d_model, arch.n_layers, arch.n_heads, arch.d_ff
         );
         if self.json {

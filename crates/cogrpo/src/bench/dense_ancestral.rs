@@ -21,21 +21,30 @@ use rand::Rng;
 /// library's samplers, whose draws it need not reproduce).
 const DENSE_ANCESTRAL: u64 = 0x6465_6e73_6500_0101;
 
+/// What a generation cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenseStats {
+    /// Forward passes (steps where nothing was revealed reuse the logits).
+    pub forwards: usize,
+    /// Seconds spent drawing on the host (everything but the forwards).
+    pub draw_s: f64,
+}
+
 /// Fills every mask of `canvas` in `steps` steps of the time grid
-/// `t = (steps - i) / steps` at temperature 1. Returns the number of
-/// forward passes (steps where nothing was revealed reuse the last logits).
+/// `t = (steps - i) / steps` at temperature 1.
 pub fn generate<B: Backend>(
     model: &Denoiser<B>,
     canvas: &mut Canvas,
     steps: usize,
     seed: u64,
     device: &B::Device,
-) -> usize {
+) -> DenseStats {
     let (rows, len, vocab) = (canvas.rows(), canvas.len(), model.vocab_size());
     let all: Vec<usize> = (0..rows).collect();
     let mut logits: Vec<f32> = Vec::new();
     let mut changed = true;
     let mut forwards = 0;
+    let mut draw_s = 0.0;
     for i in 0..steps {
         if canvas.is_complete() {
             break;
@@ -55,6 +64,7 @@ pub fn generate<B: Backend>(
         // s / t and otherwise becomes token v with probability
         // p(v) (t - s) / t (MDLM, Sahoo et al. 2024, eq. 7).
         let (t, s) = ((steps - i) as f64, (steps - i - 1) as f64);
+        let draws = std::time::Instant::now();
         let mut row_logits = vec![0f32; vocab + 1];
         for r in 0..rows {
             let mut rng = stream(&[DENSE_ANCESTRAL, seed, canvas.key(r), i as u64]);
@@ -68,8 +78,9 @@ pub fn generate<B: Backend>(
                 }
             }
         }
+        draw_s += draws.elapsed().as_secs_f64();
     }
-    forwards
+    DenseStats { forwards, draw_s }
 }
 
 /// Writes the `vocab + 1` logits of one masked position's step from `t`
@@ -188,11 +199,11 @@ mod tests {
         let model = DenoiserConfig::new(5, 16, 1, 2, 32, 4).init::<B>(0, &dev);
         let mut c = Canvas::new(4, model.mask_id());
         c.push_row(&[], 0).unwrap();
-        assert_eq!(generate(&model, &mut c, 1, 0, &dev), 1);
+        assert_eq!(generate(&model, &mut c, 1, 0, &dev).forwards, 1);
         assert!(c.is_complete());
         let mut c = Canvas::new(4, model.mask_id());
         c.push_row(&[], 0).unwrap();
-        let forwards = generate(&model, &mut c, 64, 0, &dev);
+        let forwards = generate(&model, &mut c, 64, 0, &dev).forwards;
         assert!(c.is_complete());
         assert!(
             (1..=4).contains(&forwards),

@@ -31,6 +31,8 @@ pub struct ScalingRow {
     /// Seconds per sequence and forward passes of each sampler.
     pub dense_s: f64,
     pub dense_forwards: usize,
+    /// Of `dense_s`, the seconds spent drawing on the host.
+    pub dense_draw_s: f64,
     pub ancestral_s: f64,
     pub ancestral_forwards: usize,
     pub first_hitting_s: f64,
@@ -81,7 +83,7 @@ pub fn scaling<B: Backend>(
 
             let mut canvas = blank()?;
             let start = Instant::now();
-            let dense_forwards = dense_ancestral::generate(&model, &mut canvas, len, seed, device);
+            let dense = dense_ancestral::generate(&model, &mut canvas, len, seed, device);
             let dense_s = start.elapsed().as_secs_f64();
 
             let library = |kind| -> anyhow::Result<(f64, usize)> {
@@ -98,7 +100,8 @@ pub fn scaling<B: Backend>(
                 vocab,
                 params: cfg.num_params(),
                 dense_s,
-                dense_forwards,
+                dense_forwards: dense.forwards,
+                dense_draw_s: dense.draw_s,
                 ancestral_s,
                 ancestral_forwards,
                 first_hitting_s,
@@ -143,11 +146,12 @@ fn forward_costs<B: Backend>(model: &Denoiser<B>, len: usize, device: &B::Device
 
 pub fn header() -> String {
     format!(
-        "{:>5} {:>6} {:>9} {:>10} {:>6} {:>10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>10} {:>9}",
+        "{:>5} {:>6} {:>9} {:>10} {:>10} {:>6} {:>10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>10} {:>9}",
         "len",
         "vocab",
         "params",
         "dense s",
+        "draws s",
         "nfe",
         "ancest s",
         "nfe",
@@ -162,11 +166,12 @@ pub fn header() -> String {
 
 pub fn format_row(r: &ScalingRow) -> String {
     format!(
-        "{:>5} {:>6} {:>9} {:>10.3} {:>6} {:>10.3} {:>6} {:>10.3} {:>6} {:>9.1} {:>9.2} {:>10.2} {:>9.2}",
+        "{:>5} {:>6} {:>9} {:>10.3} {:>10.3} {:>6} {:>10.3} {:>6} {:>10.3} {:>6} {:>9.1} {:>9.2} {:>10.2} {:>9.2}",
         r.len,
         r.vocab,
         r.params,
         r.dense_s,
+        r.dense_draw_s,
         r.dense_forwards,
         r.ancestral_s,
         r.ancestral_forwards,
