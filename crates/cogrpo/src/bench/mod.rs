@@ -93,13 +93,7 @@ pub fn bench<B: AutodiffBackend>(
             let (_, grads) = loss_and_grads(&model, &b, 1.0, threads, device);
             model = optim.step(1e-4, model, grads);
         }
-        let _: f32 = model
-            .clone()
-            .valid()
-            .forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device))
-            .sum()
-            .into_scalar()
-            .elem();
+        wait_for_device(&model, seq_len, device);
         (model, start.elapsed().as_secs_f64())
     };
     let (m, _) = time_train(model, 1);
@@ -125,14 +119,7 @@ pub fn bench<B: AutodiffBackend>(
         for _ in 0..opts.train_steps {
             model = grpo_update::update(model, &mut optim, &records, &adv, threads, device);
         }
-        // Reading a result back waits for the device to finish.
-        let _: f32 = model
-            .clone()
-            .valid()
-            .forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device))
-            .sum()
-            .into_scalar()
-            .elem();
+        wait_for_device(&model, seq_len, device);
         let secs = start.elapsed().as_secs_f64();
         push(BenchRow {
             what: format!("grpo_update ({threads} thr)"),
@@ -248,6 +235,18 @@ pub fn bench<B: AutodiffBackend>(
         }
     }
     Ok(rows)
+}
+
+/// Blocks until the device has finished the queued updates of `model`:
+/// reading a result back waits for every kernel before it.
+fn wait_for_device<B: AutodiffBackend>(model: &Denoiser<B>, seq_len: usize, device: &B::Device) {
+    let _: f32 = model
+        .clone()
+        .valid()
+        .forward(Denoiser::input(&vec![0; seq_len], 1, seq_len, device))
+        .sum()
+        .into_scalar()
+        .elem();
 }
 
 pub fn header() -> String {
