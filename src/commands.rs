@@ -6,7 +6,6 @@ use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use cogrpo_train::bench::{self, BenchOptions};
 use cogrpo_train::checkpoint::{self, TrainState};
 use cogrpo_train::config::{ExperimentConfig, UpdateMode};
 use cogrpo_train::logging::Scalars;
@@ -16,6 +15,9 @@ use envs::Task;
 
 use crate::backend::{Job, dispatch};
 use crate::{Command, Common};
+
+mod bench;
+mod interchange;
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -91,30 +93,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             checkpoint,
             init,
             out,
-        } => {
-            let cfg = common.load()?;
-            let task = tasks::build(&cfg)?;
-            let d = tasks::denoiser_config(&cfg, task.as_ref());
-            let dev = Default::default();
-            let model: mdm::Denoiser<burn::backend::Flex> = if init {
-                d.init(pretrain::init_seed(cfg.run.seed), &dev)
-            } else {
-                let source = checkpoint_source(&cfg, checkpoint)?;
-                load_inference_model(&cfg, task.as_ref(), &source, &dev)?
-            };
-            mdm::smdm::export(&model, &out)?;
-            println!(
-                "wrote {} ({} parameters, SMDM layout: vocabulary {} + mask, d_model {}, {} layers, {} heads, d_ff {})",
-                out.display(),
-                d.num_params(),
-                d.vocab_size,
-                d.d_model,
-                d.n_layers,
-                d.n_heads,
-                d.d_ff
-            );
-            Ok(())
-        }
+        } => interchange::export(&common.load()?, checkpoint, init, &out),
         Command::Logits {
             common,
             checkpoint,
@@ -124,7 +103,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let cfg = common.load()?;
             dispatch(
                 cfg.run.device,
-                LogitsJob {
+                interchange::LogitsJob {
                     cfg,
                     checkpoint,
                     input,
@@ -145,19 +124,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             lengths,
             vocabs,
         } => {
-            let samplers = samplers
-                .iter()
-                .map(|s| {
-                    serde_json::from_value::<policy::SamplerKind>(serde_json::Value::String(
-                        s.clone(),
-                    ))
-                    .map_err(|_| {
-                        anyhow::anyhow!(
-                            "--samplers {s}: expected ancestral, first_hitting or confidence"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let samplers = bench::parse_samplers(&samplers)?;
             let cfg = common.load()?;
             anyhow::ensure!(
                 batch > 0 && train_steps > 0,
@@ -165,7 +132,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             );
             dispatch(
                 cfg.run.device,
-                Bench {
+                bench::Bench {
                     cfg,
                     batch,
                     train_steps,
@@ -553,156 +520,6 @@ impl Job for TrainJob {
             &device,
         )?;
         print!("{}", eval::table(&eval.rows));
-        Ok(())
-    }
-}
-
-struct Bench {
-    cfg: ExperimentConfig,
-    batch: usize,
-    train_steps: usize,
-    steps: Vec<usize>,
-    forward_batch: Vec<usize>,
-    samplers: Vec<policy::SamplerKind>,
-    grpo_steps: usize,
-    json: bool,
-    /// Lengths and vocabularies of the first-hitting scaling grid.
-    scaling: Option<(Vec<usize>, Vec<usize>)>,
-}
-
-struct LogitsJob {
-    cfg: ExperimentConfig,
-    checkpoint: Option<PathBuf>,
-    input: PathBuf,
-    out: PathBuf,
-}
-
-impl Job for LogitsJob {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let task = tasks::build(&self.cfg)?;
-        let source = checkpoint_source(&self.cfg, self.checkpoint)?;
-        let model =
-            load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
-        let text = std::fs::read_to_string(&self.input)
-            .with_context(|| format!("cannot read {}", self.input.display()))?;
-        let rows: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: expected a list of lists of token ids",
-                self.input.display()
-            )
-        })?;
-        let len = rows.first().map_or(0, |r| r.len());
-        anyhow::ensure!(
-            len > 0 && rows.iter().all(|r| r.len() == len),
-            "{}: rows must be non-empty and of equal length",
-            self.input.display()
-        );
-        anyhow::ensure!(
-            len <= model.max_len(),
-            "{}: rows of {len} tokens exceed the model's {} positions",
-            self.input.display(),
-            model.max_len()
-        );
-        if let Some(t) = rows.iter().flatten().find(|&&t| t > model.mask_id()) {
-            bail!(
-                "{}: token {t} is outside the vocabulary (mask id {})",
-                self.input.display(),
-                model.mask_id()
-            );
-        }
-        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
-        let logits: Vec<f32> = model
-            .forward(mdm::Denoiser::input(&flat, rows.len(), len, &device))
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let json = serde_json::json!({
-            "shape": [rows.len(), len, model.vocab_size()],
-            "logits": logits,
-        });
-        std::fs::write(&self.out, serde_json::to_vec(&json)?)
-            .with_context(|| format!("cannot write {}", self.out.display()))?;
-        Ok(())
-    }
-}
-
-impl Bench {
-    fn scaling<B: Backend>(
-        &self,
-        arch: &mdm::DenoiserConfig,
-        lens: &[usize],
-        vocabs: &[usize],
-        device: &B::Device,
-    ) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !lens.is_empty() && !vocabs.is_empty() && lens.iter().chain(vocabs).all(|&n| n > 0),
-            "--lengths and --vocabs need positive sizes"
-        );
-        let title = format!(
-            "# first-hitting vs ancestral on {device:?}: d_model {}, {} layers, {} heads, d_ff {}; \
-             one sequence of `len` tokens in `len` steps on one sampling thread (burn may split large matmuls across cores); seconds per sequence",
-            arch.d_model, arch.n_layers, arch.n_heads, arch.d_ff
-        );
-        if self.json {
-            eprintln!("{title}");
-        } else {
-            println!("{title}\n{}", bench::scaling::header());
-        }
-        let json = self.json;
-        bench::scaling::scaling::<B>(arch, lens, vocabs, self.cfg.run.seed, device, |r| {
-            if json {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
-            } else {
-                println!("{}", bench::scaling::format_row(r))
-            }
-        })?;
-        Ok(())
-    }
-}
-
-impl Job for Bench {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let task = tasks::build(&self.cfg)?;
-        let d = tasks::denoiser_config(&self.cfg, task.as_ref());
-        if let Some((lens, vocabs)) = &self.scaling {
-            return self.scaling::<B::InnerBackend>(&d, lens, vocabs, &device);
-        }
-        let title = format!(
-            "# {} on {:?}: {} parameters, sequence {} (answer {}), vocabulary {}",
-            task.name(),
-            device,
-            d.num_params(),
-            d.max_len,
-            task.layout().answer_len,
-            d.vocab_size
-        );
-        if self.json {
-            eprintln!("{title}");
-        } else {
-            println!("{title}\n{}", bench::header());
-        }
-        let steps = if self.steps.is_empty() {
-            self.cfg.eval.steps.clone()
-        } else {
-            self.steps
-        };
-        let opts = BenchOptions {
-            train_steps: self.train_steps,
-            sample_batch: self.batch,
-            sampler_steps: steps,
-            forward_batches: self.forward_batch,
-            samplers: self.samplers,
-            grpo_steps: self.grpo_steps,
-        };
-        let json = self.json;
-        bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| {
-            if json {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
-            } else {
-                println!("{}", bench::format_row(r))
-            }
-        })?;
         Ok(())
     }
 }

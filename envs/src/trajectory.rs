@@ -56,6 +56,39 @@ pub struct StepRecord {
     pub candidate_features: Vec<f32>,
 }
 
+impl StepRecord {
+    /// A step of a fixed schedule at temperature 1 without guidance: only
+    /// the token factor is recorded (no schedule sample, its log-probability
+    /// 0), as a fixed-schedule rollout records it.
+    pub fn token_step(
+        (step, total_steps): (usize, usize),
+        canvas: Vec<u32>,
+        prompt_len: usize,
+        revealed: Vec<usize>,
+        tokens: Vec<u32>,
+        token_log_probs: Vec<f64>,
+    ) -> Self {
+        Self {
+            step,
+            total_steps,
+            canvas,
+            prompt_len,
+            revealed,
+            tokens,
+            token_log_probs,
+            temperature: 1.0,
+            guidance: 0.0,
+            schedule_raw: Vec::new(),
+            acted: Vec::new(),
+            reference_raw: Vec::new(),
+            schedule_log_prob: 0.0,
+            state_features: Vec::new(),
+            candidates: Vec::new(),
+            candidate_features: Vec::new(),
+        }
+    }
+}
+
 /// One generation of one canvas row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trajectory {

@@ -82,6 +82,26 @@ pub fn sharded_gradients<B: AutodiffBackend, S: Sync, R: Send>(
     (accum.grads(), measured)
 }
 
+/// `items` cut into waves of at most `threads` consecutive shards, each of
+/// at most `max_shard` items (0: no bound), as even as the bounds allow.
+/// A wave runs one shard per thread; waves run one after another, so
+/// `max_shard` bounds how much each thread holds at once (gradient
+/// accumulation over micro-batches).
+pub fn waves<T>(items: &[T], threads: usize, max_shard: usize) -> Vec<Vec<&[T]>> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let threads = threads.max(1);
+    let per_thread = items.len().div_ceil(threads);
+    let waves = match max_shard {
+        0 => 1,
+        m => per_thread.div_ceil(m),
+    };
+    let shard = items.len().div_ceil(waves * threads);
+    let shards: Vec<&[T]> = items.chunks(shard).collect();
+    shards.chunks(threads).map(|w| w.to_vec()).collect()
+}
+
 /// Applies `f` to every item on up to `threads` scoped worker threads (a
 /// shared queue, so uneven items balance) and returns the results in order.
 /// Used for inference work whose randomness is keyed per example, so the
@@ -123,7 +143,7 @@ pub fn map_parallel<T: Sync, R: Send>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::module::ModuleVisitor;
@@ -135,7 +155,7 @@ mod tests {
     type B = Autodiff<Flex>;
 
     /// Every parameter's gradient, flattened, in visiting order.
-    fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
+    pub(crate) fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
         struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
         impl ModuleVisitor<B> for Collect<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -150,6 +170,35 @@ mod tests {
         let mut c = Collect(grads, Vec::new());
         model.visit(&mut c);
         c.1
+    }
+
+    #[test]
+    fn waves_cover_every_item_once_within_the_bounds() {
+        let items: Vec<usize> = (0..67).collect();
+        for (threads, max_shard) in [(1, 0), (2, 0), (2, 16), (3, 5), (4, 100), (2, 1)] {
+            let w = waves(&items, threads, max_shard);
+            let flat: Vec<usize> = w.iter().flatten().flat_map(|s| s.iter().copied()).collect();
+            assert_eq!(flat, items, "threads {threads}, max {max_shard}");
+            for wave in &w {
+                assert!(wave.len() <= threads);
+                for s in wave {
+                    assert!(!s.is_empty());
+                    assert!(
+                        max_shard == 0 || s.len() <= max_shard,
+                        "{} > {max_shard}",
+                        s.len()
+                    );
+                }
+            }
+            if max_shard == 0 {
+                assert_eq!(w.len(), 1, "no bound: one wave");
+            }
+        }
+        // 67 items, 2 threads, at most 16 each: 3 waves of shards of 12.
+        let w = waves(&items, 2, 16);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0][0].len(), 12);
+        assert!(waves::<usize>(&[], 2, 4).is_empty());
     }
 
     /// Sharding the batch across threads must give the same loss and the same

@@ -16,5 +16,5 @@ pub mod schedule;
 
 pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
 pub use rollout::{Act, Rollout};
-pub use sampler::{GenerationStats, Sampler, SamplerError};
+pub use sampler::{GenerationStats, Sampler, SamplerError, logits_to_host};
 pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection};

@@ -12,6 +12,8 @@
 //! Row `r`'s draws at step `t` come from the stream `(SAMPLER, seed, key(r),
 //! t)`: a trajectory does not depend on its batch and can be replayed.
 
+use std::time::Instant;
+
 use burn::prelude::*;
 use envs::seeding::{purpose, stream, uniform_f64};
 use envs::{Canvas, StepRecord, Trajectory};
@@ -84,7 +86,7 @@ impl<B: Backend> Rollout<'_, B> {
             .collect();
         let mut stats = GenerationStats {
             nfe: vec![0; rows],
-            forwards: 0,
+            ..Default::default()
         };
         for step in 0..self.steps {
             let records = self.step(canvas, &n0, step, &mut stats)?;
@@ -142,8 +144,10 @@ impl<B: Backend> Rollout<'_, B> {
         let guided = self.reference.guidance != 0.0 || comps.contains(&Component::Guidance);
         let masked: Vec<Vec<usize>> = active.iter().map(|&r| canvas.masked_positions(r)).collect();
         let vocab = self.model.vocab_size();
+        let network = Instant::now();
         let cond = self.masked_logits(canvas, &active, &masked, false);
         let uncond = guided.then(|| self.masked_logits(canvas, &active, &masked, true));
+        stats.network_s += network.elapsed().as_secs_f64();
         stats.forwards += 1;
         let mut rngs: Vec<StdRng> = active
             .iter()

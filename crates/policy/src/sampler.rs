@@ -16,6 +16,8 @@
 //! Every random draw of row r at step t comes from the stream
 //! `(SAMPLER, seed, key(r), t)`, independent of batching.
 
+use std::time::Instant;
+
 use burn::prelude::*;
 use envs::Canvas;
 use envs::seeding::{purpose, stream, uniform_f64};
@@ -43,6 +45,10 @@ pub struct GenerationStats {
     pub nfe: Vec<u32>,
     /// Batched forward passes run.
     pub forwards: usize,
+    /// Wall seconds spent in the denoiser: the forward passes and reading
+    /// their logits back (summed over threads). The rest of a generation's
+    /// time is the sampler's own work: schedules, draws, canvas updates.
+    pub network_s: f64,
 }
 
 impl GenerationStats {
@@ -84,7 +90,7 @@ impl<'a, B: Backend> Sampler<'a, B> {
         let n0: Vec<usize> = (0..canvas.rows()).map(|r| canvas.n_masked(r)).collect();
         let mut stats = GenerationStats {
             nfe: vec![0; canvas.rows()],
-            forwards: 0,
+            ..Default::default()
         };
         for step in 0..cfg.steps {
             let mut rngs = self.row_streams(canvas, step);
@@ -98,8 +104,10 @@ impl<'a, B: Backend> Sampler<'a, B> {
     }
 
     /// As [`Sampler::generate`], with the rows split across up to `threads`
-    /// threads. burn's CPU matmul runs on one core, so one batch would leave
-    /// the others idle; every row's draws are keyed by the row, so the
+    /// threads. burn's CPU backend spreads only its large matmuls over the
+    /// cores, so one batch leaves them idle during every other op (rows
+    /// split across threads: a batch-64 forward 1.5x faster,
+    /// docs/performance.md); every row's draws are keyed by the row, so the
     /// tokens do not depend on `threads`.
     pub fn generate_threads(
         &self,
@@ -134,6 +142,7 @@ impl<'a, B: Backend> Sampler<'a, B> {
             canvas.write_rows(*start, part);
             stats.nfe.extend(s.nfe);
             stats.forwards += s.forwards;
+            stats.network_s += s.network_s;
         }
         Ok(stats)
     }
@@ -176,7 +185,9 @@ impl<'a, B: Backend> Sampler<'a, B> {
                 }
             })
             .collect();
+        let network = Instant::now();
         let logits = self.gathered_logits(canvas, &active, actions, &queries);
+        stats.network_s += network.elapsed().as_secs_f64();
         let vocab = self.model.vocab_size();
         stats.forwards += 1;
 
@@ -311,8 +322,9 @@ pub(crate) fn logits_at_queries<B: Backend>(
     model.logits_at(Denoiser::input(tokens, rows, len, device), index)
 }
 
-/// A float tensor copied to the host, row-major.
-pub(crate) fn logits_to_host<B: Backend, const D: usize>(logits: Tensor<B, D>) -> Vec<f32> {
+/// A float tensor copied to the host, row-major, as `f32` whatever the
+/// backend's float type.
+pub fn logits_to_host<B: Backend, const D: usize>(logits: Tensor<B, D>) -> Vec<f32> {
     logits
         .into_data()
         .convert::<f32>()
@@ -422,6 +434,30 @@ mod tests {
     }
 
     #[test]
+    fn network_time_is_part_of_the_generation_time() {
+        let m = model();
+        let dev = Default::default();
+        let mut canvas = Canvas::new(6, 5);
+        for key in 0..4 {
+            canvas.push_row(&[1], key).unwrap();
+        }
+        let cfg = SamplerConfig::new(SamplerKind::FirstHitting, 5);
+        let start = Instant::now();
+        let stats = Sampler::new(&m, &dev, 0)
+            .generate_threads(&mut canvas, &cfg, 2)
+            .unwrap();
+        let wall = start.elapsed().as_secs_f64();
+        assert_eq!(stats.forwards, 10, "5 forwards on each of 2 threads");
+        assert!(stats.network_s > 0.0, "forwards take time");
+        // Summed over 2 threads, at most twice the wall time.
+        assert!(
+            stats.network_s <= 2.0 * wall,
+            "network {} s, wall {wall} s",
+            stats.network_s
+        );
+    }
+
+    #[test]
     fn greedy_confidence_reveals_the_most_confident_position_first() {
         let m = model();
         let dev = Default::default();
@@ -448,7 +484,7 @@ mod tests {
             &mut rngs,
             &mut GenerationStats {
                 nfe: vec![0],
-                forwards: 0,
+                ..Default::default()
             },
         );
         assert_eq!(canvas.masked_positions(0).len(), 5);

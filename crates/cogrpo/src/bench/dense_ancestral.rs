@@ -15,6 +15,7 @@ use envs::Canvas;
 use envs::seeding::stream;
 use mdm::Denoiser;
 use policy::categorical::Categorical;
+use policy::logits_to_host;
 use rand::Rng;
 
 /// A purpose tag for this sampler's random streams (not shared with the
@@ -26,8 +27,9 @@ const DENSE_ANCESTRAL: u64 = 0x6465_6e73_6500_0101;
 pub struct DenseStats {
     /// Forward passes (steps where nothing was revealed reuse the logits).
     pub forwards: usize,
-    /// Seconds spent drawing on the host (everything but the forwards).
-    pub draw_s: f64,
+    /// Seconds spent in the forward passes and reading their logits back
+    /// (as `policy::GenerationStats::network_s`); the rest is drawing.
+    pub network_s: f64,
 }
 
 /// Fills every mask of `canvas` in `steps` steps of the time grid
@@ -44,27 +46,23 @@ pub fn generate<B: Backend>(
     let mut logits: Vec<f32> = Vec::new();
     let mut changed = true;
     let mut forwards = 0;
-    let mut draw_s = 0.0;
+    let mut network_s = 0.0;
     for i in 0..steps {
         if canvas.is_complete() {
             break;
         }
         if changed {
+            let network = std::time::Instant::now();
             let tokens = canvas.tokens_of_rows(&all);
-            logits = model
-                .forward(Denoiser::input(&tokens, rows, len, device))
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .expect("float logits");
+            logits = logits_to_host(model.forward(Denoiser::input(&tokens, rows, len, device)));
             forwards += 1;
             changed = false;
+            network_s += network.elapsed().as_secs_f64();
         }
         // From t to s < t, a masked position stays masked with probability
         // s / t and otherwise becomes token v with probability
         // p(v) (t - s) / t (MDLM, Sahoo et al. 2024, eq. 7).
         let (t, s) = ((steps - i) as f64, (steps - i - 1) as f64);
-        let draws = std::time::Instant::now();
         let mut row_logits = vec![0f32; vocab + 1];
         for r in 0..rows {
             let mut rng = stream(&[DENSE_ANCESTRAL, seed, canvas.key(r), i as u64]);
@@ -78,9 +76,11 @@ pub fn generate<B: Backend>(
                 }
             }
         }
-        draw_s += draws.elapsed().as_secs_f64();
     }
-    DenseStats { forwards, draw_s }
+    DenseStats {
+        forwards,
+        network_s,
+    }
 }
 
 /// Writes the `vocab + 1` logits of one masked position's step from `t`

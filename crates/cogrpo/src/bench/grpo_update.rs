@@ -45,25 +45,15 @@ pub fn synthetic_records(
         let mut canvas = vec![vocab as u32; len];
         for (step, revealed) in order.chunks(chunk).enumerate() {
             let tokens: Vec<u32> = revealed.iter().map(|&p| clean[p]).collect();
-            records.push(StepRecord {
-                step,
-                total_steps: steps,
-                canvas: canvas.clone(),
-                prompt_len: 0,
-                revealed: revealed.to_vec(),
+            records.push(StepRecord::token_step(
+                (step, steps),
+                canvas.clone(),
+                0,
+                revealed.to_vec(),
                 tokens,
                 // About uniform: the ratio starts near 1 on random weights.
-                token_log_probs: vec![-(vocab as f64).ln(); revealed.len()],
-                temperature: 1.0,
-                guidance: 0.0,
-                schedule_raw: Vec::new(),
-                acted: Vec::new(),
-                reference_raw: Vec::new(),
-                schedule_log_prob: 0.0,
-                state_features: Vec::new(),
-                candidates: Vec::new(),
-                candidate_features: Vec::new(),
-            });
+                vec![-(vocab as f64).ln(); revealed.len()],
+            ));
             advantages.push(if r % 2 == 0 { 1.0 } else { -1.0 });
             for &p in revealed {
                 canvas[p] = clean[p];
@@ -80,6 +70,7 @@ pub fn update<B: AutodiffBackend, O: Optimizer<Denoiser<B>, B>>(
     records: &[StepRecord],
     advantages: &[f32],
     threads: usize,
+    micro_batch_tokens: usize,
     device: &B::Device,
 ) -> Denoiser<B> {
     let len = records.first().map_or(1, |r| r.canvas.len());
@@ -98,7 +89,15 @@ pub fn update<B: AutodiffBackend, O: Optimizer<Denoiser<B>, B>>(
         low: 0.2,
         high: 0.28,
     };
-    let (mut grads, _) = model_gradients(&model, None, &samples, clip, threads, device);
+    let (mut grads, _) = model_gradients(
+        &model,
+        None,
+        &samples,
+        clip,
+        threads,
+        micro_batch_tokens,
+        device,
+    );
     clip_global_norm::<B, _>(&model, &mut grads, 1.0);
     optim.step(1e-5, model, grads)
 }

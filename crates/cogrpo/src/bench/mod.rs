@@ -21,7 +21,7 @@ use mdm::loss::{CleanRow, ForwardProcess};
 use policy::{Sampler, SamplerConfig, SamplerKind};
 use serde::Serialize;
 
-use crate::config::ExperimentConfig;
+use crate::config::{DEFAULT_MICRO_BATCH_TOKENS, ExperimentConfig};
 use crate::optim::adamw;
 use crate::parallel::loss_and_grads;
 use crate::pretrain::init_seed;
@@ -113,11 +113,17 @@ pub fn bench<B: AutodiffBackend>(
         let t = opts.grpo_steps.min(seq_len);
         let (records, adv) =
             grpo_update::synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
+        let micro = cfg
+            .cogrpo
+            .as_ref()
+            .map_or(DEFAULT_MICRO_BATCH_TOKENS, |c| c.micro_batch_tokens);
         let mut optim = AdamWConfig::new().init::<B, Denoiser<B>>();
-        model = grpo_update::update(model, &mut optim, &records, &adv, threads, device);
+        let mut update =
+            |model| grpo_update::update(model, &mut optim, &records, &adv, threads, micro, device);
+        model = update(model);
         let start = Instant::now();
         for _ in 0..opts.train_steps {
-            model = grpo_update::update(model, &mut optim, &records, &adv, threads, device);
+            model = update(model);
         }
         wait_for_device(&model, seq_len, device);
         let secs = start.elapsed().as_secs_f64();

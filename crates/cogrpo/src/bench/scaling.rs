@@ -18,7 +18,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use envs::Canvas;
 use mdm::{Denoiser, DenoiserConfig};
-use policy::{Sampler, SamplerConfig, SamplerKind};
+use policy::{Sampler, SamplerConfig, SamplerKind, logits_to_host};
 use serde::Serialize;
 
 use super::dense_ancestral;
@@ -28,14 +28,16 @@ pub struct ScalingRow {
     pub len: usize,
     pub vocab: usize,
     pub params: usize,
-    /// Seconds per sequence and forward passes of each sampler.
+    /// Seconds per sequence, of them the seconds in the network (forward
+    /// passes and logits read back), and forward passes of each sampler.
     pub dense_s: f64,
+    pub dense_network_s: f64,
     pub dense_forwards: usize,
-    /// Of `dense_s`, the seconds spent drawing on the host.
-    pub dense_draw_s: f64,
     pub ancestral_s: f64,
+    pub ancestral_network_s: f64,
     pub ancestral_forwards: usize,
     pub first_hitting_s: f64,
+    pub first_hitting_network_s: f64,
     pub first_hitting_forwards: usize,
     /// Milliseconds of one all-mask forward pass with the head on every
     /// position, and with the head on one position.
@@ -50,6 +52,15 @@ impl ScalingRow {
 
     pub fn ancestral_over_first_hitting(&self) -> f64 {
         self.ancestral_s / self.first_hitting_s
+    }
+
+    /// The same ratio outside the network: the sampler's own work (draws,
+    /// schedule, canvas), which is what the first-hitting sampler changes.
+    /// Dense: `masked x (vocab + 1)` draws per step, ~L^2 V / 2 per
+    /// sequence; first-hitting: one `vocab` draw per token, ~L V.
+    pub fn dense_over_first_hitting_sampler_side(&self) -> f64 {
+        (self.dense_s - self.dense_network_s)
+            / (self.first_hitting_s - self.first_hitting_network_s)
     }
 }
 
@@ -86,25 +97,33 @@ pub fn scaling<B: Backend>(
             let dense = dense_ancestral::generate(&model, &mut canvas, len, seed, device);
             let dense_s = start.elapsed().as_secs_f64();
 
-            let library = |kind| -> anyhow::Result<(f64, usize)> {
+            let library = |kind| -> anyhow::Result<(f64, f64, usize)> {
                 let mut canvas = blank()?;
                 let start = Instant::now();
                 let stats = Sampler::new(&model, device, seed)
                     .generate(&mut canvas, &SamplerConfig::new(kind, len))?;
-                Ok((start.elapsed().as_secs_f64(), stats.forwards))
+                Ok((
+                    start.elapsed().as_secs_f64(),
+                    stats.network_s,
+                    stats.forwards,
+                ))
             };
-            let (ancestral_s, ancestral_forwards) = library(SamplerKind::Ancestral)?;
-            let (first_hitting_s, first_hitting_forwards) = library(SamplerKind::FirstHitting)?;
+            let (ancestral_s, ancestral_network_s, ancestral_forwards) =
+                library(SamplerKind::Ancestral)?;
+            let (first_hitting_s, first_hitting_network_s, first_hitting_forwards) =
+                library(SamplerKind::FirstHitting)?;
             let row = ScalingRow {
                 len,
                 vocab,
                 params: cfg.num_params(),
                 dense_s,
+                dense_network_s: dense.network_s,
                 dense_forwards: dense.forwards,
-                dense_draw_s: dense.draw_s,
                 ancestral_s,
+                ancestral_network_s,
                 ancestral_forwards,
                 first_hitting_s,
+                first_hitting_network_s,
                 first_hitting_forwards,
                 forward_full_ms,
                 forward_one_ms,
@@ -133,32 +152,32 @@ fn forward_costs<B: Backend>(model: &Denoiser<B>, len: usize, device: &B::Device
         ms.sort_by(f64::total_cmp);
         ms[1]
     };
-    let host = |t: Tensor<B, 2>| -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec().unwrap_or_default()
-    };
-    let full = time(&|| host(model.forward(input()).reshape([len, model.vocab_size()])));
+    let full = time(&|| logits_to_host(model.forward(input())));
     let one = time(&|| {
         let at = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i32], [1]), device);
-        host(model.logits_at(input(), at))
+        logits_to_host(model.logits_at(input(), at))
     });
     (full, one)
 }
 
 pub fn header() -> String {
     format!(
-        "{:>5} {:>6} {:>9} {:>10} {:>10} {:>6} {:>10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>10} {:>9}",
+        "{:>5} {:>6} {:>9} | {:>9} {:>9} {:>5} | {:>9} {:>9} {:>5} | {:>9} {:>9} {:>5} | {:>8} {:>8} {:>9} | {:>10} {:>8}",
         "len",
         "vocab",
         "params",
         "dense s",
-        "draws s",
+        "net s",
         "nfe",
         "ancest s",
+        "net s",
         "nfe",
         "first-h s",
+        "net s",
         "nfe",
         "dense/FH",
         "anc/FH",
+        "sampler",
         "fwd all ms",
         "fwd 1 ms"
     )
@@ -166,19 +185,22 @@ pub fn header() -> String {
 
 pub fn format_row(r: &ScalingRow) -> String {
     format!(
-        "{:>5} {:>6} {:>9} {:>10.3} {:>10.3} {:>6} {:>10.3} {:>6} {:>10.3} {:>6} {:>9.1} {:>9.2} {:>10.2} {:>9.2}",
+        "{:>5} {:>6} {:>9} | {:>9.3} {:>9.3} {:>5} | {:>9.3} {:>9.3} {:>5} | {:>9.3} {:>9.3} {:>5} | {:>8.1} {:>8.2} {:>9.1} | {:>10.2} {:>8.2}",
         r.len,
         r.vocab,
         r.params,
         r.dense_s,
-        r.dense_draw_s,
+        r.dense_network_s,
         r.dense_forwards,
         r.ancestral_s,
+        r.ancestral_network_s,
         r.ancestral_forwards,
         r.first_hitting_s,
+        r.first_hitting_network_s,
         r.first_hitting_forwards,
         r.dense_over_first_hitting(),
         r.ancestral_over_first_hitting(),
+        r.dense_over_first_hitting_sampler_side(),
         r.forward_full_ms,
         r.forward_one_ms
     )

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use policy::{SamplerConfig, SamplerKind};
 use serde::{Deserialize, Serialize};
 
-pub use grpo::{CogrpoConfig, LossAggregation, UpdateMode};
+pub use grpo::{CogrpoConfig, DEFAULT_MICRO_BATCH_TOKENS, LossAggregation, UpdateMode};
 pub use load::{ConfigError, load, load_str, parse_override};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

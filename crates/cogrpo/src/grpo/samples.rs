@@ -144,24 +144,14 @@ mod tests {
     use envs::StepRecord;
 
     fn record(tokens: usize) -> StepRecord {
-        StepRecord {
-            step: 0,
-            total_steps: 2,
-            canvas: vec![0; 4],
-            prompt_len: 0,
-            revealed: (0..tokens).collect(),
-            tokens: vec![1; tokens],
-            token_log_probs: vec![-0.5; tokens],
-            temperature: 1.0,
-            guidance: 0.0,
-            schedule_raw: Vec::new(),
-            acted: Vec::new(),
-            reference_raw: Vec::new(),
-            schedule_log_prob: 0.0,
-            state_features: Vec::new(),
-            candidates: Vec::new(),
-            candidate_features: Vec::new(),
-        }
+        StepRecord::token_step(
+            (0, 2),
+            vec![0; 4],
+            0,
+            (0..tokens).collect(),
+            vec![1; tokens],
+            vec![-0.5; tokens],
+        )
     }
 
     fn trajectory(tokens_per_step: &[usize]) -> Trajectory {

@@ -293,6 +293,7 @@ pub fn train_arm<B: AutodiffBackend>(
                         &used,
                         clip,
                         cfg.run.threads,
+                        c.micro_batch_tokens,
                         device,
                     );
                     check_finite(&st, "model", it)?;

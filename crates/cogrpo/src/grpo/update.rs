@@ -2,11 +2,12 @@
 //!
 //! The model factor's loss needs a forward and backward of the denoiser on
 //! every recorded canvas; the records are split across threads, each on a
-//! replica of the model (as pre-training does), and the gradients summed.
+//! replica of the model (as pre-training does), in micro-batches that bound
+//! the memory of long canvases, and the gradients summed.
 //! The schedule factor is a few small matrices: one thread.
 
 use burn::module::AutodiffModule;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use envs::StepRecord;
@@ -15,7 +16,7 @@ use policy::factors::token_log_probs;
 use policy::learned::{ScheduleBatch, SchedulePolicy};
 
 use super::loss::{Clip, clip_fraction, clipped_loss, k3};
-use crate::parallel::sharded_gradients;
+use crate::parallel::{sharded_gradients, waves};
 
 /// A recorded step with its trajectory's advantage and loss weights.
 #[derive(Debug, Clone, Copy)]
@@ -54,17 +55,24 @@ fn host<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
 }
 
 /// Gradient of the model factor's clipped loss (plus `beta` times the k3 KL
-/// to `reference`) over `samples`, on up to `threads` replicas.
+/// to `reference`) over `samples`, on up to `threads` replicas, each pass
+/// holding at most `micro_batch_tokens` canvas tokens per thread (0: no
+/// bound). The loss is a weighted sum over tokens, so the passes' gradients
+/// add up to the whole batch's.
 pub fn model_gradients<B: AutodiffBackend>(
     model: &Denoiser<B>,
     reference: Option<(&Denoiser<B::InnerBackend>, f64)>,
     samples: &[Sample<'_>],
     clip: Clip,
     threads: usize,
+    micro_batch_tokens: usize,
     device: &B::Device,
 ) -> (GradientsParams, FactorStats) {
-    let shard_len = samples.len().div_ceil(threads.max(1)).max(1);
-    let shards: Vec<&[Sample<'_>]> = samples.chunks(shard_len).collect();
+    let canvas_len = samples.first().map_or(1, |s| s.record.canvas.len().max(1));
+    let max_shard = match micro_batch_tokens {
+        0 => 0,
+        tokens => (tokens / canvas_len).max(1),
+    };
     let run = |m: Denoiser<B>, shard: &&[Sample<'_>]| {
         let records: Vec<&StepRecord> = shard.iter().map(|s| s.record).collect();
         let (mut old, mut adv, mut w) = (Vec::new(), Vec::new(), Vec::new());
@@ -101,12 +109,16 @@ pub fn model_gradients<B: AutodiffBackend>(
         };
         (grads, stats)
     };
-    let (grads, parts) = sharded_gradients(model, &shards, run);
+    let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
     let mut all = Partial::default();
-    for part in parts {
-        all.merge(part);
+    for wave in waves(samples, threads, max_shard) {
+        let (grads, parts) = sharded_gradients(model, &wave, run);
+        accum.accumulate(model, grads);
+        for part in parts {
+            all.merge(part);
+        }
     }
-    (grads, all.stats(clip))
+    (accum.grads(), all.stats(clip))
 }
 
 /// Gradient of the schedule factor's clipped loss (plus `beta` times the KL
@@ -205,4 +217,60 @@ impl Partial {
 /// A frozen copy of `module` (same weights, no gradients).
 pub fn frozen<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> M {
     module.clone().no_grad()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::grpo_update::synthetic_records;
+    use crate::parallel::tests::flat_grads;
+    use burn::backend::{Autodiff, Flex};
+    use mdm::DenoiserConfig;
+
+    type B = Autodiff<Flex>;
+
+    /// Micro-batches on two threads give the gradient and statistics of the
+    /// whole batch in one pass (up to float summation order).
+    #[test]
+    fn micro_batches_add_up_to_the_whole_batch() {
+        let device = Default::default();
+        let model: Denoiser<B> = DenoiserConfig::new(7, 16, 2, 2, 32, 12).init(5, &device);
+        let (records, adv) = synthetic_records(5, 3, 12, 7, 1);
+        let samples: Vec<Sample> = records
+            .iter()
+            .zip(&adv)
+            .map(|(record, &advantage)| Sample {
+                record,
+                advantage,
+                token_weight: 0.1,
+                step_weight: 1.0,
+            })
+            .collect();
+        let clip = Clip {
+            low: 0.2,
+            high: 0.28,
+        };
+        let (whole, s_whole) = model_gradients(&model, None, &samples, clip, 1, 0, &device);
+        // 24 tokens: two 12-token canvases per pass, 8 passes in 4 waves.
+        let (micro, s_micro) = model_gradients(&model, None, &samples, clip, 2, 24, &device);
+        assert_eq!(s_whole.samples, 60, "15 steps of 4 tokens");
+        assert_eq!(s_micro.samples, 60);
+        assert!(
+            (s_whole.loss - s_micro.loss).abs() < 1e-5,
+            "{s_whole:?} vs {s_micro:?}"
+        );
+        assert!((s_whole.entropy - s_micro.entropy).abs() < 1e-6);
+        let (a, b) = (flat_grads(&model, &whole), flat_grads(&model, &micro));
+        let mut max_err = 0.0f32;
+        let mut max_abs = 0.0f32;
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            max_err = max_err.max((x - y).abs());
+            max_abs = max_abs.max(x.abs());
+        }
+        assert!(max_abs > 1e-4, "gradients are not trivially zero");
+        assert!(
+            max_err <= 1e-4 * max_abs,
+            "max |diff| {max_err}, max |g| {max_abs}"
+        );
+    }
 }
