@@ -154,8 +154,31 @@ pub(crate) mod tests {
 
     type B = Autodiff<Flex>;
 
+    /// Asserts that two gradients of `model` agree within 1e-4 of the
+    /// largest entry (float summation order is all that may differ), and
+    /// that they are not trivially zero.
+    pub(crate) fn assert_same_gradients(
+        model: &Denoiser<B>,
+        a: &GradientsParams,
+        b: &GradientsParams,
+    ) {
+        let (a, b) = (flat_grads(model, a), flat_grads(model, b));
+        assert_eq!(a.len(), b.len());
+        let mut max_err = 0.0f32;
+        let mut max_abs = 0.0f32;
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            max_err = max_err.max((x - y).abs());
+            max_abs = max_abs.max(x.abs());
+        }
+        assert!(max_abs > 1e-4, "gradients are not trivially zero");
+        assert!(
+            max_err <= 1e-4 * max_abs,
+            "max |a - b| = {max_err}, max |a| = {max_abs}"
+        );
+    }
+
     /// Every parameter's gradient, flattened, in visiting order.
-    pub(crate) fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
+    fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
         struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
         impl ModuleVisitor<B> for Collect<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -227,20 +250,6 @@ pub(crate) mod tests {
             (loss1 - loss3).abs() < 1e-5 * loss1.abs().max(1.0),
             "{loss1} vs {loss3}"
         );
-        let (g1, g3) = (flat_grads(&model, &grads1), flat_grads(&model, &grads3));
-        assert_eq!(g1.len(), g3.len());
-        let mut max_err = 0.0f32;
-        let mut max_abs = 0.0f32;
-        for (a, b) in g1.iter().zip(&g3) {
-            for (x, y) in a.iter().zip(b) {
-                max_err = max_err.max((x - y).abs());
-                max_abs = max_abs.max(x.abs());
-            }
-        }
-        assert!(max_abs > 1e-4, "gradients are not trivially zero");
-        assert!(
-            max_err <= 1e-4 * max_abs,
-            "max |g1 - g3| = {max_err}, max |g1| = {max_abs}"
-        );
+        assert_same_gradients(&model, &grads1, &grads3);
     }
 }
