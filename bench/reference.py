@@ -216,6 +216,22 @@ def row(what, batch, steps, tokens, total_seconds, seconds, nfe):
                       "seconds": seconds, "nfe": nfe}), flush=True)
 
 
+def timed_optimizer_steps(model, opt, loss_fn, steps):
+    """Seconds of `steps` optimizer steps (loss, backward, global-norm
+    clipping at 1, the optimizer's step) after one untimed warm-up step."""
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - t0
+
+
 def bench(a):
     torch.manual_seed(0)
     model = Denoiser.load(a.weights, a.heads, a.seq)
@@ -225,19 +241,7 @@ def bench(a):
     if a.train_steps > 0:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01)
         tokens = torch.randint(0, vocab, (a.train_batch, n), generator=gen)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = diffusion_loss(model, tokens)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-
-        step()
-        t0 = time.perf_counter()
-        for _ in range(a.train_steps):
-            step()
-        secs = time.perf_counter() - t0
+        secs = timed_optimizer_steps(model, opt, lambda: diffusion_loss(model, tokens), a.train_steps)
         row(f"train ({torch.get_num_threads()} thr)", a.train_batch, a.train_steps,
             a.train_batch * n * a.train_steps, secs, secs / a.train_steps, 0.0)
     # The Co-GRPO model update: recomputed token log-probs, clipped
@@ -247,18 +251,8 @@ def bench(a):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
         canvases, index, targets, adv = grpo_records(a.train_batch, t, n, vocab, gen)
         old = torch.full(targets.shape, -math.log(vocab))
-
-        def update():
-            opt.zero_grad(set_to_none=True)
-            grpo_loss(model, canvases, index, targets, adv, old, n).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-
-        update()
-        t0 = time.perf_counter()
-        for _ in range(a.train_steps):
-            update()
-        secs = time.perf_counter() - t0
+        secs = timed_optimizer_steps(
+            model, opt, lambda: grpo_loss(model, canvases, index, targets, adv, old, n), a.train_steps)
         row(f"grpo_update ({torch.get_num_threads()} thr)", a.train_batch, t,
             a.train_batch * t * n * a.train_steps, secs, secs / a.train_steps, 0.0)
     model.eval()
