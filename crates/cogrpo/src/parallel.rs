@@ -36,7 +36,7 @@ pub fn loss_and_grads<B: AutodiffBackend>(
     device: &B::Device,
 ) -> (f64, GradientsParams) {
     let shards = batch.split(threads);
-    let (grads, values) = sharded_gradients(model, &shards, |replica, shard| {
+    let (grads, values) = sharded_gradients(model, &shards, threads, |replica, shard| {
         let loss = diffusion_loss(&replica, shard, device) * scale;
         let value: f64 = loss.clone().into_scalar().elem();
         (
@@ -47,47 +47,52 @@ pub fn loss_and_grads<B: AutodiffBackend>(
     (values.iter().sum(), grads)
 }
 
-/// Runs `f(replica, shard)` for every shard, each on its own thread with its
-/// own replica of `model` (one shard runs inline), and sums the gradients in
-/// shard order; also returns what `f` measured per shard.
+/// Runs `f(replica, shard)` for every shard, up to `threads` at a time,
+/// each on its own thread with its own replica of `model` (a lone shard
+/// runs inline), and sums the gradients in shard order; also returns what
+/// `f` measured per shard. More shards than threads run in waves, so a
+/// shard's size bounds what each thread holds at once (gradient
+/// accumulation over micro-batches).
 pub fn sharded_gradients<B: AutodiffBackend, S: Sync, R: Send>(
     model: &Denoiser<B>,
     shards: &[S],
+    threads: usize,
     f: impl Fn(Denoiser<B>, &S) -> (GradientsParams, R) + Sync,
 ) -> (GradientsParams, Vec<R>) {
-    let results: Vec<(GradientsParams, R)> = if shards.len() <= 1 {
-        shards.iter().map(|s| f(replica(model), s)).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = shards
-                .iter()
-                .map(|shard| {
-                    let r = replica(model);
-                    let f = &f;
-                    scope.spawn(move || f(r, shard))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a training worker panicked"))
-                .collect()
-        })
-    };
     let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
-    let mut measured = Vec::with_capacity(results.len());
-    for (grads, r) in results {
-        accum.accumulate(model, grads);
-        measured.push(r);
+    let mut measured = Vec::with_capacity(shards.len());
+    for wave in shards.chunks(threads.max(1)) {
+        let results: Vec<(GradientsParams, R)> = if wave.len() <= 1 {
+            wave.iter().map(|s| f(replica(model), s)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = wave
+                    .iter()
+                    .map(|shard| {
+                        let r = replica(model);
+                        let f = &f;
+                        scope.spawn(move || f(r, shard))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a training worker panicked"))
+                    .collect()
+            })
+        };
+        for (grads, r) in results {
+            accum.accumulate(model, grads);
+            measured.push(r);
+        }
     }
     (accum.grads(), measured)
 }
 
-/// `items` cut into waves of at most `threads` consecutive shards, each of
-/// at most `max_shard` items (0: no bound), as even as the bounds allow.
-/// A wave runs one shard per thread; waves run one after another, so
-/// `max_shard` bounds how much each thread holds at once (gradient
-/// accumulation over micro-batches).
-pub fn waves<T>(items: &[T], threads: usize, max_shard: usize) -> Vec<Vec<&[T]>> {
+/// `items` cut into consecutive shards for [`sharded_gradients`] on
+/// `threads` threads: each of at most `max_shard` items (0: no bound), a
+/// multiple of `threads` of them where the items allow, as even as the
+/// bounds allow.
+pub fn bounded_shards<T>(items: &[T], threads: usize, max_shard: usize) -> Vec<&[T]> {
     if items.is_empty() {
         return Vec::new();
     }
@@ -97,9 +102,9 @@ pub fn waves<T>(items: &[T], threads: usize, max_shard: usize) -> Vec<Vec<&[T]>>
         0 => 1,
         m => per_thread.div_ceil(m),
     };
-    let shard = items.len().div_ceil(waves * threads);
-    let shards: Vec<&[T]> = items.chunks(shard).collect();
-    shards.chunks(threads).map(|w| w.to_vec()).collect()
+    items
+        .chunks(items.len().div_ceil(waves * threads))
+        .collect()
 }
 
 /// Applies `f` to every item on up to `threads` scoped worker threads (a
@@ -196,32 +201,30 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn waves_cover_every_item_once_within_the_bounds() {
+    fn bounded_shards_cover_every_item_once_within_the_bounds() {
         let items: Vec<usize> = (0..67).collect();
         for (threads, max_shard) in [(1, 0), (2, 0), (2, 16), (3, 5), (4, 100), (2, 1)] {
-            let w = waves(&items, threads, max_shard);
-            let flat: Vec<usize> = w.iter().flatten().flat_map(|s| s.iter().copied()).collect();
+            let shards = bounded_shards(&items, threads, max_shard);
+            let flat: Vec<usize> = shards.iter().flat_map(|s| s.iter().copied()).collect();
             assert_eq!(flat, items, "threads {threads}, max {max_shard}");
-            for wave in &w {
-                assert!(wave.len() <= threads);
-                for s in wave {
-                    assert!(!s.is_empty());
-                    assert!(
-                        max_shard == 0 || s.len() <= max_shard,
-                        "{} > {max_shard}",
-                        s.len()
-                    );
-                }
+            for s in &shards {
+                assert!(!s.is_empty());
+                assert!(
+                    max_shard == 0 || s.len() <= max_shard,
+                    "{} > {max_shard}",
+                    s.len()
+                );
             }
             if max_shard == 0 {
-                assert_eq!(w.len(), 1, "no bound: one wave");
+                assert!(shards.len() <= threads, "no bound: one wave");
             }
         }
-        // 67 items, 2 threads, at most 16 each: 3 waves of shards of 12.
-        let w = waves(&items, 2, 16);
-        assert_eq!(w.len(), 3);
-        assert_eq!(w[0][0].len(), 12);
-        assert!(waves::<usize>(&[], 2, 4).is_empty());
+        // 67 items, 2 threads, at most 16 each: 3 waves of 2 shards of 12
+        // (the last 7).
+        let shards = bounded_shards(&items, 2, 16);
+        assert_eq!(shards.len(), 6);
+        assert_eq!(shards[0].len(), 12);
+        assert!(bounded_shards::<usize>(&[], 2, 4).is_empty());
     }
 
     /// Sharding the batch across threads must give the same loss and the same

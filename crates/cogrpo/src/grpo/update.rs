@@ -7,7 +7,7 @@
 //! The schedule factor is a few small matrices: one thread.
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use envs::StepRecord;
@@ -16,7 +16,7 @@ use policy::factors::token_log_probs;
 use policy::learned::{ScheduleBatch, SchedulePolicy};
 
 use super::loss::{Clip, clip_fraction, clipped_loss, k3};
-use crate::parallel::{sharded_gradients, waves};
+use crate::parallel::{bounded_shards, sharded_gradients};
 
 /// A recorded step with its trajectory's advantage and loss weights.
 #[derive(Debug, Clone, Copy)]
@@ -109,16 +109,13 @@ pub fn model_gradients<B: AutodiffBackend>(
         };
         (grads, stats)
     };
-    let mut accum = GradientsAccumulator::<Denoiser<B>>::new();
+    let shards = bounded_shards(samples, threads, max_shard);
+    let (grads, parts) = sharded_gradients(model, &shards, threads, run);
     let mut all = Partial::default();
-    for wave in waves(samples, threads, max_shard) {
-        let (grads, parts) = sharded_gradients(model, &wave, run);
-        accum.accumulate(model, grads);
-        for part in parts {
-            all.merge(part);
-        }
+    for part in parts {
+        all.merge(part);
     }
-    (accum.grads(), all.stats(clip))
+    (grads, all.stats(clip))
 }
 
 /// Gradient of the schedule factor's clipped loss (plus `beta` times the KL
