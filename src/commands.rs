@@ -35,13 +35,25 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let cfg = common.load()?;
             dispatch(cfg.run.device, Pretrain { cfg, resume })
         }
-        Command::Eval { common, checkpoint } => {
+        Command::Eval {
+            common,
+            checkpoint,
+            arm,
+        } => {
             let cfg = common.load()?;
-            dispatch(cfg.run.device, Eval { cfg, checkpoint })
+            dispatch(
+                cfg.run.device,
+                Eval {
+                    cfg,
+                    checkpoint,
+                    arm,
+                },
+            )
         }
         Command::Sample {
             common,
             checkpoint,
+            arm,
             prompts,
             n,
         } => {
@@ -52,6 +64,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 SampleJob {
                     cfg,
                     checkpoint,
+                    arm,
                     prompts,
                     n,
                 },
@@ -320,16 +333,78 @@ fn load_inference_model<B: Backend>(
 struct Eval {
     cfg: ExperimentConfig,
     checkpoint: Option<PathBuf>,
+    arm: Option<PathBuf>,
 }
 
 impl Job for Eval {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
+        if let Some(path) = &self.arm {
+            let arm = load_trained_arm::<B::InnerBackend>(&self.cfg, task.as_ref(), path, &device)?;
+            let eval = grpo::evaluate::evaluate_arm(
+                &self.cfg,
+                task.as_ref(),
+                &arm.model,
+                arm.policy(),
+                arm.mode.name(),
+                &device,
+            )?;
+            print!("{}", eval::table(&eval.rows));
+            return Ok(());
+        }
         let source = checkpoint_source(&self.cfg, self.checkpoint)?;
         let model =
             load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
         evaluate_and_report(&self.cfg, task.as_ref(), &model, &device, "eval")
     }
+}
+
+/// A trained arm for inference: its model, its schedule policy, and whether
+/// the arm learned a schedule (otherwise it follows the reference sampler).
+struct LoadedArm<B: Backend> {
+    model: mdm::Denoiser<B>,
+    policy: policy::SchedulePolicy<B>,
+    mode: UpdateMode,
+}
+
+impl<B: Backend> LoadedArm<B> {
+    fn policy(&self) -> Option<&policy::SchedulePolicy<B>> {
+        self.mode.uses_schedule().then_some(&self.policy)
+    }
+}
+
+/// Loads `--arm PATH` after checking that the arm was trained under this
+/// config (everything but the evaluation settings agrees).
+fn load_trained_arm<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<LoadedArm<B>> {
+    let dir = grpo::state::find_arm_checkpoint(path)?;
+    let saved = dir.join("config.toml");
+    let trained: ExperimentConfig = std::fs::read_to_string(&saved)
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok())
+        .with_context(|| format!("cannot read the arm's config {}", saved.display()))?;
+    anyhow::ensure!(
+        grpo::arms::same_arm_training(&trained, cfg),
+        "{} was trained under another config (task, model, pre-training, seed, rewards or \
+         [cogrpo] differ from this one); pass the experiment file it was trained with",
+        dir.display()
+    );
+    let (model, policy, state) = grpo::state::load_arm::<B>(cfg, task, &dir, device)?;
+    eprintln!(
+        "arm `{}` from {} (iteration {})",
+        state.arm.name(),
+        dir.display(),
+        state.iteration
+    );
+    Ok(LoadedArm {
+        model,
+        policy,
+        mode: state.arm,
+    })
 }
 
 fn evaluate_and_report<B: Backend>(
@@ -358,30 +433,63 @@ fn evaluate_and_report<B: Backend>(
 struct SampleJob {
     cfg: ExperimentConfig,
     checkpoint: Option<PathBuf>,
+    arm: Option<PathBuf>,
     prompts: Vec<String>,
     n: usize,
 }
 
 impl Job for SampleJob {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let task = tasks::build(&self.cfg)?;
-        let source = checkpoint_source(&self.cfg, self.checkpoint)?;
-        let model =
-            load_inference_model::<B::InnerBackend>(&self.cfg, task.as_ref(), &source, &device)?;
-        let sampler = self.cfg.sample_sampler(task.layout().answer_len);
+        let cfg = &self.cfg;
+        let task = tasks::build(cfg)?;
+        let (model, arm) = match &self.arm {
+            Some(path) => {
+                let arm = load_trained_arm::<B::InnerBackend>(cfg, task.as_ref(), path, &device)?;
+                (None, Some(arm))
+            }
+            None => {
+                let source = checkpoint_source(cfg, self.checkpoint.clone())?;
+                let model =
+                    load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
+                (Some(model), None)
+            }
+        };
+        let generator = match (&model, &arm) {
+            (_, Some(arm)) => {
+                let c = cfg
+                    .cogrpo
+                    .as_ref()
+                    .context("--arm needs the [cogrpo] section")?;
+                let steps = c.eval_step_counts()[0];
+                sample::Generator {
+                    model: &arm.model,
+                    policy: arm.policy(),
+                    sampler: c.reference.with_steps(steps),
+                    temperature: Some(c.eval_temperature),
+                }
+            }
+            (Some(model), None) => sample::Generator {
+                model,
+                policy: None,
+                sampler: cfg.sample_sampler(task.layout().answer_len),
+                temperature: None,
+            },
+            (None, None) => unreachable!("a model or an arm is loaded above"),
+        };
         let (out, stats) = sample::sample(
             task.as_ref(),
-            &model,
+            &generator,
             &device,
-            &sampler,
             &self.prompts,
             self.n,
-            self.cfg.run.seed,
+            cfg.run.seed,
         )?;
         eprintln!(
-            "# {} ({} steps, {:.1} NFE per sample)",
-            sampler.label(),
-            sampler.steps,
+            "# {}{} ({} steps, {:.1} NFE per sample)",
+            arm.as_ref()
+                .map_or(String::new(), |a| format!("arm `{}`: ", a.mode.name())),
+            generator.sampler.label(),
+            generator.sampler.steps,
             stats.mean_nfe()
         );
         for (i, c) in out.iter().enumerate() {

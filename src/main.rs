@@ -49,7 +49,8 @@ enum Command {
     },
     /// Evaluate a checkpoint on the held-out split (sampler sweep, ELBO).
     #[command(
-        after_help = "Example:\n  cogrpo eval --config experiments/sudoku4.toml --set eval.max_examples=100"
+        after_help = "Examples:\n  cogrpo eval --config experiments/sudoku4.toml --set eval.max_examples=100\n  \
+        cogrpo eval --config experiments/sudoku4-cogrpo.toml --arm runs/sudoku4-cogrpo/arms/schedule"
     )]
     Eval {
         #[command(flatten)]
@@ -57,10 +58,16 @@ enum Command {
         /// A checkpoint directory or .safetensors file (default: the run's newest).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// A trained Co-GRPO arm (runs/<name>/arms/<arm>, or one of its
+        /// checkpoints): evaluates its model with its learned schedule at
+        /// cogrpo.eval_steps, as the report does.
+        #[arg(long, conflicts_with = "checkpoint")]
+        arm: Option<PathBuf>,
     },
     /// Print completions of prompts.
     #[command(
         after_help = "Examples:\n  cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 2\n  \
+        cogrpo sample --config experiments/sudoku4-cogrpo.toml --arm runs/sudoku4-cogrpo/arms/schedule\n  \
         cogrpo sample --config experiments/sudoku4.toml --prompt 3102200002100320 \\\n    \
         --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0"
     )]
@@ -69,6 +76,12 @@ enum Command {
         common: Common,
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// A trained Co-GRPO arm (runs/<name>/arms/<arm>, or one of its
+        /// checkpoints): its model with its learned schedule in mode, at the
+        /// first of cogrpo.eval_steps and token temperature
+        /// cogrpo.eval_temperature.
+        #[arg(long, conflicts_with = "checkpoint")]
+        arm: Option<PathBuf>,
         /// Text fixed at the start of the sequence (repeatable).
         #[arg(long = "prompt")]
         prompts: Vec<String>,

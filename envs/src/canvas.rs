@@ -151,9 +151,7 @@ impl Canvas {
     pub fn tokens_with_prompt_masked(&self, rows: &[usize]) -> Vec<u32> {
         let mut out = Vec::with_capacity(rows.len() * self.len);
         for &r in rows {
-            let p = self.prompt_len[r];
-            out.extend(std::iter::repeat_n(self.mask_id, p));
-            out.extend_from_slice(&self.row(r)[p..]);
+            out.extend(prompt_masked(self.row(r), self.prompt_len[r], self.mask_id));
         }
         out
     }
@@ -188,6 +186,19 @@ impl Canvas {
         }
         out
     }
+}
+
+/// `row` with its first `prompt_len` tokens replaced by `mask_id`: the input
+/// of the unconditional branch of SMDM's classifier-free guidance (the same
+/// network, the prompt hidden).
+pub fn prompt_masked(
+    row: &[u32],
+    prompt_len: usize,
+    mask_id: u32,
+) -> impl Iterator<Item = u32> + '_ {
+    row.iter()
+        .enumerate()
+        .map(move |(i, &t)| if i < prompt_len { mask_id } else { t })
 }
 
 #[cfg(test)]

@@ -3,25 +3,34 @@
 //! - A sampler sweep: every `eval.samplers` entry at every `eval.steps`
 //!   count generates an answer for each test example; the task's verifiers
 //!   score them (Sudoku: solved share, d1's cell accuracy, valid cells).
+//!   [`EvalPoint`] is the one evaluation loop: the arms of `cogrpo run`
+//!   (their learned schedules, and `base` with the reference sampler) run
+//!   through it too.
 //! - A likelihood bound: the Monte Carlo ELBO of the test answers in bits
 //!   per token (`eval.nll_samples` stratified times per sequence).
 
 use std::time::Instant;
 
-use anyhow::bail;
 use burn::prelude::*;
 use envs::seeding::{derive_key, purpose, stream};
-use envs::{Canvas, Example, Task};
+use envs::{Canvas, Example, Task, Trajectory};
 use mdm::Denoiser;
 use mdm::likelihood::elbo_nll;
 use mdm::loss::CleanRow;
-use policy::{Sampler, SamplerConfig};
-use rewards::{RewardItem, Verifier};
+use policy::learned::SchedulePolicy;
+use policy::{Act, Rollout, SamplerConfig};
+use rewards::{RewardItem, RewardSet, RolloutCost, Verifier};
 
 use crate::config::ExperimentConfig;
 use crate::logging::{Progress, Scalars};
 use crate::parallel::map_parallel;
 use crate::run_dir::EvalRow;
+
+/// The seed of every evaluation's draws: the same for `cogrpo eval` and each
+/// arm of `cogrpo run`, so that a fixed sampler scores the same in both.
+pub fn eval_seed(cfg: &ExperimentConfig) -> u64 {
+    derive_key(&[purpose::SAMPLER, cfg.run.seed, 0x65_76_61_6c])
+}
 
 /// Runs the configured sweep and likelihood bound.
 pub fn evaluate<B: Backend>(
@@ -32,115 +41,194 @@ pub fn evaluate<B: Backend>(
     log: &mut Scalars,
 ) -> anyhow::Result<Vec<EvalRow>> {
     let e = &cfg.eval;
-    let all = task.test_examples();
-    let examples = &all[..e.max_examples.unwrap_or(all.len()).min(all.len())];
-    let verifiers = rewards::verifiers_for(task.name());
-    if !e.samplers.is_empty() && verifiers.is_empty() {
-        bail!(
-            "task `{}` has no verifier to score generated answers; leave eval.samplers empty \
-             and use eval.nll_samples for a likelihood evaluation",
-            task.name()
-        );
-    }
+    let examples = test_examples(cfg, task);
     let mut rows = Vec::new();
-    for sampler in cfg.sweep() {
-        let r = sweep_point(cfg, task, model, device, &sampler, examples, &verifiers)?;
-        for row in &r {
-            log.scalar(
-                &format!("eval/{}/{}", row.sampler, row.metric),
-                row.value,
-                sampler.steps,
-            );
+    if !e.samplers.is_empty() {
+        let scorer = Scorer::new(cfg, task)?;
+        for sampler in cfg.sweep() {
+            let point = EvalPoint {
+                label: sampler.label(),
+                model,
+                policy: None,
+                sampler: sampler.clone(),
+                temperature: None,
+            };
+            let (r, _) = point.evaluate(cfg, task, &examples, &scorer, false, device)?;
+            for row in &r {
+                log.scalar(
+                    &format!("eval/{}/{}", row.sampler, row.metric),
+                    row.value,
+                    sampler.steps,
+                );
+            }
+            rows.extend(r);
         }
-        rows.extend(r);
     }
     if e.nll_samples > 0 {
-        let row = likelihood(cfg, model, device, examples)?;
+        let row = likelihood(cfg, model, device, &examples)?;
         log.scalar("eval/elbo_bits_per_token", row.value, 0);
         rows.push(row);
     }
     Ok(rows)
 }
 
-/// One sampler at one step count over `examples`: a row per verifier.
-pub fn sweep_point<B: Backend>(
-    cfg: &ExperimentConfig,
-    task: &dyn Task,
-    model: &Denoiser<B>,
-    device: &B::Device,
-    sampler: &SamplerConfig,
-    examples: &[Example],
-    verifiers: &[Box<dyn Verifier>],
-) -> anyhow::Result<Vec<EvalRow>> {
-    let start = Instant::now();
-    let label = sampler.label();
-    let progress = Progress::new(
-        examples.len() as u64,
-        &format!("{label} T={}", sampler.steps),
-    );
-    let seed = derive_key(&[purpose::SAMPLER, cfg.run.seed, 0x65_76_61_6c]);
-    let runner = Sampler::new(model, device, seed);
-    // Batches run on worker threads; each row's draws are keyed by its
-    // example id, so the numbers do not depend on batching or threads.
-    let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
-    let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
-        let mut canvas = Canvas::from_examples(
-            chunk,
-            1,
-            task.layout().seq_len(),
-            model.mask_id(),
-            |ex, _| ex.id,
-        )?;
-        let stats = runner.generate(&mut canvas, sampler)?;
-        let scores: Vec<Vec<Option<f64>>> = chunk
+/// The held-out examples an evaluation uses (`eval.max_examples` of them).
+pub fn test_examples(cfg: &ExperimentConfig, task: &dyn Task) -> Vec<Example> {
+    let all = task.test_examples();
+    let n = cfg.eval.max_examples.unwrap_or(all.len()).min(all.len());
+    all[..n].to_vec()
+}
+
+/// How generated answers are scored: the task's verifiers, or for a task
+/// without any (text) the configured rewards, as the metric `reward`.
+pub struct Scorer {
+    verifiers: Vec<Box<dyn Verifier>>,
+    rewards: Option<RewardSet>,
+}
+
+impl Scorer {
+    pub fn new(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Self> {
+        let verifiers = rewards::verifiers_for(task.name());
+        let rewards = if verifiers.is_empty() {
+            Some(
+                rewards::build_reward_set(&cfg.rewards, task.name()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "task `{}` has no verifier, so generated answers are scored with                          [rewards]: {e}; or leave eval.samplers empty and use                          eval.nll_samples for a likelihood evaluation",
+                        task.name()
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { verifiers, rewards })
+    }
+
+    /// Mean of every metric over `items`: `(name, sum, count)`.
+    fn score(
+        &self,
+        task: &dyn Task,
+        items: &[RewardItem],
+        nfe: &[u32],
+    ) -> anyhow::Result<Vec<(String, f64, usize)>> {
+        let mut out: Vec<(String, f64, usize)> = self
+            .verifiers
             .iter()
-            .enumerate()
-            .map(|(r, ex)| {
-                let item = RewardItem::new(ex, 0, canvas.answer(r), task.vocab());
-                verifiers.iter().map(|v| v.score(&item)).collect()
+            .map(|v| {
+                let s: Vec<f64> = items.iter().filter_map(|it| v.score(it)).collect();
+                (v.name().to_string(), s.iter().sum(), s.len())
             })
             .collect();
-        progress.inc(chunk.len() as u64);
-        Ok((stats.nfe.iter().map(|&n| n as f64).sum::<f64>(), scores))
-    })?;
-    progress.finish();
-    let mut sums = vec![(0.0f64, 0usize); verifiers.len()];
-    let mut nfe = 0.0;
-    for (batch_nfe, scores) in per_batch {
-        nfe += batch_nfe;
-        for row in scores {
-            for (score, sum) in row.into_iter().zip(sums.iter_mut()) {
-                if let Some(score) = score {
-                    sum.0 += score;
-                    sum.1 += 1;
-                }
-            }
+        if let Some(set) = &self.rewards {
+            let costs: Vec<RolloutCost> = nfe
+                .iter()
+                .map(|&n| RolloutCost {
+                    nfe: n as f64,
+                    wall_s: 0.0,
+                    answer_len: task.layout().answer_len,
+                })
+                .collect();
+            let scored = set.score(items, &costs)?;
+            let totals: Vec<f64> = (0..scored.len())
+                .filter_map(|i| scored.total(i).map(f64::from))
+                .collect();
+            out.push(("reward".into(), totals.iter().sum(), totals.len()));
         }
+        Ok(out)
     }
-    let wall_s = start.elapsed().as_secs_f64();
-    let scores: Vec<String> = verifiers
-        .iter()
-        .zip(&sums)
-        .map(|(v, (sum, n))| format!("{} {:.4}", v.name(), sum / (*n).max(1) as f64))
-        .collect();
-    progress.println(&format!(
-        "{label} T={}: {} ({wall_s:.1}s)",
-        sampler.steps,
-        scores.join(", ")
-    ));
-    Ok(verifiers
-        .iter()
-        .zip(sums)
-        .map(|(v, (sum, n))| EvalRow {
-            sampler: label.clone(),
-            steps: sampler.steps,
-            metric: v.name().to_string(),
-            value: if n > 0 { sum / n as f64 } else { f64::NAN },
-            n,
-            nfe: nfe / examples.len().max(1) as f64,
-            wall_s,
-        })
-        .collect())
+}
+
+/// One evaluation point: a model with a fixed sampler or a learned schedule
+/// at one step count. The one evaluation loop of `cogrpo eval` and of every
+/// arm of `cogrpo run` (the `base` arm is the reference sampler).
+pub struct EvalPoint<'a, B: Backend> {
+    /// The rows' `sampler` column: a sampler's label or an arm's name.
+    pub label: String,
+    pub model: &'a Denoiser<B>,
+    /// A learned schedule acting in mode; `None` follows `sampler`.
+    pub policy: Option<&'a SchedulePolicy<B>>,
+    /// The (reference) sampler, with its step count.
+    pub sampler: SamplerConfig,
+    /// Replaces the token temperature (an arm's `eval_temperature`).
+    pub temperature: Option<f64>,
+}
+
+impl<B: Backend> EvalPoint<'_, B> {
+    /// Generates an answer for every example and scores them: one row per
+    /// metric, and the trajectories when `record`.
+    pub fn evaluate(
+        &self,
+        cfg: &ExperimentConfig,
+        task: &dyn Task,
+        examples: &[Example],
+        scorer: &Scorer,
+        record: bool,
+        device: &B::Device,
+    ) -> anyhow::Result<(Vec<EvalRow>, Vec<Trajectory>)> {
+        let start = Instant::now();
+        let steps = self.sampler.steps;
+        let label = &self.label;
+        let progress = Progress::new(examples.len() as u64, &format!("{label} T={steps}"));
+        let rollout = Rollout {
+            model: self.model,
+            policy: self.policy,
+            reference: &self.sampler,
+            steps,
+            act: Act::Mode,
+            temperature: self.temperature,
+            seed: eval_seed(cfg),
+            device: device.clone(),
+        };
+        // Batches run on worker threads; each row's draws are keyed by its
+        // example id, so the numbers do not depend on batching or threads.
+        let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
+        let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
+            let mut canvas = Canvas::from_examples(
+                chunk,
+                1,
+                task.layout().seq_len(),
+                self.model.mask_id(),
+                |ex, _| ex.id,
+            )?;
+            let (trajectories, stats) = rollout.run(&mut canvas, record)?;
+            let items: Vec<RewardItem> = (0..chunk.len())
+                .map(|r| RewardItem::new(&chunk[r], 0, canvas.answer(r), task.vocab()))
+                .collect();
+            progress.inc(chunk.len() as u64);
+            Ok((stats.nfe, items, trajectories))
+        })?;
+        progress.finish();
+        let (mut nfe, mut items, mut trajectories) = (Vec::new(), Vec::new(), Vec::new());
+        for (n, it, t) in per_batch {
+            nfe.extend(n);
+            items.extend(it);
+            trajectories.extend(t);
+        }
+        let metrics = scorer.score(task, &items, &nfe)?;
+        let wall_s = start.elapsed().as_secs_f64();
+        let mean_nfe = nfe.iter().map(|&n| n as f64).sum::<f64>() / examples.len().max(1) as f64;
+        let line: Vec<String> = metrics
+            .iter()
+            .map(|(name, s, n)| format!("{name} {:.4}", s / (*n).max(1) as f64))
+            .collect();
+        progress.println(&format!(
+            "{label} T={steps}: {} ({wall_s:.1}s)",
+            line.join(", ")
+        ));
+        let rows = metrics
+            .into_iter()
+            .map(|(metric, sum, n)| EvalRow {
+                sampler: label.clone(),
+                steps,
+                metric,
+                value: if n > 0 { sum / n as f64 } else { f64::NAN },
+                n,
+                nfe: mean_nfe,
+                wall_s,
+            })
+            .collect();
+        Ok((rows, trajectories))
+    }
 }
 
 /// The held-out ELBO bound in bits per answer token.

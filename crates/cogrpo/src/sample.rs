@@ -5,7 +5,8 @@ use burn::prelude::*;
 use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Task};
 use mdm::Denoiser;
-use policy::{GenerationStats, Sampler, SamplerConfig};
+use policy::learned::SchedulePolicy;
+use policy::{Act, GenerationStats, Rollout, SamplerConfig};
 
 /// One generated sequence.
 pub struct Completion {
@@ -15,18 +16,29 @@ pub struct Completion {
     pub completion: String,
 }
 
+/// How completions are generated: a fixed sampler, or a trained arm's
+/// learned schedule acting in mode over its reference sampler.
+pub struct Generator<'a, B: Backend> {
+    pub model: &'a Denoiser<B>,
+    pub policy: Option<&'a SchedulePolicy<B>>,
+    /// The sampler (the arm's reference), with its step count.
+    pub sampler: SamplerConfig,
+    /// Replaces the sampler's token temperature (an arm's `eval_temperature`).
+    pub temperature: Option<f64>,
+}
+
 /// Generates `n` completions of each prompt. With no prompts, tasks with a
 /// prompt layout (Sudoku) use the first test prompts, others generate
 /// unconditionally.
 pub fn sample<B: Backend>(
     task: &dyn Task,
-    model: &Denoiser<B>,
+    generator: &Generator<B>,
     device: &B::Device,
-    sampler: &SamplerConfig,
     prompts: &[String],
     n: usize,
     seed: u64,
 ) -> anyhow::Result<(Vec<Completion>, GenerationStats)> {
+    let model = generator.model;
     let mut fixed: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| {
@@ -55,7 +67,17 @@ pub fn sample<B: Backend>(
         canvas.push_row(p, i as u64)?;
     }
     let seed = derive_key(&[purpose::SAMPLER, seed, 0x73_61_6d_70]);
-    let stats = Sampler::new(model, device, seed).generate(&mut canvas, sampler)?;
+    let rollout = Rollout {
+        model,
+        policy: generator.policy,
+        reference: &generator.sampler,
+        steps: generator.sampler.steps,
+        act: Act::Mode,
+        temperature: generator.temperature,
+        seed,
+        device: device.clone(),
+    };
+    let (_, stats) = rollout.run(&mut canvas, false)?;
     let vocab = task.vocab();
     let out = (0..canvas.rows())
         .map(|r| {

@@ -10,6 +10,7 @@
 //!
 //! Everything is generic over burn's `Backend`; the CLI picks the concrete one.
 
+pub mod atomic;
 pub mod config;
 pub mod init;
 pub mod likelihood;

@@ -146,9 +146,7 @@ pub fn export<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), Weight
         "cogrpo (SMDM TransEncoder layout)".to_string(),
     );
     let data = safetensors::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, data).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    crate::atomic::write(path, &data).map_err(|e| err(e.to_string()))
 }
 
 /// Reads an SMDM safetensors file into a denoiser of shape `cfg`. Every

@@ -24,17 +24,17 @@ pub enum WeightsError {
 
 /// Saves the model's parameters to `path` atomically.
 pub fn save<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), WeightsError> {
-    let tmp = tmp_path(path);
     let write_err = |message: String| WeightsError::Write {
         path: path.to_path_buf(),
         message,
     };
-    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| write_err(e.to_string()))?;
-    sync_file(&tmp).map_err(|e| write_err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+    crate::atomic::replace_with(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
+        model
+            .save_into(&mut store)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| write_err(e.to_string()))
 }
 
 /// Loads parameters from `path` into `model`, which must have the same
@@ -75,19 +75,6 @@ pub fn load<B: Backend>(mut model: Denoiser<B>, path: &Path) -> Result<Denoiser<
             message: problems.join("; "),
         })
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-fn sync_file(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
 }
 
 #[cfg(test)]

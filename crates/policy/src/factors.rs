@@ -4,7 +4,10 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use envs::StepRecord;
+use envs::canvas::prompt_masked;
 use mdm::Denoiser;
+
+use crate::network::{column, guided};
 
 /// Log-probabilities `[K]` of every revealed token of `records` (in record
 /// order, then reveal order) under `model`, at each step's temperature and
@@ -35,8 +38,6 @@ pub fn token_log_probs<B: Backend>(
     }
     let k = index.len();
     let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), device);
-    let column =
-        |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [k]), device).reshape([k, 1]);
     let tokens: Vec<u32> = records
         .iter()
         .flat_map(|r| r.canvas.iter().copied())
@@ -44,22 +45,15 @@ pub fn token_log_probs<B: Backend>(
     // Only the revealed positions go through the output head.
     let mut logits = model.logits_at(Denoiser::input(&tokens, n, len, device), index.clone());
     if records.iter().any(|r| r.guidance != 0.0) {
-        let mask = model.mask_id();
         let uncond: Vec<u32> = records
             .iter()
-            .flat_map(|r| {
-                r.canvas
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, &t)| if i < r.prompt_len { mask } else { t })
-            })
+            .flat_map(|r| prompt_masked(&r.canvas, r.prompt_len, model.mask_id()))
             .collect();
         let lu = model.logits_at(Denoiser::input(&uncond, n, len, device), index);
-        // SMDM's unsupervised CFG: l_u + (1 + w) (l_c - l_u)
-        logits = lu.clone() + (logits - lu) * column(scale);
+        logits = guided(logits, lu, column(scale, device));
     }
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [k]), device);
-    let picked = logits * column(inv_temp);
+    let picked = logits * column(inv_temp, device);
     let log_p = log_softmax(picked, 1);
     let entropy = (log_p.clone().exp() * log_p.clone())
         .sum_dim(1)

@@ -8,13 +8,19 @@
 //! Categorical draws are made in float64 on the host ([`categorical`]).
 
 pub mod categorical;
+mod decide;
+pub mod draw;
 pub mod factors;
 pub mod learned;
+pub mod network;
 pub mod rollout;
 pub mod sampler;
 pub mod schedule;
 
 pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
+pub use network::logits_to_host;
 pub use rollout::{Act, Rollout};
-pub use sampler::{GenerationStats, Sampler, SamplerError, logits_to_host};
-pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection};
+pub use sampler::{GenerationStats, Sampler, SamplerError};
+pub use schedule::{
+    RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection, reveal_from_ratio,
+};

@@ -1,34 +1,55 @@
-//! Rollouts of the generation MDP with the factorized policy
+//! The generation step, once, for every way of generating: the fixed
+//! samplers (`cogrpo sample`, `cogrpo eval`), the recording rollouts of
+//! Co-GRPO and the evaluation of its arms. The policy factorizes as
 //! `pi(a_t | s_t) = pi_phi(A_t | s_t) * prod_i p_theta(V_t^i | s_t, A_t)`.
 //!
-//! All rows of a canvas (all prompts x all group members) advance together:
-//! one batched forward per step (two with guidance), logits at the masked
-//! positions copied to the host once, then per row: features, the schedule
-//! action (reference values, learned components drawn from the Gaussian,
-//! positions from the Plackett-Luce policy or the reference rule), and the
-//! tokens, drawn in float64. With `record` set, every step is kept as an
-//! [`envs::StepRecord`] holding what the loss needs to recompute both factors.
+//! One step, for every row that still has masks:
+//! 1. **observe** (learned policies only): one batched forward at every
+//!    masked position; the schedule policy reads features of those logits;
+//! 2. **decide** the schedule action ([`crate::decide`]): the reference
+//!    schedule's action, learned components drawn from the Gaussian head,
+//!    the reveal count, and the positions when they are chosen before the
+//!    tokens (uniformly, or by the learned Plackett-Luce order);
+//! 3. **logits** of the rows that reveal something, with guidance: the
+//!    observation's logits, or one batched forward at only the positions
+//!    read (Zheng et al.: a first-hitting step reads one position, not all);
+//! 4. **tokens**, drawn in float64 ([`crate::draw`]); confidence selection
+//!    keeps the most confident candidates. The transition writes them.
 //!
-//! Row `r`'s draws at step `t` come from the stream `(SAMPLER, seed, key(r),
-//! t)`: a trajectory does not depend on its batch and can be replayed.
+//! A step where no row reveals anything and no policy observes costs no
+//! forward: the denoiser has no time input, so its output would not change.
+//!
+//! **Reveal counts** (one rule): the reference schedule gives a count `k` of
+//! the `n` masked positions (linear or cosine, or a binomial draw for
+//! ancestral; it may be 0 when T exceeds the masked count); its ratio
+//! `k / n`, or the learned ratio in its place, becomes `round(ratio * n)` in
+//! `[0, n]`; the last step reveals every position left.
+//!
+//! **Random-draw order** (one order): row `r`'s draws at step `t` come from
+//! the stream `(SAMPLER, seed, key(r), t)`, in this order: the ancestral
+//! count; the learned Gaussian components (two uniforms each, in component
+//! order); the positions (Fisher-Yates, or one Gumbel per candidate for the
+//! learned order); one uniform per token, in the order of the chosen
+//! positions (for confidence selection: a candidate token at every masked
+//! position in position order, then one Gumbel per candidate). A trajectory
+//! does not depend on its batch, thread or the other rows, and can be
+//! replayed.
 
 use std::time::Instant;
 
 use burn::prelude::*;
-use envs::seeding::{purpose, stream, uniform_f64};
+use envs::seeding::{purpose, stream};
 use envs::{Canvas, StepRecord, Trajectory};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
 
-use crate::categorical::{Categorical, argmax, gumbel, log_softmax_at};
+use crate::decide::Decision;
+use crate::draw::{Draw, most_confident};
+use crate::learned::SchedulePolicy;
 use crate::learned::components::Component;
-use crate::learned::features::{
-    CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
-};
-use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
-use crate::sampler::{
-    GenerationStats, SamplerError, check_canvas, choose_uniform, logits_at_queries, logits_to_host,
-};
+use crate::network::scale_column;
+use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
+use crate::sampler::{GenerationStats, SamplerError};
 use crate::schedule::{SamplerConfig, SamplerKind};
 
 /// How the schedule policy acts.
@@ -43,11 +64,12 @@ pub enum Act {
 
 pub struct Rollout<'a, B: Backend> {
     pub model: &'a Denoiser<B>,
-    /// The learned schedule; `None` follows `reference` exactly.
+    /// The learned schedule; `None` follows `reference` exactly (a fixed
+    /// sampler).
     pub policy: Option<&'a SchedulePolicy<B>>,
-    /// The fixed schedule: reveal rule (`first_hitting`: random positions,
-    /// `confidence`: most confident, Gumbel-perturbed at its re-mask
-    /// temperature), count schedule and the components not learned.
+    /// The fixed schedule: reveal rule (`ancestral`, `first_hitting`: random
+    /// positions, `confidence`: most confident, Gumbel-perturbed at its
+    /// re-mask temperature), count schedule and the components not learned.
     pub reference: &'a SamplerConfig,
     pub steps: usize,
     pub act: Act,
@@ -57,12 +79,22 @@ pub struct Rollout<'a, B: Backend> {
     pub device: B::Device,
 }
 
-/// The resolved action of one row at one step.
-struct Action {
-    reveal: usize,
-    temperature: f64,
-    remask_temperature: f64,
-    guidance: f64,
+/// The model's logits at every masked position of the active rows, as a
+/// learned policy observed them before acting.
+pub(crate) struct Observation<B: Backend> {
+    /// `[sum of masked counts, vocab]` on the device (conditional, untempered).
+    pub logits: Tensor<B, 2>,
+    /// The same on the host.
+    pub host: Vec<f32>,
+    /// Row `a`'s first position in `logits`.
+    pub offsets: Vec<usize>,
+}
+
+/// Token logits on the host and where each revealing row's block starts.
+struct TokenLogits {
+    host: Vec<f32>,
+    /// Per revealing row: the (sorted) positions read and the block start.
+    blocks: Vec<(Vec<usize>, usize)>,
 }
 
 impl<B: Backend> Rollout<'_, B> {
@@ -74,6 +106,7 @@ impl<B: Backend> Rollout<'_, B> {
         record: bool,
     ) -> Result<(Vec<Trajectory>, GenerationStats), SamplerError> {
         self.check(canvas)?;
+        let reference = self.reference.with_steps(self.steps);
         let rows = canvas.rows();
         let n0: Vec<usize> = (0..rows).map(|r| canvas.n_masked(r)).collect();
         let mut trajectories: Vec<Trajectory> = (0..rows)
@@ -89,15 +122,65 @@ impl<B: Backend> Rollout<'_, B> {
             ..Default::default()
         };
         for step in 0..self.steps {
-            let records = self.step(canvas, &n0, step, &mut stats)?;
+            let records = self.step(canvas, &reference, &n0, step, &mut stats);
             if record {
                 for (r, rec) in records {
                     trajectories[r].steps.push(rec);
                 }
             }
         }
+        debug_assert!(canvas.is_complete());
         for (r, t) in trajectories.iter_mut().enumerate() {
             t.final_tokens = canvas.row(r).to_vec();
+        }
+        Ok((trajectories, stats))
+    }
+
+    /// As [`Rollout::run`], with the rows split across up to `threads`
+    /// threads. burn's CPU backend spreads only its large matmuls over the
+    /// cores, so one batch leaves them idle during every other op (rows
+    /// split across threads: a batch-64 forward 1.5x faster,
+    /// docs/performance.md); every row's draws are keyed by the row, so the
+    /// result does not depend on `threads`.
+    pub fn run_threads(
+        &self,
+        canvas: &mut Canvas,
+        record: bool,
+        threads: usize,
+    ) -> Result<(Vec<Trajectory>, GenerationStats), SamplerError>
+    where
+        Self: Sync,
+    {
+        let rows = canvas.rows();
+        let threads = threads.clamp(1, rows.max(1));
+        if threads == 1 {
+            return self.run(canvas, record);
+        }
+        let chunk = rows.div_ceil(threads);
+        let starts: Vec<usize> = (0..rows).step_by(chunk).collect();
+        let mut parts: Vec<Canvas> = starts
+            .iter()
+            .map(|&s| canvas.sub_canvas(s..(s + chunk).min(rows)))
+            .collect();
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter_mut()
+                .map(|part| scope.spawn(move || self.run(part, record)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a generation thread panicked"))
+                .collect()
+        });
+        let mut trajectories = Vec::with_capacity(rows);
+        let mut stats = GenerationStats::default();
+        for ((start, part), result) in starts.iter().zip(&parts).zip(results) {
+            let (t, s) = result?;
+            canvas.write_rows(*start, part);
+            trajectories.extend(t);
+            stats.nfe.extend(s.nfe);
+            stats.forwards += s.forwards;
+            stats.network_s += s.network_s;
         }
         Ok((trajectories, stats))
     }
@@ -107,7 +190,7 @@ impl<B: Backend> Rollout<'_, B> {
         if self.steps == 0 {
             return bad("steps", "must be at least 1");
         }
-        if self.reference.kind == SamplerKind::Ancestral {
+        if self.reference.kind == SamplerKind::Ancestral && self.policy.is_some() {
             return bad(
                 "kind",
                 "ancestral sampling draws its reveal counts at random; a learned schedule \
@@ -120,7 +203,7 @@ impl<B: Backend> Rollout<'_, B> {
         check_canvas(self.model, canvas)
     }
 
-    fn components(&self) -> &[Component] {
+    pub(crate) fn components(&self) -> &[Component] {
         self.policy.map_or(&[], |p| p.components())
     }
 
@@ -128,326 +211,220 @@ impl<B: Backend> Rollout<'_, B> {
     fn step(
         &self,
         canvas: &mut Canvas,
+        reference: &SamplerConfig,
         n0: &[usize],
         step: usize,
         stats: &mut GenerationStats,
-    ) -> Result<Vec<(usize, StepRecord)>, SamplerError> {
-        let total = self.steps;
-        let last = step + 1 == total;
+    ) -> Vec<(usize, StepRecord)> {
         let active: Vec<usize> = (0..canvas.rows())
             .filter(|&r| canvas.n_masked(r) > 0)
             .collect();
         if active.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let comps = self.components().to_vec();
-        let guided = self.reference.guidance != 0.0 || comps.contains(&Component::Guidance);
-        let masked: Vec<Vec<usize>> = active.iter().map(|&r| canvas.masked_positions(r)).collect();
-        let vocab = self.model.vocab_size();
-        let network = Instant::now();
-        let cond = self.masked_logits(canvas, &active, &masked, false);
-        let uncond = guided.then(|| self.masked_logits(canvas, &active, &masked, true));
-        stats.network_s += network.elapsed().as_secs_f64();
-        stats.forwards += 1;
         let mut rngs: Vec<StdRng> = active
             .iter()
             .map(|&r| stream(&[purpose::SAMPLER, self.seed, canvas.key(r), step as u64]))
             .collect();
-
-        // The reference action of every row; learned components replace
-        // their values below.
-        let mut values: Vec<Values> = active
-            .iter()
-            .enumerate()
-            .map(|(a, &r)| self.reference_values(n0[r], masked[a].len(), step))
+        // 1. Observe.
+        let observed = self.policy.map(|_| self.observe(canvas, &active, stats));
+        // 2. Decide.
+        let mut decisions = self.decide(
+            canvas,
+            reference,
+            &active,
+            n0,
+            step,
+            observed.as_ref(),
+            &mut rngs,
+        );
+        // 3. Logits of the rows that reveal something.
+        let revealing: Vec<usize> = (0..active.len())
+            .filter(|&a| decisions[a].reveal > 0)
             .collect();
-
-        // The state as the schedule policy sees it.
-        let mut records = Vec::with_capacity(active.len());
-        let mut offsets = Vec::with_capacity(active.len());
-        let mut offset = 0;
-        for (a, &r) in active.iter().enumerate() {
-            let n = masked[a].len();
-            let pos_stats: Vec<PositionStats> = (0..n)
-                .map(|i| PositionStats::of(&cond[(offset + i) * vocab..(offset + i + 1) * vocab]))
-                .collect();
-            let answer_len = canvas.len() - canvas.prompt_len(r);
-            let reference = values[a];
-            let reference_raw: Vec<f64> =
-                comps.iter().map(|c| c.unmap(reference.get(*c))).collect();
-            records.push(StepRecord {
-                step,
-                total_steps: total,
-                canvas: canvas.row(r).to_vec(),
-                prompt_len: canvas.prompt_len(r),
-                revealed: Vec::new(),
-                tokens: Vec::new(),
-                token_log_probs: Vec::new(),
-                temperature: 0.0,
-                guidance: 0.0,
-                schedule_raw: reference_raw.clone(),
-                acted: comps
-                    .iter()
-                    .map(|&c| c != Component::Ratio || !last)
-                    .collect(),
-                reference_raw,
-                schedule_log_prob: 0.0,
-                state_features: state_features(&pos_stats, answer_len, step, total),
-                candidates: masked[a].clone(),
-                candidate_features: if self.policy.is_some_and(|p| p.has_order()) {
-                    candidate_features(
-                        &pos_stats,
-                        &masked[a],
-                        canvas.prompt_len(r),
-                        answer_len,
-                        step,
-                        total,
-                    )
-                } else {
-                    Vec::new()
-                },
-            });
-            offsets.push(offset);
-            offset += n;
-        }
-
-        // Continuous components from the Gaussian head.
-        if let Some(policy) = self.policy.filter(|p| p.has_gaussian()) {
-            let refs: Vec<&StepRecord> = records.iter().collect();
-            let table = policy.table_steps();
-            let batch = ScheduleBatch::new(&refs, comps.len(), table, false, &self.device);
-            let (mean, log_std) = policy.gaussian(&batch).expect("a Gaussian head");
-            let mean = host(mean);
-            let log_std = host(log_std);
-            for (a, rec) in records.iter_mut().enumerate() {
-                for (j, &c) in comps.iter().enumerate() {
-                    let (m, s) = (
-                        mean[a * comps.len() + j] as f64,
-                        log_std[a * comps.len() + j] as f64,
-                    );
-                    let u = match self.act {
-                        Act::Sample => {
-                            let z = gaussian::standard_normal(
-                                uniform_f64(&mut rngs[a]),
-                                uniform_f64(&mut rngs[a]),
-                            );
-                            m + s.exp() * z
-                        }
-                        Act::Mode => m,
-                    };
-                    rec.schedule_raw[j] = u;
-                    if rec.acted[j] {
-                        rec.schedule_log_prob += gaussian::log_prob(u, m, s);
-                        values[a].set(c, c.map(u));
-                    }
-                }
-            }
-        }
-
-        // How many positions each row reveals.
-        let actions: Vec<Action> = (0..active.len())
-            .map(|a| {
-                let n = masked[a].len();
-                let v = &values[a];
-                let reveal = if last {
-                    n
-                } else {
-                    ((v.ratio * n as f64).round() as usize).clamp(1, n)
+        if !revealing.is_empty() {
+            let logits = self.token_logits(canvas, &decisions, &revealing, observed, stats);
+            // 4. Tokens, and the transition.
+            for (block, &a) in logits.blocks.iter().zip(&revealing) {
+                let d = &mut decisions[a];
+                let at = |pos: usize| {
+                    let i = block.0.binary_search(&pos).expect("a position read");
+                    let v = self.model.vocab_size();
+                    &logits.host[(block.1 + i) * v..(block.1 + i + 1) * v]
                 };
-                Action {
-                    reveal,
-                    temperature: self.temperature.unwrap_or(v.temperature),
-                    remask_temperature: v.remask_temperature,
-                    guidance: v.guidance,
+                for draw in draw_tokens(d, at, &mut rngs[a]) {
+                    canvas.reveal(d.row, draw.position, draw.token);
+                    d.record.revealed.push(draw.position);
+                    d.record.tokens.push(draw.token);
+                    d.record.token_log_probs.push(draw.log_prob);
                 }
+            }
+        }
+        decisions
+            .into_iter()
+            .map(|d| {
+                let mut rec = d.record;
+                rec.temperature = d.temperature;
+                rec.guidance = d.guidance;
+                (d.row, rec)
             })
-            .collect();
-
-        // Positions from the Plackett-Luce policy, when there is one.
-        let mut picks: Vec<Option<Vec<usize>>> = vec![None; active.len()];
-        if let Some(policy) = self.policy.filter(|p| p.has_order()) {
-            let feats: Vec<f32> = records
-                .iter()
-                .flat_map(|r| r.candidate_features.iter().copied())
-                .collect();
-            let positions: Vec<i32> = records
-                .iter()
-                .flat_map(|r| r.candidates.iter().map(|&p| (p - r.prompt_len) as i32))
-                .collect();
-            let m = positions.len();
-            let scores = host(policy.order_scores(
-                Tensor::from_data(
-                    TensorData::new(feats, [m, CANDIDATE_FEATURES]),
-                    &self.device,
-                ),
-                Tensor::from_data(TensorData::new(positions, [m]), &self.device),
-            ));
-            for (a, rec) in records.iter_mut().enumerate() {
-                let s: Vec<f64> = scores[offsets[a]..offsets[a] + masked[a].len()]
-                    .iter()
-                    .map(|&x| x as f64)
-                    .collect();
-                let greedy = self.act == Act::Mode;
-                let (chosen, logp) = order::sample(&s, actions[a].reveal, &mut rngs[a], greedy);
-                rec.schedule_log_prob += logp;
-                picks[a] = Some(chosen.iter().map(|&i| masked[a][i]).collect());
-            }
-        }
-
-        // Tokens, and the transition.
-        for (a, &r) in active.iter().enumerate() {
-            let action = &actions[a];
-            stats.nfe[r] += if guided { 2 } else { 1 };
-            let n = masked[a].len();
-            let logits_at = |i: usize| -> Vec<f32> {
-                let c = &cond[(offsets[a] + i) * vocab..(offsets[a] + i + 1) * vocab];
-                match &uncond {
-                    Some(u) if action.guidance != 0.0 => {
-                        let u = &u[(offsets[a] + i) * vocab..(offsets[a] + i + 1) * vocab];
-                        let w = (1.0 + action.guidance) as f32;
-                        // SMDM's unsupervised CFG: l_u + (1 + w) (l_c - l_u)
-                        c.iter().zip(u).map(|(c, u)| u + w * (c - u)).collect()
-                    }
-                    _ => c.to_vec(),
-                }
-            };
-            let index_of = |pos: usize| masked[a].binary_search(&pos).expect("a masked position");
-            let rng = &mut rngs[a];
-            let chosen: Vec<(usize, u32, f64)> = match (&picks[a], self.reference.kind) {
-                (Some(p), _) => p
-                    .iter()
-                    .map(|&pos| {
-                        let (tok, lp) = draw(&logits_at(index_of(pos)), action.temperature, rng);
-                        (pos, tok, lp)
-                    })
-                    .collect(),
-                (None, SamplerKind::Confidence) => {
-                    let mut scored: Vec<(f64, usize, u32, f64)> = (0..n)
-                        .map(|i| {
-                            let l = logits_at(i);
-                            let (tok, lp) = draw(&l, action.temperature, rng);
-                            let noise = if action.remask_temperature > 0.0 {
-                                action.remask_temperature * gumbel(uniform_f64(rng))
-                            } else {
-                                0.0
-                            };
-                            (
-                                log_softmax_at(&l, tok as usize) + noise,
-                                masked[a][i],
-                                tok,
-                                lp,
-                            )
-                        })
-                        .collect();
-                    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-                    scored
-                        .into_iter()
-                        .take(action.reveal)
-                        .map(|(_, p, t, lp)| (p, t, lp))
-                        .collect()
-                }
-                (None, _) => choose_uniform(masked[a].clone(), action.reveal, rng)
-                    .into_iter()
-                    .map(|pos| {
-                        let (tok, lp) = draw(&logits_at(index_of(pos)), action.temperature, rng);
-                        (pos, tok, lp)
-                    })
-                    .collect(),
-            };
-            let rec = &mut records[a];
-            rec.temperature = action.temperature;
-            rec.guidance = action.guidance;
-            for (pos, tok, lp) in chosen {
-                canvas.reveal(r, pos, tok);
-                rec.revealed.push(pos);
-                rec.tokens.push(tok);
-                rec.token_log_probs.push(lp);
-            }
-        }
-        Ok(active.into_iter().zip(records).collect())
+            .collect()
     }
 
-    fn reference_values(&self, n0: usize, n: usize, step: usize) -> Values {
-        let k = self
-            .reference
-            .schedule
-            .reveal_count(n0, n, step, self.steps);
-        Values {
-            ratio: k as f64 / n.max(1) as f64,
-            temperature: self.reference.temperature,
-            remask_temperature: self.reference.remask_temperature,
-            guidance: self.reference.guidance,
-        }
-    }
-
-    /// Logits at each active row's masked positions, row-major on the host.
-    fn masked_logits(
+    /// Step 1: the conditional logits at every masked position of `active`.
+    fn observe(
         &self,
         canvas: &Canvas,
         active: &[usize],
-        masked: &[Vec<usize>],
-        prompt_masked: bool,
-    ) -> Vec<f32> {
-        let tokens = if prompt_masked {
-            canvas.tokens_with_prompt_masked(active)
-        } else {
-            canvas.tokens_of_rows(active)
-        };
-        debug_assert_eq!(active.len(), masked.len());
-        logits_to_host(logits_at_queries(
+        stats: &mut GenerationStats,
+    ) -> Observation<B> {
+        let masked: Vec<Vec<usize>> = active.iter().map(|&r| canvas.masked_positions(r)).collect();
+        let network = Instant::now();
+        let logits = logits_at_queries(
             self.model,
-            &tokens,
+            &canvas.tokens_of_rows(active),
             canvas.len(),
-            masked,
+            &masked,
             &self.device,
-        ))
-    }
-}
-
-/// The continuous schedule values of one row at one step.
-#[derive(Debug, Clone, Copy)]
-struct Values {
-    ratio: f64,
-    temperature: f64,
-    remask_temperature: f64,
-    guidance: f64,
-}
-
-impl Values {
-    fn get(&self, c: Component) -> f64 {
-        match c {
-            Component::Ratio => self.ratio,
-            Component::Temperature => self.temperature,
-            Component::RemaskTemperature => self.remask_temperature,
-            Component::Guidance => self.guidance,
+        );
+        let host = logits_to_host(logits.clone());
+        stats.network_s += network.elapsed().as_secs_f64();
+        stats.forwards += 1;
+        for &r in active {
+            stats.nfe[r] += 1;
+        }
+        let offsets = masked
+            .iter()
+            .scan(0, |o, m| {
+                let start = *o;
+                *o += m.len();
+                Some(start)
+            })
+            .collect();
+        Observation {
+            logits,
+            host,
+            offsets,
         }
     }
 
-    fn set(&mut self, c: Component, v: f64) {
-        match c {
-            Component::Ratio => self.ratio = v,
-            Component::Temperature => self.temperature = v,
-            Component::RemaskTemperature => self.remask_temperature = v,
-            Component::Guidance => self.guidance = v,
+    /// Step 3: the guided logits of the `revealing` decisions at the
+    /// positions their tokens are drawn from. A guided row costs one more
+    /// denoiser evaluation (the prompt-masked branch).
+    fn token_logits(
+        &self,
+        canvas: &Canvas,
+        decisions: &[Decision],
+        revealing: &[usize],
+        observed: Option<Observation<B>>,
+        stats: &mut GenerationStats,
+    ) -> TokenLogits {
+        let rows: Vec<usize> = revealing.iter().map(|&a| decisions[a].row).collect();
+        let guidance: Vec<f64> = revealing.iter().map(|&a| decisions[a].guidance).collect();
+        let guided_any = guidance.iter().any(|&w| w != 0.0);
+        let network = Instant::now();
+        let (host, blocks) = match observed {
+            // The observation already holds the conditional logits.
+            Some(obs) if !guided_any => {
+                let blocks = revealing
+                    .iter()
+                    .map(|&a| (decisions[a].masked.clone(), obs.offsets[a]))
+                    .collect();
+                (obs.host, blocks)
+            }
+            Some(obs) => {
+                let queries: Vec<Vec<usize>> = revealing
+                    .iter()
+                    .map(|&a| decisions[a].masked.clone())
+                    .collect();
+                let index: Vec<i32> = revealing
+                    .iter()
+                    .flat_map(|&a| {
+                        let o = obs.offsets[a];
+                        (o..o + decisions[a].masked.len()).map(|i| i as i32)
+                    })
+                    .collect();
+                let k = index.len();
+                let index =
+                    Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), &self.device);
+                let cond = obs.logits.select(0, index);
+                let uncond = logits_at_queries(
+                    self.model,
+                    &canvas.tokens_with_prompt_masked(&rows),
+                    canvas.len(),
+                    &queries,
+                    &self.device,
+                );
+                stats.forwards += 1;
+                let logits = guided(
+                    cond,
+                    uncond,
+                    scale_column(&queries, &guidance, &self.device),
+                );
+                (logits_to_host(logits), blocks_of(queries))
+            }
+            None => {
+                let queries: Vec<Vec<usize>> = revealing
+                    .iter()
+                    .map(|&a| {
+                        let d = &decisions[a];
+                        let mut q = d.picks.clone().unwrap_or_else(|| d.masked.clone());
+                        q.sort_unstable();
+                        q
+                    })
+                    .collect();
+                let logits =
+                    guided_logits_at(self.model, canvas, &rows, &queries, &guidance, &self.device);
+                stats.forwards += 1;
+                for &r in &rows {
+                    stats.nfe[r] += 1;
+                }
+                (logits_to_host(logits), blocks_of(queries))
+            }
+        };
+        stats.network_s += network.elapsed().as_secs_f64();
+        for (&r, &w) in rows.iter().zip(&guidance) {
+            if w != 0.0 {
+                stats.nfe[r] += 1;
+            }
+        }
+        TokenLogits { host, blocks }
+    }
+}
+
+/// Blocks of consecutive queries: each row's positions and its first row.
+fn blocks_of(queries: Vec<Vec<usize>>) -> Vec<(Vec<usize>, usize)> {
+    let mut offset = 0;
+    queries
+        .into_iter()
+        .map(|q| {
+            let start = offset;
+            offset += q.len();
+            (q, start)
+        })
+        .collect()
+}
+
+/// Step 4 for one row: the tokens at the chosen positions in pick order, or
+/// for confidence selection a candidate at every masked position and the
+/// most confident ones.
+fn draw_tokens<'l>(
+    d: &Decision,
+    logits_at: impl Fn(usize) -> &'l [f32],
+    rng: &mut StdRng,
+) -> Vec<Draw> {
+    match &d.picks {
+        Some(picks) => picks
+            .iter()
+            .map(|&pos| Draw::at(pos, logits_at(pos), d.temperature, rng))
+            .collect(),
+        None => {
+            let candidates: Vec<Draw> = d
+                .masked
+                .iter()
+                .map(|&pos| Draw::at(pos, logits_at(pos), d.temperature, rng))
+                .collect();
+            most_confident(candidates, d.reveal, d.remask_temperature, rng)
         }
     }
-}
-
-/// A token from `softmax(logits / temperature)` in float64 and its
-/// log-probability; greedy (log-probability 0) at temperature 0.
-fn draw(logits: &[f32], temperature: f64, rng: &mut StdRng) -> (u32, f64) {
-    if temperature == 0.0 {
-        (argmax(logits) as u32, 0.0)
-    } else {
-        let c = Categorical::from_logits(logits, temperature);
-        let i = c.sample(uniform_f64(rng));
-        (i as u32, c.log_prob(i))
-    }
-}
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("float tensor data")
 }

@@ -57,6 +57,22 @@ impl RevealSchedule {
     }
 }
 
+/// The one rule for how many of the `n` masked positions a step reveals:
+/// `round(ratio * n)` within `[0, n]`, and all of them at the last step. A
+/// fixed schedule's count `k` passes through as the ratio `k / n`; a learned
+/// ratio takes its place.
+pub fn reveal_from_ratio(ratio: f64, n: usize, last: bool) -> usize {
+    if last {
+        return n;
+    }
+    let k = (ratio * n as f64).round();
+    if k.is_nan() {
+        0
+    } else {
+        k.clamp(0.0, n as f64) as usize
+    }
+}
+
 /// How the revealed positions are chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Selection {
@@ -260,6 +276,22 @@ mod tests {
         let first = RevealSchedule::Cosine.reveal_count(16, 16, 0, 4);
         let last = RevealSchedule::Cosine.reveal_count(16, 6, 3, 4);
         assert!(first < 4 && last > 4, "{first} {last}");
+    }
+
+    #[test]
+    fn a_fixed_count_passes_through_its_ratio() {
+        for n in 1..=64usize {
+            for k in 0..=n {
+                assert_eq!(reveal_from_ratio(k as f64 / n as f64, n, false), k);
+            }
+            assert_eq!(
+                reveal_from_ratio(0.0, n, true),
+                n,
+                "the last step reveals all"
+            );
+        }
+        assert_eq!(reveal_from_ratio(0.81, 16, false), 13);
+        assert_eq!(reveal_from_ratio(f64::NAN, 16, false), 0);
     }
 
     #[test]

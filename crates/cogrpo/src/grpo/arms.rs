@@ -132,7 +132,7 @@ pub fn run_arms<B: AutodiffBackend>(
 
 /// Whether an arm checkpoint written under `prev` is (part of) this arm's
 /// training under `cfg`: everything but the evaluation settings agrees.
-fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
+pub fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
     let strip = |c: &ExperimentConfig| {
         c.cogrpo.clone().map(|mut g| {
             g.eval_steps.clear();

@@ -33,10 +33,10 @@ pub fn clipped_loss<B: Backend>(
     loss
 }
 
-/// `exp(d) - d - 1` with `d = log q - log p` at samples of p (k3).
+/// Schulman's k3 estimate of `KL(new || ref)` per sample of `new`:
+/// [`policy::learned::k3`] of `ref_logp - new_logp`.
 pub fn k3<B: Backend>(ref_logp: Tensor<B, 1>, new_logp: Tensor<B, 1>) -> Tensor<B, 1> {
-    let d = ref_logp - new_logp;
-    d.clone().exp() - d - 1.0
+    policy::learned::k3(ref_logp - new_logp)
 }
 
 /// Share of samples whose gradient the clip removes: the ratio left the

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::module::Module;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
 use mdm::Denoiser;
@@ -14,8 +16,9 @@ use policy::SamplerKind;
 use policy::learned::SchedulePolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, load_record};
+use crate::checkpoint::{self, CheckpointDir, load_record, save_record};
 use crate::config::{CogrpoConfig, ExperimentConfig, UpdateMode};
+use crate::run_dir::write_atomic;
 use crate::tasks::denoiser_config;
 
 /// Bumped when an arm checkpoint's layout changes incompatibly.
@@ -106,6 +109,128 @@ pub struct TrainedArm<B: AutodiffBackend> {
     pub checkpoint: PathBuf,
 }
 
+pub type ModelOptimizer<B> = OptimizerAdaptor<AdamW, Denoiser<B>, B>;
+pub type ScheduleOptimizer<B> = OptimizerAdaptor<AdamW, SchedulePolicy<B>, B>;
+
+/// An arm in training: what its checkpoint holds (`model.safetensors`,
+/// `schedule`, `optimizer`, `schedule_optimizer`, `state.json`,
+/// `config.toml`). The one type that starts, resumes and saves an arm;
+/// [`load_arm`] reads the same files for inference.
+pub struct ArmTraining<B: AutodiffBackend> {
+    pub model: Denoiser<B>,
+    pub policy: SchedulePolicy<B>,
+    pub optim_model: ModelOptimizer<B>,
+    pub optim_schedule: ScheduleOptimizer<B>,
+    pub state: ArmState,
+}
+
+impl<B: AutodiffBackend> ArmTraining<B> {
+    /// A fresh arm from the pre-trained checkpoint `init`, or with `resume`
+    /// the newest checkpoint in `ckpts`. A checkpoint there without
+    /// `resume`, or one of another arm or seed, is an error.
+    pub fn start(
+        cfg: &ExperimentConfig,
+        task: &dyn Task,
+        mode: UpdateMode,
+        ckpts: &CheckpointDir,
+        init: &Path,
+        resume: bool,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        let c = cogrpo_section(cfg)?;
+        let seed = cfg.run.seed;
+        let optim_model = AdamWConfig::new()
+            .with_weight_decay(c.weight_decay as f32)
+            .init::<B, Denoiser<B>>();
+        let optim_schedule = AdamWConfig::new()
+            .with_weight_decay(0.0)
+            .init::<B, SchedulePolicy<B>>();
+        match (resume, ckpts.latest()) {
+            (true, Some(dir)) => {
+                let (model, policy, state) = load_arm::<B>(cfg, task, &dir, device)?;
+                if state.seed != seed || state.arm != mode {
+                    bail!(
+                        "{} holds arm `{}` with seed {}, not `{}` with seed {seed}",
+                        dir.display(),
+                        state.arm.name(),
+                        state.seed,
+                        mode.name()
+                    );
+                }
+                eprintln!(
+                    "resuming arm `{}` at iteration {}",
+                    mode.name(),
+                    state.iteration
+                );
+                Ok(Self {
+                    model,
+                    policy,
+                    optim_model: optim_model
+                        .load_record(load_record(&dir.join("optimizer"), device)?),
+                    optim_schedule: optim_schedule
+                        .load_record(load_record(&dir.join("schedule_optimizer"), device)?),
+                    state,
+                })
+            }
+            (false, Some(dir)) => bail!(
+                "{} already holds checkpoint {}; resume it or remove it (nothing was overwritten)",
+                ckpts.root().display(),
+                dir.display()
+            ),
+            (_, None) => {
+                let model = checkpoint::load_model::<B>(init, &denoiser_config(cfg, task), device)
+                    .with_context(|| {
+                        format!("cannot load the pre-trained model {}", init.display())
+                    })?;
+                Ok(Self {
+                    model,
+                    policy: init_policy::<B>(c, task, device),
+                    optim_model,
+                    optim_schedule,
+                    state: ArmState {
+                        format_version: ARM_FORMAT_VERSION,
+                        arm: mode,
+                        iteration: 0,
+                        seed,
+                        rollouts: 0,
+                        wall_s: 0.0,
+                        init: init.to_path_buf(),
+                        history: Vec::new(),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Writes the arm atomically as checkpoint `state.iteration` in `ckpts`
+    /// (the newest 2 are kept) with the resolved config `config_toml`.
+    pub fn save(&self, ckpts: &CheckpointDir, config_toml: &str) -> anyhow::Result<PathBuf> {
+        ckpts.save_with(self.state.iteration, 2, |dir| {
+            mdm::weights::save(&self.model, &dir.join("model.safetensors"))?;
+            save_record::<_, B>(
+                Optimizer::<Denoiser<B>, B>::to_record(&self.optim_model),
+                &dir.join("optimizer"),
+            )?;
+            save_record::<_, B>(self.policy.clone().into_record(), &dir.join("schedule"))?;
+            save_record::<_, B>(
+                Optimizer::<SchedulePolicy<B>, B>::to_record(&self.optim_schedule),
+                &dir.join("schedule_optimizer"),
+            )?;
+            write_atomic(
+                &dir.join("state.json"),
+                serde_json::to_string_pretty(&self.state)?.as_bytes(),
+            )?;
+            write_atomic(&dir.join("config.toml"), config_toml.as_bytes())
+        })
+    }
+}
+
+fn cogrpo_section(cfg: &ExperimentConfig) -> anyhow::Result<&CogrpoConfig> {
+    cfg.cogrpo
+        .as_ref()
+        .context("the config has no [cogrpo] section")
+}
+
 /// The schedule policy of a fresh arm.
 pub fn init_policy<B: burn::prelude::Backend>(
     c: &CogrpoConfig,
@@ -136,17 +261,14 @@ pub fn read_arm_state(dir: &Path) -> anyhow::Result<ArmState> {
     Ok(state)
 }
 
-/// Loads a finished arm's model and schedule policy for inference.
+/// Loads an arm checkpoint's model, schedule policy and state.
 pub fn load_arm<B: burn::prelude::Backend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     dir: &Path,
     device: &B::Device,
 ) -> anyhow::Result<(Denoiser<B>, SchedulePolicy<B>, ArmState)> {
-    let c = cfg
-        .cogrpo
-        .as_ref()
-        .context("the config has no [cogrpo] section")?;
+    let c = cogrpo_section(cfg)?;
     let state = read_arm_state(dir)?;
     let model = checkpoint::load_model::<B>(
         &dir.join("model.safetensors"),
@@ -156,4 +278,21 @@ pub fn load_arm<B: burn::prelude::Backend>(
     let policy =
         init_policy::<B>(c, task, device).load_record(load_record(&dir.join("schedule"), device)?);
     Ok((model, policy, state))
+}
+
+/// The arm checkpoint `path` names: a checkpoint folder (with `state.json`)
+/// as it is, or an arm folder (`runs/<name>/arms/<arm>`) by its newest
+/// checkpoint.
+pub fn find_arm_checkpoint(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.join("state.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let ckpts = CheckpointDir::new(path.join("checkpoints"));
+    ckpts.latest().with_context(|| {
+        format!(
+            "{} is neither an arm folder with checkpoints (runs/<name>/arms/<arm>) nor an arm \
+             checkpoint: train the arm first (`cogrpo train` or `cogrpo run`)",
+            path.display()
+        )
+    })
 }

@@ -1,31 +1,31 @@
-//! The Co-GRPO training loop of one arm: roll out, score, update, log.
+//! The Co-GRPO training loop of one arm, top to bottom as data flows:
+//! collect groups (roll out, score, advantages), update each factor the
+//! phase trains, log, checkpoint now and then.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamWConfig, Optimizer};
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Example, Task, Trajectory};
 use mdm::Denoiser;
 use policy::learned::SchedulePolicy;
-use policy::{Act, Rollout};
-use rewards::{RewardItem, RolloutCost};
+use policy::{Act, Rollout, SamplerConfig};
+use rewards::{RewardItem, RewardSet, RolloutCost, ScoredBatch, TooManyFailures, Verifier};
 
 use super::loss::Clip;
 use super::samples::{build_samples, mean, schedule_per_step, std_dev, zero_variance_groups};
-use super::state::{
-    ARM_FORMAT_VERSION, ArmState, IterationLog, TrainedArm, init_policy, read_arm_state,
-};
+use super::state::{ArmTraining, IterationLog, TrainedArm, init_policy};
 use super::update::{FactorStats, Sample, frozen, model_gradients, schedule_gradients};
-use crate::checkpoint::{self, CheckpointDir, load_record, save_record};
-use crate::config::{ExperimentConfig, UpdateMode};
+use crate::checkpoint::{self, CheckpointDir};
+use crate::config::{CogrpoConfig, ExperimentConfig, UpdateMode};
 use crate::logging::{Progress, Scalars};
 use crate::optim::clip_global_norm;
-use crate::run_dir::write_atomic;
 use crate::tasks::denoiser_config;
+
 /// Runs (or with `resume` continues) one arm's Co-GRPO from the pre-trained
 /// checkpoint `init`, writing checkpoints under `arm_dir/checkpoints`.
 #[allow(clippy::too_many_arguments)]
@@ -39,406 +39,490 @@ pub fn train_arm<B: AutodiffBackend>(
     resume: bool,
     log: &mut Scalars,
 ) -> anyhow::Result<TrainedArm<B>> {
-    let c = cfg
-        .cogrpo
-        .as_ref()
-        .context("the config has no [cogrpo] section")?;
-    let seed = cfg.run.seed;
-    let dcfg = denoiser_config(cfg, task);
-    let layout = task.layout();
+    let setup = Setup::<B>::new(cfg, task, mode, init, device)?;
+    let c = setup.c;
     let ckpts = CheckpointDir::new(arm_dir.join("checkpoints"));
     let config_toml = toml::to_string_pretty(cfg)?;
-    let reference = c.reference_sampler();
-    let reward_set =
-        rewards::build_reward_set(&cfg.rewards, task.name()).map_err(|e| anyhow::anyhow!(e))?;
-    let verifiers = rewards::verifiers_for(task.name());
-    let clip = Clip {
-        low: c.epsilon_low,
-        high: c.epsilon_high,
-    };
-    let mut optim_model = AdamWConfig::new()
-        .with_weight_decay(c.weight_decay as f32)
-        .init::<B, Denoiser<B>>();
-    let mut optim_schedule = AdamWConfig::new()
-        .with_weight_decay(0.0)
-        .init::<B, SchedulePolicy<B>>();
+    let mut arm = ArmTraining::<B>::start(cfg, task, mode, &ckpts, init, resume, device)?;
 
-    let (mut model, mut policy, mut state) = match (resume, ckpts.latest()) {
-        (true, Some(dir)) => {
-            let state = read_arm_state(&dir)?;
-            if state.seed != seed || state.arm != mode {
-                bail!(
-                    "{} holds arm `{}` with seed {}, not `{}` with seed {seed}",
-                    dir.display(),
-                    state.arm.name(),
-                    state.seed,
-                    mode.name()
-                );
-            }
-            let model = checkpoint::load_model::<B>(&dir.join("model.safetensors"), &dcfg, device)?;
-            let policy = init_policy::<B>(c, task, device)
-                .load_record(load_record(&dir.join("schedule"), device)?);
-            optim_model = optim_model.load_record(load_record(&dir.join("optimizer"), device)?);
-            optim_schedule =
-                optim_schedule.load_record(load_record(&dir.join("schedule_optimizer"), device)?);
-            eprintln!(
-                "resuming arm `{}` at iteration {}",
-                mode.name(),
-                state.iteration
-            );
-            (model, policy, state)
-        }
-        (false, Some(dir)) => bail!(
-            "{} already holds checkpoint {}; resume it or remove it (nothing was overwritten)",
-            arm_dir.display(),
-            dir.display()
-        ),
-        (_, None) => {
-            let model = checkpoint::load_model::<B>(init, &dcfg, device)
-                .with_context(|| format!("cannot load the pre-trained model {}", init.display()))?;
-            let state = ArmState {
-                format_version: ARM_FORMAT_VERSION,
-                arm: mode,
-                iteration: 0,
-                seed,
-                rollouts: 0,
-                wall_s: 0.0,
-                init: init.to_path_buf(),
-                history: Vec::new(),
-            };
-            (model, init_policy::<B>(c, task, device), state)
-        }
-    };
-    let reference_model = (c.beta > 0.0)
-        .then(|| checkpoint::load_model::<B::InnerBackend>(init, &dcfg, device))
-        .transpose()?;
-    let reference_policy =
-        (c.beta_schedule > 0.0).then(|| frozen(&init_policy::<B>(c, task, device)));
-
-    let save = |model: &Denoiser<B>,
-                policy: &SchedulePolicy<B>,
-                om: &_,
-                os: &_,
-                state: &ArmState|
-     -> anyhow::Result<PathBuf> {
-        ckpts.save_with(state.iteration, 2, |dir| {
-            mdm::weights::save(model, &dir.join("model.safetensors"))?;
-            save_record::<_, B>(
-                Optimizer::<Denoiser<B>, B>::to_record(om),
-                &dir.join("optimizer"),
-            )?;
-            save_record::<_, B>(policy.clone().into_record(), &dir.join("schedule"))?;
-            save_record::<_, B>(
-                Optimizer::<SchedulePolicy<B>, B>::to_record(os),
-                &dir.join("schedule_optimizer"),
-            )?;
-            write_atomic(
-                &dir.join("state.json"),
-                serde_json::to_string_pretty(state)?.as_bytes(),
-            )?;
-            write_atomic(&dir.join("config.toml"), config_toml.as_bytes())
-        })
-    };
-
-    let (b, g) = (c.prompts_per_iteration, c.group_size);
     let progress = Progress::new(c.iterations as u64, mode.name());
-    progress.set_position(state.iteration as u64);
+    progress.set_position(arm.state.iteration as u64);
     let segment = Instant::now();
-    let wall_before = state.wall_s;
-    for it in state.iteration..c.iterations {
+    let wall_before = arm.state.wall_s;
+    for it in arm.state.iteration..c.iterations {
         let (train_theta, train_phi) = mode.phase(it, c.alternate_every);
 
-        // 1. Roll out G trajectories for each of B prompts, all rows at once;
-        // 2. score them; advantages are relative to each prompt's group.
-        let inner_model = model.valid();
-        let inner_policy = policy.valid();
-        // Round 0 is the iteration's draw; resampling rounds key their own.
-        let key = |parts: &[u64], round: u64| {
-            let mut k = parts.to_vec();
-            if round > 0 {
-                k.push(round);
-            }
-            derive_key(&k)
-        };
-        let roll_out = |round: u64, slots: &[usize]| -> anyhow::Result<Groups> {
-            let t0 = Instant::now();
-            let examples: Vec<Example> = slots
-                .iter()
-                .map(|&i| {
-                    task.train_example(key(
-                        &[purpose::RL_PROMPTS, seed, it as u64, i as u64],
-                        round,
-                    ))
-                })
-                .collect();
-            let mut canvas =
-                Canvas::from_examples(&examples, g, layout.seq_len(), dcfg.mask_id(), |ex, s| {
-                    key(&[purpose::ROLLOUT, seed, it as u64, ex.id, s as u64], round)
-                })?;
-            let rollout = Rollout {
-                model: &inner_model,
-                policy: mode.uses_schedule().then_some(&inner_policy),
-                reference: &reference,
-                steps: c.steps,
-                act: Act::Sample,
-                temperature: None,
-                seed: key(&[purpose::SAMPLER, seed, it as u64], round),
-                device: device.clone(),
-            };
-            let (trajectories, gen_stats) = rollout.run(&mut canvas, true)?;
-            let rollout_s = t0.elapsed().as_secs_f64();
-            let items: Vec<RewardItem> = trajectories
-                .iter()
-                .enumerate()
-                .map(|(i, t)| RewardItem::new(&examples[i / g], i % g, t.answer(), task.vocab()))
-                .collect();
-            let costs: Vec<RolloutCost> = gen_stats
-                .nfe
-                .iter()
-                .map(|&nfe| RolloutCost {
-                    nfe: nfe as f64,
-                    wall_s: rollout_s / trajectories.len().max(1) as f64,
-                    answer_len: layout.answer_len,
-                })
-                .collect();
-            let scored = reward_set.score(&items, &costs);
-            Ok(Groups {
-                trajectories,
-                items,
-                nfe: gen_stats.mean_nfe(),
-                rollout_s,
-                scored,
-            })
-        };
-        let first = roll_out(0, &(0..b).collect::<Vec<_>>())?;
-        let mut rollout_s = first.rollout_s;
-        let nfe = first.nfe;
-        let Groups {
-            mut trajectories,
-            mut items,
-            scored,
-            ..
-        } = first;
-        state.rollouts += trajectories.len() as u64;
-        let scored = match scored {
-            Ok(s) => s,
-            Err(e) => {
-                state.wall_s = wall_before + segment.elapsed().as_secs_f64();
-                let dir = save(&model, &policy, &optim_model, &optim_schedule, &state)?;
+        // 1. G trajectories for each of B prompts, scored; advantages
+        //    relative to each prompt's group.
+        let groups = match setup.collect_groups(&arm, it) {
+            Ok(g) => g,
+            Err(Stop::Rewards(e, rollouts)) => {
+                arm.state.rollouts += rollouts;
+                arm.state.wall_s = wall_before + segment.elapsed().as_secs_f64();
+                let dir = arm.save(&ckpts, &config_toml)?;
                 return Err(anyhow::Error::new(e).context(format!(
                     "iteration {}: stopped; checkpoint {} holds the last completed iteration",
                     it + 1,
                     dir.display()
                 )));
             }
+            Err(Stop::Other(e)) => return Err(e),
         };
-        let mut advantages = scored.advantages_scaled(g, c.scale_advantages);
-        let mut totals: Vec<Option<f32>> = (0..scored.len()).map(|i| scored.total(i)).collect();
-        let zero_variance = zero_variance_groups(&totals, g);
-        // Optionally replace groups without a learning signal by fresh prompts.
-        for round in 1..=c.resample_rounds as u64 {
+        arm.state.rollouts += groups.rollouts;
+
+        // 2. The clipped surrogate on each factor this phase trains.
+        let t1 = Instant::now();
+        let update = setup.update(&mut arm, &groups, (train_theta, train_phi), it)?;
+        let update_s = t1.elapsed().as_secs_f64();
+        arm.state.iteration = it + 1;
+        arm.state.wall_s = wall_before + segment.elapsed().as_secs_f64();
+
+        // 3. Log.
+        let entry = setup.iteration_log(&arm, &groups, (train_theta, train_phi));
+        for (tag, v) in setup.scalars(&groups, &update, &entry, update_s) {
+            log.scalar(&format!("cogrpo/{tag}"), v, entry.iteration);
+        }
+        progress.inc(1);
+        if entry.iteration % c.log_every == 0 || entry.iteration == c.iterations {
+            progress.println(&describe(mode, c, &entry, &groups, &update, update_s));
+        }
+        arm.state.history.push(entry);
+        let step = arm.state.iteration;
+        if c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && step < c.iterations {
+            arm.save(&ckpts, &config_toml)?;
+        }
+    }
+    progress.finish();
+    let checkpoint = arm
+        .save(&ckpts, &config_toml)
+        .context("cannot write the arm's final checkpoint")?;
+    Ok(TrainedArm {
+        model: arm.model,
+        policy: arm.policy,
+        state: arm.state,
+        checkpoint,
+    })
+}
+
+/// What stays fixed over an arm's training.
+struct Setup<'a, B: AutodiffBackend> {
+    cfg: &'a ExperimentConfig,
+    c: &'a CogrpoConfig,
+    task: &'a dyn Task,
+    mode: UpdateMode,
+    device: B::Device,
+    reference: SamplerConfig,
+    reward_set: RewardSet,
+    verifiers: Vec<Box<dyn Verifier>>,
+    clip: Clip,
+    /// The frozen pre-trained model (KL penalty, `beta > 0`).
+    reference_model: Option<Denoiser<B::InnerBackend>>,
+    /// The frozen initial schedule policy (`beta_schedule > 0`).
+    reference_policy: Option<SchedulePolicy<B>>,
+}
+
+/// One iteration's groups: trajectories, scores, advantages.
+struct Groups {
+    trajectories: Vec<Trajectory>,
+    items: Vec<RewardItem>,
+    scored: ScoredBatch,
+    advantages: Vec<Option<f32>>,
+    totals: Vec<Option<f32>>,
+    /// Groups without reward variance before resampling.
+    zero_variance: usize,
+    /// Rollouts spent, resampling included.
+    rollouts: u64,
+    nfe: f64,
+    rollout_s: f64,
+}
+
+/// Why collecting groups stopped the run.
+enum Stop {
+    /// The rewards failed too often: a checkpoint is written first.
+    Rewards(TooManyFailures, u64),
+    Other(anyhow::Error),
+}
+
+/// The statistics of each factor updated this iteration.
+struct Update {
+    model: Option<FactorStats>,
+    schedule: Option<FactorStats>,
+}
+
+/// One draw of groups before scoring is judged.
+struct Draw {
+    trajectories: Vec<Trajectory>,
+    items: Vec<RewardItem>,
+    nfe: f64,
+    rollout_s: f64,
+    scored: Result<ScoredBatch, TooManyFailures>,
+}
+
+impl<'a, B: AutodiffBackend> Setup<'a, B> {
+    fn new(
+        cfg: &'a ExperimentConfig,
+        task: &'a dyn Task,
+        mode: UpdateMode,
+        init: &Path,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        let c = cfg
+            .cogrpo
+            .as_ref()
+            .context("the config has no [cogrpo] section")?;
+        let dcfg = denoiser_config(cfg, task);
+        Ok(Self {
+            cfg,
+            c,
+            task,
+            mode,
+            device: device.clone(),
+            reference: c.reference_sampler(),
+            reward_set: rewards::build_reward_set(&cfg.rewards, task.name())
+                .map_err(|e| anyhow::anyhow!(e))?,
+            verifiers: rewards::verifiers_for(task.name()),
+            clip: Clip {
+                low: c.epsilon_low,
+                high: c.epsilon_high,
+            },
+            reference_model: (c.beta > 0.0)
+                .then(|| checkpoint::load_model::<B::InnerBackend>(init, &dcfg, device))
+                .transpose()?,
+            reference_policy: (c.beta_schedule > 0.0)
+                .then(|| frozen(&init_policy::<B>(c, task, device))),
+        })
+    }
+
+    /// Step 1: B prompts x G rollouts, scored, with group advantages; groups
+    /// without reward variance are replaced by fresh prompts for up to
+    /// `resample_rounds` rounds.
+    fn collect_groups(&self, arm: &ArmTraining<B>, it: usize) -> Result<Groups, Stop> {
+        let (b, g) = (self.c.prompts_per_iteration, self.c.group_size);
+        let model = arm.model.valid();
+        let policy = arm.policy.valid();
+        let first = self
+            .roll_out(&model, &policy, it, 0, &(0..b).collect::<Vec<_>>())
+            .map_err(Stop::Other)?;
+        let mut rollouts = first.trajectories.len() as u64;
+        let scored = first.scored.map_err(|e| Stop::Rewards(e, rollouts))?;
+        let mut groups = Groups {
+            advantages: scored.advantages_scaled(g, self.c.scale_advantages),
+            totals: (0..scored.len()).map(|i| scored.total(i)).collect(),
+            zero_variance: 0,
+            trajectories: first.trajectories,
+            items: first.items,
+            scored,
+            rollouts: 0,
+            nfe: first.nfe,
+            rollout_s: first.rollout_s,
+        };
+        groups.zero_variance = zero_variance_groups(&groups.totals, g);
+        for round in 1..=self.c.resample_rounds as u64 {
             let empty: Vec<usize> = (0..b)
-                .filter(|&i| zero_variance_groups(&totals[i * g..(i + 1) * g], g) == 1)
+                .filter(|&i| zero_variance_groups(&groups.totals[i * g..(i + 1) * g], g) == 1)
                 .collect();
             if empty.is_empty() {
                 break;
             }
-            let extra = roll_out(round, &empty)?;
-            state.rollouts += extra.trajectories.len() as u64;
-            rollout_s += extra.rollout_s;
+            let extra = self
+                .roll_out(&model, &policy, it, round, &empty)
+                .map_err(Stop::Other)?;
+            rollouts += extra.trajectories.len() as u64;
+            groups.rollout_s += extra.rollout_s;
             // A reward that fails here keeps the first draw's groups.
-            let Ok(extra_scored) = extra.scored else {
+            let Ok(scored) = extra.scored else {
                 break;
             };
-            let extra_adv = extra_scored.advantages_scaled(g, c.scale_advantages);
-            let extra_totals: Vec<Option<f32>> = (0..extra_scored.len())
-                .map(|i| extra_scored.total(i))
-                .collect();
-            let mut extra_trajs = extra.trajectories.into_iter();
-            let mut extra_items = extra.items.into_iter();
-            for (j, &slot) in empty.iter().enumerate() {
-                let group: Vec<Trajectory> = extra_trajs.by_ref().take(g).collect();
-                let group_items: Vec<RewardItem> = extra_items.by_ref().take(g).collect();
-                let range = j * g..(j + 1) * g;
-                if zero_variance_groups(&extra_totals[range.clone()], g) == 0 {
-                    let dst = slot * g..(slot + 1) * g;
-                    trajectories.splice(dst.clone(), group);
-                    items.splice(dst.clone(), group_items);
-                    advantages.splice(dst.clone(), extra_adv[range.clone()].iter().copied());
-                    totals.splice(dst, extra_totals[range].iter().copied());
-                }
+            groups.replace(&empty, extra.trajectories, extra.items, &scored, self.c);
+        }
+        groups.rollouts = rollouts;
+        Ok(groups)
+    }
+
+    /// Rolls out G trajectories for the prompts in `slots` (all rows at
+    /// once) and scores them. Round 0 is the iteration's draw; resampling
+    /// rounds key their own.
+    fn roll_out(
+        &self,
+        model: &Denoiser<B::InnerBackend>,
+        policy: &SchedulePolicy<B::InnerBackend>,
+        it: usize,
+        round: u64,
+        slots: &[usize],
+    ) -> anyhow::Result<Draw> {
+        let (seed, g) = (self.cfg.run.seed, self.c.group_size);
+        let layout = self.task.layout();
+        let key = |parts: &[u64]| {
+            let mut k = parts.to_vec();
+            if round > 0 {
+                k.push(round);
+            }
+            derive_key(&k)
+        };
+        let t0 = Instant::now();
+        let examples: Vec<Example> = slots
+            .iter()
+            .map(|&i| {
+                self.task
+                    .train_example(key(&[purpose::RL_PROMPTS, seed, it as u64, i as u64]))
+            })
+            .collect();
+        let mut canvas =
+            Canvas::from_examples(&examples, g, layout.seq_len(), model.mask_id(), |ex, s| {
+                key(&[purpose::ROLLOUT, seed, it as u64, ex.id, s as u64])
+            })?;
+        let rollout = Rollout {
+            model,
+            policy: self.mode.uses_schedule().then_some(policy),
+            reference: &self.reference,
+            steps: self.c.steps,
+            act: Act::Sample,
+            temperature: None,
+            seed: key(&[purpose::SAMPLER, seed, it as u64]),
+            device: self.device.clone(),
+        };
+        let (trajectories, stats) = rollout.run(&mut canvas, true)?;
+        let rollout_s = t0.elapsed().as_secs_f64();
+        let items: Vec<RewardItem> = trajectories
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RewardItem::new(&examples[i / g], i % g, t.answer(), self.task.vocab()))
+            .collect();
+        let costs: Vec<RolloutCost> = stats
+            .nfe
+            .iter()
+            .map(|&nfe| RolloutCost {
+                nfe: nfe as f64,
+                wall_s: rollout_s / trajectories.len().max(1) as f64,
+                answer_len: layout.answer_len,
+            })
+            .collect();
+        let scored = self.reward_set.score(&items, &costs);
+        Ok(Draw {
+            trajectories,
+            items,
+            nfe: stats.mean_nfe(),
+            rollout_s,
+            scored,
+        })
+    }
+
+    /// Step 2: `mu` passes of the clipped surrogate on theta and/or phi,
+    /// each factor with its own optimizer, gradients clipped by global norm.
+    fn update(
+        &self,
+        arm: &mut ArmTraining<B>,
+        groups: &Groups,
+        (train_theta, train_phi): (bool, bool),
+        it: usize,
+    ) -> anyhow::Result<Update> {
+        let c = self.c;
+        let samples = build_samples(
+            c,
+            &groups.trajectories,
+            &groups.advantages,
+            self.cfg.run.seed,
+            it,
+        );
+        // Steps without advantage carry no gradient unless a KL term does.
+        let used = |beta: f64| -> Vec<Sample> {
+            samples
+                .iter()
+                .filter(|s| beta > 0.0 || s.advantage != 0.0)
+                .copied()
+                .collect()
+        };
+        let mut out = Update {
+            model: None,
+            schedule: None,
+        };
+        for _ in 0..c.mu {
+            let used_model = used(c.beta);
+            if train_theta && !used_model.is_empty() {
+                let (mut grads, st) = model_gradients(
+                    &arm.model,
+                    self.reference_model.as_ref().map(|m| (m, c.beta)),
+                    &used_model,
+                    self.clip,
+                    self.cfg.run.threads,
+                    c.micro_batch_tokens,
+                    &self.device,
+                );
+                check_finite(&st, "model", it)?;
+                clip_global_norm::<B, _>(&arm.model, &mut grads, c.grad_clip);
+                arm.model = arm.optim_model.step(c.lr_model, arm.model.clone(), grads);
+                out.model = Some(st);
+            }
+            let used_schedule = used(c.beta_schedule);
+            if train_phi && !used_schedule.is_empty() {
+                let (mut grads, st) = schedule_gradients(
+                    &arm.policy,
+                    self.reference_policy.as_ref().map(|p| (p, c.beta_schedule)),
+                    &used_schedule,
+                    self.clip,
+                    &self.device,
+                );
+                check_finite(&st, "schedule", it)?;
+                clip_global_norm::<B, _>(&arm.policy, &mut grads, c.grad_clip);
+                arm.policy = arm
+                    .optim_schedule
+                    .step(c.lr_schedule, arm.policy.clone(), grads);
+                out.schedule = Some(st);
             }
         }
-        let solve_rate = verifiers.first().map(|v| {
-            let s: Vec<f64> = items.iter().filter_map(|it| v.score(it)).collect();
+        Ok(out)
+    }
+
+    /// What the report keeps of the iteration.
+    fn iteration_log(
+        &self,
+        arm: &ArmTraining<B>,
+        groups: &Groups,
+        (updated_model, updated_schedule): (bool, bool),
+    ) -> IterationLog {
+        let (b, g) = (self.c.prompts_per_iteration, self.c.group_size);
+        let solve_rate = self.verifiers.first().map(|v| {
+            let s: Vec<f64> = groups.items.iter().filter_map(|it| v.score(it)).collect();
             s.iter().sum::<f64>() / s.len().max(1) as f64
         });
-
-        // 3. The clipped surrogate on each factor this phase trains.
-        let t1 = Instant::now();
-        let samples = build_samples(c, &trajectories, &advantages, seed, it);
-        let mut model_stats = None;
-        let mut schedule_stats = None;
-        for _ in 0..c.mu {
-            if train_theta {
-                let used: Vec<Sample> = samples
-                    .iter()
-                    .filter(|s| c.beta > 0.0 || s.advantage != 0.0)
-                    .copied()
-                    .collect();
-                if !used.is_empty() {
-                    let (mut grads, st) = model_gradients(
-                        &model,
-                        reference_model.as_ref().map(|m| (m, c.beta)),
-                        &used,
-                        clip,
-                        cfg.run.threads,
-                        c.micro_batch_tokens,
-                        device,
-                    );
-                    check_finite(&st, "model", it)?;
-                    clip_global_norm::<B, _>(&model, &mut grads, c.grad_clip);
-                    model = optim_model.step(c.lr_model, model, grads);
-                    model_stats = Some(st);
-                }
-            }
-            if train_phi {
-                let used: Vec<Sample> = samples
-                    .iter()
-                    .filter(|s| c.beta_schedule > 0.0 || s.advantage != 0.0)
-                    .copied()
-                    .collect();
-                if !used.is_empty() {
-                    let (mut grads, st) = schedule_gradients(
-                        &policy,
-                        reference_policy.as_ref().map(|p| (p, c.beta_schedule)),
-                        &used,
-                        clip,
-                        device,
-                    );
-                    check_finite(&st, "schedule", it)?;
-                    clip_global_norm::<B, _>(&policy, &mut grads, c.grad_clip);
-                    policy = optim_schedule.step(c.lr_schedule, policy, grads);
-                    schedule_stats = Some(st);
-                }
-            }
-        }
-        let update_s = t1.elapsed().as_secs_f64();
-        state.iteration = it + 1;
-        state.wall_s = wall_before + segment.elapsed().as_secs_f64();
-
-        // 4. Log.
-        let step = state.iteration;
-        let entry = IterationLog {
-            iteration: step,
-            reward_mean: mean(totals.iter().flatten().map(|&x| x as f64)),
+        IterationLog {
+            iteration: arm.state.iteration,
+            reward_mean: mean(groups.totals.iter().flatten().map(|&x| x as f64)),
             solve_rate,
-            zero_variance_share: zero_variance as f64 / b as f64,
-            zero_variance_after_resampling: zero_variance_groups(&totals, g) as f64 / b as f64,
-            nfe,
-            updated_model: train_theta,
-            updated_schedule: train_phi,
+            zero_variance_share: groups.zero_variance as f64 / b as f64,
+            zero_variance_after_resampling: zero_variance_groups(&groups.totals, g) as f64
+                / b as f64,
+            nfe: groups.nfe,
+            updated_model,
+            updated_schedule,
             schedule: schedule_per_step(
-                &trajectories,
-                if mode.uses_schedule() {
-                    inner_policy.components()
+                &groups.trajectories,
+                if self.mode.uses_schedule() {
+                    arm.policy.components()
                 } else {
                     &[]
                 },
-                c.steps,
+                self.c.steps,
             ),
-        };
-        for (tag, v) in scored.stats() {
-            log.scalar(&format!("cogrpo/{tag}"), v, step);
         }
-        for (tag, v) in reward_set.failure_scalars() {
-            log.scalar(&format!("cogrpo/{tag}"), v, step);
-        }
-        let adv: Vec<f64> = advantages.iter().flatten().map(|&a| a as f64).collect();
-        log.scalar("cogrpo/advantage_std", std_dev(&adv), step);
-        log.scalar(
-            "cogrpo/zero_variance_share",
-            entry.zero_variance_share,
-            step,
-        );
-        if c.resample_rounds > 0 {
-            log.scalar(
-                "cogrpo/zero_variance_after_resampling",
+    }
+
+    /// Step 3: the iteration's TensorBoard scalars (tags under `cogrpo/`).
+    fn scalars(
+        &self,
+        groups: &Groups,
+        update: &Update,
+        entry: &IterationLog,
+        update_s: f64,
+    ) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = groups.scored.stats();
+        out.extend(self.reward_set.failure_scalars());
+        let adv: Vec<f64> = groups
+            .advantages
+            .iter()
+            .flatten()
+            .map(|&a| a as f64)
+            .collect();
+        out.push(("advantage_std".into(), std_dev(&adv)));
+        out.push(("zero_variance_share".into(), entry.zero_variance_share));
+        if self.c.resample_rounds > 0 {
+            out.push((
+                "zero_variance_after_resampling".into(),
                 entry.zero_variance_after_resampling,
-                step,
-            );
+            ));
         }
-        log.scalar("cogrpo/nfe", entry.nfe, step);
-        if let Some(s) = solve_rate {
-            log.scalar("cogrpo/solve_rate", s, step);
+        out.push(("nfe".into(), entry.nfe));
+        if let Some(s) = entry.solve_rate {
+            out.push(("solve_rate".into(), s));
         }
-        let tokens = (trajectories.len() * layout.answer_len) as f64;
-        log.scalar(
-            "cogrpo/rollout_tokens_per_s",
-            tokens / rollout_s.max(1e-9),
-            step,
-        );
-        log.scalar(
-            "cogrpo/update_tokens_per_s",
-            tokens * c.mu as f64 / update_s.max(1e-9),
-            step,
-        );
-        for (name, st) in [("model", model_stats), ("schedule", schedule_stats)] {
+        let tokens = (groups.trajectories.len() * self.task.layout().answer_len) as f64;
+        out.push((
+            "rollout_tokens_per_s".into(),
+            tokens / groups.rollout_s.max(1e-9),
+        ));
+        out.push((
+            "update_tokens_per_s".into(),
+            tokens * self.c.mu as f64 / update_s.max(1e-9),
+        ));
+        for (name, st) in [("model", update.model), ("schedule", update.schedule)] {
             if let Some(st) = st {
-                log.scalar(&format!("cogrpo/{name}/loss"), st.loss, step);
-                log.scalar(
-                    &format!("cogrpo/{name}/clip_fraction"),
-                    st.clip_fraction,
-                    step,
-                );
-                log.scalar(&format!("cogrpo/{name}/kl"), st.kl, step);
-                log.scalar(&format!("cogrpo/{name}/entropy"), st.entropy, step);
+                out.push((format!("{name}/loss"), st.loss));
+                out.push((format!("{name}/clip_fraction"), st.clip_fraction));
+                out.push((format!("{name}/kl"), st.kl));
+                out.push((format!("{name}/entropy"), st.entropy));
             }
         }
         for (name, per_step) in &entry.schedule {
             for (t, v) in per_step.iter().enumerate() {
-                log.scalar(&format!("cogrpo/schedule/{name}/step_{t}"), *v, step);
+                out.push((format!("schedule/{name}/step_{t}"), *v));
             }
         }
-        progress.inc(1);
-        if step % c.log_every == 0 || step == c.iterations {
-            progress.println(&format!(
-                "{} {:>5}/{}  reward {:.4}  solve {}  zero-var {:.2}  {}{}  {:.1}s+{:.1}s",
-                mode.name(),
-                step,
-                c.iterations,
-                entry.reward_mean,
-                solve_rate.map_or("-".into(), |s| format!("{s:.3}")),
-                entry.zero_variance_share,
-                describe("theta", model_stats),
-                describe("phi", schedule_stats),
-                rollout_s,
-                update_s,
-            ));
-        }
-        state.history.push(entry);
-        if c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && step < c.iterations {
-            save(&model, &policy, &optim_model, &optim_schedule, &state)?;
-        }
+        out
     }
-    progress.finish();
-    let dir = save(&model, &policy, &optim_model, &optim_schedule, &state)
-        .context("cannot write the arm's final checkpoint")?;
-    Ok(TrainedArm {
-        model,
-        policy,
-        state,
-        checkpoint: dir,
-    })
 }
 
-fn describe(name: &str, st: Option<FactorStats>) -> String {
-    st.map_or(String::new(), |s| {
-        format!(
-            "  {name}: clip {:.3} kl {:.4} ent {:.3}",
-            s.clip_fraction, s.kl, s.entropy
-        )
-    })
+impl Groups {
+    /// Puts the resampled groups that have reward variance into the
+    /// `slots` they replace.
+    fn replace(
+        &mut self,
+        slots: &[usize],
+        trajectories: Vec<Trajectory>,
+        items: Vec<RewardItem>,
+        scored: &ScoredBatch,
+        c: &CogrpoConfig,
+    ) {
+        let g = c.group_size;
+        let advantages = scored.advantages_scaled(g, c.scale_advantages);
+        let totals: Vec<Option<f32>> = (0..scored.len()).map(|i| scored.total(i)).collect();
+        let mut trajectories = trajectories.into_iter();
+        let mut items = items.into_iter();
+        for (j, &slot) in slots.iter().enumerate() {
+            let group: Vec<Trajectory> = trajectories.by_ref().take(g).collect();
+            let group_items: Vec<RewardItem> = items.by_ref().take(g).collect();
+            let src = j * g..(j + 1) * g;
+            if zero_variance_groups(&totals[src.clone()], g) == 0 {
+                let dst = slot * g..(slot + 1) * g;
+                self.trajectories.splice(dst.clone(), group);
+                self.items.splice(dst.clone(), group_items);
+                self.advantages
+                    .splice(dst.clone(), advantages[src.clone()].iter().copied());
+                self.totals.splice(dst, totals[src].iter().copied());
+            }
+        }
+    }
+}
+
+/// The progress line of an iteration.
+fn describe(
+    mode: UpdateMode,
+    c: &CogrpoConfig,
+    entry: &IterationLog,
+    groups: &Groups,
+    update: &Update,
+    update_s: f64,
+) -> String {
+    let factor = |name: &str, st: Option<FactorStats>| {
+        st.map_or(String::new(), |s| {
+            format!(
+                "  {name}: clip {:.3} kl {:.4} ent {:.3}",
+                s.clip_fraction, s.kl, s.entropy
+            )
+        })
+    };
+    format!(
+        "{} {:>5}/{}  reward {:.4}  solve {}  zero-var {:.2}  {}{}  {:.1}s+{:.1}s",
+        mode.name(),
+        entry.iteration,
+        c.iterations,
+        entry.reward_mean,
+        entry.solve_rate.map_or("-".into(), |s| format!("{s:.3}")),
+        entry.zero_variance_share,
+        factor("theta", update.model),
+        factor("phi", update.schedule),
+        groups.rollout_s,
+        update_s,
+    )
 }
 
 fn check_finite(st: &FactorStats, factor: &str, it: usize) -> anyhow::Result<()> {
@@ -451,13 +535,4 @@ fn check_finite(st: &FactorStats, factor: &str, it: usize) -> anyhow::Result<()>
         );
     }
     Ok(())
-}
-
-/// One draw of groups: trajectories, reward items and their scores.
-struct Groups {
-    trajectories: Vec<Trajectory>,
-    items: Vec<RewardItem>,
-    nfe: f64,
-    rollout_s: f64,
-    scored: Result<rewards::ScoredBatch, rewards::TooManyFailures>,
 }

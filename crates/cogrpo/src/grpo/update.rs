@@ -87,7 +87,7 @@ pub fn model_gradients<B: AutodiffBackend>(
             let ref_logp = Tensor::<B, 1>::from_data(ref_logp.into_data(), device);
             (beta, k3(ref_logp, new.clone()))
         });
-        let kl_values = kl_term.as_ref().map(|(_, k)| host(k.clone().detach()));
+        let kl_values = kl_values(&kl_term, &old, &new, device);
         let loss = clipped_loss(
             new.clone(),
             tensor(old.clone(), device),
@@ -140,7 +140,7 @@ pub fn schedule_gradients<B: AutodiffBackend>(
     let w: Vec<f32> = samples.iter().map(|s| s.step_weight).collect();
     let (new, entropy) = policy.log_prob(&batch);
     let kl_term = reference.map(|(r, beta)| (beta, policy.kl_to(r, &batch)));
-    let kl_values = kl_term.as_ref().map(|(_, k)| host(k.clone().detach()));
+    let kl_values = kl_values(&kl_term, &old, &new, device);
     let loss = clipped_loss(
         new.clone(),
         tensor(old.clone(), device),
@@ -169,7 +169,8 @@ struct Partial {
     old: Vec<f64>,
     adv: Vec<f64>,
     entropy: Vec<f64>,
-    kl: Option<Vec<f64>>,
+    /// k3 per sample: to the reference, or to the sampling policy.
+    kl: Vec<f64>,
 }
 
 impl Partial {
@@ -179,28 +180,12 @@ impl Partial {
         self.old.extend(o.old);
         self.adv.extend(o.adv);
         self.entropy.extend(o.entropy);
-        if let Some(k) = o.kl {
-            self.kl.get_or_insert_with(Vec::new).extend(k);
-        }
+        self.kl.extend(o.kl);
     }
 
     fn stats(&self, clip: Clip) -> FactorStats {
         let n = self.new.len().max(1) as f64;
-        let kl = match &self.kl {
-            Some(k) => k.iter().sum::<f64>() / n,
-            // k3 of the sampling policy against the current one.
-            None => {
-                self.new
-                    .iter()
-                    .zip(&self.old)
-                    .map(|(n, o)| {
-                        let d = o - n;
-                        d.exp() - d - 1.0
-                    })
-                    .sum::<f64>()
-                    / n
-            }
-        };
+        let kl = self.kl.iter().sum::<f64>() / n;
         FactorStats {
             loss: self.loss,
             clip_fraction: clip_fraction(&self.new, &self.old, &self.adv, clip),
@@ -208,6 +193,20 @@ impl Partial {
             entropy: self.entropy.iter().sum::<f64>() / n,
             samples: self.new.len(),
         }
+    }
+}
+
+/// The k3 values a factor's stats report: the KL term's when the loss has
+/// one, else the sampling policy's (`old`) against the current one.
+fn kl_values<B: Backend>(
+    kl_term: &Option<(f64, Tensor<B, 1>)>,
+    old: &[f32],
+    new: &Tensor<B, 1>,
+    device: &B::Device,
+) -> Vec<f64> {
+    match kl_term {
+        Some((_, k)) => host(k.clone().detach()),
+        None => host(k3(tensor(old.to_vec(), device), new.clone().detach())),
     }
 }
 

@@ -1,0 +1,270 @@
+//! Step 2 of the generation step: the schedule action `A_t` of every row.
+//!
+//! The reference (fixed) schedule proposes an action; a learned policy
+//! replaces the components it learns by draws from its Gaussian head (a
+//! residual on the reference) and, with an order head, picks the positions
+//! by Plackett-Luce. What the policy saw and did is written into the row's
+//! [`StepRecord`], so that the loss can recompute `log pi_phi(A_t | s_t)`.
+
+use burn::prelude::*;
+use envs::seeding::uniform_f64;
+use envs::{Canvas, StepRecord};
+use rand::rngs::StdRng;
+
+use crate::draw::choose_uniform;
+use crate::learned::components::Component;
+use crate::learned::features::{
+    CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
+};
+use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
+use crate::network::logits_to_host;
+use crate::rollout::{Act, Observation, Rollout};
+use crate::schedule::{SamplerConfig, SamplerKind, reveal_from_ratio};
+
+/// One row's decision at one step.
+pub(crate) struct Decision {
+    /// The canvas row.
+    pub row: usize,
+    /// Its masked positions before the step, increasing.
+    pub masked: Vec<usize>,
+    pub reveal: usize,
+    pub temperature: f64,
+    pub remask_temperature: f64,
+    pub guidance: f64,
+    /// Positions chosen before the tokens (uniformly, or by the learned
+    /// order, in pick order); `None`: confidence selection among `masked`.
+    pub picks: Option<Vec<usize>>,
+    pub record: StepRecord,
+}
+
+/// The continuous schedule values of one row at one step.
+#[derive(Debug, Clone, Copy)]
+struct Values {
+    ratio: f64,
+    temperature: f64,
+    remask_temperature: f64,
+    guidance: f64,
+}
+
+impl Values {
+    fn get(&self, c: Component) -> f64 {
+        match c {
+            Component::Ratio => self.ratio,
+            Component::Temperature => self.temperature,
+            Component::RemaskTemperature => self.remask_temperature,
+            Component::Guidance => self.guidance,
+        }
+    }
+
+    fn set(&mut self, c: Component, v: f64) {
+        match c {
+            Component::Ratio => self.ratio = v,
+            Component::Temperature => self.temperature = v,
+            Component::RemaskTemperature => self.remask_temperature = v,
+            Component::Guidance => self.guidance = v,
+        }
+    }
+}
+
+impl<B: Backend> Rollout<'_, B> {
+    /// The decision of every `active` row (draws in the documented order:
+    /// reference count, Gaussian components, positions).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decide(
+        &self,
+        canvas: &Canvas,
+        reference: &SamplerConfig,
+        active: &[usize],
+        n0: &[usize],
+        step: usize,
+        observed: Option<&Observation<B>>,
+        rngs: &mut [StdRng],
+    ) -> Vec<Decision> {
+        let last = step + 1 == self.steps;
+        // The reference action, and the record of what the policy saw.
+        let mut values = Vec::with_capacity(active.len());
+        let mut decisions: Vec<Decision> = active
+            .iter()
+            .enumerate()
+            .map(|(a, &r)| {
+                let masked = canvas.masked_positions(r);
+                let n = masked.len();
+                let proposed = reference.action(n0[r], n, step, &mut rngs[a]);
+                let v = Values {
+                    ratio: proposed.reveal as f64 / n as f64,
+                    temperature: proposed.temperature,
+                    remask_temperature: reference.remask_temperature,
+                    guidance: proposed.guidance,
+                };
+                values.push(v);
+                let seen = observed.map(|o| {
+                    let vocab = self.model.vocab_size();
+                    let at = |i: usize| &o.host[(o.offsets[a] + i) * vocab..][..vocab];
+                    (0..n).map(|i| PositionStats::of(at(i))).collect::<Vec<_>>()
+                });
+                let record = self.record(canvas, r, step, &masked, &v, seen.as_deref());
+                Decision {
+                    row: r,
+                    masked,
+                    reveal: 0,
+                    temperature: 0.0,
+                    remask_temperature: 0.0,
+                    guidance: 0.0,
+                    picks: None,
+                    record,
+                }
+            })
+            .collect();
+        if let Some(policy) = self.policy.filter(|p| p.has_gaussian()) {
+            self.draw_components(policy, &mut decisions, &mut values, rngs);
+        }
+        for (d, v) in decisions.iter_mut().zip(&values) {
+            d.reveal = reveal_from_ratio(v.ratio, d.masked.len(), last);
+            d.temperature = self.temperature.unwrap_or(v.temperature);
+            d.remask_temperature = v.remask_temperature;
+            d.guidance = v.guidance;
+        }
+        if let Some(policy) = self.policy.filter(|p| p.has_order()) {
+            self.draw_order(policy, &mut decisions, rngs);
+        } else if reference.kind != SamplerKind::Confidence {
+            for (d, rng) in decisions.iter_mut().zip(rngs.iter_mut()) {
+                d.picks = Some(choose_uniform(d.masked.clone(), d.reveal, rng));
+            }
+        }
+        decisions
+    }
+
+    /// The record of row `r` before the step: the state and the reference
+    /// action; the policy's features when it observed the state (`seen`).
+    fn record(
+        &self,
+        canvas: &Canvas,
+        r: usize,
+        step: usize,
+        masked: &[usize],
+        reference: &Values,
+        seen: Option<&[PositionStats]>,
+    ) -> StepRecord {
+        let comps = self.components();
+        let last = step + 1 == self.steps;
+        let answer_len = canvas.len() - canvas.prompt_len(r);
+        let reference_raw: Vec<f64> = comps.iter().map(|c| c.unmap(reference.get(*c))).collect();
+        let with_order = self.policy.is_some_and(|p| p.has_order());
+        StepRecord {
+            step,
+            total_steps: self.steps,
+            canvas: canvas.row(r).to_vec(),
+            prompt_len: canvas.prompt_len(r),
+            revealed: Vec::new(),
+            tokens: Vec::new(),
+            token_log_probs: Vec::new(),
+            temperature: 0.0,
+            guidance: 0.0,
+            schedule_raw: reference_raw.clone(),
+            acted: comps
+                .iter()
+                .map(|&c| c != Component::Ratio || !last)
+                .collect(),
+            reference_raw,
+            schedule_log_prob: 0.0,
+            state_features: seen.map_or_else(Vec::new, |s| {
+                state_features(s, answer_len, step, self.steps)
+            }),
+            candidates: masked.to_vec(),
+            candidate_features: match seen {
+                Some(s) if with_order => candidate_features(
+                    s,
+                    masked,
+                    canvas.prompt_len(r),
+                    answer_len,
+                    step,
+                    self.steps,
+                ),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The learned continuous components from the Gaussian head: two
+    /// uniforms per component and row (Box-Muller), the mean in mode.
+    fn draw_components(
+        &self,
+        policy: &SchedulePolicy<B>,
+        decisions: &mut [Decision],
+        values: &mut [Values],
+        rngs: &mut [StdRng],
+    ) {
+        let comps = self.components();
+        let refs: Vec<&StepRecord> = decisions.iter().map(|d| &d.record).collect();
+        let batch = ScheduleBatch::new(
+            &refs,
+            comps.len(),
+            policy.table_steps(),
+            false,
+            &self.device,
+        );
+        let (mean, log_std) = policy.gaussian(&batch).expect("a Gaussian head");
+        let (mean, log_std) = (logits_to_host(mean), logits_to_host(log_std));
+        for (a, d) in decisions.iter_mut().enumerate() {
+            for (j, &c) in comps.iter().enumerate() {
+                let (m, s) = (
+                    mean[a * comps.len() + j] as f64,
+                    log_std[a * comps.len() + j] as f64,
+                );
+                let u = match self.act {
+                    Act::Sample => {
+                        let z = gaussian::standard_normal(
+                            uniform_f64(&mut rngs[a]),
+                            uniform_f64(&mut rngs[a]),
+                        );
+                        m + s.exp() * z
+                    }
+                    Act::Mode => m,
+                };
+                d.record.schedule_raw[j] = u;
+                if d.record.acted[j] {
+                    d.record.schedule_log_prob += gaussian::log_prob(u, m, s);
+                    values[a].set(c, c.map(u));
+                }
+            }
+        }
+    }
+
+    /// Positions from the Plackett-Luce order head: one Gumbel per candidate
+    /// (none in mode), `reveal` picks in pick order.
+    fn draw_order(
+        &self,
+        policy: &SchedulePolicy<B>,
+        decisions: &mut [Decision],
+        rngs: &mut [StdRng],
+    ) {
+        let feats: Vec<f32> = decisions
+            .iter()
+            .flat_map(|d| d.record.candidate_features.iter().copied())
+            .collect();
+        let positions: Vec<i32> = decisions
+            .iter()
+            .flat_map(|d| d.masked.iter().map(|&p| (p - d.record.prompt_len) as i32))
+            .collect();
+        let m = positions.len();
+        let scores = logits_to_host(policy.order_scores(
+            Tensor::from_data(
+                TensorData::new(feats, [m, CANDIDATE_FEATURES]),
+                &self.device,
+            ),
+            Tensor::from_data(TensorData::new(positions, [m]), &self.device),
+        ));
+        let mut offset = 0;
+        for (d, rng) in decisions.iter_mut().zip(rngs.iter_mut()) {
+            let n = d.masked.len();
+            let s: Vec<f64> = scores[offset..offset + n]
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            offset += n;
+            let (chosen, logp) = order::sample(&s, d.reveal, rng, self.act == Act::Mode);
+            d.record.schedule_log_prob += logp;
+            d.picks = Some(chosen.iter().map(|&i| d.masked[i]).collect());
+        }
+    }
+}
