@@ -446,7 +446,7 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
         let line = format!(
             "{:<34} {:>6} {:<18} {:>9.4}",
             "schedule",
-            r["steps"],
+            r["steps"].as_u64().unwrap(),
             r["metric"].as_str().unwrap(),
             r["value"].as_f64().unwrap()
         );

@@ -103,8 +103,29 @@ fn markdown(
          (Co-GRPO).\n",
         c.alternate_every, c.alternate_every
     );
+    evaluation_table(&mut s, arms);
+    schedule_tables(&mut s, c.steps, arms);
+    training_curves(&mut s, arms);
+    for (file, caption) in pngs {
+        let _ = writeln!(s, "![{caption}]({file})\n");
+    }
+    let _ = writeln!(
+        s,
+        "## Reading this report\n\n\
+         - The RL arms share the budget and the pre-trained start; differences between them \
+         are what the update mode did. Compare against the spread between seeds (rerun with \
+         `--seed`) before reading much into a gap.\n\
+         - `reveal` per step shows the schedule actually followed: a learned ratio that \
+         reveals more early and less late (or the reverse) is the schedule's contribution.\n\
+         - Per-iteration scalars (KL, clip fractions, entropies, tokens/s) are in TensorBoard: \
+         `tensorboard --logdir {}`.\n",
+        cfg.run.out_dir().join("tb").display()
+    );
+    s
+}
 
-    // Evaluation table: one row per arm, one column per (metric, steps).
+/// One row per arm, one column per (metric, steps).
+fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
     let mut columns: Vec<(String, usize)> = Vec::new();
     for a in arms {
         for r in &a.eval.rows {
@@ -138,12 +159,11 @@ fn markdown(
             a.train_wall_s
         );
     }
+}
 
-    let _ = writeln!(
-        s,
-        "\n## Schedule per step (evaluation at T = {})\n",
-        c.steps
-    );
+/// The mean action per step each arm followed at `steps` steps.
+fn schedule_tables(s: &mut String, steps: usize, arms: &[ArmOutcome]) {
+    let _ = writeln!(s, "\n## Schedule per step (evaluation at T = {steps})\n");
     let _ = writeln!(
         s,
         "Mean action at each step: `reveal` = positions revealed, `position` = where they \
@@ -151,26 +171,29 @@ fn markdown(
          values (ratio = share of the masked positions).\n"
     );
     for a in arms {
-        let Some(per) = a.eval.schedule.get(&c.steps) else {
+        let Some(per) = a.eval.schedule.get(&steps) else {
             continue;
         };
         let _ = writeln!(s, "**{}**\n", a.name);
         let _ = writeln!(
             s,
             "| step | {} |",
-            (0..c.steps)
+            (0..steps)
                 .map(|t| t.to_string())
                 .collect::<Vec<_>>()
                 .join(" | ")
         );
-        let _ = writeln!(s, "|---|{}", "---|".repeat(c.steps));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(steps));
         for (name, values) in per {
             let cells: Vec<String> = values.iter().map(|v| fmt(*v)).collect();
             let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
         }
         let _ = writeln!(s);
     }
+}
 
+/// Early and late reward, late solve rate and zero-variance share per arm.
+fn training_curves(s: &mut String, arms: &[ArmOutcome]) {
     let _ = writeln!(s, "## Training curves\n");
     let _ = writeln!(
         s,
@@ -196,22 +219,6 @@ fn markdown(
         );
     }
     let _ = writeln!(s);
-    for (file, caption) in pngs {
-        let _ = writeln!(s, "![{caption}]({file})\n");
-    }
-    let _ = writeln!(
-        s,
-        "## Reading this report\n\n\
-         - The RL arms share the budget and the pre-trained start; differences between them \
-         are what the update mode did. Compare against the spread between seeds (rerun with \
-         `--seed`) before reading much into a gap.\n\
-         - `reveal` per step shows the schedule actually followed: a learned ratio that \
-         reveals more early and less late (or the reverse) is the schedule's contribution.\n\
-         - Per-iteration scalars (KL, clip fractions, entropies, tokens/s) are in TensorBoard: \
-         `tensorboard --logdir {}`.\n",
-        cfg.run.out_dir().join("tb").display()
-    );
-    s
 }
 
 fn fmt(v: f64) -> String {
