@@ -20,7 +20,7 @@ mod arm;
 mod bench;
 mod interchange;
 
-use arm::load_trained_arm;
+use arm::{Source, load_trained_arm};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -397,39 +397,31 @@ impl Job for SampleJob {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
-        let (model, arm) = match &self.arm {
-            Some(path) => {
-                let arm = load_trained_arm::<B::InnerBackend>(cfg, task.as_ref(), path, &device)?;
-                (None, Some(arm))
-            }
+        let source = match &self.arm {
+            Some(path) => Source::Arm(Box::new(load_trained_arm::<B::InnerBackend>(
+                cfg,
+                task.as_ref(),
+                path,
+                &device,
+            )?)),
             None => {
-                let source = checkpoint_source(cfg, self.checkpoint.clone())?;
-                let model =
-                    load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
-                (Some(model), None)
+                let path = checkpoint_source(cfg, self.checkpoint.clone())?;
+                Source::Model(Box::new(load_inference_model::<B::InnerBackend>(
+                    cfg,
+                    task.as_ref(),
+                    &path,
+                    &device,
+                )?))
             }
         };
-        let generator = match (&model, &arm) {
-            (_, Some(arm)) => {
-                let c = cfg
-                    .cogrpo
-                    .as_ref()
-                    .context("--arm needs the [cogrpo] section")?;
-                let steps = c.eval_step_counts()[0];
-                sample::Generator {
-                    model: &arm.model,
-                    policy: arm.policy(),
-                    sampler: c.reference.with_steps(steps),
-                    temperature: Some(c.eval_temperature),
-                }
-            }
-            (Some(model), None) => sample::Generator {
+        let generator = match &source {
+            Source::Arm(arm) => arm.generator(cfg)?,
+            Source::Model(model) => sample::Generator {
                 model,
                 policy: None,
                 sampler: cfg.sample_sampler(task.layout().answer_len),
                 temperature: None,
             },
-            (None, None) => unreachable!("a model or an arm is loaded above"),
         };
         let (out, stats) = sample::sample(
             task.as_ref(),
@@ -441,8 +433,10 @@ impl Job for SampleJob {
         )?;
         eprintln!(
             "# {}{} ({} steps, {:.1} NFE per sample)",
-            arm.as_ref()
-                .map_or(String::new(), |a| format!("arm `{}`: ", a.mode.name())),
+            match &source {
+                Source::Arm(a) => format!("arm `{}`: ", a.mode.name()),
+                Source::Model(_) => String::new(),
+            },
             generator.sampler.label(),
             generator.sampler.steps,
             stats.mean_nfe()

@@ -395,102 +395,7 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
         }
     }
 
-    // `cogrpo eval` with the reference sampler at the arms' evaluation
-    // temperature prints the numbers of the report's `base` arm: one
-    // generation step and one evaluation loop serve both.
-    let value = |rows: &serde_json::Value, steps: u64, metric: &str| {
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["steps"] == steps && r["metric"] == metric)
-            .map(|r| (r["value"].as_f64().unwrap(), r["nfe"].as_f64().unwrap()))
-            .unwrap_or_else(|| panic!("no {metric} at {steps} in {rows}"))
-    };
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--set",
-        "eval.samplers=[{kind=\"confidence\", temperature=0.0}]",
-        "--set",
-        "eval.steps=[2,4]",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let evaluated = summary(&dir)["eval"].clone();
-    for steps in [2, 4] {
-        for metric in ["solved", "d1_cell_accuracy", "valid_cells"] {
-            assert_eq!(
-                value(&evaluated, steps, metric),
-                value(&report["arms"]["base"]["eval"], steps, metric),
-                "{metric} at {steps} steps"
-            );
-        }
-    }
-
-    // `cogrpo eval --arm` reproduces an arm's report numbers with its
-    // learned schedule; `cogrpo sample --arm` samples with it.
-    let arm = dir.join("arms/schedule");
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--arm",
-        arm.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    for r in report["arms"]["schedule"]["eval"].as_array().unwrap() {
-        let line = format!(
-            "{:<34} {:>6} {:<18} {:>9.4}",
-            "schedule",
-            r["steps"].as_u64().unwrap(),
-            r["metric"].as_str().unwrap(),
-            r["value"].as_f64().unwrap()
-        );
-        assert!(text(&o).contains(&line), "{line}\n{}", text(&o));
-    }
-    let o = cogrpo(&[
-        "sample",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--arm",
-        arm.to_str().unwrap(),
-        "--prompt",
-        "3102200002100320",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let line = text(&o);
-    assert!(line.contains("arm `schedule`"), "{line}");
-    let completion = line
-        .lines()
-        .find_map(|l| l.strip_prefix("3102200002100320 -> "))
-        .unwrap_or_else(|| panic!("{line}"));
-    assert_eq!(
-        completion.chars().filter(char::is_ascii_digit).count(),
-        16,
-        "{line}"
-    );
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--set",
-        "cogrpo.lr_model=0.5",
-        "--arm",
-        arm.to_str().unwrap(),
-    ]);
-    assert!(
-        text(&o).contains("trained under another config"),
-        "{}",
-        text(&o)
-    );
+    eval_and_sample_agree_with_the_report(cfg, &dir, &report);
 
     // `train` refuses to overwrite an arm; a second `run` reuses everything.
     let o = cogrpo(&[
@@ -548,6 +453,105 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
     assert!(
         dir.join("arms/model/checkpoints/step-00000006/state.json")
             .is_file()
+    );
+}
+
+/// `cogrpo eval` with the reference sampler at the arms' evaluation
+/// temperature prints the numbers of the report's `base` arm (one generation
+/// step and one evaluation loop serve both); `eval --arm` reproduces an
+/// arm's report rows with its learned schedule, `sample --arm` samples with
+/// it, and an arm trained under another config is refused.
+fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_json::Value) {
+    let value = |rows: &serde_json::Value, steps: u64, metric: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["steps"] == steps && r["metric"] == metric)
+            .map(|r| (r["value"].as_f64().unwrap(), r["nfe"].as_f64().unwrap()))
+            .unwrap_or_else(|| panic!("no {metric} at {steps} in {rows}"))
+    };
+    let o = cogrpo(&[
+        "eval",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(dir),
+        "--set",
+        "eval.samplers=[{kind=\"confidence\", temperature=0.0}]",
+        "--set",
+        "eval.steps=[2,4]",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let evaluated = summary(dir)["eval"].clone();
+    for steps in [2, 4] {
+        for metric in ["solved", "d1_cell_accuracy", "valid_cells"] {
+            assert_eq!(
+                value(&evaluated, steps, metric),
+                value(&report["arms"]["base"]["eval"], steps, metric),
+                "{metric} at {steps} steps"
+            );
+        }
+    }
+
+    let arm = dir.join("arms/schedule");
+    let o = cogrpo(&[
+        "eval",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(dir),
+        "--arm",
+        arm.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for r in report["arms"]["schedule"]["eval"].as_array().unwrap() {
+        let line = format!(
+            "{:<34} {:>6} {:<18} {:>9.4}",
+            "schedule",
+            r["steps"].as_u64().unwrap(),
+            r["metric"].as_str().unwrap(),
+            r["value"].as_f64().unwrap()
+        );
+        assert!(text(&o).contains(&line), "{line}\n{}", text(&o));
+    }
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(dir),
+        "--arm",
+        arm.to_str().unwrap(),
+        "--prompt",
+        "3102200002100320",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = text(&o);
+    assert!(line.contains("arm `schedule`"), "{line}");
+    let completion = line
+        .lines()
+        .find_map(|l| l.strip_prefix("3102200002100320 -> "))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(
+        completion.chars().filter(char::is_ascii_digit).count(),
+        16,
+        "{line}"
+    );
+    let o = cogrpo(&[
+        "eval",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(dir),
+        "--set",
+        "cogrpo.lr_model=0.5",
+        "--arm",
+        arm.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&o).contains("trained under another config"),
+        "{}",
+        text(&o)
     );
 }
 

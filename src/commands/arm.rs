@@ -2,10 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use burn::prelude::*;
 use cogrpo_train::config::{ExperimentConfig, UpdateMode};
-use cogrpo_train::grpo;
+use cogrpo_train::{grpo, sample};
 use envs::Task;
 
 /// A trained arm for inference: its model, its schedule policy, and whether
@@ -20,6 +19,26 @@ impl<B: Backend> LoadedArm<B> {
     pub fn policy(&self) -> Option<&policy::SchedulePolicy<B>> {
         self.mode.uses_schedule().then_some(&self.policy)
     }
+
+    /// How `sample --arm` generates: the learned schedule in mode over the
+    /// reference sampler at the first evaluation step count, tokens at
+    /// `cogrpo.eval_temperature` (what the report evaluates).
+    pub fn generator(&self, cfg: &ExperimentConfig) -> anyhow::Result<sample::Generator<'_, B>> {
+        let c = cfg.cogrpo_section()?;
+        Ok(sample::Generator {
+            model: &self.model,
+            policy: self.policy(),
+            sampler: c.reference.with_steps(c.eval_step_counts()[0]),
+            temperature: Some(c.eval_temperature),
+        })
+    }
+}
+
+/// What `sample` generates with: a checkpoint's model under the config's
+/// fixed sampler, or a trained arm.
+pub(super) enum Source<B: Backend> {
+    Model(Box<mdm::Denoiser<B>>),
+    Arm(Box<LoadedArm<B>>),
 }
 
 /// Loads `--arm PATH` after checking that the arm was trained under this
@@ -31,15 +50,11 @@ pub(super) fn load_trained_arm<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<LoadedArm<B>> {
     let dir = grpo::state::find_arm_checkpoint(path)?;
-    let saved = dir.join("config.toml");
-    let trained: ExperimentConfig = std::fs::read_to_string(&saved)
-        .ok()
-        .and_then(|t| toml::from_str(&t).ok())
-        .with_context(|| format!("cannot read the arm's config {}", saved.display()))?;
     anyhow::ensure!(
-        grpo::arms::same_arm_training(&trained, cfg),
+        grpo::arms::trained_under(&dir, cfg),
         "{} was trained under another config (task, model, pre-training, seed, rewards or \
-         [cogrpo] differ from this one); pass the experiment file it was trained with",
+         [cogrpo] differ from this one, or its config.toml is unreadable); pass the experiment \
+         file it was trained with",
         dir.display()
     );
     let (model, policy, state) = grpo::state::load_arm::<B>(cfg, task, &dir, device)?;

@@ -53,7 +53,7 @@ pub fn evaluate<B: Backend>(
                 sampler: sampler.clone(),
                 temperature: None,
             };
-            let (r, _) = point.evaluate(cfg, task, &examples, &scorer, false, device)?;
+            let (r, _) = point.evaluate(cfg, task, examples, &scorer, false, device)?;
             for row in &r {
                 log.scalar(
                     &format!("eval/{}/{}", row.sampler, row.metric),
@@ -65,7 +65,7 @@ pub fn evaluate<B: Backend>(
         }
     }
     if e.nll_samples > 0 {
-        let row = likelihood(cfg, model, device, &examples)?;
+        let row = likelihood(cfg, model, device, examples)?;
         log.scalar("eval/elbo_bits_per_token", row.value, 0);
         rows.push(row);
     }
@@ -73,10 +73,9 @@ pub fn evaluate<B: Backend>(
 }
 
 /// The held-out examples an evaluation uses (`eval.max_examples` of them).
-pub fn test_examples(cfg: &ExperimentConfig, task: &dyn Task) -> Vec<Example> {
+pub fn test_examples<'t>(cfg: &ExperimentConfig, task: &'t dyn Task) -> &'t [Example] {
     let all = task.test_examples();
-    let n = cfg.eval.max_examples.unwrap_or(all.len()).min(all.len());
-    all[..n].to_vec()
+    &all[..cfg.eval.max_examples.unwrap_or(all.len()).min(all.len())]
 }
 
 /// How generated answers are scored: the task's verifiers, or for a task

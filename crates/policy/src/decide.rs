@@ -19,7 +19,7 @@ use crate::learned::features::{
 use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
 use crate::network::logits_to_host;
 use crate::rollout::{Act, Observation, Rollout};
-use crate::schedule::{SamplerConfig, SamplerKind, reveal_from_ratio};
+use crate::schedule::{SamplerConfig, SamplerKind, ScheduleAction, reveal_from_ratio};
 
 /// One row's decision at one step.
 pub(crate) struct Decision {
@@ -27,14 +27,15 @@ pub(crate) struct Decision {
     pub row: usize,
     /// Its masked positions before the step, increasing.
     pub masked: Vec<usize>,
-    pub reveal: usize,
-    pub temperature: f64,
-    pub remask_temperature: f64,
-    pub guidance: f64,
+    /// The resolved action: the reference's, with the learned components
+    /// and the temperature override in place.
+    pub action: ScheduleAction,
     /// Positions chosen before the tokens (uniformly, or by the learned
     /// order, in pick order); `None`: confidence selection among `masked`.
     pub picks: Option<Vec<usize>>,
-    pub record: StepRecord,
+    /// What the loss needs of the step; kept when the rollout records, and
+    /// always for a learned policy (its Gaussian and order heads read it).
+    pub record: Option<StepRecord>,
 }
 
 /// The continuous schedule values of one row at one step.
@@ -47,6 +48,17 @@ struct Values {
 }
 
 impl Values {
+    /// A fixed schedule's action with its count as a ratio of the `n`
+    /// masked positions.
+    fn of(action: &ScheduleAction, n: usize) -> Self {
+        Self {
+            ratio: action.reveal as f64 / n as f64,
+            temperature: action.temperature,
+            remask_temperature: action.remask_temperature,
+            guidance: action.guidance,
+        }
+    }
+
     fn get(&self, c: Component) -> f64 {
         match c {
             Component::Ratio => self.ratio,
@@ -68,7 +80,8 @@ impl Values {
 
 impl<B: Backend> Rollout<'_, B> {
     /// The decision of every `active` row (draws in the documented order:
-    /// reference count, Gaussian components, positions).
+    /// reference count, Gaussian components, positions); step records are
+    /// made when `keep_records` or a policy reads them.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide(
         &self,
@@ -78,57 +91,48 @@ impl<B: Backend> Rollout<'_, B> {
         n0: &[usize],
         step: usize,
         observed: Option<&Observation<B>>,
+        keep_records: bool,
         rngs: &mut [StdRng],
     ) -> Vec<Decision> {
-        let last = step + 1 == self.steps;
+        let keep = keep_records || self.policy.is_some();
+        let vocab = self.model.vocab_size();
         // The reference action, and the record of what the policy saw.
         let mut values = Vec::with_capacity(active.len());
-        let mut decisions: Vec<Decision> = active
-            .iter()
-            .enumerate()
-            .map(|(a, &r)| {
-                let masked = canvas.masked_positions(r);
-                let n = masked.len();
-                let proposed = reference.action(n0[r], n, step, &mut rngs[a]);
-                let v = Values {
-                    ratio: proposed.reveal as f64 / n as f64,
-                    temperature: proposed.temperature,
-                    remask_temperature: reference.remask_temperature,
-                    guidance: proposed.guidance,
-                };
-                values.push(v);
-                let seen = observed.map(|o| {
-                    let vocab = self.model.vocab_size();
-                    let at = |i: usize| &o.host[(o.offsets[a] + i) * vocab..][..vocab];
-                    (0..n).map(|i| PositionStats::of(at(i))).collect::<Vec<_>>()
-                });
-                let record = self.record(canvas, r, step, &masked, &v, seen.as_deref());
-                Decision {
-                    row: r,
-                    masked,
-                    reveal: 0,
-                    temperature: 0.0,
-                    remask_temperature: 0.0,
-                    guidance: 0.0,
-                    picks: None,
-                    record,
-                }
-            })
-            .collect();
+        let mut decisions = Vec::with_capacity(active.len());
+        for (a, &r) in active.iter().enumerate() {
+            let masked = canvas.masked_positions(r);
+            let proposed = reference.action(n0[r], masked.len(), step, &mut rngs[a]);
+            let v = Values::of(&proposed, masked.len());
+            let record = keep.then(|| {
+                let seen = observed.map(|o| o.position_stats(a, vocab));
+                self.record(canvas, r, step, &masked, &v, seen.as_deref())
+            });
+            values.push(v);
+            decisions.push(Decision {
+                row: r,
+                masked,
+                action: proposed,
+                picks: None,
+                record,
+            });
+        }
         if let Some(policy) = self.policy.filter(|p| p.has_gaussian()) {
             self.draw_components(policy, &mut decisions, &mut values, rngs);
         }
+        let last = step + 1 == self.steps;
         for (d, v) in decisions.iter_mut().zip(&values) {
-            d.reveal = reveal_from_ratio(v.ratio, d.masked.len(), last);
-            d.temperature = self.temperature.unwrap_or(v.temperature);
-            d.remask_temperature = v.remask_temperature;
-            d.guidance = v.guidance;
+            d.action = ScheduleAction {
+                reveal: reveal_from_ratio(v.ratio, d.masked.len(), last),
+                temperature: self.temperature.unwrap_or(v.temperature),
+                remask_temperature: v.remask_temperature,
+                guidance: v.guidance,
+            };
         }
         if let Some(policy) = self.policy.filter(|p| p.has_order()) {
             self.draw_order(policy, &mut decisions, rngs);
         } else if reference.kind != SamplerKind::Confidence {
             for (d, rng) in decisions.iter_mut().zip(rngs.iter_mut()) {
-                d.picks = Some(choose_uniform(d.masked.clone(), d.reveal, rng));
+                d.picks = Some(choose_uniform(d.masked.clone(), d.action.reveal, rng));
             }
         }
         decisions
@@ -195,7 +199,7 @@ impl<B: Backend> Rollout<'_, B> {
         rngs: &mut [StdRng],
     ) {
         let comps = self.components();
-        let refs: Vec<&StepRecord> = decisions.iter().map(|d| &d.record).collect();
+        let refs: Vec<&StepRecord> = decisions.iter().map(recorded).collect();
         let batch = ScheduleBatch::new(
             &refs,
             comps.len(),
@@ -206,6 +210,7 @@ impl<B: Backend> Rollout<'_, B> {
         let (mean, log_std) = policy.gaussian(&batch).expect("a Gaussian head");
         let (mean, log_std) = (logits_to_host(mean), logits_to_host(log_std));
         for (a, d) in decisions.iter_mut().enumerate() {
+            let rec = d.record.as_mut().expect(POLICY_RECORDS);
             for (j, &c) in comps.iter().enumerate() {
                 let (m, s) = (
                     mean[a * comps.len() + j] as f64,
@@ -221,9 +226,9 @@ impl<B: Backend> Rollout<'_, B> {
                     }
                     Act::Mode => m,
                 };
-                d.record.schedule_raw[j] = u;
-                if d.record.acted[j] {
-                    d.record.schedule_log_prob += gaussian::log_prob(u, m, s);
+                rec.schedule_raw[j] = u;
+                if rec.acted[j] {
+                    rec.schedule_log_prob += gaussian::log_prob(u, m, s);
                     values[a].set(c, c.map(u));
                 }
             }
@@ -240,11 +245,14 @@ impl<B: Backend> Rollout<'_, B> {
     ) {
         let feats: Vec<f32> = decisions
             .iter()
-            .flat_map(|d| d.record.candidate_features.iter().copied())
+            .flat_map(|d| recorded(d).candidate_features.iter().copied())
             .collect();
         let positions: Vec<i32> = decisions
             .iter()
-            .flat_map(|d| d.masked.iter().map(|&p| (p - d.record.prompt_len) as i32))
+            .flat_map(|d| {
+                let prompt_len = recorded(d).prompt_len;
+                d.masked.iter().map(move |&p| (p - prompt_len) as i32)
+            })
             .collect();
         let m = positions.len();
         let scores = logits_to_host(policy.order_scores(
@@ -262,9 +270,16 @@ impl<B: Backend> Rollout<'_, B> {
                 .map(|&x| x as f64)
                 .collect();
             offset += n;
-            let (chosen, logp) = order::sample(&s, d.reveal, rng, self.act == Act::Mode);
-            d.record.schedule_log_prob += logp;
+            let (chosen, logp) = order::sample(&s, d.action.reveal, rng, self.act == Act::Mode);
+            d.record.as_mut().expect(POLICY_RECORDS).schedule_log_prob += logp;
             d.picks = Some(chosen.iter().map(|&i| d.masked[i]).collect());
         }
     }
+}
+
+const POLICY_RECORDS: &str = "a learned policy's decisions are recorded";
+
+/// The record of a learned policy's decision (always kept, see [`Decision`]).
+fn recorded(d: &Decision) -> &StepRecord {
+    d.record.as_ref().expect(POLICY_RECORDS)
 }

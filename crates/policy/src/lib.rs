@@ -21,6 +21,4 @@ pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
 pub use network::logits_to_host;
 pub use rollout::{Act, Rollout};
 pub use sampler::{GenerationStats, Sampler, SamplerError};
-pub use schedule::{
-    RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, Selection, reveal_from_ratio,
-};
+pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, reveal_from_ratio};

@@ -47,6 +47,7 @@ use crate::decide::Decision;
 use crate::draw::{Draw, most_confident};
 use crate::learned::SchedulePolicy;
 use crate::learned::components::Component;
+use crate::learned::features::PositionStats;
 use crate::network::scale_column;
 use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
 use crate::sampler::{GenerationStats, SamplerError};
@@ -86,15 +87,27 @@ pub(crate) struct Observation<B: Backend> {
     pub logits: Tensor<B, 2>,
     /// The same on the host.
     pub host: Vec<f32>,
-    /// Row `a`'s first position in `logits`.
-    pub offsets: Vec<usize>,
+    /// Per active row: its masked positions and their first row in `logits`.
+    pub blocks: Vec<Block>,
 }
 
-/// Token logits on the host and where each revealing row's block starts.
+/// A row's positions read and the first of its consecutive logit rows.
+pub(crate) type Block = (Vec<usize>, usize);
+
+impl<B: Backend> Observation<B> {
+    /// What active row `a`'s policy features are computed from.
+    pub fn position_stats(&self, a: usize, vocab: usize) -> Vec<PositionStats> {
+        let (positions, start) = &self.blocks[a];
+        (0..positions.len())
+            .map(|i| PositionStats::of(&self.host[(start + i) * vocab..][..vocab]))
+            .collect()
+    }
+}
+
+/// Token logits on the host and each revealing row's block of them.
 struct TokenLogits {
     host: Vec<f32>,
-    /// Per revealing row: the (sorted) positions read and the block start.
-    blocks: Vec<(Vec<usize>, usize)>,
+    blocks: Vec<Block>,
 }
 
 impl<B: Backend> Rollout<'_, B> {
@@ -122,7 +135,7 @@ impl<B: Backend> Rollout<'_, B> {
             ..Default::default()
         };
         for step in 0..self.steps {
-            let records = self.step(canvas, &reference, &n0, step, &mut stats);
+            let records = self.step(canvas, &reference, &n0, step, record, &mut stats);
             if record {
                 for (r, rec) in records {
                     trajectories[r].steps.push(rec);
@@ -207,13 +220,15 @@ impl<B: Backend> Rollout<'_, B> {
         self.policy.map_or(&[], |p| p.components())
     }
 
-    /// One step for every row that still has masks; returns their records.
+    /// One step for every row that still has masks; returns their records
+    /// (all of them when `keep_records`, else at most a policy's).
     fn step(
         &self,
         canvas: &mut Canvas,
         reference: &SamplerConfig,
         n0: &[usize],
         step: usize,
+        keep_records: bool,
         stats: &mut GenerationStats,
     ) -> Vec<(usize, StepRecord)> {
         let active: Vec<usize> = (0..canvas.rows())
@@ -236,11 +251,12 @@ impl<B: Backend> Rollout<'_, B> {
             n0,
             step,
             observed.as_ref(),
+            keep_records,
             &mut rngs,
         );
         // 3. Logits of the rows that reveal something.
         let revealing: Vec<usize> = (0..active.len())
-            .filter(|&a| decisions[a].reveal > 0)
+            .filter(|&a| decisions[a].action.reveal > 0)
             .collect();
         if !revealing.is_empty() {
             let logits = self.token_logits(canvas, &decisions, &revealing, observed, stats);
@@ -254,19 +270,21 @@ impl<B: Backend> Rollout<'_, B> {
                 };
                 for draw in draw_tokens(d, at, &mut rngs[a]) {
                     canvas.reveal(d.row, draw.position, draw.token);
-                    d.record.revealed.push(draw.position);
-                    d.record.tokens.push(draw.token);
-                    d.record.token_log_probs.push(draw.log_prob);
+                    if let Some(rec) = &mut d.record {
+                        rec.revealed.push(draw.position);
+                        rec.tokens.push(draw.token);
+                        rec.token_log_probs.push(draw.log_prob);
+                    }
                 }
             }
         }
         decisions
             .into_iter()
-            .map(|d| {
-                let mut rec = d.record;
-                rec.temperature = d.temperature;
-                rec.guidance = d.guidance;
-                (d.row, rec)
+            .filter_map(|d| {
+                let mut rec = d.record?;
+                rec.temperature = d.action.temperature;
+                rec.guidance = d.action.guidance;
+                Some((d.row, rec))
             })
             .collect()
     }
@@ -293,18 +311,10 @@ impl<B: Backend> Rollout<'_, B> {
         for &r in active {
             stats.nfe[r] += 1;
         }
-        let offsets = masked
-            .iter()
-            .scan(0, |o, m| {
-                let start = *o;
-                *o += m.len();
-                Some(start)
-            })
-            .collect();
         Observation {
             logits,
             host,
-            offsets,
+            blocks: blocks_of(masked),
         }
     }
 
@@ -320,16 +330,16 @@ impl<B: Backend> Rollout<'_, B> {
         stats: &mut GenerationStats,
     ) -> TokenLogits {
         let rows: Vec<usize> = revealing.iter().map(|&a| decisions[a].row).collect();
-        let guidance: Vec<f64> = revealing.iter().map(|&a| decisions[a].guidance).collect();
+        let guidance: Vec<f64> = revealing
+            .iter()
+            .map(|&a| decisions[a].action.guidance)
+            .collect();
         let guided_any = guidance.iter().any(|&w| w != 0.0);
         let network = Instant::now();
         let (host, blocks) = match observed {
             // The observation already holds the conditional logits.
             Some(obs) if !guided_any => {
-                let blocks = revealing
-                    .iter()
-                    .map(|&a| (decisions[a].masked.clone(), obs.offsets[a]))
-                    .collect();
+                let blocks = revealing.iter().map(|&a| obs.blocks[a].clone()).collect();
                 (obs.host, blocks)
             }
             Some(obs) => {
@@ -340,8 +350,8 @@ impl<B: Backend> Rollout<'_, B> {
                 let index: Vec<i32> = revealing
                     .iter()
                     .flat_map(|&a| {
-                        let o = obs.offsets[a];
-                        (o..o + decisions[a].masked.len()).map(|i| i as i32)
+                        let (positions, start) = &obs.blocks[a];
+                        (*start..start + positions.len()).map(|i| i as i32)
                     })
                     .collect();
                 let k = index.len();
@@ -393,7 +403,7 @@ impl<B: Backend> Rollout<'_, B> {
 }
 
 /// Blocks of consecutive queries: each row's positions and its first row.
-fn blocks_of(queries: Vec<Vec<usize>>) -> Vec<(Vec<usize>, usize)> {
+fn blocks_of(queries: Vec<Vec<usize>>) -> Vec<Block> {
     let mut offset = 0;
     queries
         .into_iter()
@@ -416,15 +426,20 @@ fn draw_tokens<'l>(
     match &d.picks {
         Some(picks) => picks
             .iter()
-            .map(|&pos| Draw::at(pos, logits_at(pos), d.temperature, rng))
+            .map(|&pos| Draw::at(pos, logits_at(pos), d.action.temperature, rng))
             .collect(),
         None => {
             let candidates: Vec<Draw> = d
                 .masked
                 .iter()
-                .map(|&pos| Draw::at(pos, logits_at(pos), d.temperature, rng))
+                .map(|&pos| Draw::at(pos, logits_at(pos), d.action.temperature, rng))
                 .collect();
-            most_confident(candidates, d.reveal, d.remask_temperature, rng)
+            most_confident(
+                candidates,
+                d.action.reveal,
+                d.action.remask_temperature,
+                rng,
+            )
         }
     }
 }

@@ -73,24 +73,18 @@ pub fn reveal_from_ratio(ratio: f64, n: usize, last: bool) -> usize {
     }
 }
 
-/// How the revealed positions are chosen.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Selection {
-    /// Uniformly among the masked positions.
-    Random,
-    /// Top-k of `log p(candidate) + remask_temperature * Gumbel`: a
-    /// Plackett-Luce draw over positions with scores `log p / remask_temperature`;
-    /// 0 is pure confidence order.
-    Confidence { remask_temperature: f64 },
-}
-
-/// One step's decision for one row.
+/// One step's decision for one row: how many masked positions to reveal
+/// and the settings of the draws. Which positions follows from the sampler
+/// kind (uniform, or the most confident), or from a learned order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScheduleAction {
     pub reveal: usize,
-    pub selection: Selection,
     /// Sampling temperature; 0 decodes greedily (argmax).
     pub temperature: f64,
+    /// Gumbel noise on confidence selection: top-k of `log p(candidate) +
+    /// remask_temperature * Gumbel`, a Plackett-Luce draw over positions
+    /// with scores `log p / remask_temperature`; 0 is pure confidence order.
+    pub remask_temperature: f64,
     /// Classifier-free guidance scale w (SMDM): 0 switches guidance off.
     pub guidance: f64,
 }
@@ -235,16 +229,10 @@ impl SamplerConfig {
                 self.schedule.reveal_count(n0, n, step, self.steps)
             }
         };
-        let selection = match self.kind {
-            SamplerKind::Confidence => Selection::Confidence {
-                remask_temperature: self.remask_temperature,
-            },
-            _ => Selection::Random,
-        };
         ScheduleAction {
             reveal,
-            selection,
             temperature: self.temperature,
+            remask_temperature: self.remask_temperature,
             guidance: self.guidance,
         }
     }

@@ -458,6 +458,13 @@ impl ExperimentConfig {
             .steps_or(answer_len.max(1))
     }
 
+    /// The `[cogrpo]` section, which Co-GRPO commands need.
+    pub fn cogrpo_section(&self) -> anyhow::Result<&CogrpoConfig> {
+        self.cogrpo
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the config has no [cogrpo] section"))
+    }
+
     /// The (sampler, step count) points of the evaluation sweep.
     pub fn sweep(&self) -> Vec<SamplerConfig> {
         self.eval

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
@@ -45,10 +45,7 @@ pub fn run_arms<B: AutodiffBackend>(
     init: &Path,
     device: &B::Device,
 ) -> anyhow::Result<Vec<ArmOutcome>> {
-    let c = cfg
-        .cogrpo
-        .as_ref()
-        .context("the config has no [cogrpo] section")?;
+    let c = cfg.cogrpo_section()?;
     let mut out = Vec::new();
 
     let start = Instant::now();
@@ -68,18 +65,13 @@ pub fn run_arms<B: AutodiffBackend>(
         let dir = arm_dir(run, mode);
         let ckpts = CheckpointDir::new(dir.join("checkpoints"));
         let latest = ckpts.latest();
-        if let Some(d) = &latest {
-            let previous = std::fs::read_to_string(d.join("config.toml"))
-                .ok()
-                .and_then(|t| toml::from_str::<ExperimentConfig>(&t).ok());
-            if !previous.is_some_and(|p| same_arm_training(&p, cfg)) {
-                bail!(
-                    "{} holds arm checkpoint {} from a different config; set another run.out_dir \
-                     or remove it (nothing was overwritten)",
-                    dir.display(),
-                    d.display()
-                );
-            }
+        if let Some(d) = latest.as_ref().filter(|d| !trained_under(d, cfg)) {
+            bail!(
+                "{} holds arm checkpoint {} from a different config; set another run.out_dir \
+                 or remove it (nothing was overwritten)",
+                dir.display(),
+                d.display()
+            );
         }
         let finished = latest
             .as_ref()
@@ -130,9 +122,19 @@ pub fn run_arms<B: AutodiffBackend>(
     Ok(out)
 }
 
+/// Whether the arm checkpoint `dir` was written by this arm's training under
+/// `cfg` (its `config.toml` agrees but for the evaluation settings); an
+/// unreadable config does not.
+pub fn trained_under(dir: &Path, cfg: &ExperimentConfig) -> bool {
+    std::fs::read_to_string(dir.join("config.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<ExperimentConfig>(&t).ok())
+        .is_some_and(|prev| same_arm_training(&prev, cfg))
+}
+
 /// Whether an arm checkpoint written under `prev` is (part of) this arm's
 /// training under `cfg`: everything but the evaluation settings agrees.
-pub fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
+fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
     let strip = |c: &ExperimentConfig| {
         c.cogrpo.clone().map(|mut g| {
             g.eval_steps.clear();

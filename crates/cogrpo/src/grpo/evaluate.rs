@@ -35,10 +35,7 @@ pub fn evaluate_arm<B: Backend>(
     label: &str,
     device: &B::Device,
 ) -> anyhow::Result<ArmEval> {
-    let c = cfg
-        .cogrpo
-        .as_ref()
-        .context("the config has no [cogrpo] section")?;
+    let c = cfg.cogrpo_section()?;
     let examples = test_examples(cfg, task);
     let scorer = Scorer::new(cfg, task).context("evaluating the arms")?;
     let mut out = ArmEval::default();
@@ -50,7 +47,7 @@ pub fn evaluate_arm<B: Backend>(
             sampler: c.reference.with_steps(steps),
             temperature: Some(c.eval_temperature),
         };
-        let (rows, trajectories) = point.evaluate(cfg, task, &examples, &scorer, true, device)?;
+        let (rows, trajectories) = point.evaluate(cfg, task, examples, &scorer, true, device)?;
         let comps = policy.map_or(&[][..], |p| p.components());
         out.schedule
             .insert(steps, schedule_per_step(&trajectories, comps, steps));

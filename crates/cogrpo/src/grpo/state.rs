@@ -137,7 +137,7 @@ impl<B: AutodiffBackend> ArmTraining<B> {
         resume: bool,
         device: &B::Device,
     ) -> anyhow::Result<Self> {
-        let c = cogrpo_section(cfg)?;
+        let c = cfg.cogrpo_section()?;
         let seed = cfg.run.seed;
         let optim_model = AdamWConfig::new()
             .with_weight_decay(c.weight_decay as f32)
@@ -225,12 +225,6 @@ impl<B: AutodiffBackend> ArmTraining<B> {
     }
 }
 
-fn cogrpo_section(cfg: &ExperimentConfig) -> anyhow::Result<&CogrpoConfig> {
-    cfg.cogrpo
-        .as_ref()
-        .context("the config has no [cogrpo] section")
-}
-
 /// The schedule policy of a fresh arm.
 pub fn init_policy<B: burn::prelude::Backend>(
     c: &CogrpoConfig,
@@ -268,7 +262,7 @@ pub fn load_arm<B: burn::prelude::Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> anyhow::Result<(Denoiser<B>, SchedulePolicy<B>, ArmState)> {
-    let c = cogrpo_section(cfg)?;
+    let c = cfg.cogrpo_section()?;
     let state = read_arm_state(dir)?;
     let model = checkpoint::load_model::<B>(
         &dir.join("model.safetensors"),

@@ -149,8 +149,8 @@ struct Update {
     schedule: Option<FactorStats>,
 }
 
-/// One draw of groups before scoring is judged.
-struct Draw {
+/// The groups of one roll-out round, before their scores are judged.
+struct RolledOut {
     trajectories: Vec<Trajectory>,
     items: Vec<RewardItem>,
     nfe: f64,
@@ -166,10 +166,7 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
         init: &Path,
         device: &B::Device,
     ) -> anyhow::Result<Self> {
-        let c = cfg
-            .cogrpo
-            .as_ref()
-            .context("the config has no [cogrpo] section")?;
+        let c = cfg.cogrpo_section()?;
         let dcfg = denoiser_config(cfg, task);
         Ok(Self {
             cfg,
@@ -249,7 +246,7 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
         it: usize,
         round: u64,
         slots: &[usize],
-    ) -> anyhow::Result<Draw> {
+    ) -> anyhow::Result<RolledOut> {
         let (seed, g) = (self.cfg.run.seed, self.c.group_size);
         let layout = self.task.layout();
         let key = |parts: &[u64]| {
@@ -298,7 +295,7 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             })
             .collect();
         let scored = self.reward_set.score(&items, &costs);
-        Ok(Draw {
+        Ok(RolledOut {
             trajectories,
             items,
             nfe: stats.mean_nfe(),
