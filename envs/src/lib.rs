@@ -8,6 +8,7 @@
 pub mod canvas;
 pub mod countdown;
 pub mod jsonl;
+pub mod problems;
 pub mod reversal;
 pub mod seeding;
 pub mod star;
@@ -18,6 +19,7 @@ pub mod trajectory;
 pub mod vocab;
 
 pub use canvas::Canvas;
+pub use problems::{Problem, Problems, Validate};
 pub use task::{Example, Layout, Split, Task, TaskError};
 pub use trajectory::{StepRecord, Trajectory};
 pub use vocab::Vocab;

@@ -22,21 +22,19 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use envs::{Problems, Validate};
 use serde::{Deserialize, Serialize};
 
+/// Every key is optional; the defaults are [`Default`]'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RewardsConfig {
     /// The rewards; empty = the task's default verifier reward.
-    #[serde(default)]
     pub terms: Vec<RewardTerm>,
-    #[serde(default)]
     pub aggregation: Aggregation,
     /// Share of a batch's items one reward may fail on before training
     /// stops (after writing a checkpoint).
-    #[serde(default = "default_max_failure_fraction")]
     pub max_failure_fraction: f64,
-    #[serde(default)]
     pub cost: CostConfig,
 }
 
@@ -45,14 +43,10 @@ impl Default for RewardsConfig {
         Self {
             terms: Vec::new(),
             aggregation: Aggregation::default(),
-            max_failure_fraction: default_max_failure_fraction(),
+            max_failure_fraction: 0.5,
             cost: CostConfig::default(),
         }
     }
-}
-
-fn default_max_failure_fraction() -> f64 {
-    0.5
 }
 
 /// The order of weighting and group normalization.
@@ -69,27 +63,15 @@ pub enum Aggregation {
 }
 
 /// The cost of a rollout: `penalty = nfe * NFE / answer_len + wall_s * seconds`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Every key is optional: no cost by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CostConfig {
     /// Weight of the denoiser evaluations, per answer position.
-    #[serde(default)]
     pub nfe: f64,
     /// Weight of the rollout's wall time, per second.
-    #[serde(default)]
     pub wall_s: f64,
-    #[serde(default)]
     pub mode: CostMode,
-}
-
-impl Default for CostConfig {
-    fn default() -> Self {
-        Self {
-            nfe: 0.0,
-            wall_s: 0.0,
-            mode: CostMode::Additive,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,13 +92,13 @@ pub enum RewardTerm {
     /// A verifier built into the task (`cogrpo check` lists them).
     Builtin {
         name: String,
-        #[serde(default = "one")]
+        #[serde(default = "default_weight")]
         weight: f64,
     },
     /// A child process speaking JSON lines (`docs/reward-protocol.md`).
     Subprocess {
         name: String,
-        #[serde(default = "one")]
+        #[serde(default = "default_weight")]
         weight: f64,
         /// Program and arguments, run without a shell.
         command: Vec<String>,
@@ -133,7 +115,7 @@ pub enum RewardTerm {
     /// A reward server taking POSTed batches (`docs/reward-protocol.md`).
     Http {
         name: String,
-        #[serde(default = "one")]
+        #[serde(default = "default_weight")]
         weight: f64,
         url: String,
         #[serde(default = "default_timeout_s")]
@@ -151,7 +133,7 @@ pub enum RewardTerm {
     },
 }
 
-fn one() -> f64 {
+fn default_weight() -> f64 {
     1.0
 }
 fn default_timeout_s() -> f64 {
@@ -191,104 +173,68 @@ impl RewardTerm {
     }
 }
 
-impl RewardsConfig {
-    /// Problems as `(key path, message)`, keys relative to `rewards`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut bad = |key: String, msg: String| out.push((key, msg));
-        if !(0.0..=1.0).contains(&self.max_failure_fraction) {
-            bad(
-                "max_failure_fraction".into(),
-                format!("must be in [0, 1], got {}", self.max_failure_fraction),
-            );
-        }
-        for (key, v) in [
-            ("cost.nfe", self.cost.nfe),
-            ("cost.wall_s", self.cost.wall_s),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                bad(key.into(), format!("must be a finite number >= 0, got {v}"));
-            }
-        }
+impl Validate for RewardsConfig {
+    fn check(&self, p: &mut Problems) {
+        p.within("max_failure_fraction", self.max_failure_fraction, 0.0, 1.0);
+        p.non_negative("cost.nfe", self.cost.nfe);
+        p.non_negative("cost.wall_s", self.cost.wall_s);
         let mut seen = BTreeMap::new();
         for (i, term) in self.terms.iter().enumerate() {
-            let key = |field: &str| format!("terms[{i}].{field}");
-            if term.name().is_empty() {
-                bad(key("name"), "must not be empty".into());
-            }
+            p.section(&format!("terms[{i}]"), term);
             if let Some(j) = seen.insert(term.name().to_string(), i) {
-                bad(
-                    key("name"),
+                p.bad(
+                    &format!("terms[{i}].name"),
                     format!("{:?} is also the name of terms[{j}]", term.name()),
                 );
             }
-            if !term.weight().is_finite() {
-                bad(
-                    key("weight"),
-                    format!("must be finite, got {}", term.weight()),
-                );
-            }
-            match term {
-                RewardTerm::Builtin { .. } => {}
-                RewardTerm::Subprocess {
-                    command,
-                    timeout_s,
-                    max_reply_bytes,
-                    ..
-                } => {
-                    if command.is_empty() || command[0].is_empty() {
-                        bad(
-                            key("command"),
-                            "must name a program: [\"python3\", \"plugin.py\"]".into(),
-                        );
-                    }
-                    check_timeout(&mut bad, key("timeout_s"), *timeout_s);
-                    if *max_reply_bytes == 0 {
-                        bad(key("max_reply_bytes"), "must be at least 1".into());
-                    }
-                }
-                RewardTerm::Http {
-                    url,
-                    timeout_s,
-                    concurrency,
-                    max_batch,
-                    backoff_s,
-                    max_reply_bytes,
-                    ..
-                } => {
-                    if !url.starts_with("http://") {
-                        bad(
-                            key("url"),
-                            format!(
-                                "must start with http:// (got {url:?}); TLS belongs in a proxy"
-                            ),
-                        );
-                    }
-                    check_timeout(&mut bad, key("timeout_s"), *timeout_s);
-                    for (field, v) in [
-                        ("concurrency", *concurrency),
-                        ("max_batch", *max_batch),
-                        ("max_reply_bytes", *max_reply_bytes),
-                    ] {
-                        if v == 0 {
-                            bad(key(field), "must be at least 1".into());
-                        }
-                    }
-                    if !backoff_s.is_finite() || *backoff_s < 0.0 {
-                        bad(key("backoff_s"), format!("must be >= 0, got {backoff_s}"));
-                    }
-                }
-            }
         }
-        out
     }
 }
 
-fn check_timeout(bad: &mut impl FnMut(String, String), key: String, v: f64) {
-    if !v.is_finite() || v <= 0.0 {
-        bad(
-            key,
-            format!("must be a positive number of seconds, got {v}"),
-        );
+impl Validate for RewardTerm {
+    fn check(&self, p: &mut Problems) {
+        if self.name().is_empty() {
+            p.bad("name", "must not be empty");
+        }
+        p.finite("weight", self.weight());
+        match self {
+            RewardTerm::Builtin { .. } => {}
+            RewardTerm::Subprocess {
+                command,
+                timeout_s,
+                max_reply_bytes,
+                ..
+            } => {
+                if command.first().is_none_or(|program| program.is_empty()) {
+                    p.bad(
+                        "command",
+                        "must name a program: [\"python3\", \"plugin.py\"]",
+                    );
+                }
+                p.positive("timeout_s", *timeout_s);
+                p.at_least_one("max_reply_bytes", *max_reply_bytes);
+            }
+            RewardTerm::Http {
+                url,
+                timeout_s,
+                concurrency,
+                max_batch,
+                backoff_s,
+                max_reply_bytes,
+                ..
+            } => {
+                if !url.starts_with("http://") {
+                    p.bad(
+                        "url",
+                        format!("must start with http:// (got {url:?}); TLS belongs in a proxy"),
+                    );
+                }
+                p.positive("timeout_s", *timeout_s);
+                p.at_least_one("concurrency", *concurrency);
+                p.at_least_one("max_batch", *max_batch);
+                p.at_least_one("max_reply_bytes", *max_reply_bytes);
+                p.non_negative("backoff_s", *backoff_s);
+            }
+        }
     }
 }

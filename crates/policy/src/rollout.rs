@@ -39,7 +39,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use envs::seeding::{purpose, stream};
-use envs::{Canvas, StepRecord, Trajectory};
+use envs::{Canvas, Problems, StepRecord, Trajectory};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
 
@@ -199,20 +199,19 @@ impl<B: Backend> Rollout<'_, B> {
     }
 
     fn check(&self, canvas: &Canvas) -> Result<(), SamplerError> {
-        let bad = |f: &'static str, m: &str| Err(SamplerError::Config(f, m.into()));
-        if self.steps == 0 {
-            return bad("steps", "must be at least 1");
-        }
+        let mut p = Problems::default();
+        p.section("sampler", self.reference);
+        p.at_least_one("sampler.steps", self.steps);
         if self.reference.kind == SamplerKind::Ancestral && self.policy.is_some() {
-            return bad(
-                "kind",
+            p.bad(
+                "sampler.kind",
                 "ancestral sampling draws its reveal counts at random; a learned schedule \
                  builds on `first_hitting` or `confidence`",
             );
         }
-        self.reference
-            .validate()
-            .map_err(|(f, m)| SamplerError::Config(f, m))?;
+        if let Some(first) = p.into_vec().into_iter().next() {
+            return Err(SamplerError::Config(first));
+        }
         check_canvas(self.model, canvas)
     }
 

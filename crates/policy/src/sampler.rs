@@ -11,8 +11,8 @@ use crate::schedule::SamplerConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
-    #[error("sampler.{0}: {1}")]
-    Config(&'static str, String),
+    #[error("invalid sampler: {0}")]
+    Config(envs::Problem),
     #[error("canvas rows have {canvas} positions but the model holds at most {model}")]
     TooLong { canvas: usize, model: usize },
     #[error("canvas uses mask id {canvas} but the model's mask id is {model}")]

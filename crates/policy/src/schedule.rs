@@ -5,6 +5,7 @@
 //! sampling temperature and the guidance scale. Fixed schedules (this file)
 //! have no parameters; learned schedule policies emit the same actions.
 
+use envs::{Problems, Validate};
 use rand::Rng;
 use rand_distr::{Binomial, Distribution};
 use serde::{Deserialize, Serialize};
@@ -26,10 +27,11 @@ pub enum SamplerKind {
 }
 
 /// How many positions are still masked after a share of the steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevealSchedule {
     /// Masked share 1 - s: the same number revealed at every step.
+    #[default]
     Linear,
     /// Masked share cos(pi/2 * s) (MaskGIT): few early, many late.
     Cosine,
@@ -73,6 +75,22 @@ pub fn reveal_from_ratio(ratio: f64, n: usize, last: bool) -> usize {
     }
 }
 
+/// Range checks (a step count of 0 is allowed here: it means "the caller
+/// decides").
+impl Validate for SamplerConfig {
+    fn check(&self, p: &mut Problems) {
+        p.non_negative("temperature", self.temperature);
+        p.finite("guidance", self.guidance);
+        p.non_negative("remask_temperature", self.remask_temperature);
+        if self.kind != SamplerKind::Confidence && self.remask_temperature != 0.0 {
+            p.bad(
+                "remask_temperature",
+                "only the confidence sampler chooses positions by confidence",
+            );
+        }
+    }
+}
+
 /// One step's decision for one row: how many masked positions to reveal
 /// and the settings of the draws. Which positions follows from the sampler
 /// kind (uniform, or the most confident), or from a learned order.
@@ -98,17 +116,17 @@ pub struct SamplerConfig {
     /// i.e. one position per step, or an evaluation's list of step counts).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub steps: usize,
-    #[serde(default = "one")]
+    #[serde(default = "default_temperature")]
     pub temperature: f64,
     #[serde(default)]
     pub guidance: f64,
-    #[serde(default = "linear")]
+    #[serde(default)]
     pub schedule: RevealSchedule,
     #[serde(default)]
     pub remask_temperature: f64,
 }
 
-fn one() -> f64 {
+fn default_temperature() -> f64 {
     1.0
 }
 
@@ -116,18 +134,14 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-fn linear() -> RevealSchedule {
-    RevealSchedule::Linear
-}
-
 impl SamplerConfig {
     pub fn new(kind: SamplerKind, steps: usize) -> Self {
         Self {
             kind,
             steps,
-            temperature: 1.0,
+            temperature: default_temperature(),
             guidance: 0.0,
-            schedule: RevealSchedule::Linear,
+            schedule: RevealSchedule::default(),
             remask_temperature: 0.0,
         }
     }
@@ -147,33 +161,6 @@ impl SamplerConfig {
         } else {
             self.clone()
         }
-    }
-
-    /// Checks the settings' ranges (a step count of 0 is allowed here: it
-    /// means "the caller decides"); the error names the field.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err((
-                "temperature",
-                format!("must be finite and >= 0, got {}", self.temperature),
-            ));
-        }
-        if !self.guidance.is_finite() {
-            return Err(("guidance", format!("must be finite, got {}", self.guidance)));
-        }
-        if !(self.remask_temperature >= 0.0 && self.remask_temperature.is_finite()) {
-            return Err((
-                "remask_temperature",
-                format!("must be finite and >= 0, got {}", self.remask_temperature),
-            ));
-        }
-        if self.kind != SamplerKind::Confidence && self.remask_temperature != 0.0 {
-            return Err((
-                "remask_temperature",
-                "only the confidence sampler chooses positions by confidence".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// A short label for tables: `confidence(cosine, T=0.5)`.
@@ -298,18 +285,23 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
+        let keys = |c: &SamplerConfig| -> Vec<String> {
+            c.problems().into_iter().map(|p| p.key).collect()
+        };
         let mut c = SamplerConfig::new(SamplerKind::FirstHitting, 0);
-        c.validate().unwrap();
+        assert!(keys(&c).is_empty());
         assert_eq!(c.steps_or(16).steps, 16);
         c.steps = 4;
         assert_eq!(c.steps_or(16).steps, 4);
         c.temperature = -1.0;
-        assert_eq!(c.validate().unwrap_err().0, "temperature");
+        c.guidance = f64::NAN;
+        assert_eq!(keys(&c), ["temperature", "guidance"]);
         c.temperature = 1.0;
+        c.guidance = 0.0;
         c.remask_temperature = 1.0;
-        assert_eq!(c.validate().unwrap_err().0, "remask_temperature");
+        assert_eq!(keys(&c), ["remask_temperature"]);
         c.kind = SamplerKind::Confidence;
-        c.validate().unwrap();
+        assert!(keys(&c).is_empty());
         assert_eq!(c.label(), "confidence(remask=1)");
     }
 }

@@ -14,6 +14,7 @@
 //! learn = ["ratio", "temperature"]
 //! ```
 
+use envs::{Problems, Validate};
 use policy::{SamplerConfig, SamplerKind, SchedulePolicyConfig};
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +93,7 @@ pub struct CogrpoConfig {
     #[serde(default = "default_arms")]
     pub arms: Vec<UpdateMode>,
     /// Update passes per rollout batch.
-    #[serde(default = "one")]
+    #[serde(default = "default_mu")]
     pub mu: usize,
     #[serde(default = "default_eps_low")]
     pub epsilon_low: f64,
@@ -114,7 +115,7 @@ pub struct CogrpoConfig {
     #[serde(default)]
     pub loss_aggregation: LossAggregation,
     /// Divide group-centred rewards by the group's standard deviation.
-    #[serde(default = "yes")]
+    #[serde(default = "default_scale_advantages")]
     pub scale_advantages: bool,
     /// Replace groups whose rewards are all equal with fresh prompts (up to
     /// this many extra rounds per iteration; extra rollouts count in the budget).
@@ -130,7 +131,7 @@ pub struct CogrpoConfig {
     #[serde(default = "default_micro_batch_tokens")]
     pub micro_batch_tokens: usize,
     /// Global gradient-norm bound of each optimizer; 0 off.
-    #[serde(default = "one_f")]
+    #[serde(default = "default_grad_clip")]
     pub grad_clip: f64,
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
@@ -156,13 +157,13 @@ fn default_group() -> usize {
 fn default_arms() -> Vec<UpdateMode> {
     vec![UpdateMode::Model, UpdateMode::Alternate]
 }
-fn one() -> usize {
+fn default_mu() -> usize {
     1
 }
-fn one_f() -> f64 {
+fn default_grad_clip() -> f64 {
     1.0
 }
-fn yes() -> bool {
+fn default_scale_advantages() -> bool {
     true
 }
 fn default_eps_low() -> f64 {
@@ -210,110 +211,86 @@ impl CogrpoConfig {
             self.eval_steps.clone()
         }
     }
+}
 
-    /// Problems as `(key under cogrpo., message)`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut bad = |k: &str, m: String| out.push((k.to_string(), m));
-        for (k, v) in [
-            ("iterations", self.iterations),
-            ("prompts_per_iteration", self.prompts_per_iteration),
-            ("steps", self.steps),
-            ("mu", self.mu),
-            ("alternate_every", self.alternate_every),
-            ("log_every", self.log_every),
-        ] {
-            if v == 0 {
-                bad(k, "must be at least 1".into());
-            }
-        }
+impl Validate for CogrpoConfig {
+    fn check(&self, p: &mut Problems) {
+        p.at_least_one("iterations", self.iterations);
+        p.at_least_one("prompts_per_iteration", self.prompts_per_iteration);
+        p.at_least_one("steps", self.steps);
+        p.at_least_one("mu", self.mu);
+        p.at_least_one("alternate_every", self.alternate_every);
+        p.at_least_one("log_every", self.log_every);
         if self.group_size < 2 {
-            bad(
+            p.bad(
                 "group_size",
-                "must be at least 2: advantages are relative to the group".into(),
+                "must be at least 2: advantages are relative to the group",
             );
         }
         if self.arms.is_empty() {
-            bad(
+            p.bad(
                 "arms",
-                "name at least one of model, schedule, joint, alternate".into(),
+                "name at least one of model, schedule, joint, alternate",
             );
         }
         let mut seen = self.arms.clone();
         seen.sort();
         seen.dedup();
         if seen.len() != self.arms.len() {
-            bad("arms", "an arm is named twice".into());
+            p.bad("arms", "an arm is named twice");
         }
         if !(self.epsilon_low > 0.0 && self.epsilon_low < 1.0) {
-            bad(
+            p.bad(
                 "epsilon_low",
                 format!("must lie in (0, 1), got {}", self.epsilon_low),
             );
         }
-        if !(self.epsilon_high > 0.0 && self.epsilon_high.is_finite()) {
-            bad(
-                "epsilon_high",
-                format!("must be positive, got {}", self.epsilon_high),
-            );
-        }
-        for (k, v) in [
-            ("beta", self.beta),
-            ("beta_schedule", self.beta_schedule),
-            ("grad_clip", self.grad_clip),
-            ("weight_decay", self.weight_decay),
-            ("eval_temperature", self.eval_temperature),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                bad(k, format!("must be finite and >= 0, got {v}"));
-            }
-        }
-        for (k, v) in [
-            ("lr_model", self.lr_model),
-            ("lr_schedule", self.lr_schedule),
-        ] {
-            if !(v > 0.0 && v.is_finite()) {
-                bad(k, format!("must be positive, got {v}"));
-            }
-        }
+        p.positive("epsilon_high", self.epsilon_high);
+        p.non_negative("beta", self.beta);
+        p.non_negative("beta_schedule", self.beta_schedule);
+        p.non_negative("grad_clip", self.grad_clip);
+        p.non_negative("weight_decay", self.weight_decay);
+        p.non_negative("eval_temperature", self.eval_temperature);
+        p.positive("lr_model", self.lr_model);
+        p.positive("lr_schedule", self.lr_schedule);
         if self.eval_steps.contains(&0) {
-            bad("eval_steps", "step counts must be at least 1".into());
+            p.bad("eval_steps", "step counts must be at least 1");
         }
-        if let Err((f, m)) = self.reference.validate() {
-            bad(&format!("reference.{f}"), m);
-        }
+        p.section("reference", &self.reference);
         if self.reference.kind == SamplerKind::Ancestral {
-            bad(
+            p.bad(
                 "reference.kind",
                 "ancestral sampling draws its reveal counts at random; use first_hitting or \
-                 confidence"
-                    .into(),
+                 confidence",
             );
         }
-        for (f, m) in self.schedule.problems() {
-            bad(&format!("schedule.{f}"), m);
-        }
+        p.section("schedule", &self.schedule);
+        self.check_arms_can_learn(p);
+    }
+}
+
+impl CogrpoConfig {
+    /// What the arms update must be learnable: the model needs a token
+    /// distribution to learn from, the schedule arms a learned schedule.
+    fn check_arms_can_learn(&self, p: &mut Problems) {
         let learns_temperature = self
             .schedule
             .components()
             .contains(&policy::learned::Component::Temperature);
         let trains_model = self.arms.iter().any(|a| *a != UpdateMode::Schedule);
         if trains_model && self.reference.temperature == 0.0 && !learns_temperature {
-            bad(
+            p.bad(
                 "reference.temperature",
                 "the model is trained on its own samples: greedy rollouts (0) have no \
-                 token distribution; use e.g. 1.0"
-                    .into(),
+                 token distribution; use e.g. 1.0",
             );
         }
         if self.arms.iter().any(|a| a.uses_schedule()) && !self.schedule.is_learned() {
-            bad(
+            p.bad(
                 "schedule.kind",
                 "the schedule, joint and alternate arms need a learned schedule: set kind = \
-                 \"per_step\" or \"network\" with `learn`, or order = true"
-                    .into(),
+                 \"per_step\" or \"network\" with `learn`, or order = true",
             );
         }
-        out
     }
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use super::{ExperimentConfig, Invalid};
+use envs::{Problem, Validate};
+
+use super::ExperimentConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,11 +30,11 @@ pub enum ConfigError {
     #[error("{origin}: invalid config:\n{}", list(.problems))]
     Invalid {
         origin: String,
-        problems: Vec<Invalid>,
+        problems: Vec<Problem>,
     },
 }
 
-fn list(problems: &[Invalid]) -> String {
+fn list(problems: &[Problem]) -> String {
     problems
         .iter()
         .map(|p| format!("  - {p}"))
@@ -87,7 +89,7 @@ pub fn load_str(
                     .to_string(),
             }
         })?;
-    let problems = cfg.validate();
+    let problems = cfg.problems();
     if problems.is_empty() {
         cfg.run.resolve_threads();
         Ok(cfg)
@@ -167,27 +169,7 @@ fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MINIMAL: &str = r#"
-[run]
-name = "t"
-[task]
-kind = "sudoku4"
-[model]
-d_model = 32
-n_layers = 1
-n_heads = 2
-d_ff = 64
-[pretrain]
-steps = 10
-batch_size = 4
-lr = 1e-3
-[eval]
-steps = [1, 2]
-[[eval.samplers]]
-kind = "confidence"
-temperature = 0.0
-"#;
+    use crate::config::MINIMAL;
 
     fn err(text: &str, sets: &[&str]) -> String {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();

@@ -19,7 +19,7 @@ pub mod order;
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use envs::StepRecord;
+use envs::{Problems, StepRecord, Validate};
 use mdm::init::ParamFactory;
 use serde::{Deserialize, Serialize};
 
@@ -45,41 +45,25 @@ pub enum HeadKind {
 }
 
 /// `[cogrpo.schedule]`: which schedule components are learned, and how.
+/// Every key is optional; the defaults are [`Default`]'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SchedulePolicyConfig {
-    #[serde(default)]
     pub kind: HeadKind,
     /// Components the Gaussian head decides (the rest follow the reference).
-    #[serde(default)]
     pub learn: Vec<Component>,
     /// Learn which positions to reveal (Plackett-Luce over masked positions).
-    #[serde(default)]
     pub order: bool,
     /// Standard deviation of each component's Gaussian at the start, in the
     /// unconstrained space.
-    #[serde(default = "default_init_std")]
     pub init_std: f64,
     /// Hidden width of the network and order MLPs.
-    #[serde(default = "default_hidden")]
     pub hidden: usize,
     /// The order policy starts as confidence selection with Gumbel noise at
     /// this re-mask temperature (scores `log p / t`); 0 starts it uniform.
-    #[serde(default = "default_order_temperature")]
     pub order_temperature: f64,
     /// Seed of the policy's initial weights.
-    #[serde(default)]
     pub seed: u64,
-}
-
-fn default_init_std() -> f64 {
-    0.5
-}
-fn default_hidden() -> usize {
-    32
-}
-fn default_order_temperature() -> f64 {
-    0.1
 }
 
 impl Default for SchedulePolicyConfig {
@@ -88,11 +72,30 @@ impl Default for SchedulePolicyConfig {
             kind: HeadKind::Fixed,
             learn: Vec::new(),
             order: false,
-            init_std: default_init_std(),
-            hidden: default_hidden(),
-            order_temperature: default_order_temperature(),
+            init_std: 0.5,
+            hidden: 32,
+            order_temperature: 0.1,
             seed: 0,
         }
+    }
+}
+
+impl Validate for SchedulePolicyConfig {
+    fn check(&self, p: &mut Problems) {
+        match (self.kind, self.learn.is_empty()) {
+            (HeadKind::Fixed, false) => p.bad(
+                "learn",
+                "a fixed schedule learns nothing: set kind = \"per_step\" or \"network\"",
+            ),
+            (HeadKind::PerStep | HeadKind::Network, true) => p.bad(
+                "learn",
+                "name the components to learn, e.g. [\"ratio\", \"temperature\"]",
+            ),
+            _ => {}
+        }
+        p.positive("init_std", self.init_std);
+        p.at_least_one("hidden", self.hidden);
+        p.non_negative("order_temperature", self.order_temperature);
     }
 }
 
@@ -108,38 +111,6 @@ impl SchedulePolicyConfig {
             .into_iter()
             .filter(|c| self.kind != HeadKind::Fixed && self.learn.contains(c))
             .collect()
-    }
-
-    /// Range and consistency problems as `(field, message)`.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        match (self.kind, self.learn.is_empty()) {
-            (HeadKind::Fixed, false) => out.push((
-                "learn",
-                "a fixed schedule learns nothing: set kind = \"per_step\" or \"network\"".into(),
-            )),
-            (HeadKind::PerStep | HeadKind::Network, true) => out.push((
-                "learn",
-                "name the components to learn, e.g. [\"ratio\", \"temperature\"]".into(),
-            )),
-            _ => {}
-        }
-        if !(self.init_std > 0.0 && self.init_std.is_finite()) {
-            out.push((
-                "init_std",
-                format!("must be positive, got {}", self.init_std),
-            ));
-        }
-        if self.hidden == 0 {
-            out.push(("hidden", "must be at least 1".into()));
-        }
-        if !(self.order_temperature >= 0.0 && self.order_temperature.is_finite()) {
-            out.push((
-                "order_temperature",
-                format!("must be finite and >= 0, got {}", self.order_temperature),
-            ));
-        }
-        out
     }
 
     /// A fresh policy for episodes of `steps` steps over `answer_len`

@@ -1,0 +1,316 @@
+//! The sections of an experiment config other than `[cogrpo]`, each with
+//! the checks of its own keys ([`Validate`]). Checks that span sections
+//! (guidance needs prompt dropout) are `ExperimentConfig`'s.
+//!
+//! A default is written once: as the `default = "..."` function of its field,
+//! or, in a section whose keys are all optional, in its `Default` impl
+//! (serde then fills missing keys from it).
+
+use std::path::PathBuf;
+
+use envs::{Problems, Validate};
+use mdm::DenoiserConfig;
+use policy::SamplerConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub name: String,
+    /// Where checkpoints, logs and summaries go (relative to the working
+    /// directory); defaults to `runs/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_device")]
+    pub device: DeviceKind,
+    /// Data-parallel worker threads for training on the CPU (0: one per
+    /// core; 1 on CUDA). Results are reproducible for a fixed count.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_device() -> DeviceKind {
+    DeviceKind::Cpu
+}
+
+impl RunConfig {
+    /// Resolves `threads = 0` for the configured device.
+    pub fn resolve_threads(&mut self) {
+        if self.threads == 0 {
+            self.threads = match self.device {
+                DeviceKind::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                DeviceKind::Cuda => 1,
+            };
+        }
+    }
+
+    pub fn out_dir(&self) -> PathBuf {
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&self.name))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Sudoku4,
+    Text,
+    Countdown,
+    #[serde(rename = "star-easy")]
+    StarEasy,
+    #[serde(rename = "star-medium")]
+    StarMedium,
+    #[serde(rename = "star-hard")]
+    StarHard,
+    Reversal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    pub kind: TaskKind,
+    /// Folder holding the task's data files (relative to the working directory).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Seed of generated training data (Sudoku puzzles).
+    #[serde(default)]
+    pub data_seed: u64,
+    /// `text`: characters per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
+    /// `text`: share of the corpus held out at its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout_fraction: Option<f64>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// Denoiser shape; the vocabulary and length come from the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (effective batch = batch_size x this).
+    #[serde(default = "default_grad_accum")]
+    pub grad_accum: usize,
+    pub lr: f64,
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Final learning rate of the cosine decay, as a share of `lr`.
+    #[serde(default = "default_min_lr_ratio")]
+    pub min_lr_ratio: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_adam_eps")]
+    pub adam_eps: f64,
+    /// Global gradient-norm bound; 0 disables clipping.
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: f64,
+    /// Smallest masking probability of the forward process.
+    #[serde(default = "default_mask_eps")]
+    pub mask_eps: f64,
+    /// Stratify the batch's diffusion times (MDLM) instead of drawing them
+    /// independently (SMDM). Measured: stratified helps character-level text
+    /// slightly, independent trains 4x4 Sudoku faster (README, Results).
+    #[serde(default)]
+    pub stratified_t: bool,
+    /// Probability of masking the prompt in training (enables guidance).
+    #[serde(default)]
+    pub prompt_dropout: f64,
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Steps between checkpoints; 0 writes one only at the end.
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Checkpoints kept on disk (the newest ones).
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+}
+
+fn default_grad_accum() -> usize {
+    1
+}
+fn default_grad_clip() -> f64 {
+    1.0
+}
+fn default_min_lr_ratio() -> f64 {
+    0.1
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.99
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+fn default_mask_eps() -> f64 {
+    1e-3
+}
+fn default_log_every() -> usize {
+    20
+}
+fn default_keep() -> usize {
+    2
+}
+
+/// `[eval]`: every key is optional; the defaults are [`Default`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Step counts of the sampler sweep.
+    pub steps: Vec<usize>,
+    /// Samplers of the sweep; one that sets `steps` runs at that count only,
+    /// the others at every count of `steps` above.
+    pub samplers: Vec<SamplerConfig>,
+    /// Test examples used (all by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_examples: Option<usize>,
+    /// Rows per batched forward.
+    pub batch_size: usize,
+    /// Stratified time samples per sequence for the held-out ELBO bound;
+    /// 0 skips the likelihood evaluation.
+    pub nll_samples: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            steps: Vec::new(),
+            samplers: Vec::new(),
+            max_examples: None,
+            batch_size: 256,
+            nll_samples: 0,
+        }
+    }
+}
+
+impl Validate for RunConfig {
+    fn check(&self, p: &mut Problems) {
+        if self.name.trim().is_empty() {
+            p.bad("name", "must not be empty");
+        }
+        if self.name.contains(['/', '\\']) {
+            p.bad(
+                "name",
+                "must not contain path separators (set run.out_dir instead)",
+            );
+        }
+    }
+}
+
+impl Validate for TaskConfig {
+    fn check(&self, p: &mut Problems) {
+        if self.kind == TaskKind::Text {
+            if self.seq_len.is_some_and(|n| n < 2) {
+                p.bad("seq_len", "must be at least 2");
+            }
+            if let Some(h) = self.holdout_fraction
+                && !(h > 0.0 && h < 1.0)
+            {
+                p.bad("holdout_fraction", format!("must lie in (0, 1), got {h}"));
+            }
+        } else {
+            if self.seq_len.is_some() {
+                p.bad("seq_len", "only the `text` task has a configurable length");
+            }
+            if self.holdout_fraction.is_some() {
+                p.bad("holdout_fraction", "only the `text` task holds out a share");
+            }
+        }
+    }
+}
+
+/// The denoiser's own shape rules (`mdm::DenoiserConfig::validate`), before
+/// the task has supplied the vocabulary and the length.
+impl Validate for ModelConfig {
+    fn check(&self, p: &mut Problems) {
+        let shape = DenoiserConfig::new(1, self.d_model, self.n_layers, self.n_heads, self.d_ff, 1);
+        if let Err(e) = shape.validate() {
+            p.bad(e.field, e.message);
+        }
+    }
+}
+
+impl Validate for PretrainConfig {
+    fn check(&self, p: &mut Problems) {
+        p.at_least_one("steps", self.steps);
+        p.at_least_one("batch_size", self.batch_size);
+        p.at_least_one("grad_accum", self.grad_accum);
+        p.at_least_one("log_every", self.log_every);
+        p.at_least_one("keep_checkpoints", self.keep_checkpoints);
+        p.positive("lr", self.lr);
+        if self.warmup_steps > self.steps {
+            p.bad(
+                "warmup_steps",
+                format!(
+                    "{} exceeds pretrain.steps = {}",
+                    self.warmup_steps, self.steps
+                ),
+            );
+        }
+        p.within("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0);
+        p.within("beta1", self.beta1, 0.0, 1.0);
+        p.within("beta2", self.beta2, 0.0, 1.0);
+        p.within("prompt_dropout", self.prompt_dropout, 0.0, 1.0);
+        p.within("mask_eps", self.mask_eps, 0.0, 1.0);
+        p.non_negative("weight_decay", self.weight_decay);
+        p.non_negative("grad_clip", self.grad_clip);
+        p.non_negative("adam_eps", self.adam_eps);
+    }
+}
+
+impl Validate for EvalConfig {
+    fn check(&self, p: &mut Problems) {
+        p.at_least_one("batch_size", self.batch_size);
+        if self.max_examples == Some(0) {
+            p.bad(
+                "max_examples",
+                "must be at least 1 (leave it out to use all)",
+            );
+        }
+        if self.steps.contains(&0) {
+            p.bad("steps", "step counts must be at least 1");
+        }
+        for (i, s) in self.samplers.iter().enumerate() {
+            let name = format!("samplers[{i}]");
+            p.section(&name, s);
+            if s.steps == 0 && self.steps.is_empty() {
+                p.bad(
+                    &name,
+                    "no step count: set eval.steps, or steps in this sampler",
+                );
+            }
+        }
+    }
+}
