@@ -10,7 +10,7 @@ use cogrpo_train::checkpoint::{self, TrainState};
 use cogrpo_train::config::{ExperimentConfig, UpdateMode};
 use cogrpo_train::logging::Scalars;
 use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
-use cogrpo_train::{eval, grpo, pretrain, sample, tasks};
+use cogrpo_train::{eval, grpo, images, pretrain, reward_models, sample, tasks};
 use envs::Task;
 
 use crate::backend::{Job, dispatch};
@@ -59,6 +59,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             arm,
             prompts,
             n,
+            png,
         } => {
             let cfg = common.load()?;
             anyhow::ensure!(n > 0, "-n must be at least 1");
@@ -70,6 +71,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     arm,
                     prompts,
                     n,
+                    png,
                 },
             )
         }
@@ -203,10 +205,6 @@ fn check(common: &Common) -> anyhow::Result<()> {
             String::new()
         }
     );
-    // Builds the reward set (names resolved, URLs parsed) without starting
-    // any plugin process or sending a request.
-    let reward_set =
-        rewards::build_reward_set(&cfg.rewards, task.name()).map_err(|e| anyhow::anyhow!(e));
     let metrics: Vec<&str> = rewards::verifiers_for(task.name())
         .iter()
         .map(|v| v.name())
@@ -219,14 +217,26 @@ fn check(common: &Common) -> anyhow::Result<()> {
             metrics.join(", ")
         }
     );
-    match reward_set {
-        Ok(set) => println!(
-            "  rewards   {} ({:?})",
-            set.names().join(", "),
-            cfg.rewards.aggregation
-        ),
-        Err(e) if cfg.rewards.terms.is_empty() => println!("  rewards   none yet: {e}"),
-        Err(e) => return Err(e),
+    let learned = reward_models::learned_names(&cfg, task.name());
+    if !learned.is_empty() {
+        // Learned reward models are trained on first use; `check` writes nothing.
+        println!(
+            "  rewards   {} (learned; trained on first use into {})",
+            learned.join(", "),
+            cfg.run.out_dir().join("models").display()
+        );
+    } else {
+        // Builds the reward set (names resolved, URLs parsed) without
+        // starting any plugin process or sending a request.
+        match rewards::build_reward_set(&cfg.rewards, task.name()) {
+            Ok(set) => println!(
+                "  rewards   {} ({:?})",
+                set.names().join(", "),
+                cfg.rewards.aggregation
+            ),
+            Err(e) if cfg.rewards.terms.is_empty() => println!("  rewards   none yet: {e}"),
+            Err(e) => return Err(anyhow::anyhow!(e)),
+        }
     }
     if let Some(c) = &cfg.cogrpo {
         let arms: Vec<&str> = c.arms.iter().map(|a| a.name()).collect();
@@ -391,6 +401,7 @@ struct SampleJob {
     arm: Option<PathBuf>,
     prompts: Vec<String>,
     n: usize,
+    png: Option<PathBuf>,
 }
 
 impl Job for SampleJob {
@@ -442,14 +453,42 @@ impl Job for SampleJob {
             stats.mean_nfe()
         );
         for (i, c) in out.iter().enumerate() {
-            if task.layout().prompt_len > 0 {
-                println!("{} -> {}", c.prompt, c.completion);
+            let shown = task.show_answer(&c.answer);
+            if shown.contains('\n') {
+                println!("--- sample {}: {} ---\n{shown}", i + 1, c.prompt);
+            } else if task.layout().prompt_len > 0 {
+                println!("{} -> {shown}", c.prompt);
             } else {
-                println!("--- sample {} ---\n{}{}", i + 1, c.prompt, c.completion);
+                println!("--- sample {} ---\n{}{shown}", i + 1, c.prompt);
             }
+        }
+        if let Some(path) = &self.png {
+            write_sample_png(task.as_ref(), &out, self.n, path)?;
+            eprintln!("# wrote {}", path.display());
         }
         Ok(())
     }
+}
+
+/// The samples as a PNG grid, one row per prompt.
+fn write_sample_png(
+    task: &dyn Task,
+    out: &[sample::Completion],
+    per_prompt: usize,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let images: Vec<_> = out
+        .iter()
+        .map(|c| task.answer_image(&c.answer))
+        .collect::<Option<_>>()
+        .with_context(|| {
+            format!(
+                "task `{}` has no images; --png is for image tasks",
+                task.name()
+            )
+        })?;
+    let rows: Vec<Vec<_>> = images.chunks(per_prompt).map(<[_]>::to_vec).collect();
+    images::write_grid_png(path, &rows, 4)
 }
 
 struct RunAll {

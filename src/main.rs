@@ -69,7 +69,8 @@ enum Command {
         after_help = "Examples:\n  cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 2\n  \
         cogrpo sample --config experiments/sudoku4-cogrpo.toml --arm runs/sudoku4-cogrpo/arms/schedule\n  \
         cogrpo sample --config experiments/sudoku4.toml --prompt 3102200002100320 \\\n    \
-        --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0"
+        --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0\n  \
+        cogrpo sample --config experiments/digits.toml --prompt 7 -n 8 --png sevens.png"
     )]
     Sample {
         #[command(flatten)]
@@ -88,6 +89,10 @@ enum Command {
         /// Samples per prompt (or unconditional samples without prompts).
         #[arg(short = 'n', long, default_value_t = 1)]
         n: usize,
+        /// Image tasks (digits): also write the samples as a PNG grid, one
+        /// row per prompt.
+        #[arg(long)]
+        png: Option<PathBuf>,
     },
     /// Co-GRPO from a pre-trained checkpoint: one arm (update mode).
     #[command(

@@ -7,6 +7,8 @@
 
 pub mod canvas;
 pub mod countdown;
+pub mod digits;
+pub mod image;
 pub mod jsonl;
 pub mod problems;
 pub mod reversal;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::GrayImage;
 use crate::vocab::Vocab;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,20 @@ pub trait Task: Send + Sync {
     /// clean (conditional fine-tuning).
     fn noise_prompt_in_training(&self) -> bool {
         false
+    }
+
+    /// The answer as an image, for image tasks (digits); `None` for text.
+    fn answer_image(&self, _answer: &[u32]) -> Option<GrayImage> {
+        None
+    }
+
+    /// The answer as a user reads it: an image in block characters, or the
+    /// decoded text.
+    fn show_answer(&self, answer: &[u32]) -> String {
+        match self.answer_image(answer) {
+            Some(image) => image.to_blocks(),
+            None => self.vocab().decode(answer),
+        }
     }
 
     /// Turns a prompt typed by a user (e.g. `cogrpo sample --prompt ...`) into

@@ -49,6 +49,9 @@ pub fn default_reward(task: &str) -> Option<&'static str> {
         "countdown" => Some("countdown"),
         "star-easy" | "star-medium" | "star-hard" => Some("exact_match"),
         "reversal" => Some("contains_reference"),
+        // A learned reward model the trainer registers (cogrpo-train's
+        // `vision`): the probability of the prompted class.
+        "digits" => Some("digit_classifier"),
         _ => None,
     }
 }

@@ -21,10 +21,12 @@ use policy::learned::SchedulePolicy;
 use policy::{Act, Rollout, SamplerConfig};
 use rewards::{RewardItem, RewardSet, RolloutCost, Verifier};
 
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, TaskKind};
 use crate::logging::{Progress, Scalars};
 use crate::parallel::map_parallel;
+use crate::reward_models;
 use crate::run_dir::EvalRow;
+use crate::vision::evaluation::ImageMetrics;
 
 /// The seed of every evaluation's draws: the same for `cogrpo eval` and each
 /// arm of `cogrpo run`, so that a fixed sampler scores the same in both.
@@ -79,45 +81,72 @@ pub fn test_examples<'t>(cfg: &ExperimentConfig, task: &'t dyn Task) -> &'t [Exa
 }
 
 /// How generated answers are scored: the task's verifiers, or for a task
-/// without any (text) the configured rewards, as the metric `reward`.
+/// without any (text, digits) the configured rewards, as the metric
+/// `reward`; image tasks add the image metrics of [`ImageMetrics`].
 pub struct Scorer {
     verifiers: Vec<Box<dyn Verifier>>,
     rewards: Option<RewardSet>,
+    images: Option<ImageMetrics>,
 }
 
 impl Scorer {
     pub fn new(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Self> {
         let verifiers = rewards::verifiers_for(task.name());
         let rewards = if verifiers.is_empty() {
-            Some(
-                rewards::build_reward_set(&cfg.rewards, task.name()).map_err(|e| {
-                    anyhow::anyhow!(
-                        "task `{}` has no verifier, so generated answers are scored with                          [rewards]: {e}; or leave eval.samplers empty and use                          eval.nll_samples for a likelihood evaluation",
-                        task.name()
-                    )
-                })?,
-            )
+            Some(reward_models::reward_set(cfg, task.name()).map_err(|e| {
+                anyhow::anyhow!(
+                    "task `{}` has no verifier, so generated answers are scored with \
+                     [rewards]: {e}; or leave eval.samplers empty and use \
+                     eval.nll_samples for a likelihood evaluation",
+                    task.name()
+                )
+            })?)
         } else {
             None
         };
-        Ok(Self { verifiers, rewards })
+        let images = if cfg.task.kind == TaskKind::Digits {
+            let m = ImageMetrics::load(cfg)?;
+            for (name, value) in &m.floors {
+                eprintln!("reference: {name} {value:.4}");
+            }
+            Some(m)
+        } else {
+            None
+        };
+        Ok(Self {
+            verifiers,
+            rewards,
+            images,
+        })
     }
 
-    /// Mean of every metric over `items`: `(name, sum, count)`.
+    /// Every metric of `items`: `(name, value, items it covers)`.
     fn score(
         &self,
         task: &dyn Task,
         items: &[RewardItem],
         nfe: &[u32],
     ) -> anyhow::Result<Vec<(String, f64, usize)>> {
+        let mean = |name: &str, s: Vec<f64>| {
+            (
+                name.to_string(),
+                s.iter().sum::<f64>() / s.len().max(1) as f64,
+                s.len(),
+            )
+        };
         let mut out: Vec<(String, f64, usize)> = self
             .verifiers
             .iter()
             .map(|v| {
-                let s: Vec<f64> = items.iter().filter_map(|it| v.score(it)).collect();
-                (v.name().to_string(), s.iter().sum(), s.len())
+                mean(
+                    v.name(),
+                    items.iter().filter_map(|it| v.score(it)).collect(),
+                )
             })
             .collect();
+        if let Some(images) = &self.images {
+            out.extend(images.score(items));
+        }
         if let Some(set) = &self.rewards {
             let costs: Vec<RolloutCost> = nfe
                 .iter()
@@ -131,7 +160,7 @@ impl Scorer {
             let totals: Vec<f64> = (0..scored.len())
                 .filter_map(|i| scored.total(i).map(f64::from))
                 .collect();
-            out.push(("reward".into(), totals.iter().sum(), totals.len()));
+            out.push(mean("reward", totals));
         }
         Ok(out)
     }
@@ -208,7 +237,7 @@ impl<B: Backend> EvalPoint<'_, B> {
         let mean_nfe = nfe.iter().map(|&n| n as f64).sum::<f64>() / examples.len().max(1) as f64;
         let line: Vec<String> = metrics
             .iter()
-            .map(|(name, s, n)| format!("{name} {:.4}", s / (*n).max(1) as f64))
+            .map(|(name, value, _)| format!("{name} {value:.4}"))
             .collect();
         progress.println(&format!(
             "{label} T={steps}: {} ({wall_s:.1}s)",
@@ -216,11 +245,11 @@ impl<B: Backend> EvalPoint<'_, B> {
         ));
         let rows = metrics
             .into_iter()
-            .map(|(metric, sum, n)| EvalRow {
+            .map(|(metric, value, n)| EvalRow {
                 sampler: label.clone(),
                 steps,
                 metric,
-                value: if n > 0 { sum / n as f64 } else { f64::NAN },
+                value: if n > 0 { value } else { f64::NAN },
                 n,
                 nfe: mean_nfe,
                 wall_s,

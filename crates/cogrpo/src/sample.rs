@@ -14,6 +14,8 @@ pub struct Completion {
     pub prompt: String,
     /// The generated rest, as text.
     pub completion: String,
+    /// The generated rest, as tokens.
+    pub answer: Vec<u32>,
 }
 
 /// How completions are generated: a fixed sampler, or a trained arm's
@@ -86,6 +88,7 @@ pub fn sample<B: Backend>(
             Completion {
                 prompt: vocab.decode(&row[..p]),
                 completion: vocab.decode(&row[p..]),
+                answer: row[p..].to_vec(),
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use envs::Task;
 use envs::countdown::Countdown;
+use envs::digits::{Digits, STORED_LEVELS};
 use envs::reversal::Reversal;
 use envs::star::{StarTask, Variant};
 use envs::sudoku4::Sudoku4;
@@ -35,6 +36,10 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
         TaskKind::StarMedium => Box::new(StarTask::new(Variant::Medium, t.data_seed)?),
         TaskKind::StarHard => Box::new(StarTask::new(Variant::Hard, t.data_seed)?),
         TaskKind::Reversal => Box::new(Reversal::load(&t.data_dir).with_context(hint)?),
+        TaskKind::Digits => Box::new(
+            Digits::load(&t.data_dir, t.data_seed, t.levels.unwrap_or(STORED_LEVELS))
+                .with_context(hint)?,
+        ),
         TaskKind::Text => Box::new(
             TextTask::load(
                 &t.data_dir,

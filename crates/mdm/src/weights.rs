@@ -1,4 +1,5 @@
-//! Denoiser weights on disk (safetensors).
+//! Module weights on disk (safetensors): the denoiser's, and any other
+//! burn module's (schedule policies, the image classifiers).
 //!
 //! Writes are atomic: the file is written next to its destination and renamed
 //! over it, so a crash leaves either the old file or the new one. Loading
@@ -9,8 +10,6 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
-
-use crate::Denoiser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
@@ -23,7 +22,7 @@ pub enum WeightsError {
 }
 
 /// Saves the model's parameters to `path` atomically.
-pub fn save<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), WeightsError> {
+pub fn save<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), WeightsError> {
     let write_err = |message: String| WeightsError::Write {
         path: path.to_path_buf(),
         message,
@@ -39,7 +38,7 @@ pub fn save<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), WeightsE
 
 /// Loads parameters from `path` into `model`, which must have the same
 /// architecture (build it from the checkpoint's config first).
-pub fn load<B: Backend>(mut model: Denoiser<B>, path: &Path) -> Result<Denoiser<B>, WeightsError> {
+pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, WeightsError> {
     if !path.is_file() {
         return Err(WeightsError::Read {
             path: path.to_path_buf(),
@@ -82,6 +81,8 @@ mod tests {
     use super::*;
     use crate::DenoiserConfig;
     use burn::backend::Flex;
+
+    use crate::Denoiser;
 
     type B = Flex;
 

@@ -161,5 +161,20 @@ mod tests {
             &dev,
         ));
         assert_eq!(&got[..], &lc[20..25]);
+        // A w = 0 row batched with a guided one keeps its conditional logits
+        // (scale 1: u + (c - u), equal up to float rounding).
+        canvas.push_row(&[1, 2], 1).unwrap();
+        let got = logits_to_host(guided_logits_at(
+            &m,
+            &canvas,
+            &[0, 1],
+            &[vec![4], vec![4]],
+            &[0.0, w],
+            &dev,
+        ));
+        for v in 0..5 {
+            assert!((got[v] - lc[20 + v]).abs() < 1e-5, "token {v}");
+        }
+        assert!((0..5).any(|v| (got[5 + v] - lc[20 + v]).abs() > 1e-3));
     }
 }

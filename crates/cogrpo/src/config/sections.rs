@@ -73,6 +73,7 @@ pub enum TaskKind {
     #[serde(rename = "star-hard")]
     StarHard,
     Reversal,
+    Digits,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +92,9 @@ pub struct TaskConfig {
     /// `text`: share of the corpus held out at its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout_fraction: Option<f64>,
+    /// `digits`: gray levels per pixel (2..=17; 17 keeps the data as stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<usize>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -231,22 +235,38 @@ impl Validate for RunConfig {
 
 impl Validate for TaskConfig {
     fn check(&self, p: &mut Problems) {
-        if self.kind == TaskKind::Text {
-            if self.seq_len.is_some_and(|n| n < 2) {
-                p.bad("seq_len", "must be at least 2");
+        let only = |p: &mut Problems, key: &str, set: bool, kind: TaskKind, what: &str| {
+            if set && self.kind != kind {
+                p.bad(key, format!("only the `{what}` task has this key"));
             }
-            if let Some(h) = self.holdout_fraction
-                && !(h > 0.0 && h < 1.0)
-            {
-                p.bad("holdout_fraction", format!("must lie in (0, 1), got {h}"));
-            }
-        } else {
-            if self.seq_len.is_some() {
-                p.bad("seq_len", "only the `text` task has a configurable length");
-            }
-            if self.holdout_fraction.is_some() {
-                p.bad("holdout_fraction", "only the `text` task holds out a share");
-            }
+        };
+        only(p, "seq_len", self.seq_len.is_some(), TaskKind::Text, "text");
+        only(
+            p,
+            "holdout_fraction",
+            self.holdout_fraction.is_some(),
+            TaskKind::Text,
+            "text",
+        );
+        only(
+            p,
+            "levels",
+            self.levels.is_some(),
+            TaskKind::Digits,
+            "digits",
+        );
+        if self.seq_len.is_some_and(|n| n < 2) {
+            p.bad("seq_len", "must be at least 2");
+        }
+        if let Some(h) = self.holdout_fraction
+            && !(h > 0.0 && h < 1.0)
+        {
+            p.bad("holdout_fraction", format!("must lie in (0, 1), got {h}"));
+        }
+        if let Some(l) = self.levels
+            && !(2..=envs::digits::STORED_LEVELS).contains(&l)
+        {
+            p.bad("levels", format!("must lie in 2..=17, got {l}"));
         }
     }
 }

@@ -175,8 +175,7 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             mode,
             device: device.clone(),
             reference: c.reference_sampler(),
-            reward_set: rewards::build_reward_set(&cfg.rewards, task.name())
-                .map_err(|e| anyhow::anyhow!(e))?,
+            reward_set: crate::reward_models::reward_set(cfg, task.name())?,
             verifiers: rewards::verifiers_for(task.name()),
             clip: Clip {
                 low: c.epsilon_low,

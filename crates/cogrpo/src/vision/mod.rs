@@ -1,0 +1,24 @@
+//! Learned image models of the digits task: the reward model a user plugs
+//! in as they would plug ImageReward, and the evaluation model the arms are
+//! judged by (the GenEval / FID analogues).
+//!
+//! Both are trained by the project on first use, deterministically from the
+//! task's split, and saved with how they were trained under
+//! `<run.out_dir>/models/<name>/`; a later run loads them when the saved
+//! settings match. They are small and run on the CPU beside the trainer, as
+//! a reward server would beside it.
+//!
+//! - `digit_classifier` (reward, `mlp`): trained on `train` only, the split
+//!   the generator learns from; reward = probability of the prompted class.
+//! - `eval_classifier` (evaluation, `conv`): trained on `heldout` only, so
+//!   it never saw an image the reward model or the generator saw.
+
+pub mod evaluation;
+pub mod metrics;
+pub mod net;
+mod reward;
+pub mod store;
+pub mod train;
+
+pub use reward::ClassifierReward;
+pub use store::{ModelRole, TrainedClassifier, load_or_train};

@@ -1,0 +1,79 @@
+//! A trained classifier as a reward: the probability it gives the prompted
+//! class (the text-to-image analogue: "does the image show the prompt").
+
+use std::sync::{Arc, Mutex};
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexDevice;
+use burn::tensor::activation::softmax;
+use envs::digits::intensities;
+use rewards::{BatchScores, BoxFuture, FailureKind, Reward, RewardFailure, RewardItem};
+
+use super::net::{Classifier, batch};
+
+#[derive(Clone)]
+pub struct ClassifierReward {
+    name: String,
+    model: Arc<Mutex<Classifier<Flex>>>,
+    levels: usize,
+}
+
+impl ClassifierReward {
+    pub fn new(name: &str, model: Classifier<Flex>, levels: usize) -> Self {
+        Self {
+            name: name.into(),
+            model: Arc::new(Mutex::new(model)),
+            levels,
+        }
+    }
+
+    /// `p(prompted class | image)` per item; `None` where the prompt is not
+    /// a class (a masked prompt of an unconditional sample).
+    pub fn probabilities(&self, items: &[RewardItem]) -> Result<Vec<Option<f32>>, RewardFailure> {
+        let classes: Vec<Option<usize>> = items
+            .iter()
+            .map(|it| match it.prompt_tokens.as_slice() {
+                [t] if (*t as usize) >= self.levels => Some(*t as usize - self.levels),
+                _ => None,
+            })
+            .collect();
+        let images: Vec<Vec<f32>> = items
+            .iter()
+            .map(|it| intensities(&it.completion_tokens, self.levels))
+            .collect();
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+        let model = self.model.lock().map_err(|_| {
+            RewardFailure::new(FailureKind::Crash, "the classifier's lock is poisoned")
+        })?;
+        let n_classes = model.classes();
+        let probs = softmax(model.logits(batch::<Flex>(&refs, &FlexDevice)), 1)
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| RewardFailure::new(FailureKind::Crash, format!("{e:?}")))?;
+        Ok(classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.filter(|&c| c < n_classes)
+                    .map(|c| probs[i * n_classes + c])
+            })
+            .collect())
+    }
+}
+
+impl Reward for ClassifierReward {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn score<'a>(
+        &'a self,
+        batch: &'a [RewardItem],
+    ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+        Box::pin(async move { Ok(BatchScores::new(self.probabilities(batch)?)) })
+    }
+}

@@ -1,0 +1,107 @@
+//! The digits task's learned models: the reward model loads by name through
+//! the reward registry and prefers a real digit of the prompted class to
+//! noise; the evaluation classifier is trained on images neither the reward
+//! model nor the generator saw.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use cogrpo_train::config::{ExperimentConfig, load};
+use cogrpo_train::reward_models::reward_set;
+use cogrpo_train::vision::store::{ModelCard, model_dir};
+use cogrpo_train::vision::{ModelRole, load_or_train};
+use envs::Task;
+use envs::digits::{DigitSplit, Digits};
+use envs::seeding::stream;
+use rand::Rng;
+use rewards::{RewardItem, RolloutCost};
+
+fn config(out: &Path) -> ExperimentConfig {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    load(
+        &root.join("experiments/digits.toml"),
+        &[
+            format!("run.out_dir={}", out.display()),
+            format!("task.data_dir={}", root.join("data").display()),
+        ],
+    )
+    .expect("experiments/digits.toml loads")
+}
+
+#[test]
+fn the_reward_model_loads_by_name_and_prefers_a_real_digit_to_noise() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(out.path());
+    let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, 17).unwrap();
+    // Real heldout digits (never seen by the reward model), and uniform noise
+    // under the same prompts.
+    let real: Vec<_> = task.test_examples()[..40].to_vec();
+    let mut rng = stream(&[7]);
+    let items: Vec<RewardItem> = real
+        .iter()
+        .map(|e| RewardItem::new(e, 0, &e.answer, task.vocab()))
+        .chain(real.iter().map(|e| {
+            let noise: Vec<u32> = (0..64).map(|_| rng.random_range(0..17)).collect();
+            RewardItem::new(e, 1, &noise, task.vocab())
+        }))
+        .collect();
+    let costs = vec![
+        RolloutCost {
+            nfe: 1.0,
+            wall_s: 0.0,
+            answer_len: 64
+        };
+        items.len()
+    ];
+    let score = |set: &rewards::RewardSet| -> (f64, f64) {
+        let scored = set.score(&items, &costs).unwrap();
+        let mean = |r: std::ops::Range<usize>| {
+            r.clone()
+                .map(|i| scored.total(i).unwrap() as f64)
+                .sum::<f64>()
+                / r.len() as f64
+        };
+        (mean(0..40), mean(40..80))
+    };
+    // The config names no reward: the task's default, the learned classifier.
+    let set = reward_set(&cfg, "digits").unwrap();
+    assert_eq!(set.names(), ["digit_classifier"]);
+    let (real_mean, noise_mean) = score(&set);
+    assert!(real_mean > 0.8, "p(class | real digit) = {real_mean}");
+    assert!(
+        noise_mean < 0.5 * real_mean,
+        "noise {noise_mean} vs real {real_mean}"
+    );
+    // Saved with its card, and loaded (not retrained) the second time.
+    let card_path = model_dir(&cfg, ModelRole::Reward).join("model.json");
+    let card: ModelCard =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    assert_eq!(card.trained_on, "train");
+    assert!(card.accuracy_unseen > 0.9, "{card:?}");
+    let modified = std::fs::metadata(&card_path).unwrap().modified().unwrap();
+    let again = score(&reward_set(&cfg, "digits").unwrap());
+    assert_eq!(again, (real_mean, noise_mean));
+    assert_eq!(
+        std::fs::metadata(&card_path).unwrap().modified().unwrap(),
+        modified
+    );
+}
+
+#[test]
+fn the_evaluation_classifier_never_saw_the_reward_models_images() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(out.path());
+    let eval = load_or_train(&cfg, ModelRole::Evaluation).unwrap();
+    assert_eq!(eval.card.trained_on, "heldout");
+    assert!(eval.card.accuracy_unseen > 0.9, "{:?}", eval.card);
+    let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, 17).unwrap();
+    let rows = |s: DigitSplit| -> HashSet<u64> { task.examples(s).iter().map(|e| e.id).collect() };
+    // The reward model and the generator learn from `train` only.
+    assert!(rows(DigitSplit::Heldout).is_disjoint(&rows(DigitSplit::Train)));
+    assert_eq!(
+        (0..1000)
+            .map(|i| task.train_example(i).id)
+            .collect::<HashSet<_>>(),
+        rows(DigitSplit::Train)
+    );
+}
