@@ -7,7 +7,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::checkpoint::{self, TrainState};
-use cogrpo_train::config::{ExperimentConfig, UpdateMode};
+use cogrpo_train::config::{ExperimentConfig, TaskKind, UpdateMode};
 use cogrpo_train::logging::Scalars;
 use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
 use cogrpo_train::{eval, grpo, images, pretrain, reward_models, sample, tasks};
@@ -205,10 +205,13 @@ fn check(common: &Common) -> anyhow::Result<()> {
             String::new()
         }
     );
-    let metrics: Vec<&str> = rewards::verifiers_for(task.name())
+    let mut metrics: Vec<&str> = rewards::verifiers_for(task.name())
         .iter()
         .map(|v| v.name())
         .collect();
+    if cfg.task.kind == TaskKind::Digits {
+        metrics.extend(cogrpo_train::vision::evaluation::METRICS);
+    }
     println!(
         "  metrics   {}",
         if metrics.is_empty() {
@@ -545,7 +548,14 @@ impl Job for RunAll {
         let arms = grpo::arms::run_arms::<B>(cfg, task.as_ref(), &run, &source, &device)?;
         let pretrain_wall_s = checkpoint::read_state(&source).map_or(0.0, |s| s.wall_s);
         let params = tasks::denoiser_config(cfg, task.as_ref()).num_params();
-        grpo::report::write_report(run.path(), cfg, task.name(), params, pretrain_wall_s, &arms)?;
+        grpo::report::write_report(
+            run.path(),
+            cfg,
+            task.as_ref(),
+            params,
+            pretrain_wall_s,
+            &arms,
+        )?;
         let rows: Vec<_> = arms.iter().flat_map(|a| a.eval.rows.clone()).collect();
         print!("{}", eval::table(&rows));
         println!("report: {}", run.path().join("report.md").display());

@@ -611,3 +611,77 @@ fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
         text(&o)
     );
 }
+
+#[test]
+fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = out_dir(&tmp, "digits");
+    let cfg = "experiments/smoke/digits-cogrpo.toml";
+    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    for arm in ["base", "tuned", "alternate"] {
+        let eval = report["arms"][arm]["eval"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{arm}: {report}"));
+        let metrics: Vec<&str> = eval.iter().map(|r| r["metric"].as_str().unwrap()).collect();
+        assert_eq!(
+            metrics,
+            [
+                "class_accuracy",
+                "frechet",
+                "duplicate_rate",
+                "pairwise_distance",
+                "reward"
+            ],
+            "{arm}"
+        );
+        // A row per prompt (10 classes), 3 samples each (30 test examples).
+        let png = std::fs::read(dir.join(format!("samples_{arm}_T2.png"))).unwrap();
+        let (w, h, _) = cogrpo_train::images::read_gray_png(&png).unwrap();
+        assert_eq!((w, h), (4 + 3 * (8 * 4 + 4), 4 + 10 * (8 * 4 + 4)), "{arm}");
+    }
+    // 1 reveal curve x 1 temperature x 2 re-mask x 2 guidance on the 179
+    // validation prompts.
+    let grid = std::fs::read_to_string(dir.join("tuned_grid.tsv")).unwrap();
+    assert_eq!(grid.lines().count(), 1 + 4, "{grid}");
+    assert_eq!(report["arms"]["tuned"]["rollouts"], 4 * 179);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("`tuned` = the pre-trained model under the best fixed schedule"),
+        "{md}"
+    );
+    assert!(md.contains("![alternate samples at T = 2"), "{md}");
+
+    // `sample` shows images in the terminal and writes a grid.
+    let png = dir.join("sevens.png");
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--prompt",
+        "7",
+        "-n",
+        "3",
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches('┌').count(), 3, "{}", text(&o));
+    let (w, h, _) = cogrpo_train::images::read_gray_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!((w, h), (4 + 3 * 36, 4 + 36));
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&dir),
+        "--prompt",
+        "12",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("class 0..9"), "{}", text(&o));
+}

@@ -259,6 +259,10 @@ impl Task for Digits {
         &self.heldout
     }
 
+    fn validation_examples(&self) -> &[Example] {
+        &self.validation
+    }
+
     fn answer_image(&self, answer: &[u32]) -> Option<GrayImage> {
         Some(GrayImage {
             width: SIDE,

@@ -78,6 +78,12 @@ pub trait Task: Send + Sync {
     /// The held-out test split, in a fixed order.
     fn test_examples(&self) -> &[Example];
 
+    /// A validation split, disjoint from training and test data, for tuning
+    /// (the tuned fixed schedule); empty when the task has none.
+    fn validation_examples(&self) -> &[Example] {
+        &[]
+    }
+
     /// Whether pre-training noises the prompt too (whole-sequence MDM
     /// training, as SMDM does for the reversal curse) instead of keeping it
     /// clean (conditional fine-tuning).

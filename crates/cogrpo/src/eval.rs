@@ -55,7 +55,9 @@ pub fn evaluate<B: Backend>(
                 sampler: sampler.clone(),
                 temperature: None,
             };
-            let (r, _) = point.evaluate(cfg, task, examples, &scorer, false, device)?;
+            let r = point
+                .evaluate(cfg, task, examples, &scorer, false, device)?
+                .rows;
             for row in &r {
                 log.scalar(
                     &format!("eval/{}/{}", row.sampler, row.metric),
@@ -120,6 +122,17 @@ impl Scorer {
         })
     }
 
+    /// Scores with the configured rewards only, as the metric `reward`: what
+    /// training optimizes, without the evaluation's verifiers or models
+    /// (tuning on validation data must not see the evaluation's judges).
+    pub fn rewards_only(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Self> {
+        Ok(Self {
+            verifiers: Vec::new(),
+            rewards: Some(reward_models::reward_set(cfg, task.name())?),
+            images: None,
+        })
+    }
+
     /// Every metric of `items`: `(name, value, items it covers)`.
     fn score(
         &self,
@@ -166,6 +179,16 @@ impl Scorer {
     }
 }
 
+/// What an [`EvalPoint`] produced.
+pub struct Evaluated {
+    /// One row per metric.
+    pub rows: Vec<EvalRow>,
+    /// The generated answers, one per example, as the rewards saw them.
+    pub items: Vec<RewardItem>,
+    /// The recorded trajectories (when asked for).
+    pub trajectories: Vec<Trajectory>,
+}
+
 /// One evaluation point: a model with a fixed sampler or a learned schedule
 /// at one step count. The one evaluation loop of `cogrpo eval` and of every
 /// arm of `cogrpo run` (the `base` arm is the reference sampler).
@@ -183,7 +206,7 @@ pub struct EvalPoint<'a, B: Backend> {
 
 impl<B: Backend> EvalPoint<'_, B> {
     /// Generates an answer for every example and scores them: one row per
-    /// metric, and the trajectories when `record`.
+    /// metric, the scored items, and the trajectories when `record`.
     pub fn evaluate(
         &self,
         cfg: &ExperimentConfig,
@@ -192,7 +215,7 @@ impl<B: Backend> EvalPoint<'_, B> {
         scorer: &Scorer,
         record: bool,
         device: &B::Device,
-    ) -> anyhow::Result<(Vec<EvalRow>, Vec<Trajectory>)> {
+    ) -> anyhow::Result<Evaluated> {
         let start = Instant::now();
         let steps = self.sampler.steps;
         let label = &self.label;
@@ -255,7 +278,11 @@ impl<B: Backend> EvalPoint<'_, B> {
                 wall_s,
             })
             .collect();
-        Ok((rows, trajectories))
+        Ok(Evaluated {
+            rows,
+            items,
+            trajectories,
+        })
     }
 }
 

@@ -120,10 +120,14 @@ impl<B: Backend> Rollout<'_, B> {
             self.draw_components(policy, &mut decisions, &mut values, rngs);
         }
         let last = step + 1 == self.steps;
+        // A temperature override (an evaluation's) replaces the reference's
+        // temperature, never a learned one.
+        let learned_temperature = self.components().contains(&Component::Temperature);
+        let temperature_override = self.temperature.filter(|_| !learned_temperature);
         for (d, v) in decisions.iter_mut().zip(&values) {
             d.action = ScheduleAction {
                 reveal: reveal_from_ratio(v.ratio, d.masked.len(), last),
-                temperature: self.temperature.unwrap_or(v.temperature),
+                temperature: temperature_override.unwrap_or(v.temperature),
                 remask_temperature: v.remask_temperature,
                 guidance: v.guidance,
             };

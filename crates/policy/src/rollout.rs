@@ -74,7 +74,8 @@ pub struct Rollout<'a, B: Backend> {
     pub reference: &'a SamplerConfig,
     pub steps: usize,
     pub act: Act,
-    /// Replaces the token temperature (0: greedy evaluation).
+    /// Replaces the reference's token temperature (0: greedy evaluation); a
+    /// learned temperature is kept.
     pub temperature: Option<f64>,
     pub seed: u64,
     pub device: B::Device,

@@ -88,6 +88,10 @@ pub struct CogrpoConfig {
     pub reference: SamplerConfig,
     #[serde(default)]
     pub schedule: SchedulePolicyConfig,
+    /// The tuned fixed schedule, the strongest simple baseline: when set,
+    /// `run` adds the arm `tuned` (the best fixed schedule of this grid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<TuneConfig>,
     /// RL arms `run` trains from the same checkpoint (`base`, the
     /// pre-trained model, is always evaluated).
     #[serde(default = "default_arms")]
@@ -213,6 +217,85 @@ impl CogrpoConfig {
     }
 }
 
+/// `[cogrpo.tune]`: the grid of fixed schedules searched for the `tuned`
+/// arm, each scored by the training reward on the task's validation split
+/// at T = `cogrpo.steps` (the reference's kind, re-mask temperatures only
+/// for `confidence`). Every key is optional; the defaults are [`Default`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TuneConfig {
+    pub schedule: Vec<policy::RevealSchedule>,
+    pub temperature: Vec<f64>,
+    pub remask_temperature: Vec<f64>,
+    pub guidance: Vec<f64>,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        Self {
+            schedule: vec![
+                policy::RevealSchedule::Linear,
+                policy::RevealSchedule::Cosine,
+            ],
+            temperature: vec![0.5, 0.75, 1.0, 1.25],
+            remask_temperature: vec![0.0, 0.5, 1.0],
+            guidance: vec![0.0, 1.0, 2.0],
+        }
+    }
+}
+
+impl TuneConfig {
+    /// Every fixed schedule of the grid, built on `reference`.
+    pub fn grid(&self, reference: &SamplerConfig) -> Vec<SamplerConfig> {
+        let remask: &[f64] = if reference.kind == SamplerKind::Confidence {
+            &self.remask_temperature
+        } else {
+            &[0.0]
+        };
+        let mut out = Vec::new();
+        for &schedule in &self.schedule {
+            for &temperature in &self.temperature {
+                for &remask_temperature in remask {
+                    for &guidance in &self.guidance {
+                        out.push(SamplerConfig {
+                            schedule,
+                            temperature,
+                            remask_temperature,
+                            guidance,
+                            ..reference.clone()
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Validate for TuneConfig {
+    fn check(&self, p: &mut Problems) {
+        for (key, values) in [
+            ("temperature", &self.temperature),
+            ("remask_temperature", &self.remask_temperature),
+            ("guidance", &self.guidance),
+        ] {
+            if values.is_empty() {
+                p.bad(key, "list at least one value");
+            }
+            for &v in values.iter() {
+                if key == "guidance" {
+                    p.finite(key, v);
+                } else {
+                    p.non_negative(key, v);
+                }
+            }
+        }
+        if self.schedule.is_empty() {
+            p.bad("schedule", "list at least one of \"linear\", \"cosine\"");
+        }
+    }
+}
+
 impl Validate for CogrpoConfig {
     fn check(&self, p: &mut Problems) {
         p.at_least_one("iterations", self.iterations);
@@ -265,6 +348,9 @@ impl Validate for CogrpoConfig {
             );
         }
         p.section("schedule", &self.schedule);
+        if let Some(t) = &self.tune {
+            p.section("tune", t);
+        }
         self.check_arms_can_learn(p);
     }
 }

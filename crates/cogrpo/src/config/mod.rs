@@ -18,7 +18,7 @@ use envs::{Problems, Validate};
 use policy::{SamplerConfig, SamplerKind};
 use serde::{Deserialize, Serialize};
 
-pub use grpo::{CogrpoConfig, DEFAULT_MICRO_BATCH_TOKENS, LossAggregation, UpdateMode};
+pub use grpo::{CogrpoConfig, DEFAULT_MICRO_BATCH_TOKENS, LossAggregation, TuneConfig, UpdateMode};
 pub use load::{ConfigError, load, load_str, parse_override};
 pub use sections::{
     DeviceKind, EvalConfig, ModelConfig, PretrainConfig, RunConfig, TaskConfig, TaskKind,
@@ -81,13 +81,24 @@ impl Validate for ExperimentConfig {
             );
         }
         if let Some(c) = &self.cogrpo
-            && c.reference.guidance != 0.0
             && !trains_unconditional
         {
-            p.bad(
-                "cogrpo.reference.guidance",
-                "guidance needs a model trained with prompt dropout",
-            );
+            if c.reference.guidance != 0.0 {
+                p.bad(
+                    "cogrpo.reference.guidance",
+                    "guidance needs a model trained with prompt dropout",
+                );
+            }
+            if c.schedule
+                .components()
+                .contains(&policy::learned::Component::Guidance)
+            {
+                p.bad(
+                    "cogrpo.schedule.learn",
+                    "learning the guidance scale needs a model trained with prompt dropout \
+                     (pretrain.prompt_dropout, e.g. 0.1)",
+                );
+            }
         }
     }
 }

@@ -11,9 +11,10 @@ use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{ArmEval, evaluate_arm};
+use super::evaluate::{ArmEval, evaluate_arm, evaluate_fixed_arm};
 use super::state::{IterationLog, TrainedArm, load_arm, read_arm_state};
 use super::trainer::train_arm;
+use super::tuned::tune_fixed_schedule;
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{ExperimentConfig, UpdateMode};
 use crate::logging::Scalars;
@@ -30,6 +31,9 @@ pub struct ArmOutcome {
     pub eval_wall_s: f64,
     pub rollouts: u64,
     pub history: Vec<IterationLog>,
+    /// The fixed schedule of a `tuned` arm (its label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_schedule: Option<String>,
 }
 
 /// Where an arm's checkpoints and TensorBoard log live.
@@ -59,7 +63,34 @@ pub fn run_arms<B: AutodiffBackend>(
         eval_wall_s: start.elapsed().as_secs_f64(),
         rollouts: 0,
         history: Vec::new(),
+        fixed_schedule: None,
     });
+
+    if let Some(tune) = &c.tune {
+        let start = Instant::now();
+        let tuned = tune_fixed_schedule(cfg, task, &base, tune, device)?;
+        let tuning_s = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let eval = evaluate_fixed_arm(cfg, task, &base, &tuned.best, "tuned", device)?;
+        out.push(ArmOutcome {
+            name: "tuned".into(),
+            eval,
+            train_wall_s: tuning_s,
+            eval_wall_s: start.elapsed().as_secs_f64(),
+            rollouts: tuned.rollouts,
+            history: Vec::new(),
+            fixed_schedule: Some(tuned.best.label()),
+        });
+        let lines: Vec<String> = tuned
+            .scores
+            .iter()
+            .map(|(s, r)| format!("{}\t{r:.6}", s.label()))
+            .collect();
+        crate::run_dir::write_atomic(
+            &run.path().join("tuned_grid.tsv"),
+            format!("schedule\tvalidation_reward\n{}\n", lines.join("\n")).as_bytes(),
+        )?;
+    }
 
     for &mode in &c.arms {
         let dir = arm_dir(run, mode);
@@ -117,6 +148,7 @@ pub fn run_arms<B: AutodiffBackend>(
             eval_wall_s: start.elapsed().as_secs_f64(),
             rollouts: state.rollouts,
             history: state.history,
+            fixed_schedule: None,
         });
     }
     Ok(out)

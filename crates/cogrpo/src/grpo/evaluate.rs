@@ -8,6 +8,7 @@ use anyhow::Context;
 use burn::prelude::*;
 use envs::Task;
 use mdm::Denoiser;
+use policy::SamplerConfig;
 use policy::learned::SchedulePolicy;
 use serde::{Deserialize, Serialize};
 
@@ -16,22 +17,74 @@ use crate::config::ExperimentConfig;
 use crate::eval::{EvalPoint, Scorer, test_examples};
 use crate::run_dir::EvalRow;
 
-/// An arm's evaluation: metric rows and the schedule it followed per step.
+/// Samples an image task's report shows per arm, step count and prompt.
+pub const GRID_PER_CLASS: usize = 8;
+
+/// An arm's evaluation: metric rows, the schedule it followed per step, and
+/// for image tasks the first answers (the report's sample grids).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArmEval {
     pub rows: Vec<EvalRow>,
     /// Step count -> mean action per step (`reveal` and learned components).
     pub schedule: BTreeMap<usize, BTreeMap<String, Vec<f64>>>,
+    /// Step count -> the first answers to each test prompt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<usize, Vec<ShownSample>>,
+}
+
+/// One generated answer the report shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShownSample {
+    pub prompt: Vec<u32>,
+    pub answer: Vec<u32>,
 }
 
 /// Evaluates `model` with `policy` (or the reference schedule) on the test
 /// split at every `cogrpo.eval_steps` count, through the evaluation loop of
-/// `cogrpo eval` ([`EvalPoint`]).
+/// `cogrpo eval` ([`EvalPoint`]), decoding at `cogrpo.eval_temperature`.
 pub fn evaluate_arm<B: Backend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,
     policy: Option<&SchedulePolicy<B>>,
+    label: &str,
+    device: &B::Device,
+) -> anyhow::Result<ArmEval> {
+    let c = cfg.cogrpo_section()?;
+    let temperature = Some(c.eval_temperature);
+    evaluate_with(
+        cfg,
+        task,
+        model,
+        policy,
+        &c.reference,
+        temperature,
+        label,
+        device,
+    )
+}
+
+/// Evaluates `model` under a fixed schedule of its own (the tuned one: its
+/// temperature is part of what was tuned) at every evaluation step count.
+pub fn evaluate_fixed_arm<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    model: &Denoiser<B>,
+    schedule: &SamplerConfig,
+    label: &str,
+    device: &B::Device,
+) -> anyhow::Result<ArmEval> {
+    evaluate_with(cfg, task, model, None, schedule, None, label, device)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_with<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    model: &Denoiser<B>,
+    policy: Option<&SchedulePolicy<B>>,
+    reference: &SamplerConfig,
+    temperature: Option<f64>,
     label: &str,
     device: &B::Device,
 ) -> anyhow::Result<ArmEval> {
@@ -44,14 +97,31 @@ pub fn evaluate_arm<B: Backend>(
             label: label.to_string(),
             model,
             policy,
-            sampler: c.reference.with_steps(steps),
-            temperature: Some(c.eval_temperature),
+            sampler: reference.with_steps(steps),
+            temperature,
         };
-        let (rows, trajectories) = point.evaluate(cfg, task, examples, &scorer, true, device)?;
+        let done = point.evaluate(cfg, task, examples, &scorer, true, device)?;
         let comps = policy.map_or(&[][..], |p| p.components());
         out.schedule
-            .insert(steps, schedule_per_step(&trajectories, comps, steps));
-        out.rows.extend(rows);
+            .insert(steps, schedule_per_step(&done.trajectories, comps, steps));
+        out.rows.extend(done.rows);
+        let shown = done
+            .items
+            .first()
+            .and_then(|it| task.answer_image(&it.completion_tokens));
+        if shown.is_some() {
+            let mut per_prompt: BTreeMap<&[u32], usize> = BTreeMap::new();
+            let kept = done.items.iter().filter(|it| {
+                let n = per_prompt.entry(&it.prompt_tokens).or_default();
+                *n += 1;
+                *n <= GRID_PER_CLASS
+            });
+            let pairs = kept.map(|it| ShownSample {
+                prompt: it.prompt_tokens.clone(),
+                answer: it.completion_tokens.clone(),
+            });
+            out.samples.insert(steps, pairs.collect());
+        }
     }
     Ok(out)
 }

@@ -10,8 +10,9 @@
 //!    trains at this iteration, each factor with its own optimizer;
 //! 4. TensorBoard scalars, a checkpoint now and then.
 //!
-//! [`arms`] runs the comparison `cogrpo run` reports: base, then each
-//! configured update mode from the same pre-trained weights and budget.
+//! [`arms`] runs the comparison `cogrpo run` reports: base, the tuned fixed
+//! schedule ([`tuned`], when `[cogrpo.tune]` is set), then each configured
+//! update mode from the same pre-trained weights and budget.
 
 pub mod arms;
 pub mod evaluate;
@@ -21,4 +22,5 @@ pub mod report;
 pub mod samples;
 pub mod state;
 pub mod trainer;
+pub mod tuned;
 pub mod update;

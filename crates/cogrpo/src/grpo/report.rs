@@ -5,25 +5,32 @@
 //! the arms. `report.md`: the same numbers as tables, the schedule each arm
 //! followed per step, and the PNG plots beside it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
+use envs::Task;
+use envs::image::GrayImage;
 use serde_json::json;
 
 use super::arms::ArmOutcome;
 use super::plots;
 use crate::config::ExperimentConfig;
+use crate::images::write_grid_png;
 use crate::run_dir::write_atomic;
 
-/// Writes `report.json`, `report.md` and the plots into `dir`.
+/// Writes `report.json`, `report.md`, the plots and (image tasks) the
+/// sample grids into `dir`.
 pub fn write_report(
     dir: &Path,
     cfg: &ExperimentConfig,
-    task: &str,
+    task: &dyn Task,
     params: usize,
     pretrain_wall_s: f64,
     arms: &[ArmOutcome],
 ) -> anyhow::Result<()> {
+    let grids = write_sample_grids(dir, task, arms)?;
+    let task = task.name();
     let c = cfg.cogrpo.as_ref().expect("report of a Co-GRPO run");
     let budget = (c.iterations * c.prompts_per_iteration * c.group_size) as u64;
     let mut arms_json = serde_json::Map::new();
@@ -56,12 +63,44 @@ pub fn write_report(
         &dir.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    let pngs = plots::write_plots(dir, arms)?;
+    let mut pngs = plots::write_plots(dir, arms)?;
+    pngs.extend(grids);
     write_atomic(
         &dir.join("report.md"),
         markdown(cfg, task, params, budget, pretrain_wall_s, arms, &pngs).as_bytes(),
     )?;
     Ok(())
+}
+
+/// One PNG per arm and step count of an image task: a row per prompt (class),
+/// its first samples side by side.
+fn write_sample_grids(
+    dir: &Path,
+    task: &dyn Task,
+    arms: &[ArmOutcome],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for arm in arms {
+        for (steps, samples) in &arm.eval.samples {
+            let mut rows: BTreeMap<&[u32], Vec<GrayImage>> = BTreeMap::new();
+            for shown in samples {
+                if let Some(image) = task.answer_image(&shown.answer) {
+                    rows.entry(&shown.prompt).or_default().push(image);
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let file = format!("samples_{}_T{steps}.png", arm.name);
+            let grid: Vec<Vec<GrayImage>> = rows.into_values().collect();
+            write_grid_png(&dir.join(&file), &grid, 4)?;
+            out.push((
+                file,
+                format!("{} samples at T = {steps}, a row per prompt", arm.name),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn markdown(
@@ -103,6 +142,16 @@ fn markdown(
          (Co-GRPO).\n",
         c.alternate_every, c.alternate_every
     );
+    if let Some(tuned) = arms.iter().find(|a| a.name == "tuned") {
+        let _ = writeln!(
+            s,
+            "`tuned` = the pre-trained model under the best fixed schedule of the \
+             `[cogrpo.tune]` grid, `{}`, chosen by the training reward on the validation split \
+             ({} rollouts; every grid point in `tuned_grid.tsv`).\n",
+            tuned.fixed_schedule.as_deref().unwrap_or("?"),
+            tuned.rollouts
+        );
+    }
     evaluation_table(&mut s, arms);
     schedule_tables(&mut s, c.steps, arms);
     training_curves(&mut s, arms);
@@ -137,7 +186,16 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
     }
     let _ = writeln!(s, "## Evaluation\n");
     let head: Vec<String> = columns.iter().map(|(m, t)| format!("{m} @{t}")).collect();
-    let _ = writeln!(s, "| arm | {} | NFE | train s |", head.join(" | "));
+    let mut step_counts: Vec<usize> = columns.iter().map(|(_, t)| *t).collect();
+    step_counts.sort_unstable();
+    step_counts.dedup();
+    let at: Vec<String> = step_counts.iter().map(|t| format!("@{t}")).collect();
+    let _ = writeln!(
+        s,
+        "| arm | {} | NFE {} | train s |",
+        head.join(" | "),
+        at.join(" / ")
+    );
     let _ = writeln!(s, "|---|{}---|---|", "---|".repeat(columns.len()));
     for a in arms {
         let cells: Vec<String> = columns
@@ -150,12 +208,24 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
                     .map_or("-".into(), |r| format!("{:.4}", r.value))
             })
             .collect();
-        let nfe = a.eval.rows.first().map_or(0.0, |r| r.nfe);
+        // Guidance and learned schedules change the cost, so each step
+        // count's NFE is shown.
+        let nfe: Vec<String> = step_counts
+            .iter()
+            .map(|t| {
+                a.eval
+                    .rows
+                    .iter()
+                    .find(|r| r.steps == *t)
+                    .map_or("-".into(), |r| format!("{:.1}", r.nfe))
+            })
+            .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {nfe:.1} | {:.0} |",
+            "| {} | {} | {} | {:.0} |",
             a.name,
             cells.join(" | "),
+            nfe.join(" / "),
             a.train_wall_s
         );
     }

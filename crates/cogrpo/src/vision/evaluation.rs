@@ -13,6 +13,14 @@ use super::store::{ModelRole, labeled, load_or_train};
 use super::train::predict;
 use crate::config::ExperimentConfig;
 
+/// The metrics [`ImageMetrics::score`] reports, in order.
+pub const METRICS: [&str; 4] = [
+    "class_accuracy",
+    "frechet",
+    "duplicate_rate",
+    "pairwise_distance",
+];
+
 pub struct ImageMetrics {
     classifier: Classifier<Flex>,
     levels: usize,
@@ -100,21 +108,17 @@ impl ImageMetrics {
         let n = items.len();
         vec![
             (
-                "class_accuracy".into(),
+                METRICS[0].into(),
                 right as f64 / prompted.len().max(1) as f64,
                 prompted.len(),
             ),
             (
-                "frechet".into(),
+                METRICS[1].into(),
                 frechet(&features(&self.classifier, &images), &self.reference),
                 n,
             ),
-            ("duplicate_rate".into(), div.duplicate_rate, samples.len()),
-            (
-                "pairwise_distance".into(),
-                div.mean_pairwise_distance,
-                samples.len(),
-            ),
+            (METRICS[2].into(), div.duplicate_rate, samples.len()),
+            (METRICS[3].into(), div.mean_pairwise_distance, samples.len()),
         ]
     }
 }
