@@ -19,12 +19,14 @@ use crate::{Command, Common};
 mod arm;
 mod bench;
 mod interchange;
+mod reward;
 
 use arm::{Source, load_trained_arm};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { common } => check(&common),
+        Command::Reward { action } => reward::run(action),
         Command::Agree {
             common,
             checkpoint,

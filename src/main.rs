@@ -34,6 +34,30 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum RewardCommand {
+    /// Serve in-process rewards (the task's verifiers, the learned reward
+    /// models) as an HTTP reward server (docs/reward-protocol.md), so that
+    /// another process or machine scores with them through a `kind = "http"`
+    /// term. Runs until interrupted.
+    #[command(
+        after_help = "Example:\n  cogrpo reward serve --config experiments/digits.toml --name digit_classifier --port 8000\n\n\
+        then in the training config:\n  [[rewards.terms]]\n  kind = \"http\"\n  name = \"digit_classifier\"\n  \
+        url = \"http://127.0.0.1:8000/\""
+    )]
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// A reward to serve (repeatable; default: the config's built-in rewards).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Pre-train the denoiser (diffusion ELBO / conditional loss).
     #[command(
@@ -121,6 +145,11 @@ enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+    },
+    /// Reward models: serve them over the HTTP plugin protocol.
+    Reward {
+        #[command(subcommand)]
+        action: RewardCommand,
     },
     /// Validate a config (and its data files) without running anything.
     #[command(

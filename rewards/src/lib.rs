@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod registry;
 pub mod reversal;
 pub mod reward;
+pub mod serve;
 pub mod star;
 pub mod subprocess;
 pub mod sudoku;

@@ -107,7 +107,8 @@ impl Registry {
         build(cfg, task, self)
     }
 
-    fn builtin(&self, task: &str, name: &str) -> Option<Box<dyn Reward>> {
+    /// The in-process reward `name` of `task`: a verifier or a registered one.
+    pub fn builtin(&self, task: &str, name: &str) -> Option<Box<dyn Reward>> {
         if let Some(v) = verifiers_for(task).into_iter().find(|v| v.name() == name) {
             return Some(Box::new(VerifierReward(v)));
         }

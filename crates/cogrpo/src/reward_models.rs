@@ -12,7 +12,7 @@ use crate::config::{ExperimentConfig, TaskKind};
 use crate::vision::{ClassifierReward, ModelRole, load_or_train};
 
 /// The built-in reward names a config uses (its default when it names none).
-fn builtin_names(cfg: &ExperimentConfig, task: &str) -> BTreeSet<String> {
+pub fn builtin_names(cfg: &ExperimentConfig, task: &str) -> BTreeSet<String> {
     if cfg.rewards.terms.is_empty() {
         return rewards::default_reward(task)
             .into_iter()
@@ -44,9 +44,16 @@ pub fn learned_names(cfg: &ExperimentConfig, task: &str) -> Vec<&'static str> {
 /// A registry holding the learned reward models `cfg` names (trained on
 /// first use).
 pub fn registry(cfg: &ExperimentConfig, task: &str) -> anyhow::Result<Registry> {
+    let names: Vec<String> = builtin_names(cfg, task).into_iter().collect();
+    registry_with(cfg, &names)
+}
+
+/// A registry holding the learned reward models among `names` (trained on
+/// first use).
+pub fn registry_with(cfg: &ExperimentConfig, names: &[String]) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
     let role = ModelRole::Reward;
-    if learned_names(cfg, task).contains(&role.name()) {
+    if cfg.task.kind == TaskKind::Digits && names.iter().any(|n| n == role.name()) {
         let trained = load_or_train(cfg, role)?;
         let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
         let reward = ClassifierReward::new(role.name(), trained.model, levels);

@@ -105,3 +105,58 @@ fn the_evaluation_classifier_never_saw_the_reward_models_images() {
         rows(DigitSplit::Train)
     );
 }
+
+#[test]
+fn a_served_reward_model_scores_as_it_does_in_process() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(out.path());
+    let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, 17).unwrap();
+    let items: Vec<RewardItem> = task.test_examples()[..12]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            // Real digits, some under another class's prompt.
+            let mut shown = e.clone();
+            if i % 3 == 0 {
+                shown.prompt = task.test_examples()[i + 1].prompt.clone();
+            }
+            RewardItem::new(&shown, 0, &e.answer, task.vocab())
+        })
+        .collect();
+    let costs = vec![
+        RolloutCost {
+            nfe: 1.0,
+            wall_s: 0.0,
+            answer_len: 64
+        };
+        items.len()
+    ];
+    let totals = |set: &rewards::RewardSet| -> Vec<f32> {
+        let scored = set.score(&items, &costs).unwrap();
+        (0..items.len()).map(|i| scored.total(i).unwrap()).collect()
+    };
+    let in_process = totals(&reward_set(&cfg, "digits").unwrap());
+
+    // The same model behind `rewards::serve`, reached through an HTTP term.
+    let registry = cogrpo_train::reward_models::registry(&cfg, "digits").unwrap();
+    let reward = registry.builtin("digits", "digit_classifier").unwrap();
+    let served: rewards::serve::Served = std::sync::Arc::new(
+        [("digit_classifier".to_string(), reward)]
+            .into_iter()
+            .collect(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    runtime.spawn(rewards::serve::serve(listener, served, 1 << 20));
+    let mut http_cfg = cfg.clone();
+    http_cfg.rewards = toml::from_str(&format!(
+        "[[terms]]\nkind = \"http\"\nname = \"digit_classifier\"\nurl = \"{url}\"\nmax_batch = 5\n"
+    ))
+    .unwrap();
+    let over_http = totals(&reward_set(&http_cfg, "digits").unwrap());
+    assert_eq!(over_http, in_process);
+    assert!(in_process.iter().any(|&s| s < 0.5) && in_process.iter().any(|&s| s > 0.5));
+}
