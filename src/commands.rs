@@ -595,6 +595,10 @@ impl Job for TrainJob {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let init = checkpoint_source(cfg, self.checkpoint)?;
+        if !reward_models::learned_names(cfg, task.name()).is_empty() {
+            let base = load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &init, &device)?;
+            reward_models::prepare(cfg, task.as_ref(), &base, &device)?;
+        }
         let run = RunDir::create(&cfg.run.out_dir())?;
         let dir = grpo::arms::arm_dir(&run, self.mode);
         let mut log = Scalars::open(&run.tb_dir().join(self.mode.name()))?;

@@ -642,6 +642,14 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
         let (w, h, _) = cogrpo_train::images::read_gray_png(&png).unwrap();
         assert_eq!((w, h), (4 + 3 * (8 * 4 + 4), 4 + 10 * (8 * 4 + 4)), "{arm}");
     }
+    // The realism discriminator learned real `train` digits against the
+    // pre-trained generator's answers to the 901 `train` prompts.
+    let card: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("models/digit_realism/model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(card["generated"]["count"], 901, "{card}");
+    assert!(card["accuracy_unseen"].as_f64().unwrap() > 0.9, "{card}");
     // 1 reveal curve x 1 temperature x 2 re-mask x 2 guidance on the 179
     // validation prompts.
     let grid = std::fs::read_to_string(dir.join("tuned_grid.tsv")).unwrap();

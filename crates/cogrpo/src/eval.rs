@@ -133,6 +133,16 @@ impl Scorer {
         })
     }
 
+    /// Scores nothing: for generating answers through the evaluation loop
+    /// (a discriminator's training data).
+    pub fn unscored() -> Self {
+        Self {
+            verifiers: Vec::new(),
+            rewards: None,
+            images: None,
+        }
+    }
+
     /// Every metric of `items`: `(name, value, items it covers)`.
     fn score(
         &self,

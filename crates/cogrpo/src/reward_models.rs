@@ -5,11 +5,15 @@
 
 use std::collections::BTreeSet;
 
+use burn::prelude::*;
 use envs::digits::STORED_LEVELS;
+use envs::{Example, Task};
+use mdm::Denoiser;
 use rewards::{Registry, RewardSet, RewardTerm};
 
 use crate::config::{ExperimentConfig, TaskKind};
-use crate::vision::{ClassifierReward, ModelRole, load_or_train};
+use crate::eval::{EvalPoint, Scorer};
+use crate::vision::{ClassifierReward, ModelRole, Target, load_or_train, realism};
 
 /// The built-in reward names a config uses (its default when it names none).
 pub fn builtin_names(cfg: &ExperimentConfig, task: &str) -> BTreeSet<String> {
@@ -29,16 +33,17 @@ pub fn builtin_names(cfg: &ExperimentConfig, task: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every learned reward model of the project (digits).
+pub const LEARNED: [&str; 2] = [CLASSIFIER, realism::NAME];
+const CLASSIFIER: &str = ModelRole::Reward.name();
+
 /// The learned reward models `cfg` names.
 pub fn learned_names(cfg: &ExperimentConfig, task: &str) -> Vec<&'static str> {
-    let role = ModelRole::Reward;
-    let wanted =
-        cfg.task.kind == TaskKind::Digits && builtin_names(cfg, task).contains(role.name());
-    if wanted {
-        vec![role.name()]
-    } else {
-        Vec::new()
+    if cfg.task.kind != TaskKind::Digits {
+        return Vec::new();
     }
+    let names = builtin_names(cfg, task);
+    LEARNED.into_iter().filter(|n| names.contains(*n)).collect()
 }
 
 /// A registry holding the learned reward models `cfg` names (trained on
@@ -52,14 +57,66 @@ pub fn registry(cfg: &ExperimentConfig, task: &str) -> anyhow::Result<Registry> 
 /// first use).
 pub fn registry_with(cfg: &ExperimentConfig, names: &[String]) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
-    let role = ModelRole::Reward;
-    if cfg.task.kind == TaskKind::Digits && names.iter().any(|n| n == role.name()) {
-        let trained = load_or_train(cfg, role)?;
-        let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
-        let reward = ClassifierReward::new(role.name(), trained.model, levels);
-        registry.register(role.name(), move || Box::new(reward.clone()));
+    if cfg.task.kind != TaskKind::Digits {
+        return Ok(registry);
+    }
+    let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
+    let wants = |name: &str| names.iter().any(|n| n == name);
+    if wants(CLASSIFIER) {
+        let trained = load_or_train(cfg, ModelRole::Reward)?;
+        let reward = ClassifierReward::new(CLASSIFIER, trained.model, levels, Target::Prompted);
+        registry.register(CLASSIFIER, move || Box::new(reward.clone()));
+    }
+    if wants(realism::NAME) {
+        let trained = realism::load(cfg)?;
+        let target = Target::Fixed(realism::REAL);
+        let reward = ClassifierReward::new(realism::NAME, trained.model, levels, target);
+        registry.register(realism::NAME, move || Box::new(reward.clone()));
     }
     Ok(registry)
+}
+
+/// Trains what must be trained against the pre-trained generator `base`
+/// before RL starts: `digit_realism`, on `base`'s answers to the `train`
+/// prompts under the reference schedule at T = `cogrpo.steps` (reloaded when
+/// those answers are unchanged).
+pub fn prepare<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    base: &Denoiser<B>,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    if !learned_names(cfg, task.name()).contains(&realism::NAME) {
+        return Ok(());
+    }
+    let c = cfg.cogrpo_section()?;
+    let prompts = train_prompts(task);
+    let point = EvalPoint {
+        label: format!("{} samples", realism::NAME),
+        model: base,
+        policy: None,
+        sampler: c.reference.with_steps(c.steps),
+        temperature: None,
+    };
+    let done = point.evaluate(cfg, task, &prompts, &Scorer::unscored(), false, device)?;
+    let answers: Vec<Vec<u32>> = done
+        .items
+        .into_iter()
+        .map(|it| it.completion_tokens)
+        .collect();
+    realism::load_or_train(cfg, &answers)?;
+    Ok(())
+}
+
+/// The distinct training examples, in order, up to the first repeat (a
+/// data set's task cycles through them) or `MAX_PROMPTS`.
+fn train_prompts(task: &dyn Task) -> Vec<Example> {
+    const MAX_PROMPTS: u64 = 4096;
+    let mut seen = BTreeSet::new();
+    (0..MAX_PROMPTS)
+        .map(|i| task.train_example(i))
+        .take_while(|e| seen.insert(e.id))
+        .collect()
 }
 
 /// The reward set `cfg`'s `[rewards]` describes for `task`.

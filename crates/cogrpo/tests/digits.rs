@@ -160,3 +160,69 @@ fn a_served_reward_model_scores_as_it_does_in_process() {
     assert_eq!(over_http, in_process);
     assert!(in_process.iter().any(|&s| s < 0.5) && in_process.iter().any(|&s| s > 0.5));
 }
+
+#[test]
+fn the_realism_reward_learns_real_digits_against_generated_ones_and_loads_by_name() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = config(out.path());
+    cfg.rewards =
+        toml::from_str("[[terms]]\nkind = \"builtin\"\nname = \"digit_realism\"\n").unwrap();
+    // Not trained yet: a clear error, nothing written.
+    let err = reward_set(&cfg, "digits").err().unwrap().to_string();
+    assert!(err.contains("digit_realism is trained against"), "{err}");
+    // A "generator" that scatters ink at random, as an untrained MDM does.
+    let mut rng = stream(&[11]);
+    let generated: Vec<Vec<u32>> = (0..400)
+        .map(|_| {
+            (0..64)
+                .map(|_| {
+                    if rng.random_bool(0.3) {
+                        rng.random_range(0..17)
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let trained = cogrpo_train::vision::realism::load_or_train(&cfg, &generated).unwrap();
+    assert!(trained.card.accuracy_unseen > 0.95, "{:?}", trained.card);
+    let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, 17).unwrap();
+    let mut fresh = stream(&[12]);
+    let items: Vec<RewardItem> = task.test_examples()[..20]
+        .iter()
+        .map(|e| RewardItem::new(e, 0, &e.answer, task.vocab()))
+        .chain(task.test_examples()[..20].iter().map(|e| {
+            let g: Vec<u32> = (0..64)
+                .map(|_| {
+                    if fresh.random_bool(0.3) {
+                        fresh.random_range(0..17)
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            RewardItem::new(e, 1, &g, task.vocab())
+        }))
+        .collect();
+    let costs = vec![
+        RolloutCost {
+            nfe: 1.0,
+            wall_s: 0.0,
+            answer_len: 64
+        };
+        items.len()
+    ];
+    let set = reward_set(&cfg, "digits").unwrap();
+    assert_eq!(set.names(), ["digit_realism"]);
+    let scored = set.score(&items, &costs).unwrap();
+    let mean = |r: std::ops::Range<usize>| {
+        r.clone().map(|i| scored.total(i).unwrap()).sum::<f32>() / r.len() as f32
+    };
+    assert!(
+        mean(0..20) > 0.9 && mean(20..40) < 0.1,
+        "real {} generated {}",
+        mean(0..20),
+        mean(20..40)
+    );
+}

@@ -55,6 +55,7 @@ pub fn run_arms<B: AutodiffBackend>(
     let start = Instant::now();
     let base =
         checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)?;
+    crate::reward_models::prepare(cfg, task, &base, device)?;
     let eval = evaluate_arm(cfg, task, &base, None, "base", device)?;
     out.push(ArmOutcome {
         name: "base".into(),

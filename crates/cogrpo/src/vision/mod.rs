@@ -10,15 +10,18 @@
 //!
 //! - `digit_classifier` (reward, `mlp`): trained on `train` only, the split
 //!   the generator learns from; reward = probability of the prompted class.
+//! - `digit_realism` (reward, `mlp`): real `train` images against the
+//!   pre-trained generator's samples; reward = P(real) ([`realism`]).
 //! - `eval_classifier` (evaluation, `conv`): trained on `heldout` only, so
-//!   it never saw an image the reward model or the generator saw.
+//!   it never saw an image the reward models or the generator saw.
 
 pub mod evaluation;
 pub mod metrics;
 pub mod net;
+pub mod realism;
 mod reward;
 pub mod store;
 pub mod train;
 
-pub use reward::ClassifierReward;
+pub use reward::{ClassifierReward, Target};
 pub use store::{ModelRole, TrainedClassifier, load_or_train};

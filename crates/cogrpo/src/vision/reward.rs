@@ -1,5 +1,6 @@
 //! A trained classifier as a reward: the probability it gives the prompted
-//! class (the text-to-image analogue: "does the image show the prompt").
+//! class (`digit_classifier`, the text-to-image analogue: "does the image
+//! show the prompt"), or a fixed class (`digit_realism`: "real").
 
 use std::sync::{Arc, Mutex};
 
@@ -11,29 +12,42 @@ use rewards::{BatchScores, BoxFuture, FailureKind, Reward, RewardFailure, Reward
 
 use super::net::{Classifier, batch};
 
+/// Which class's probability is the reward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The class the item's prompt names.
+    Prompted,
+    Fixed(usize),
+}
+
 #[derive(Clone)]
 pub struct ClassifierReward {
     name: String,
     model: Arc<Mutex<Classifier<Flex>>>,
     levels: usize,
+    target: Target,
 }
 
 impl ClassifierReward {
-    pub fn new(name: &str, model: Classifier<Flex>, levels: usize) -> Self {
+    pub fn new(name: &str, model: Classifier<Flex>, levels: usize, target: Target) -> Self {
         Self {
             name: name.into(),
             model: Arc::new(Mutex::new(model)),
             levels,
+            target,
         }
     }
 
-    /// `p(prompted class | image)` per item; `None` where the prompt is not
-    /// a class (a masked prompt of an unconditional sample).
+    /// `p(target class | image)` per item; `None` where the target is the
+    /// prompted class and the prompt is not one (a masked prompt).
     pub fn probabilities(&self, items: &[RewardItem]) -> Result<Vec<Option<f32>>, RewardFailure> {
         let classes: Vec<Option<usize>> = items
             .iter()
-            .map(|it| match it.prompt_tokens.as_slice() {
-                [t] if (*t as usize) >= self.levels => Some(*t as usize - self.levels),
+            .map(|it| match (self.target, it.prompt_tokens.as_slice()) {
+                (Target::Fixed(c), _) => Some(c),
+                (Target::Prompted, [t]) if (*t as usize) >= self.levels => {
+                    Some(*t as usize - self.levels)
+                }
                 _ => None,
             })
             .collect();

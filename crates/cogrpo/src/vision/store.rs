@@ -22,7 +22,7 @@ pub enum ModelRole {
 }
 
 impl ModelRole {
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             ModelRole::Reward => "digit_classifier",
             ModelRole::Evaluation => "eval_classifier",
@@ -70,6 +70,17 @@ pub struct ModelCard {
     pub data_seed: u64,
     /// Accuracy on the splits it never saw.
     pub accuracy_unseen: f64,
+    /// For a discriminator: the generated images it learned to tell apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedSet>,
+}
+
+/// Generated images a discriminator was trained against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedSet {
+    pub count: usize,
+    /// A hash of their tokens: another generator gives another hash.
+    pub fingerprint: u64,
 }
 
 /// A loaded classifier with its card.
@@ -101,12 +112,7 @@ pub fn load_or_train(cfg: &ExperimentConfig, role: ModelRole) -> anyhow::Result<
     if let Some(card) = read_card(&dir)?
         && wanted(&card)
     {
-        let fresh = settings
-            .architecture
-            .init::<Flex>(SIDE, CLASSES, 0, &device);
-        let model = mdm::weights::load(fresh, &dir.join("model.safetensors"))
-            .with_context(|| format!("loading {}", role.name()))?;
-        return Ok(TrainedClassifier { model, card });
+        return load_saved(&dir, card, CLASSES);
     }
     let data = labeled(&task, &[role.trained_on()]);
     eprintln!(
@@ -126,22 +132,48 @@ pub fn load_or_train(cfg: &ExperimentConfig, role: ModelRole) -> anyhow::Result<
         levels,
         data_seed: cfg.task.data_seed,
         accuracy_unseen: accuracy(&model, &unseen, &device),
+        generated: None,
     };
-    eprintln!(
-        "{}: accuracy {:.3} on {} images it never saw",
-        role.name(),
-        card.accuracy_unseen,
-        unseen.len()
-    );
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    mdm::weights::save(&model, &dir.join("model.safetensors"))?;
-    let json = serde_json::to_string_pretty(&card)?;
-    mdm::atomic::write(&dir.join("model.json"), json.as_bytes())
-        .with_context(|| format!("writing {}", dir.join("model.json").display()))?;
+    save(&dir, &model, &card, unseen.len())?;
     Ok(TrainedClassifier { model, card })
 }
 
-fn read_card(dir: &Path) -> anyhow::Result<Option<ModelCard>> {
+/// Loads the weights saved in `dir` under `card`.
+pub(super) fn load_saved(
+    dir: &Path,
+    card: ModelCard,
+    classes: usize,
+) -> anyhow::Result<TrainedClassifier> {
+    let fresh = card
+        .settings
+        .architecture
+        .init::<Flex>(SIDE, classes, 0, &FlexDevice);
+    let model = mdm::weights::load(fresh, &dir.join("model.safetensors"))
+        .with_context(|| format!("loading {}", card.name))?;
+    Ok(TrainedClassifier { model, card })
+}
+
+/// Saves weights and card into `dir` (the card last: a card on disk means
+/// its weights are complete).
+pub(super) fn save(
+    dir: &Path,
+    model: &Classifier<Flex>,
+    card: &ModelCard,
+    unseen: usize,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "{}: accuracy {:.3} on {unseen} images it never saw",
+        card.name, card.accuracy_unseen
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    mdm::weights::save(model, &dir.join("model.safetensors"))?;
+    let json = serde_json::to_string_pretty(card)?;
+    mdm::atomic::write(&dir.join("model.json"), json.as_bytes())
+        .with_context(|| format!("writing {}", dir.join("model.json").display()))?;
+    Ok(())
+}
+
+pub(super) fn read_card(dir: &Path) -> anyhow::Result<Option<ModelCard>> {
     let path = dir.join("model.json");
     if !path.is_file() {
         return Ok(None);
