@@ -3,7 +3,8 @@
 //! Sequence layout: 16 prompt cells (the puzzle, `0` = blank) followed by 16
 //! answer cells (the whole solved grid, givens included). The test split is
 //! d1's 500 puzzles; training puzzles are generated from the 288 valid grids
-//! by blanking 8 cells (as in the test set) and never equal a test puzzle.
+//! by blanking 8 cells (as in the test set) and never equal a test puzzle;
+//! the validation split is 500 more from a stream of their own.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -125,11 +126,17 @@ pub fn grid_from_tokens(tokens: &[u32]) -> Option<Grid> {
     Some(grid)
 }
 
+/// Generated puzzles in the validation split.
+pub const VALIDATION_PUZZLES: u64 = 500;
+/// Separates the validation generator's stream from the training one.
+const VALIDATION_STREAM: u64 = 0x7661_6c69_6400;
+
 pub struct Sudoku4 {
     vocab: Vocab,
     grids: Vec<Grid>,
     test: Vec<Example>,
     test_puzzles: HashSet<Grid>,
+    validation: Vec<Example>,
     data_seed: u64,
 }
 
@@ -147,13 +154,41 @@ impl Sudoku4 {
             .iter()
             .map(|ex| grid_from_tokens(&ex.prompt).expect("parsed puzzles are grids"))
             .collect();
-        Ok(Self {
+        let mut task = Self {
             vocab: Vocab::chars("01234".chars())?,
             grids: valid_grids(),
             test,
             test_puzzles,
+            validation: Vec::new(),
             data_seed,
-        })
+        };
+        task.validation = (0..VALIDATION_PUZZLES)
+            .map(|i| task.generate(&[VALIDATION_STREAM, data_seed, i], i))
+            .collect();
+        Ok(task)
+    }
+
+    /// A generated puzzle (never a test puzzle) from the stream `key`.
+    fn generate(&self, key: &[u64], id: u64) -> Example {
+        let mut parts = vec![purpose::TASK_DATA];
+        parts.extend_from_slice(key);
+        let mut rng = stream(&parts);
+        loop {
+            let solution = self.grids[rng.random_range(0..self.grids.len())];
+            let mut cells: [usize; CELLS] = std::array::from_fn(|i| i);
+            // Partial Fisher-Yates: the first BLANKS cells are a uniform subset.
+            for i in 0..BLANKS {
+                let j = rng.random_range(i..CELLS);
+                cells.swap(i, j);
+            }
+            let mut puzzle = solution;
+            for &c in &cells[..BLANKS] {
+                puzzle[c] = 0;
+            }
+            if !self.test_puzzles.contains(&puzzle) {
+                return Self::example(id, &puzzle, &solution);
+            }
+        }
     }
 
     fn example(id: u64, puzzle: &Grid, solution: &Grid) -> Example {
@@ -227,27 +262,18 @@ impl Task for Sudoku4 {
     }
 
     fn train_example(&self, index: u64) -> Example {
-        let mut rng = stream(&[purpose::TASK_DATA, self.data_seed, index]);
-        loop {
-            let solution = self.grids[rng.random_range(0..self.grids.len())];
-            let mut cells: [usize; CELLS] = std::array::from_fn(|i| i);
-            // Partial Fisher-Yates: the first BLANKS cells are a uniform subset.
-            for i in 0..BLANKS {
-                let j = rng.random_range(i..CELLS);
-                cells.swap(i, j);
-            }
-            let mut puzzle = solution;
-            for &c in &cells[..BLANKS] {
-                puzzle[c] = 0;
-            }
-            if !self.test_puzzles.contains(&puzzle) {
-                return Self::example(index, &puzzle, &solution);
-            }
-        }
+        self.generate(&[self.data_seed, index], index)
     }
 
     fn test_examples(&self) -> &[Example] {
         &self.test
+    }
+
+    /// 500 generated puzzles from their own stream: never test puzzles; a
+    /// few may also be drawn in training (the generator's space holds 3.7M
+    /// puzzles), which tuning a fixed schedule on them does not exploit.
+    fn validation_examples(&self) -> &[Example] {
+        &self.validation
     }
 
     fn encode_user_prompt(&self, text: &str) -> Result<Vec<u32>, TaskError> {
@@ -262,6 +288,25 @@ mod tests {
 
     fn data_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
+    }
+
+    #[test]
+    fn validation_puzzles_are_stable_valid_and_never_test_puzzles() {
+        let t = Sudoku4::load(&data_dir(), 0).unwrap();
+        let v = t.validation_examples();
+        assert_eq!(v.len(), VALIDATION_PUZZLES as usize);
+        for e in v {
+            let puzzle = grid_from_tokens(&e.prompt).unwrap();
+            let solution = grid_from_tokens(&e.answer).unwrap();
+            assert!(!t.test_puzzles.contains(&puzzle));
+            assert!(is_valid_grid(&solution) && keeps_givens(&puzzle, &solution));
+        }
+        assert_eq!(
+            Sudoku4::load(&data_dir(), 0).unwrap().validation_examples(),
+            v
+        );
+        // Its own stream: not the training puzzles of the same indices.
+        assert_ne!(v[0].prompt, t.train_example(0).prompt);
     }
 
     #[test]
