@@ -220,6 +220,17 @@ pub fn class_token(levels: usize, class: u8) -> u32 {
     (levels + class as usize) as u32
 }
 
+/// The class a prompt names (its one token is a class token), if it does:
+/// a masked or foreign prompt names none.
+pub fn prompted_class(prompt: &[u32], levels: usize) -> Option<usize> {
+    match prompt {
+        [t] if (*t as usize) >= levels && (*t as usize) < levels + CLASSES => {
+            Some(*t as usize - levels)
+        }
+        _ => None,
+    }
+}
+
 /// Gray values in [0, 1] of a completion's tokens; a token that is not a
 /// gray level (a class token where a pixel belongs) reads as 0, blank.
 pub fn intensities(tokens: &[u32], levels: usize) -> Vec<f32> {
@@ -363,6 +374,10 @@ mod tests {
         assert_eq!(t.encode_user_prompt("<3>").unwrap(), vec![7]);
         assert!(t.encode_user_prompt("12").is_err());
         assert_eq!(intensities(&[0, 3, 11], 4), vec![0.0, 1.0, 0.0]);
+        assert_eq!(prompted_class(&[11], 4), Some(7));
+        assert_eq!(prompted_class(&[3], 4), None);
+        assert_eq!(prompted_class(&[14], 4), None);
+        assert_eq!(prompted_class(&[11, 11], 4), None);
         assert!(Digits::load(&data(), 0, 1).is_err());
     }
 

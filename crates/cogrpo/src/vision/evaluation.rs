@@ -4,7 +4,7 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexDevice;
-use envs::digits::{CLASSES, DigitSplit, Digits, STORED_LEVELS, intensities};
+use envs::digits::{CLASSES, DigitSplit, Digits, STORED_LEVELS, intensities, prompted_class};
 use rewards::RewardItem;
 
 use super::metrics::{Sample, diversity, frechet};
@@ -79,10 +79,7 @@ impl ImageMetrics {
             .collect();
         let classes: Vec<Option<usize>> = items
             .iter()
-            .map(|it| match it.prompt_tokens.as_slice() {
-                [t] if (*t as usize) >= self.levels => Some(*t as usize - self.levels),
-                _ => None,
-            })
+            .map(|it| prompted_class(&it.prompt_tokens, self.levels))
             .collect();
         let refs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
         let predicted = predict(&self.classifier, &refs, &FlexDevice);

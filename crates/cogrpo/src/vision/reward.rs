@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use burn::backend::Flex;
 use burn::backend::flex::FlexDevice;
 use burn::tensor::activation::softmax;
-use envs::digits::intensities;
+use envs::digits::{intensities, prompted_class};
 use rewards::{BatchScores, BoxFuture, FailureKind, Reward, RewardFailure, RewardItem};
 
 use super::net::{Classifier, batch};
@@ -43,12 +43,9 @@ impl ClassifierReward {
     pub fn probabilities(&self, items: &[RewardItem]) -> Result<Vec<Option<f32>>, RewardFailure> {
         let classes: Vec<Option<usize>> = items
             .iter()
-            .map(|it| match (self.target, it.prompt_tokens.as_slice()) {
-                (Target::Fixed(c), _) => Some(c),
-                (Target::Prompted, [t]) if (*t as usize) >= self.levels => {
-                    Some(*t as usize - self.levels)
-                }
-                _ => None,
+            .map(|it| match self.target {
+                Target::Fixed(c) => Some(c),
+                Target::Prompted => prompted_class(&it.prompt_tokens, self.levels),
             })
             .collect();
         let images: Vec<Vec<f32>> = items

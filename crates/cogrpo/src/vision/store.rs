@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::backend::flex::FlexDevice;
 use burn::backend::{Autodiff, Flex};
-use envs::digits::{CLASSES, DigitSplit, Digits, SIDE, STORED_LEVELS, intensities};
+use envs::digits::{CLASSES, DigitSplit, Digits, SIDE, STORED_LEVELS, intensities, prompted_class};
 use serde::{Deserialize, Serialize};
 
 use super::net::{Architecture, Classifier};
@@ -189,9 +189,11 @@ pub fn labeled(task: &Digits, splits: &[DigitSplit]) -> Vec<Labeled> {
     splits
         .iter()
         .flat_map(|&s| task.examples(s))
-        .map(|e| Labeled {
-            pixels: intensities(&e.answer, task.levels()),
-            class: e.prompt[0] as usize - task.levels(),
+        .filter_map(|e| {
+            prompted_class(&e.prompt, task.levels()).map(|class| Labeled {
+                pixels: intensities(&e.answer, task.levels()),
+                class,
+            })
         })
         .collect()
 }
