@@ -28,6 +28,32 @@ fn config(out: &Path) -> ExperimentConfig {
     .expect("experiments/digits.toml loads")
 }
 
+/// One generation of cost 1 NFE per item.
+fn costs(n: usize) -> Vec<RolloutCost> {
+    vec![
+        RolloutCost {
+            nfe: 1.0,
+            wall_s: 0.0,
+            answer_len: 64
+        };
+        n
+    ]
+}
+
+/// An image with ink of random gray at a share `ink` of its pixels, as an
+/// untrained MDM draws.
+fn scribble(rng: &mut impl Rng, ink: f64) -> Vec<u32> {
+    (0..64)
+        .map(|_| {
+            if rng.random_bool(ink) {
+                rng.random_range(0..17)
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn the_reward_model_loads_by_name_and_prefers_a_real_digit_to_noise() {
     let out = tempfile::tempdir().unwrap();
@@ -40,19 +66,12 @@ fn the_reward_model_loads_by_name_and_prefers_a_real_digit_to_noise() {
     let items: Vec<RewardItem> = real
         .iter()
         .map(|e| RewardItem::new(e, 0, &e.answer, task.vocab()))
-        .chain(real.iter().map(|e| {
-            let noise: Vec<u32> = (0..64).map(|_| rng.random_range(0..17)).collect();
-            RewardItem::new(e, 1, &noise, task.vocab())
-        }))
+        .chain(
+            real.iter()
+                .map(|e| RewardItem::new(e, 1, &scribble(&mut rng, 1.0), task.vocab())),
+        )
         .collect();
-    let costs = vec![
-        RolloutCost {
-            nfe: 1.0,
-            wall_s: 0.0,
-            answer_len: 64
-        };
-        items.len()
-    ];
+    let costs = costs(items.len());
     let score = |set: &rewards::RewardSet| -> (f64, f64) {
         let scored = set.score(&items, &costs).unwrap();
         let mean = |r: std::ops::Range<usize>| {
@@ -123,14 +142,7 @@ fn a_served_reward_model_scores_as_it_does_in_process() {
             RewardItem::new(&shown, 0, &e.answer, task.vocab())
         })
         .collect();
-    let costs = vec![
-        RolloutCost {
-            nfe: 1.0,
-            wall_s: 0.0,
-            answer_len: 64
-        };
-        items.len()
-    ];
+    let costs = costs(items.len());
     let totals = |set: &rewards::RewardSet| -> Vec<f32> {
         let scored = set.score(&items, &costs).unwrap();
         (0..items.len()).map(|i| scored.total(i).unwrap()).collect()
@@ -172,19 +184,7 @@ fn the_realism_reward_learns_real_digits_against_generated_ones_and_loads_by_nam
     assert!(err.contains("digit_realism is trained against"), "{err}");
     // A "generator" that scatters ink at random, as an untrained MDM does.
     let mut rng = stream(&[11]);
-    let generated: Vec<Vec<u32>> = (0..400)
-        .map(|_| {
-            (0..64)
-                .map(|_| {
-                    if rng.random_bool(0.3) {
-                        rng.random_range(0..17)
-                    } else {
-                        0
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let generated: Vec<Vec<u32>> = (0..400).map(|_| scribble(&mut rng, 0.3)).collect();
     let trained = cogrpo_train::vision::realism::load_or_train(&cfg, &generated).unwrap();
     assert!(trained.card.accuracy_unseen > 0.95, "{:?}", trained.card);
     let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, 17).unwrap();
@@ -192,27 +192,13 @@ fn the_realism_reward_learns_real_digits_against_generated_ones_and_loads_by_nam
     let items: Vec<RewardItem> = task.test_examples()[..20]
         .iter()
         .map(|e| RewardItem::new(e, 0, &e.answer, task.vocab()))
-        .chain(task.test_examples()[..20].iter().map(|e| {
-            let g: Vec<u32> = (0..64)
-                .map(|_| {
-                    if fresh.random_bool(0.3) {
-                        fresh.random_range(0..17)
-                    } else {
-                        0
-                    }
-                })
-                .collect();
-            RewardItem::new(e, 1, &g, task.vocab())
-        }))
+        .chain(
+            task.test_examples()[..20]
+                .iter()
+                .map(|e| RewardItem::new(e, 1, &scribble(&mut fresh, 0.3), task.vocab())),
+        )
         .collect();
-    let costs = vec![
-        RolloutCost {
-            nfe: 1.0,
-            wall_s: 0.0,
-            answer_len: 64
-        };
-        items.len()
-    ];
+    let costs = costs(items.len());
     let set = reward_set(&cfg, "digits").unwrap();
     assert_eq!(set.names(), ["digit_realism"]);
     let scored = set.score(&items, &costs).unwrap();
