@@ -228,7 +228,7 @@ fn check(common: &Common) -> anyhow::Result<()> {
         println!(
             "  rewards   {} (learned; trained on first use into {})",
             learned.join(", "),
-            cfg.run.out_dir().join("models").display()
+            cogrpo_train::vision::store::models_dir(&cfg).display()
         );
     } else {
         // Builds the reward set (names resolved, URLs parsed) without
@@ -365,6 +365,7 @@ impl Job for Eval {
                 &arm.model,
                 arm.policy(),
                 arm.mode.name(),
+                &eval::Scorer::new(&self.cfg, task.as_ref()).context("evaluating the arm")?,
                 &device,
             )?;
             print!("{}", eval::table(&eval.rows));
@@ -595,7 +596,7 @@ impl Job for TrainJob {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let init = checkpoint_source(cfg, self.checkpoint)?;
-        if !reward_models::learned_names(cfg, task.name()).is_empty() {
+        if reward_models::needs_generator(cfg, task.name()) {
             let base = load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &init, &device)?;
             reward_models::prepare(cfg, task.as_ref(), &base, &device)?;
         }
@@ -629,6 +630,7 @@ impl Job for TrainJob {
             &trained.model.valid(),
             self.mode.uses_schedule().then_some(&policy),
             self.mode.name(),
+            &eval::Scorer::new(cfg, task.as_ref()).context("evaluating the arm")?,
             &device,
         )?;
         print!("{}", eval::table(&eval.rows));

@@ -31,6 +31,10 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
 }
 
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn every_experiment_config_checks() {
     let mut files: Vec<PathBuf> = Vec::new();
@@ -350,8 +354,7 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
     let cfg = "experiments/smoke/sudoku4-cogrpo.toml";
     let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
     assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let report = report(&dir);
     assert_eq!(report["task"], "sudoku4");
     assert_eq!(report["budget"]["rollouts"], 4 * 2 * 4);
     for arm in ["base", "model", "schedule", "joint", "alternate"] {
@@ -619,8 +622,7 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
     let cfg = "experiments/smoke/digits-cogrpo.toml";
     let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
     assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let report = report(&dir);
     for arm in ["base", "tuned", "alternate"] {
         let eval = report["arms"][arm]["eval"]
             .as_array()

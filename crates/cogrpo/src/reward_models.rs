@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 
 use burn::prelude::*;
-use envs::digits::STORED_LEVELS;
 use envs::{Example, Task};
 use mdm::Denoiser;
 use rewards::{Registry, RewardSet, RewardTerm};
@@ -60,7 +59,7 @@ pub fn registry_with(cfg: &ExperimentConfig, names: &[String]) -> anyhow::Result
     if cfg.task.kind != TaskKind::Digits {
         return Ok(registry);
     }
-    let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
+    let levels = cfg.task.digit_levels();
     let wants = |name: &str| names.iter().any(|n| n == name);
     if wants(CLASSIFIER) {
         let trained = load_or_train(cfg, ModelRole::Reward)?;
@@ -76,6 +75,12 @@ pub fn registry_with(cfg: &ExperimentConfig, names: &[String]) -> anyhow::Result
     Ok(registry)
 }
 
+/// Whether a reward `cfg` names is trained against the pre-trained
+/// generator ([`prepare`] must run before RL).
+pub fn needs_generator(cfg: &ExperimentConfig, task: &str) -> bool {
+    learned_names(cfg, task).contains(&realism::NAME)
+}
+
 /// Trains what must be trained against the pre-trained generator `base`
 /// before RL starts: `digit_realism`, on `base`'s answers to the `train`
 /// prompts under the reference schedule at T = `cogrpo.steps` (reloaded when
@@ -86,7 +91,7 @@ pub fn prepare<B: Backend>(
     base: &Denoiser<B>,
     device: &B::Device,
 ) -> anyhow::Result<()> {
-    if !learned_names(cfg, task.name()).contains(&realism::NAME) {
+    if !needs_generator(cfg, task.name()) {
         return Ok(());
     }
     let c = cfg.cogrpo_section()?;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use envs::Task;
 use envs::countdown::Countdown;
-use envs::digits::{Digits, STORED_LEVELS};
+use envs::digits::Digits;
 use envs::reversal::Reversal;
 use envs::star::{StarTask, Variant};
 use envs::sudoku4::Sudoku4;
@@ -36,10 +36,7 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
         TaskKind::StarMedium => Box::new(StarTask::new(Variant::Medium, t.data_seed)?),
         TaskKind::StarHard => Box::new(StarTask::new(Variant::Hard, t.data_seed)?),
         TaskKind::Reversal => Box::new(Reversal::load(&t.data_dir).with_context(hint)?),
-        TaskKind::Digits => Box::new(
-            Digits::load(&t.data_dir, t.data_seed, t.levels.unwrap_or(STORED_LEVELS))
-                .with_context(hint)?,
-        ),
+        TaskKind::Digits => Box::new(load_digits(cfg).with_context(hint)?),
         TaskKind::Text => Box::new(
             TextTask::load(
                 &t.data_dir,
@@ -49,6 +46,13 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
             .with_context(hint)?,
         ),
     })
+}
+
+/// The digits task as `cfg` configures it (the image models read their
+/// splits from it too).
+pub fn load_digits(cfg: &ExperimentConfig) -> Result<Digits, envs::TaskError> {
+    let t = &cfg.task;
+    Digits::load(&t.data_dir, t.data_seed, t.digit_levels())
 }
 
 /// The denoiser shape for this experiment and task.

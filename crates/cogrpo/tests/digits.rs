@@ -92,10 +92,10 @@ fn the_reward_model_loads_by_name_and_prefers_a_real_digit_to_noise() {
         "noise {noise_mean} vs real {real_mean}"
     );
     // Saved with its card, and loaded (not retrained) the second time.
-    let card_path = model_dir(&cfg, ModelRole::Reward).join("model.json");
+    let card_path = model_dir(&cfg, ModelRole::Reward.name()).join("model.json");
     let card: ModelCard =
         serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
-    assert_eq!(card.trained_on, "train");
+    assert_eq!(card.training.trained_on, "train");
     assert!(card.accuracy_unseen > 0.9, "{card:?}");
     let modified = std::fs::metadata(&card_path).unwrap().modified().unwrap();
     let again = score(&reward_set(&cfg, "digits").unwrap());
@@ -111,7 +111,7 @@ fn the_evaluation_classifier_never_saw_the_reward_models_images() {
     let out = tempfile::tempdir().unwrap();
     let cfg = config(out.path());
     let eval = load_or_train(&cfg, ModelRole::Evaluation).unwrap();
-    assert_eq!(eval.card.trained_on, "heldout");
+    assert_eq!(eval.card.training.trained_on, "heldout");
     assert!(eval.card.accuracy_unseen > 0.9, "{:?}", eval.card);
     let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, 17).unwrap();
     let rows = |s: DigitSplit| -> HashSet<u64> { task.examples(s).iter().map(|e| e.id).collect() };

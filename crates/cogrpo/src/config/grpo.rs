@@ -272,22 +272,26 @@ impl TuneConfig {
     }
 }
 
+/// One of [`Problems`]' range checks.
+type RangeCheck = fn(&mut Problems, &str, f64);
+
 impl Validate for TuneConfig {
     fn check(&self, p: &mut Problems) {
-        for (key, values) in [
-            ("temperature", &self.temperature),
-            ("remask_temperature", &self.remask_temperature),
-            ("guidance", &self.guidance),
-        ] {
+        let lists: [(&str, &[f64], RangeCheck); 3] = [
+            ("temperature", &self.temperature, Problems::non_negative),
+            (
+                "remask_temperature",
+                &self.remask_temperature,
+                Problems::non_negative,
+            ),
+            ("guidance", &self.guidance, Problems::finite),
+        ];
+        for (key, values, check) in lists {
             if values.is_empty() {
                 p.bad(key, "list at least one value");
             }
-            for &v in values.iter() {
-                if key == "guidance" {
-                    p.finite(key, v);
-                } else {
-                    p.non_negative(key, v);
-                }
+            for &v in values {
+                check(p, key, v);
             }
         }
         if self.schedule.is_empty() {

@@ -233,6 +233,13 @@ impl Validate for RunConfig {
     }
 }
 
+impl TaskConfig {
+    /// `digits`: the gray levels per pixel (the data as stored by default).
+    pub fn digit_levels(&self) -> usize {
+        self.levels.unwrap_or(envs::digits::STORED_LEVELS)
+    }
+}
+
 impl Validate for TaskConfig {
     fn check(&self, p: &mut Problems) {
         let only = |p: &mut Problems, key: &str, set: bool, kind: TaskKind, what: &str| {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
@@ -17,6 +17,7 @@ use super::trainer::train_arm;
 use super::tuned::tune_fixed_schedule;
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{ExperimentConfig, UpdateMode};
+use crate::eval::Scorer;
 use crate::logging::Scalars;
 use crate::run_dir::RunDir;
 use crate::tasks::denoiser_config;
@@ -56,7 +57,8 @@ pub fn run_arms<B: AutodiffBackend>(
     let base =
         checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)?;
     crate::reward_models::prepare(cfg, task, &base, device)?;
-    let eval = evaluate_arm(cfg, task, &base, None, "base", device)?;
+    let scorer = Scorer::new(cfg, task).context("evaluating the arms")?;
+    let eval = evaluate_arm(cfg, task, &base, None, "base", &scorer, device)?;
     out.push(ArmOutcome {
         name: "base".into(),
         eval,
@@ -72,7 +74,7 @@ pub fn run_arms<B: AutodiffBackend>(
         let tuned = tune_fixed_schedule(cfg, task, &base, tune, device)?;
         let tuning_s = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let eval = evaluate_fixed_arm(cfg, task, &base, &tuned.best, "tuned", device)?;
+        let eval = evaluate_fixed_arm(cfg, task, &base, &tuned.best, "tuned", &scorer, device)?;
         out.push(ArmOutcome {
             name: "tuned".into(),
             eval,
@@ -140,6 +142,7 @@ pub fn run_arms<B: AutodiffBackend>(
             &model,
             mode.uses_schedule().then_some(&policy),
             mode.name(),
+            &scorer,
             device,
         )?;
         out.push(ArmOutcome {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use burn::prelude::*;
 use envs::Task;
 use mdm::Denoiser;
@@ -42,26 +41,24 @@ pub struct ShownSample {
 /// Evaluates `model` with `policy` (or the reference schedule) on the test
 /// split at every `cogrpo.eval_steps` count, through the evaluation loop of
 /// `cogrpo eval` ([`EvalPoint`]), decoding at `cogrpo.eval_temperature`.
+/// One `scorer` serves every arm of a run (it holds the reward and
+/// evaluation models).
 pub fn evaluate_arm<B: Backend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,
     policy: Option<&SchedulePolicy<B>>,
     label: &str,
+    scorer: &Scorer,
     device: &B::Device,
 ) -> anyhow::Result<ArmEval> {
     let c = cfg.cogrpo_section()?;
-    let temperature = Some(c.eval_temperature);
-    evaluate_with(
-        cfg,
-        task,
-        model,
+    let schedule = ArmSchedule {
         policy,
-        &c.reference,
-        temperature,
-        label,
-        device,
-    )
+        reference: &c.reference,
+        temperature: Some(c.eval_temperature),
+    };
+    evaluate_with(cfg, task, model, schedule, label, scorer, device)
 }
 
 /// Evaluates `model` under a fixed schedule of its own (the tuned one: its
@@ -72,25 +69,41 @@ pub fn evaluate_fixed_arm<B: Backend>(
     model: &Denoiser<B>,
     schedule: &SamplerConfig,
     label: &str,
+    scorer: &Scorer,
     device: &B::Device,
 ) -> anyhow::Result<ArmEval> {
-    evaluate_with(cfg, task, model, None, schedule, None, label, device)
+    let schedule = ArmSchedule {
+        policy: None,
+        reference: schedule,
+        temperature: None,
+    };
+    evaluate_with(cfg, task, model, schedule, label, scorer, device)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an arm generates with: a learned policy or not, over a reference
+/// sampler, with or without a token temperature override.
+struct ArmSchedule<'a, B: Backend> {
+    policy: Option<&'a SchedulePolicy<B>>,
+    reference: &'a SamplerConfig,
+    temperature: Option<f64>,
+}
+
 fn evaluate_with<B: Backend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,
-    policy: Option<&SchedulePolicy<B>>,
-    reference: &SamplerConfig,
-    temperature: Option<f64>,
+    schedule: ArmSchedule<'_, B>,
     label: &str,
+    scorer: &Scorer,
     device: &B::Device,
 ) -> anyhow::Result<ArmEval> {
     let c = cfg.cogrpo_section()?;
     let examples = test_examples(cfg, task);
-    let scorer = Scorer::new(cfg, task).context("evaluating the arms")?;
+    let ArmSchedule {
+        policy,
+        reference,
+        temperature,
+    } = schedule;
     let mut out = ArmEval::default();
     for steps in c.eval_step_counts() {
         let point = EvalPoint {
@@ -100,7 +113,7 @@ fn evaluate_with<B: Backend>(
             sampler: reference.with_steps(steps),
             temperature,
         };
-        let done = point.evaluate(cfg, task, examples, &scorer, true, device)?;
+        let done = point.evaluate(cfg, task, examples, scorer, true, device)?;
         let comps = policy.map_or(&[][..], |p| p.components());
         out.schedule
             .insert(steps, schedule_per_step(&done.trajectories, comps, steps));

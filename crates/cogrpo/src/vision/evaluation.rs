@@ -4,7 +4,7 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexDevice;
-use envs::digits::{CLASSES, DigitSplit, Digits, STORED_LEVELS, intensities, prompted_class};
+use envs::digits::{CLASSES, DigitSplit, intensities, prompted_class};
 use rewards::RewardItem;
 
 use super::metrics::{Sample, diversity, frechet};
@@ -12,6 +12,7 @@ use super::net::{Classifier, batch};
 use super::store::{ModelRole, labeled, load_or_train};
 use super::train::predict;
 use crate::config::ExperimentConfig;
+use crate::tasks::load_digits;
 
 /// The metrics [`ImageMetrics::score`] reports, in order.
 pub const METRICS: [&str; 4] = [
@@ -35,8 +36,8 @@ pub struct ImageMetrics {
 impl ImageMetrics {
     pub fn load(cfg: &ExperimentConfig) -> anyhow::Result<Self> {
         let trained = load_or_train(cfg, ModelRole::Evaluation)?;
-        let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
-        let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, levels)?;
+        let levels = cfg.task.digit_levels();
+        let task = load_digits(cfg)?;
         let pixels = |split: DigitSplit| -> Vec<Vec<f32>> {
             labeled(&task, &[split])
                 .into_iter()

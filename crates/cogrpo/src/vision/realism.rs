@@ -9,13 +9,17 @@
 use anyhow::{Context, bail};
 use burn::backend::flex::FlexDevice;
 use burn::backend::{Autodiff, Flex};
-use envs::digits::{DigitSplit, Digits, SIDE, STORED_LEVELS, intensities};
+use envs::digits::{DigitSplit, SIDE, intensities};
 use envs::seeding::derive_key;
 
 use super::net::Architecture;
-use super::store::{GeneratedSet, ModelCard, TrainedClassifier, load_saved, read_card, save};
+use super::store::{
+    GeneratedSet, ModelCard, TrainedClassifier, Training, labeled, load_if_trained_as, load_saved,
+    model_dir, read_card, save,
+};
 use super::train::{Labeled, TrainSettings, accuracy, train};
 use crate::config::ExperimentConfig;
+use crate::tasks::load_digits;
 
 pub const NAME: &str = "digit_realism";
 /// Class index of real images (generated ones are 0).
@@ -31,10 +35,6 @@ fn settings(data_seed: u64) -> TrainSettings {
         lr: 2e-3,
         seed: data_seed ^ 0x7265_616c,
     }
-}
-
-fn dir(cfg: &ExperimentConfig) -> std::path::PathBuf {
-    cfg.run.out_dir().join("models").join(NAME)
 }
 
 /// A hash of generated answers (their tokens, in order).
@@ -53,19 +53,21 @@ pub fn load_or_train(
     cfg: &ExperimentConfig,
     generated: &[Vec<u32>],
 ) -> anyhow::Result<TrainedClassifier> {
-    let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
-    let s = settings(cfg.task.data_seed);
-    let set = GeneratedSet {
-        count: generated.len(),
-        fingerprint: fingerprint(generated),
+    let levels = cfg.task.digit_levels();
+    let training = Training {
+        name: NAME.into(),
+        settings: settings(cfg.task.data_seed),
+        trained_on: "train vs generated".into(),
+        levels,
+        data_seed: cfg.task.data_seed,
+        generated: Some(GeneratedSet {
+            count: generated.len(),
+            fingerprint: fingerprint(generated),
+        }),
     };
-    if let Some(card) = read_card(&dir(cfg))?
-        && card.settings == s
-        && card.levels == levels
-        && card.data_seed == cfg.task.data_seed
-        && card.generated.as_ref() == Some(&set)
-    {
-        return load_saved(&dir(cfg), card, 2);
+    let dir = model_dir(cfg, NAME);
+    if let Some(saved) = load_if_trained_as(&dir, &training, 2)? {
+        return Ok(saved);
     }
     if generated.len() < 2 * HELD_OUT {
         bail!(
@@ -73,16 +75,10 @@ pub fn load_or_train(
             generated.len()
         );
     }
-    let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, levels)
-        .context("loading the digits for the realism model")?;
+    let task = load_digits(cfg).context("loading the digits for the realism model")?;
     let real = |split: DigitSplit| -> Vec<Labeled> {
-        task.examples(split)
-            .iter()
-            .map(|e| Labeled {
-                pixels: intensities(&e.answer, levels),
-                class: REAL,
-            })
-            .collect()
+        let images = labeled(&task, &[split]).into_iter();
+        images.map(|l| Labeled { class: REAL, ..l }).collect()
     };
     let fake = |keep: &dyn Fn(usize) -> bool| -> Vec<Labeled> {
         generated
@@ -96,38 +92,34 @@ pub fn load_or_train(
             .collect()
     };
     let mut data = real(DigitSplit::Train);
+    let n_real = data.len();
     data.extend(fake(&|i| i % HELD_OUT != 0));
     let mut unseen = real(DigitSplit::Validation);
     unseen.extend(fake(&|i| i % HELD_OUT == 0));
     eprintln!(
-        "training {NAME} (mlp, {} real `train` images against {} generated ones, {} epochs) ...",
-        task.examples(DigitSplit::Train).len(),
-        data.len() - task.examples(DigitSplit::Train).len(),
-        s.epochs
+        "training {NAME} (mlp, {n_real} real `train` images against {} generated ones, {} epochs) ...",
+        data.len() - n_real,
+        training.settings.epochs
     );
     let device = FlexDevice;
-    let model = train::<Autodiff<Flex>>(&s, SIDE, 2, &data, &device);
+    let model = train::<Autodiff<Flex>>(&training.settings, SIDE, 2, &data, &device);
     let card = ModelCard {
-        name: NAME.into(),
-        settings: s,
-        trained_on: "train vs generated".into(),
-        levels,
-        data_seed: cfg.task.data_seed,
+        training,
         accuracy_unseen: accuracy(&model, &unseen, &device),
-        generated: Some(set),
     };
-    save(&dir(cfg), &model, &card, unseen.len())?;
+    save(&dir, &model, &card, unseen.len())?;
     Ok(TrainedClassifier { model, card })
 }
 
 /// The discriminator saved by `cogrpo run` (or `train`) after pre-training.
 pub fn load(cfg: &ExperimentConfig) -> anyhow::Result<TrainedClassifier> {
-    match read_card(&dir(cfg))? {
-        Some(card) => load_saved(&dir(cfg), card, 2),
+    let dir = model_dir(cfg, NAME);
+    match read_card(&dir)? {
+        Some(card) => load_saved(&dir, card, 2),
         None => bail!(
             "{NAME} is trained against the pre-trained generator's samples by `cogrpo run` or \
              `cogrpo train`; none is in {} yet",
-            dir(cfg).display()
+            dir.display()
         ),
     }
 }

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::backend::flex::FlexDevice;
 use burn::backend::{Autodiff, Flex};
-use envs::digits::{CLASSES, DigitSplit, Digits, SIDE, STORED_LEVELS, intensities, prompted_class};
+use envs::digits::{CLASSES, DigitSplit, Digits, SIDE, intensities, prompted_class};
 use serde::{Deserialize, Serialize};
 
 use super::net::{Architecture, Classifier};
 use super::train::{Labeled, TrainSettings, accuracy, train};
 use crate::config::ExperimentConfig;
+use crate::tasks::load_digits;
 
 /// What a classifier is for; fixes its name, architecture and data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,20 +60,28 @@ impl ModelRole {
     }
 }
 
-/// What is saved next to the weights (`model.json`).
+/// How a model was trained: a saved model is reused only when this is
+/// exactly what is wanted now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelCard {
+pub struct Training {
     pub name: String,
     pub settings: TrainSettings,
     /// The split it learned from, the gray levels and the split seed.
     pub trained_on: String,
     pub levels: usize,
     pub data_seed: u64,
-    /// Accuracy on the splits it never saw.
-    pub accuracy_unseen: f64,
     /// For a discriminator: the generated images it learned to tell apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated: Option<GeneratedSet>,
+}
+
+/// What is saved next to the weights (`model.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    #[serde(flatten)]
+    pub training: Training,
+    /// Accuracy on the images it never saw.
+    pub accuracy_unseen: f64,
 }
 
 /// Generated images a discriminator was trained against.
@@ -89,31 +98,33 @@ pub struct TrainedClassifier {
     pub card: ModelCard,
 }
 
-/// The directory of a model of this experiment.
-pub fn model_dir(cfg: &ExperimentConfig, role: ModelRole) -> PathBuf {
-    cfg.run.out_dir().join("models").join(role.name())
+/// Where this experiment's image models live.
+pub fn models_dir(cfg: &ExperimentConfig) -> PathBuf {
+    cfg.run.out_dir().join("models")
+}
+
+/// The directory of the model `name` of this experiment.
+pub fn model_dir(cfg: &ExperimentConfig, name: &str) -> PathBuf {
+    models_dir(cfg).join(name)
 }
 
 /// Loads the model of `role` for the digits task of `cfg`, or trains and
 /// saves it when it is missing or was trained under other settings.
 pub fn load_or_train(cfg: &ExperimentConfig, role: ModelRole) -> anyhow::Result<TrainedClassifier> {
-    let levels = cfg.task.levels.unwrap_or(STORED_LEVELS);
-    let task = Digits::load(&cfg.task.data_dir, cfg.task.data_seed, levels)
-        .context("loading the digits for the image models")?;
     let settings = role.settings(cfg.task.data_seed);
-    let dir = model_dir(cfg, role);
-    let wanted = |card: &ModelCard| {
-        card.settings == settings
-            && card.levels == levels
-            && card.data_seed == cfg.task.data_seed
-            && card.trained_on == role.trained_on().name()
+    let training = Training {
+        name: role.name().into(),
+        settings: settings.clone(),
+        trained_on: role.trained_on().name().into(),
+        levels: cfg.task.digit_levels(),
+        data_seed: cfg.task.data_seed,
+        generated: None,
     };
-    let device = FlexDevice;
-    if let Some(card) = read_card(&dir)?
-        && wanted(&card)
-    {
-        return load_saved(&dir, card, CLASSES);
+    let dir = model_dir(cfg, role.name());
+    if let Some(saved) = load_if_trained_as(&dir, &training, CLASSES)? {
+        return Ok(saved);
     }
+    let task = load_digits(cfg).context("loading the digits for the image models")?;
     let data = labeled(&task, &[role.trained_on()]);
     eprintln!(
         "training the {} ({}, {} images of `{}`, {} epochs) ...",
@@ -123,19 +134,27 @@ pub fn load_or_train(cfg: &ExperimentConfig, role: ModelRole) -> anyhow::Result<
         role.trained_on().name(),
         settings.epochs
     );
+    let device = FlexDevice;
     let model = train::<Autodiff<Flex>>(&settings, SIDE, CLASSES, &data, &device);
     let unseen = labeled(&task, &role.checked_on());
     let card = ModelCard {
-        name: role.name().into(),
-        settings,
-        trained_on: role.trained_on().name().into(),
-        levels,
-        data_seed: cfg.task.data_seed,
+        training,
         accuracy_unseen: accuracy(&model, &unseen, &device),
-        generated: None,
     };
     save(&dir, &model, &card, unseen.len())?;
     Ok(TrainedClassifier { model, card })
+}
+
+/// The model saved in `dir` when it was trained exactly as `training` says.
+pub(super) fn load_if_trained_as(
+    dir: &Path,
+    training: &Training,
+    classes: usize,
+) -> anyhow::Result<Option<TrainedClassifier>> {
+    match read_card(dir)? {
+        Some(card) if card.training == *training => Ok(Some(load_saved(dir, card, classes)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Loads the weights saved in `dir` under `card`.
@@ -145,11 +164,12 @@ pub(super) fn load_saved(
     classes: usize,
 ) -> anyhow::Result<TrainedClassifier> {
     let fresh = card
+        .training
         .settings
         .architecture
         .init::<Flex>(SIDE, classes, 0, &FlexDevice);
     let model = mdm::weights::load(fresh, &dir.join("model.safetensors"))
-        .with_context(|| format!("loading {}", card.name))?;
+        .with_context(|| format!("loading {}", card.training.name))?;
     Ok(TrainedClassifier { model, card })
 }
 
@@ -163,7 +183,7 @@ pub(super) fn save(
 ) -> anyhow::Result<()> {
     eprintln!(
         "{}: accuracy {:.3} on {unseen} images it never saw",
-        card.name, card.accuracy_unseen
+        card.training.name, card.accuracy_unseen
     );
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     mdm::weights::save(model, &dir.join("model.safetensors"))?;
