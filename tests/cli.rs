@@ -645,7 +645,8 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
         assert_eq!((w, h), (4 + 3 * (8 * 4 + 4), 4 + 10 * (8 * 4 + 4)), "{arm}");
     }
     // The realism discriminator learned real `train` digits against the
-    // pre-trained generator's answers to the 901 `train` prompts.
+    // pre-trained generator's answers to the 901 `train` prompts at each
+    // evaluated step count (one here).
     let card: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.join("models/digit_realism/model.json")).unwrap(),
     )

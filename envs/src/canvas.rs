@@ -53,7 +53,8 @@ impl Canvas {
     }
 
     /// A canvas holding the prompts of `examples`, each repeated `samples`
-    /// times; row keys are `key_of(example, sample)`.
+    /// times, with their [`Example::given`] answer tokens revealed; row keys
+    /// are `key_of(example, sample)`.
     pub fn from_examples(
         examples: &[Example],
         samples: usize,
@@ -65,6 +66,20 @@ impl Canvas {
         for ex in examples {
             for s in 0..samples {
                 canvas.push_row(&ex.prompt, key_of(ex, s))?;
+                let r = canvas.rows() - 1;
+                for &(i, token) in &ex.given {
+                    let pos = ex.prompt.len() + i;
+                    if pos >= len || token >= mask_id {
+                        return Err(TaskError::Invalid(format!(
+                            "example {}: given token {token} at answer position {i} is outside \
+                             the canvas ({len} positions, mask id {mask_id})",
+                            ex.id
+                        )));
+                    }
+                    if canvas.is_masked(r, pos) {
+                        canvas.reveal(r, pos, token);
+                    }
+                }
             }
         }
         Ok(canvas)
@@ -219,6 +234,25 @@ mod tests {
         assert!(!c.is_complete());
         assert!(c.push_row(&[1; 6], 0).is_err());
         assert!(c.push_row(&[9], 0).is_err());
+    }
+
+    #[test]
+    fn given_answer_tokens_start_revealed() {
+        let ex = |given: Vec<(usize, u32)>| Example {
+            id: 7,
+            prompt: vec![1, 0, 2],
+            answer: vec![1, 3, 2],
+            metadata: serde_json::Value::Null,
+            given,
+        };
+        let c =
+            Canvas::from_examples(&[ex(vec![(0, 1), (2, 2)])], 2, 6, 9, |_, s| s as u64).unwrap();
+        assert_eq!(c.row(1), &[1, 0, 2, 1, 9, 2]);
+        assert_eq!(c.n_masked(0), 1);
+        let err = Canvas::from_examples(&[ex(vec![(3, 1)])], 1, 6, 9, |_, _| 0).unwrap_err();
+        assert!(err.to_string().contains("answer position 3"), "{err}");
+        let err = Canvas::from_examples(&[ex(vec![(0, 9)])], 1, 6, 9, |_, _| 0).unwrap_err();
+        assert!(err.to_string().contains("given token 9"), "{err}");
     }
 
     #[test]

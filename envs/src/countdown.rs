@@ -256,6 +256,7 @@ impl Countdown {
             prompt: vocab.encode(&pad(prompt, PROMPT_LEN))?,
             answer: vocab.encode(&pad(solution.unwrap_or("").to_string(), ANSWER_LEN))?,
             metadata: json!({"numbers": numbers, "target": target, "solution": solution}),
+            given: Vec::new(),
         })
     }
 }

@@ -189,6 +189,7 @@ impl Digits {
                     prompt: vec![class_token(levels, im.class)],
                     answer: im.pixels.iter().map(|&v| quantize(v, levels)).collect(),
                     metadata: json!({"class": im.class, "row": im.row, "split": split.name()}),
+                    given: Vec::new(),
                 })
                 .collect()
         };

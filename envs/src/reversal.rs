@@ -102,6 +102,7 @@ impl Reversal {
                 prompt: vocab.encode(&prompt)?,
                 answer: vocab.encode(&answer)?,
                 metadata,
+                given: Vec::new(),
             })
         };
         let train = train_pairs

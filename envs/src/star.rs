@@ -206,6 +206,7 @@ impl StarTask {
             prompt,
             answer,
             metadata: json!({"path": g.path, "source": g.source, "goal": g.goal, "answer": reference.join(" ")}),
+            given: Vec::new(),
         }
     }
 }

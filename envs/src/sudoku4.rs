@@ -138,6 +138,7 @@ pub struct Sudoku4 {
     test_puzzles: HashSet<Grid>,
     validation: Vec<Example>,
     data_seed: u64,
+    prefill_givens: bool,
 }
 
 impl Sudoku4 {
@@ -161,11 +162,23 @@ impl Sudoku4 {
             test_puzzles,
             validation: Vec::new(),
             data_seed,
+            prefill_givens: false,
         };
         task.validation = (0..VALIDATION_PUZZLES)
             .map(|i| task.generate(&[VALIDATION_STREAM, data_seed, i], i))
             .collect();
         Ok(task)
+    }
+
+    /// With `on`, every example's givens are pre-filled on the canvas
+    /// ([`Example::given`]): the answer copies them, so a schedule's reveal
+    /// counts should not be spent on them (`task.prefill_givens`).
+    pub fn with_prefilled_givens(mut self, on: bool) -> Self {
+        self.prefill_givens = on;
+        for ex in self.test.iter_mut().chain(self.validation.iter_mut()) {
+            ex.given = if on { givens(&ex.prompt) } else { Vec::new() };
+        }
+        self
     }
 
     /// A generated puzzle (never a test puzzle) from the stream `key`.
@@ -186,7 +199,11 @@ impl Sudoku4 {
                 puzzle[c] = 0;
             }
             if !self.test_puzzles.contains(&puzzle) {
-                return Self::example(id, &puzzle, &solution);
+                let mut ex = Self::example(id, &puzzle, &solution);
+                if self.prefill_givens {
+                    ex.given = givens(&ex.prompt);
+                }
+                return ex;
             }
         }
     }
@@ -197,8 +214,19 @@ impl Sudoku4 {
             prompt: puzzle.iter().map(|&d| u32::from(d)).collect(),
             answer: solution.iter().map(|&d| u32::from(d)).collect(),
             metadata: json!({"puzzle": grid_text(puzzle), "solution": grid_text(solution)}),
+            given: Vec::new(),
         }
     }
+}
+
+/// `(cell, digit)` of every given of a puzzle (blank cells are 0).
+fn givens(puzzle: &[u32]) -> Vec<(usize, u32)> {
+    puzzle
+        .iter()
+        .enumerate()
+        .filter(|&(_, &d)| d != 0)
+        .map(|(i, &d)| (i, d))
+        .collect()
 }
 
 fn parse_test_csv(text: &str, path: &Path) -> Result<Vec<Example>, TaskError> {
@@ -307,6 +335,26 @@ mod tests {
         );
         // Its own stream: not the training puzzles of the same indices.
         assert_ne!(v[0].prompt, t.train_example(0).prompt);
+    }
+
+    #[test]
+    fn prefilled_givens_are_the_puzzles_digits_in_every_split() {
+        let t = Sudoku4::load(&data_dir(), 0).unwrap();
+        assert!(t.test_examples()[0].given.is_empty());
+        let t = t.with_prefilled_givens(true);
+        let train = t.train_example(3);
+        let splits = [&t.test_examples()[0], &t.validation_examples()[0], &train];
+        for e in splits {
+            assert_eq!(e.given.len(), CELLS - BLANKS, "{e:?}");
+            for &(i, d) in &e.given {
+                assert!(d != 0 && e.prompt[i] == d && e.answer[i] == d, "{e:?}");
+            }
+        }
+        assert!(
+            t.with_prefilled_givens(false).test_examples()[0]
+                .given
+                .is_empty()
+        );
     }
 
     #[test]

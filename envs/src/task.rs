@@ -55,6 +55,12 @@ pub struct Example {
     pub answer: Vec<u32>,
     /// Task-specific facts for rewards and metrics (e.g. the stored solution).
     pub metadata: serde_json::Value,
+    /// Answer positions the prompt already fixes, `(answer index, token)`:
+    /// revealed on the canvas before the first step, so that a schedule's
+    /// reveal counts cover only what is left to decide (Sudoku's givens with
+    /// `task.prefill_givens`). Empty for most tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<(usize, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,6 +65,7 @@ impl TextTask {
                 prompt: Vec::new(),
                 answer: w.to_vec(),
                 metadata: json!({"offset": split + i * seq_len}),
+                given: Vec::new(),
             })
             .collect();
         Ok(Self {
@@ -100,6 +101,7 @@ impl Task for TextTask {
             prompt: Vec::new(),
             answer: self.train[offset..offset + self.seq_len].to_vec(),
             metadata: json!({"offset": offset}),
+            given: Vec::new(),
         }
     }
 

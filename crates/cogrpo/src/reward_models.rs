@@ -83,8 +83,10 @@ pub fn needs_generator(cfg: &ExperimentConfig, task: &str) -> bool {
 
 /// Trains what must be trained against the pre-trained generator `base`
 /// before RL starts: `digit_realism`, on `base`'s answers to the `train`
-/// prompts under the reference schedule at T = `cogrpo.steps` (reloaded when
-/// those answers are unchanged).
+/// prompts under the reference schedule at every evaluated step count (RL
+/// moves the schedule, so the discriminator must know the generator's
+/// artefacts at few steps and at many); reloaded when those answers are
+/// unchanged.
 pub fn prepare<B: Backend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
@@ -96,19 +98,31 @@ pub fn prepare<B: Backend>(
     }
     let c = cfg.cogrpo_section()?;
     let prompts = train_prompts(task);
-    let point = EvalPoint {
-        label: format!("{} samples", realism::NAME),
-        model: base,
-        policy: None,
-        sampler: c.reference.with_steps(c.steps),
-        temperature: None,
-    };
-    let done = point.evaluate(cfg, task, &prompts, &Scorer::unscored(), false, device)?;
-    let answers: Vec<Vec<u32>> = done
-        .items
-        .into_iter()
-        .map(|it| it.completion_tokens)
-        .collect();
+    let mut steps = c.eval_step_counts();
+    steps.push(c.steps);
+    steps.sort_unstable();
+    steps.dedup();
+    let mut answers: Vec<Vec<u32>> = Vec::new();
+    for (k, &t) in steps.iter().enumerate() {
+        // A fresh draw per step count: the rows' randomness is keyed by id.
+        let offset = (k as u64 + 1) << 32;
+        let examples: Vec<Example> = prompts
+            .iter()
+            .map(|e| Example {
+                id: e.id + offset,
+                ..e.clone()
+            })
+            .collect();
+        let point = EvalPoint {
+            label: format!("{} samples", realism::NAME),
+            model: base,
+            policy: None,
+            sampler: c.reference.with_steps(t),
+            temperature: None,
+        };
+        let done = point.evaluate(cfg, task, &examples, &Scorer::unscored(), false, device)?;
+        answers.extend(done.items.into_iter().map(|it| it.completion_tokens));
+    }
     realism::load_or_train(cfg, &answers)?;
     Ok(())
 }

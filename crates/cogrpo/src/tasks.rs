@@ -28,7 +28,11 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
         )
     };
     Ok(match t.kind {
-        TaskKind::Sudoku4 => Box::new(Sudoku4::load(&t.data_dir, t.data_seed).with_context(hint)?),
+        TaskKind::Sudoku4 => Box::new(
+            Sudoku4::load(&t.data_dir, t.data_seed)
+                .with_context(hint)?
+                .with_prefilled_givens(t.prefill_givens),
+        ),
         TaskKind::Countdown => {
             Box::new(Countdown::load(&t.data_dir, t.data_seed).with_context(hint)?)
         }

@@ -35,6 +35,11 @@ pub enum RevealSchedule {
     Linear,
     /// Masked share cos(pi/2 * s) (MaskGIT): few early, many late.
     Cosine,
+    /// Masked share 1 - s^2 (MaskGIT's "square"): fewer early still.
+    Square,
+    /// Masked share 1 - sqrt(s) (MaskGIT's "square root"): many early, few
+    /// late, the shape the learned Sudoku schedules converge to.
+    Sqrt,
 }
 
 impl RevealSchedule {
@@ -45,6 +50,17 @@ impl RevealSchedule {
         match self {
             RevealSchedule::Linear => 1.0 - s,
             RevealSchedule::Cosine => (s * std::f64::consts::FRAC_PI_2).cos(),
+            RevealSchedule::Square => 1.0 - s * s,
+            RevealSchedule::Sqrt => 1.0 - s.sqrt(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RevealSchedule::Linear => "linear",
+            RevealSchedule::Cosine => "cosine",
+            RevealSchedule::Square => "square",
+            RevealSchedule::Sqrt => "sqrt",
         }
     }
 
@@ -172,7 +188,7 @@ impl SamplerConfig {
         };
         let mut parts = Vec::new();
         if self.kind != SamplerKind::Ancestral && self.schedule != RevealSchedule::Linear {
-            parts.push("cosine".to_string());
+            parts.push(self.schedule.name().to_string());
         }
         if self.temperature != 1.0 {
             parts.push(format!("temp={}", self.temperature));
@@ -231,8 +247,14 @@ mod tests {
     use envs::seeding::stream;
 
     #[test]
-    fn linear_and_cosine_counts_sum_to_the_masked_positions() {
-        for schedule in [RevealSchedule::Linear, RevealSchedule::Cosine] {
+    fn every_reveal_curve_sums_to_the_masked_positions() {
+        let all = [
+            RevealSchedule::Linear,
+            RevealSchedule::Cosine,
+            RevealSchedule::Square,
+            RevealSchedule::Sqrt,
+        ];
+        for schedule in all {
             for (n0, total) in [(16, 1), (16, 2), (16, 4), (16, 16), (16, 40), (7, 3)] {
                 let mut n = n0;
                 let mut counts = Vec::new();
@@ -251,6 +273,9 @@ mod tests {
         let first = RevealSchedule::Cosine.reveal_count(16, 16, 0, 4);
         let last = RevealSchedule::Cosine.reveal_count(16, 6, 3, 4);
         assert!(first < 4 && last > 4, "{first} {last}");
+        // At two steps over 16 cells: 8 / 5 / 4 / 11 first.
+        let firsts: Vec<usize> = all.iter().map(|s| s.reveal_count(16, 16, 0, 2)).collect();
+        assert_eq!(firsts, [8, 5, 4, 11]);
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub enum UpdateMode {
     Schedule,
     /// theta and phi at every iteration.
     Joint,
-    /// `alternate_every` iterations of theta, then as many of phi (Co-GRPO).
+    /// `alternate_every` iterations of theta, then `alternate_every_schedule`
+    /// (as many by default) of phi (Co-GRPO).
     Alternate,
 }
 
@@ -47,14 +48,21 @@ impl UpdateMode {
         self != UpdateMode::Model
     }
 
-    /// `(update theta, update phi)` at `iteration`.
-    pub fn phase(self, iteration: usize, every: usize) -> (bool, bool) {
+    /// `(update theta, update phi)` at `iteration`; `alternate` spends
+    /// `theta_iterations`, then `phi_iterations`, in each period.
+    pub fn phase(
+        self,
+        iteration: usize,
+        theta_iterations: usize,
+        phi_iterations: usize,
+    ) -> (bool, bool) {
         match self {
             UpdateMode::Model => (true, false),
             UpdateMode::Schedule => (false, true),
             UpdateMode::Joint => (true, true),
             UpdateMode::Alternate => {
-                let theta = (iteration / every.max(1)).is_multiple_of(2);
+                let period = (theta_iterations + phi_iterations).max(1);
+                let theta = iteration % period < theta_iterations;
                 (theta, !theta)
             }
         }
@@ -113,9 +121,13 @@ pub struct CogrpoConfig {
     pub lr_model: f64,
     #[serde(default = "default_lr_schedule")]
     pub lr_schedule: f64,
-    /// K of the alternate mode.
+    /// K of the alternate mode: iterations of theta per period.
     #[serde(default = "default_alternate_every")]
     pub alternate_every: usize,
+    /// Iterations of phi per period of the alternate mode (default:
+    /// `alternate_every`); with it the two factors' shares of the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_every_schedule: Option<usize>,
     #[serde(default)]
     pub loss_aggregation: LossAggregation,
     /// Divide group-centred rewards by the group's standard deviation.
@@ -207,6 +219,18 @@ impl CogrpoConfig {
         self.reference.with_steps(self.steps)
     }
 
+    /// `(theta, phi)` iterations per period of the alternate mode.
+    pub fn alternation(&self) -> (usize, usize) {
+        let theta = self.alternate_every;
+        (theta, self.alternate_every_schedule.unwrap_or(theta))
+    }
+
+    /// `(update theta, update phi)` of `mode` at `iteration`.
+    pub fn phase(&self, mode: UpdateMode, iteration: usize) -> (bool, bool) {
+        let (theta, phi) = self.alternation();
+        mode.phase(iteration, theta, phi)
+    }
+
     /// Step counts of the evaluation.
     pub fn eval_step_counts(&self) -> Vec<usize> {
         if self.eval_steps.is_empty() {
@@ -295,7 +319,10 @@ impl Validate for TuneConfig {
             }
         }
         if self.schedule.is_empty() {
-            p.bad("schedule", "list at least one of \"linear\", \"cosine\"");
+            p.bad(
+                "schedule",
+                "list at least one reveal curve: linear, cosine, square, sqrt",
+            );
         }
     }
 }
@@ -307,6 +334,9 @@ impl Validate for CogrpoConfig {
         p.at_least_one("steps", self.steps);
         p.at_least_one("mu", self.mu);
         p.at_least_one("alternate_every", self.alternate_every);
+        if let Some(k) = self.alternate_every_schedule {
+            p.at_least_one("alternate_every_schedule", k);
+        }
         p.at_least_one("log_every", self.log_every);
         if self.group_size < 2 {
             p.bad(
@@ -382,5 +412,27 @@ impl CogrpoConfig {
                  \"per_step\" or \"network\" with `learn`, or order = true",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UpdateMode;
+
+    #[test]
+    fn alternate_spends_each_factors_iterations_in_turn() {
+        let theta = |a, b| -> String {
+            (0..12)
+                .map(|it| match UpdateMode::Alternate.phase(it, a, b) {
+                    (true, false) => 'm',
+                    (false, true) => 's',
+                    _ => '?',
+                })
+                .collect()
+        };
+        assert_eq!(theta(2, 2), "mmssmmssmmss");
+        assert_eq!(theta(1, 3), "msssmsssmsss");
+        assert_eq!(theta(3, 1), "mmmsmmmsmmms");
+        assert_eq!(UpdateMode::Joint.phase(5, 1, 3), (true, true));
     }
 }

@@ -181,6 +181,8 @@ mod tests {
         let cfg = load_str(MINIMAL, "x.toml", &[]).unwrap();
         assert_eq!(cfg.pretrain.grad_accum, 1);
         assert_eq!(cfg.run.out_dir(), Path::new("runs/t"));
+        let reseeded = load_str(MINIMAL, "x.toml", &["run.seed=3".into()]).unwrap();
+        assert_eq!(reseeded.run.out_dir(), Path::new("runs/t-seed3"));
         assert_eq!(cfg.eval.samplers[0].temperature, 0.0);
         // The resolved config round-trips.
         let text = toml::to_string(&cfg).unwrap();

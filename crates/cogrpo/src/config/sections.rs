@@ -53,10 +53,17 @@ impl RunConfig {
         }
     }
 
+    /// `out_dir`, else `runs/<name>` for seed 0 and `runs/<name>-seed<N>`
+    /// for any other seed, so that `--seed N` reruns an experiment beside
+    /// the first run instead of colliding with it.
     pub fn out_dir(&self) -> PathBuf {
-        self.out_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(&self.name))
+        self.out_dir.clone().unwrap_or_else(|| {
+            let dir = match self.seed {
+                0 => self.name.clone(),
+                seed => format!("{}-seed{seed}", self.name),
+            };
+            PathBuf::from("runs").join(dir)
+        })
     }
 }
 
@@ -95,6 +102,10 @@ pub struct TaskConfig {
     /// `digits`: gray levels per pixel (2..=17; 17 keeps the data as stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<usize>,
+    /// `sudoku4`: the givens start revealed on the canvas, so that reveal
+    /// counts cover only the blanks (the answer copies the givens).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefill_givens: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -261,6 +272,13 @@ impl Validate for TaskConfig {
             self.levels.is_some(),
             TaskKind::Digits,
             "digits",
+        );
+        only(
+            p,
+            "prefill_givens",
+            self.prefill_givens,
+            TaskKind::Sudoku4,
+            "sudoku4",
         );
         if self.seq_len.is_some_and(|n| n < 2) {
             p.bad("seq_len", "must be at least 2");

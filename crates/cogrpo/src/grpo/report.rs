@@ -140,7 +140,8 @@ fn markdown(
          model only; `schedule` = the schedule only, model frozen; `joint` = both every \
          iteration; `alternate` = {} iterations of the model, then {} of the schedule \
          (Co-GRPO).\n",
-        c.alternate_every, c.alternate_every
+        c.alternation().0,
+        c.alternation().1
     );
     if let Some(tuned) = arms.iter().find(|a| a.name == "tuned") {
         let _ = writeln!(

@@ -50,7 +50,7 @@ pub fn train_arm<B: AutodiffBackend>(
     let segment = Instant::now();
     let wall_before = arm.state.wall_s;
     for it in arm.state.iteration..c.iterations {
-        let (train_theta, train_phi) = mode.phase(it, c.alternate_every);
+        let (train_theta, train_phi) = c.phase(mode, it);
 
         // 1. G trajectories for each of B prompts, scored; advantages
         //    relative to each prompt's group.

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Mean and range over seeds of a Co-GRPO experiment's evaluation.
+
+Reads the `report.json` of each run directory (one per seed, written by
+`cogrpo run`) and prints one markdown table per metric: a row per arm, a
+column per evaluated step count, each cell `mean (min-max)` over the runs.
+
+    python3 scripts/seeds_table.py runs/digits-cogrpo runs/digits-cogrpo-seed1 \
+        runs/digits-cogrpo-seed2 --metrics class_accuracy frechet reward
+
+Standard library only.
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+ARM_ORDER = ["base", "tuned", "model", "schedule", "joint", "alternate"]
+
+
+def load(run: Path) -> dict:
+    path = run / "report.json"
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        sys.exit(f"{path}: {e.strerror} (has `cogrpo run` finished there?)")
+    except json.JSONDecodeError as e:
+        sys.exit(f"{path}: not JSON ({e})")
+
+
+def values(reports: list, arm: str, metric: str, steps: int) -> list:
+    out = []
+    for r in reports:
+        rows = r.get("arms", {}).get(arm, {}).get("eval", [])
+        out += [
+            row["value"]
+            for row in rows
+            if row["metric"] == metric and row["steps"] == steps and row["value"] is not None
+        ]
+    return [v for v in out if not math.isnan(v)]
+
+
+def cell(vs: list, digits: int) -> str:
+    if not vs:
+        return "-"
+    mean = sum(vs) / len(vs)
+    if len(vs) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(vs):.{digits}f}-{max(vs):.{digits}f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories, one per seed")
+    ap.add_argument("--metrics", nargs="+", default=["reward"])
+    ap.add_argument("--digits", type=int, default=3, help="decimals in the cells")
+    args = ap.parse_args()
+    reports = [load(r) for r in args.runs]
+    arms = [a for a in ARM_ORDER if any(a in r.get("arms", {}) for r in reports)]
+    arms += sorted({a for r in reports for a in r.get("arms", {})} - set(arms))
+    steps = sorted(
+        {row["steps"] for r in reports for a in r.get("arms", {}).values() for row in a["eval"]}
+    )
+    seeds = ", ".join(str(r.get("seed")) for r in reports)
+    for metric in args.metrics:
+        print(f"\n{metric}, mean (min-max) over seeds {seeds}:\n")
+        print("| arm | " + " | ".join(f"T = {t}" for t in steps) + " |")
+        print("| --- |" + " --- |" * len(steps))
+        for arm in arms:
+            cells = [cell(values(reports, arm, metric, t), args.digits) for t in steps]
+            print(f"| {arm} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
