@@ -2,8 +2,10 @@
 """Mean and range over seeds of a Co-GRPO experiment's evaluation.
 
 Reads the `report.json` of each run directory (one per seed, written by
-`cogrpo run`) and prints one markdown table per metric: a row per arm, a
-column per evaluated step count, each cell `mean (min-max)` over the runs.
+`cogrpo run`; or, without one, the sampler sweep of its `summary.json`,
+written by `cogrpo eval`, a sampler per row) and prints one markdown table
+per metric: a row per arm, a column per evaluated step count, each cell
+`mean (min-max)` over the runs.
 
     python3 scripts/seeds_table.py runs/digits-cogrpo runs/digits-cogrpo-seed1 \
         runs/digits-cogrpo-seed2 --metrics class_accuracy frechet reward
@@ -22,6 +24,16 @@ ARM_ORDER = ["base", "tuned", "model", "schedule", "joint", "alternate"]
 
 def load(run: Path) -> dict:
     path = run / "report.json"
+    if not path.exists() and (run / "summary.json").exists():
+        summary = read(run / "summary.json")
+        arms = {}
+        for row in summary.get("eval", []):
+            arms.setdefault(row["sampler"], {"eval": []})["eval"].append(row)
+        return {"arms": arms, "seed": summary.get("seed", run.name)}
+    return read(path)
+
+
+def read(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except OSError as e:

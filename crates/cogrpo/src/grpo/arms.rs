@@ -169,13 +169,15 @@ pub fn trained_under(dir: &Path, cfg: &ExperimentConfig) -> bool {
 }
 
 /// Whether an arm checkpoint written under `prev` is (part of) this arm's
-/// training under `cfg`: everything but the evaluation settings agrees.
+/// training under `cfg`: everything but the evaluation settings and the
+/// tuned fixed schedule's grid (the `tuned` arm trains nothing) agrees.
 fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
     let strip = |c: &ExperimentConfig| {
         c.cogrpo.clone().map(|mut g| {
             g.eval_steps.clear();
             g.eval_temperature = 0.0;
             g.arms.clear();
+            g.tune = None;
             g
         })
     };
@@ -185,4 +187,38 @@ fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
         && prev.run.seed == cfg.run.seed
         && prev.rewards == cfg.rewards
         && strip(prev) == strip(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_arm_training;
+    use crate::config::load;
+    use std::path::Path;
+
+    #[test]
+    fn an_arm_is_reused_when_only_evaluation_or_tuning_settings_change() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../experiments/smoke/digits-cogrpo.toml");
+        let with = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            load(&path, &sets).unwrap()
+        };
+        let base = with(&[]);
+        let same: [&[&str]; 3] = [
+            &["cogrpo.eval_steps=[2, 4]"],
+            &["cogrpo.tune.guidance=[3.0]"],
+            &["cogrpo.arms=[\"model\"]"],
+        ];
+        for sets in same {
+            assert!(same_arm_training(&base, &with(sets)), "{sets:?}");
+        }
+        let differs: [&[&str]; 3] = [
+            &["cogrpo.lr_model=0.5"],
+            &["task.levels=9"],
+            &["run.seed=4"],
+        ];
+        for sets in differs {
+            assert!(!same_arm_training(&base, &with(sets)), "{sets:?}");
+        }
+    }
 }
