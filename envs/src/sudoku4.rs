@@ -176,7 +176,7 @@ impl Sudoku4 {
     pub fn with_prefilled_givens(mut self, on: bool) -> Self {
         self.prefill_givens = on;
         for ex in self.test.iter_mut().chain(self.validation.iter_mut()) {
-            ex.given = if on { givens(&ex.prompt) } else { Vec::new() };
+            ex.given = prefilled(on, &ex.prompt);
         }
         self
     }
@@ -200,9 +200,7 @@ impl Sudoku4 {
             }
             if !self.test_puzzles.contains(&puzzle) {
                 let mut ex = Self::example(id, &puzzle, &solution);
-                if self.prefill_givens {
-                    ex.given = givens(&ex.prompt);
-                }
+                ex.given = prefilled(self.prefill_givens, &ex.prompt);
                 return ex;
             }
         }
@@ -219,8 +217,12 @@ impl Sudoku4 {
     }
 }
 
-/// `(cell, digit)` of every given of a puzzle (blank cells are 0).
-fn givens(puzzle: &[u32]) -> Vec<(usize, u32)> {
+/// `(cell, digit)` of every given of a puzzle (blank cells are 0) when
+/// givens are pre-filled (`on`), else none.
+fn prefilled(on: bool, puzzle: &[u32]) -> Vec<(usize, u32)> {
+    if !on {
+        return Vec::new();
+    }
     puzzle
         .iter()
         .enumerate()

@@ -134,14 +134,14 @@ fn markdown(
             format!("temperature {}", c.eval_temperature)
         },
     );
+    let (theta_iterations, phi_iterations) = c.alternation();
     let _ = writeln!(
         s,
         "Arms: `base` = the pre-trained model, reference schedule; `model` = GRPO on the \
          model only; `schedule` = the schedule only, model frozen; `joint` = both every \
          iteration; `alternate` = {} iterations of the model, then {} of the schedule \
          (Co-GRPO).\n",
-        c.alternation().0,
-        c.alternation().1
+        theta_iterations, phi_iterations
     );
     if let Some(tuned) = arms.iter().find(|a| a.name == "tuned") {
         let _ = writeln!(
