@@ -9,6 +9,7 @@
 #
 #   scripts/sudoku-ablation.sh            # seeds 0 1 2
 #   SEEDS="0" scripts/sudoku-ablation.sh  # one seed
+#   BIN=/tmp/cogrpo scripts/sudoku-ablation.sh
 #
 # About 25 minutes per seed on 2 cores. A variant already in results.tsv is
 # skipped, so an interrupted sweep continues where it stopped.
@@ -17,24 +18,15 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
 CONFIG=experiments/sudoku4-cogrpo.toml
 OUT=runs/sudoku-ablation
-BIN=target/release/cogrpo
-cargo build --release --quiet
-mkdir -p "$OUT"
+# BIN=PATH runs a binary built earlier (a copy, so that rebuilding during the
+# sweep cannot change it half way); by default the release build, built now.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/cogrpo
+fi
 RESULTS="$OUT/results.tsv"
-[ -f "$RESULTS" ] || printf 'variant\tseed\tsteps\tmetric\tvalue\n' >"$RESULTS"
-
-# The eval table's rows (sampler steps metric value n nfe wall_s) of one
-# command's stdout, as results lines; the sampler column names the arm.
-collect() { # variant seed file [arm]
-  awk -v variant="$1" -v seed="$2" -v arm="${4:-}" \
-    'NF == 7 && $4 ~ /^[0-9.]+$/ && (arm == "" || $1 == arm) {
-       name = (arm == "" ? variant "/" $1 : variant)
-       printf "%s\t%s\t%s\t%s\t%s\n", name, seed, $2, $3, $4 }' "$3" >>"$RESULTS"
-}
-done_already() { # variant seed
-  awk -F'\t' -v v="$1" -v s="$2" \
-    '($1 == v || index($1, v "/") == 1) && $2 == s { found = 1 } END { exit !found }' "$RESULTS"
-}
+. scripts/lib/ablation.sh
+results_init
 
 for seed in $SEEDS; do
   dir=runs/sudoku4-cogrpo$([ "$seed" = 0 ] || echo "-seed$seed")
@@ -75,20 +67,4 @@ for seed in $SEEDS; do
   fi
 done
 
-# Mean and range over the seeds of every (variant, steps, metric).
-awk -F'\t' 'NR > 1 {
-    k = $1 "\t" $3 "\t" $4; n[k]++; s[k] += $5
-    if (!(k in lo) || $5 < lo[k]) lo[k] = $5
-    if (!(k in hi) || $5 > hi[k]) hi[k] = $5
-  }
-  END {
-    for (k in n) { split(k, f, "\t")
-      printf "| %s | %s | %s | %d | %.3f | %.3f-%.3f |\n", f[1], f[2], f[3], n[k], s[k] / n[k], lo[k], hi[k] }
-  }' "$RESULTS" | sort >"$OUT/rows.md"
-{
-  echo "| variant | steps | metric | seeds | mean | range |"
-  echo "| --- | --- | --- | --- | --- | --- |"
-  cat "$OUT/rows.md"
-} >"$OUT/table.md"
-rm "$OUT/rows.md"
-cat "$OUT/table.md"
+results_table

@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::checkpoint::{self, TrainState};
+use cogrpo_train::config::resume::Scope;
 use cogrpo_train::config::{ExperimentConfig, TaskKind, UpdateMode};
 use cogrpo_train::logging::Scalars;
 use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
@@ -37,7 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             crate::agree::agree(&cfg, source, rows)
         }
         Command::Pretrain { common, resume } => {
-            let cfg = common.load()?;
+            let cfg = common.load_fitting()?;
             dispatch(cfg.run.device, Pretrain { cfg, resume })
         }
         Command::Eval {
@@ -45,7 +46,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             checkpoint,
             arm,
         } => {
-            let cfg = common.load()?;
+            let cfg = common.load_fitting()?;
             dispatch(
                 cfg.run.device,
                 Eval {
@@ -63,7 +64,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             n,
             png,
         } => {
-            let cfg = common.load()?;
+            let cfg = common.load_fitting()?;
             anyhow::ensure!(n > 0, "-n must be at least 1");
             dispatch(
                 cfg.run.device,
@@ -83,7 +84,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             checkpoint,
             resume,
         } => {
-            let cfg = common.load()?;
+            let cfg = common.load_fitting()?;
             let c = cfg.cogrpo.as_ref().with_context(|| {
                 format!(
                     "{} has no [cogrpo] section; see experiments/sudoku4-cogrpo.toml",
@@ -105,7 +106,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             )
         }
         Command::Run { common } => {
-            let cfg = common.load()?;
+            let cfg = common.load_fitting()?;
             dispatch(cfg.run.device, RunAll { cfg })
         }
         Command::Export {
@@ -168,11 +169,50 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+impl Common {
+    /// The config, refused (exit 2) when its plan cannot fit in the
+    /// machine's free memory, unless `--force`.
+    fn load_fitting(&self) -> anyhow::Result<ExperimentConfig> {
+        let cfg = self.load()?;
+        let plan = plan_of(&cfg)?;
+        let available = cogrpo_train::plan::available_memory();
+        if let Err(e) = plan.fits(available) {
+            if !self.force {
+                return Err(
+                    cogrpo_train::BadInput(format!("{}: {e}", self.config.display())).into(),
+                );
+            }
+            eprintln!("warning: {e}; running anyway (--force)");
+        }
+        Ok(cfg)
+    }
+}
+
+/// The memory estimate of `cfg`'s plan.
+fn plan_of(cfg: &ExperimentConfig) -> anyhow::Result<cogrpo_train::plan::Plan> {
+    let task = tasks::build(cfg)?;
+    let d = tasks::denoiser_config(cfg, task.as_ref());
+    Ok(cogrpo_train::plan::Plan::estimate(
+        cfg,
+        &d,
+        task.layout().seq_len(),
+    ))
+}
+
 fn check(common: &Common) -> anyhow::Result<()> {
     let cfg = common.load()?;
     let task = tasks::build(&cfg)?;
     let d = tasks::denoiser_config(&cfg, task.as_ref());
     let layout = task.layout();
+    let plan = cogrpo_train::plan::Plan::estimate(&cfg, &d, layout.seq_len());
+    let available = cogrpo_train::plan::available_memory();
+    let gib = cogrpo_train::plan::gib;
+    if let Err(e) = plan.fits(available) {
+        if !common.force {
+            return Err(cogrpo_train::BadInput(format!("{}: {e}", common.config.display())).into());
+        }
+        println!("warning: {e}");
+    }
     println!("{}: OK", common.config.display());
     println!(
         "  task      {} (vocabulary {}, prompt {} + answer {} tokens, {} test examples)",
@@ -189,6 +229,14 @@ fn check(common: &Common) -> anyhow::Result<()> {
         d.n_layers,
         d.n_heads,
         d.d_ff
+    );
+    println!(
+        "  memory    peak about {} (pre-training {}, evaluation {}, Co-GRPO {}); {} free",
+        gib(plan.peak().0),
+        gib(plan.pretrain_bytes),
+        gib(plan.eval_bytes),
+        gib(plan.cogrpo_bytes),
+        gib(available)
     );
     let p = &cfg.pretrain;
     println!(
@@ -446,6 +494,7 @@ impl Job for SampleJob {
             &device,
             &self.prompts,
             self.n,
+            cfg.eval.batch_size,
             cfg.run.seed,
         )?;
         eprintln!(
@@ -509,18 +558,8 @@ impl Job for RunAll {
         let resume = match run.checkpoints().latest() {
             None => false,
             Some(dir) => {
-                let previous = std::fs::read_to_string(dir.join("config.toml"))
-                    .ok()
-                    .and_then(|t| toml::from_str::<ExperimentConfig>(&t).ok());
-                match previous {
-                    Some(prev) if same_training(&prev, cfg) => true,
-                    _ => bail!(
-                        "{} holds checkpoint {} from a different training config; set another \
-                         run.out_dir or remove it (nothing was overwritten)",
-                        run.path().display(),
-                        dir.display()
-                    ),
-                }
+                checkpoint::check_resume(&dir, cfg, Scope::Pretrain)?;
+                true
             }
         };
         let state: Option<TrainState> = run
@@ -571,13 +610,6 @@ impl Job for RunAll {
 }
 
 /// Whether a checkpoint written under `prev` is a (partial) run of `cfg`.
-fn same_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
-    prev.task == cfg.task
-        && prev.model == cfg.model
-        && prev.pretrain == cfg.pretrain
-        && prev.run.seed == cfg.run.seed
-}
-
 fn parse_arm(name: &str) -> anyhow::Result<UpdateMode> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
         anyhow::anyhow!("--arm {name}: expected one of model, schedule, joint, alternate")

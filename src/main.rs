@@ -258,6 +258,14 @@ struct Common {
     /// Overrides run.seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Run even when the memory estimate (`cogrpo check`) says the plan
+    /// does not fit in this machine's free memory.
+    #[arg(long)]
+    force: bool,
+    /// Continue a checkpoint even though the config changed a key that
+    /// shapes its training (sets run.allow_config_change).
+    #[arg(long)]
+    allow_config_change: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -272,6 +280,9 @@ impl Common {
         let mut sets = self.sets.clone();
         if let Some(seed) = self.seed {
             sets.push(format!("run.seed={seed}"));
+        }
+        if self.allow_config_change {
+            sets.push("run.allow_config_change=true".into());
         }
         if let Some(d) = self.device {
             let kind = match d {
@@ -298,7 +309,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConfigError>().is_some() {
+            if e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<cogrpo_train::BadInput>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

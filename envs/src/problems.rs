@@ -72,6 +72,15 @@ impl Problems {
         }
     }
 
+    /// A count in the closed interval `[lo, hi]`: the upper bounds keep
+    /// sizes whose products would overflow or exhaust memory from reaching
+    /// the code that multiplies them.
+    pub fn count_within(&mut self, key: &str, v: usize, lo: usize, hi: usize) {
+        if !(lo..=hi).contains(&v) {
+            self.bad(key, format!("must lie in {lo}..={hi}, got {v}"));
+        }
+    }
+
     /// A finite number > 0.
     pub fn positive(&mut self, key: &str, v: f64) {
         if !(v > 0.0 && v.is_finite()) {

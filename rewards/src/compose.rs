@@ -2,7 +2,7 @@
 //! concurrently, marks failed items invalid, counts failures, applies the
 //! rollout cost, and turns the scores into group-normalized advantages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,16 +32,23 @@ pub enum Outcome {
 /// Too many items of a batch failed for one reward.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "reward `{reward}`: {failed} of {total} items failed (more than rewards.max_failure_fraction = {limit}); \
-     last failure: {last}"
+    "reward `{reward}`: {failed} of {total} items failed over the last {batches} batch(es) (more \
+     than rewards.max_failure_fraction = {limit}); last failure: {last}"
 )]
 pub struct TooManyFailures {
     pub reward: String,
+    /// Failed and scored items over the window.
     pub failed: usize,
     pub total: usize,
+    /// Batches in the window.
+    pub batches: usize,
     pub limit: f64,
     pub last: RewardFailure,
 }
+
+/// Batches over which `max_failure_fraction` is judged unless
+/// `rewards.failure_window` says otherwise.
+pub const DEFAULT_FAILURE_WINDOW: usize = 10;
 
 struct Term {
     reward: Box<dyn Reward>,
@@ -55,8 +62,11 @@ pub struct RewardSet {
     aggregation: Aggregation,
     cost: CostConfig,
     max_failure_fraction: f64,
+    failure_window: usize,
     /// Cumulative failures per (reward, kind), for logging.
     failures: Mutex<BTreeMap<(String, FailureKind), u64>>,
+    /// `(failed, items)` of each reward's last `failure_window` batches.
+    recent: Mutex<BTreeMap<String, VecDeque<(usize, usize)>>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -73,6 +83,9 @@ pub struct ScoredBatch {
     pub penalty: Vec<f32>,
     pub aggregation: Aggregation,
     pub cost_mode: CostMode,
+    /// Per reward with failures in this batch: its name, the failed items
+    /// and the last failure (for the console).
+    pub failures: Vec<(String, usize, RewardFailure)>,
 }
 
 impl RewardSet {
@@ -88,9 +101,19 @@ impl RewardSet {
             aggregation,
             cost,
             max_failure_fraction,
+            failure_window: DEFAULT_FAILURE_WINDOW,
             failures: Mutex::new(BTreeMap::new()),
+            recent: Mutex::new(BTreeMap::new()),
             runtime,
         }
+    }
+
+    /// Judges `max_failure_fraction` over the last `batches` batches (at
+    /// least 1) instead of [`DEFAULT_FAILURE_WINDOW`]: one unlucky batch of
+    /// a flaky plugin must not end a run, a plugin that keeps failing must.
+    pub fn with_failure_window(mut self, batches: usize) -> Self {
+        self.failure_window = batches.max(1);
+        self
     }
 
     pub fn push(&mut self, reward: Box<dyn Reward>, weight: f64, timeout: Option<Duration>) {
@@ -118,7 +141,8 @@ impl RewardSet {
     /// so that a counter that starts moving is visible from step one.
     pub fn failure_scalars(&self) -> Vec<(String, f64)> {
         let counts = self.failure_counts();
-        self.names()
+        let mut out: Vec<(String, f64)> = self
+            .names()
             .into_iter()
             .flat_map(|name| {
                 FailureKind::ALL
@@ -128,6 +152,27 @@ impl RewardSet {
             .map(|(name, kind)| {
                 let n = counts.get(&(name.clone(), kind)).copied().unwrap_or(0);
                 (format!("reward/{name}/failures/{kind}"), n as f64)
+            })
+            .collect();
+        out.extend(
+            self.recovery_counters()
+                .into_iter()
+                .map(|(name, counter, n)| (format!("reward/{name}/{counter}"), n as f64)),
+        );
+        out
+    }
+
+    /// The plugins' cumulative recovery counters: `(reward, counter, n)`,
+    /// e.g. `("judge", "restarts", 2)`.
+    pub fn recovery_counters(&self) -> Vec<(String, &'static str, u64)> {
+        self.terms
+            .iter()
+            .flat_map(|t| {
+                let name = t.reward.name().to_string();
+                t.reward
+                    .counters()
+                    .into_iter()
+                    .map(move |(counter, n)| (name.clone(), counter, n))
             })
             .collect()
     }
@@ -173,6 +218,7 @@ impl RewardSet {
             penalty: costs.iter().map(|c| self.penalty(c)).collect(),
             aggregation: self.aggregation,
             cost_mode: self.cost.mode,
+            failures: Vec::new(),
         };
         let mut budget_error = None;
         for (term, reply) in self.terms.iter().zip(replies) {
@@ -195,19 +241,29 @@ impl RewardSet {
                         .or_default() += 1;
                 }
             }
-            if n > 0
-                && failed.len() as f64 > self.max_failure_fraction * n as f64
+            let (window_failed, window_total, batches) =
+                self.record_window(term.reward.name(), failed.len(), n);
+            if window_total > 0
+                && window_failed as f64 > self.max_failure_fraction * window_total as f64
                 && budget_error.is_none()
             {
                 budget_error = Some(TooManyFailures {
                     reward: term.reward.name().to_string(),
-                    failed: failed.len(),
-                    total: n,
+                    failed: window_failed,
+                    total: window_total,
+                    batches,
                     limit: self.max_failure_fraction,
-                    last: last.unwrap_or_else(|| {
-                        RewardFailure::new(failed[0], "see the failure counters")
+                    last: last.clone().unwrap_or_else(|| {
+                        RewardFailure::new(
+                            failed.first().copied().unwrap_or(FailureKind::Crash),
+                            "see the failure counters",
+                        )
                     }),
                 });
+            }
+            if let (false, Some(last)) = (failed.is_empty(), last) {
+                out.failures
+                    .push((term.reward.name().to_string(), failed.len(), last));
             }
             out.outcomes.push(outcomes);
             out.parts.push(parts);
@@ -216,6 +272,19 @@ impl RewardSet {
             Some(e) => Err(e),
             None => Ok(out),
         }
+    }
+
+    /// Adds one batch's `(failed, items)` to `reward`'s window; returns the
+    /// window's failed and total items and its number of batches.
+    fn record_window(&self, reward: &str, failed: usize, items: usize) -> (usize, usize, usize) {
+        let mut recent = self.recent.lock().expect("not poisoned");
+        let window = recent.entry(reward.to_string()).or_default();
+        window.push_back((failed, items));
+        while window.len() > self.failure_window {
+            window.pop_front();
+        }
+        let (f, t) = window.iter().fold((0, 0), |(f, t), &(a, b)| (f + a, t + b));
+        (f, t, window.len())
     }
 
     fn penalty(&self, c: &RolloutCost) -> f32 {
@@ -273,6 +342,24 @@ fn outcomes_of(reply: Result<BatchScores, RewardFailure>, n: usize) -> Verdicts 
 }
 
 impl ScoredBatch {
+    /// One line on this batch's reward failures, `None` without any:
+    /// `reward `judge`: 3 of 128 items failed (crash: ...)`.
+    pub fn failure_note(&self) -> Option<String> {
+        if self.failures.is_empty() {
+            return None;
+        }
+        let n = self.penalty.len();
+        Some(
+            self.failures
+                .iter()
+                .map(|(name, failed, last)| {
+                    format!("reward `{name}`: {failed} of {n} items failed (last: {last})")
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+
     pub fn len(&self) -> usize {
         self.penalty.len()
     }

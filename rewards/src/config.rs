@@ -5,7 +5,8 @@
 //! ```toml
 //! [rewards]
 //! aggregation = "sum_then_normalize"    # or "normalize_then_sum"
-//! max_failure_fraction = 0.5
+//! max_failure_fraction = 0.5           # of a reward's items over
+//! failure_window = 10                   # ... its last 10 batches
 //! cost = { nfe = 0.1, mode = "gate" }   # "correct first, then fast"
 //!
 //! [[rewards.terms]]
@@ -35,6 +36,8 @@ pub struct RewardsConfig {
     /// Share of a batch's items one reward may fail on before training
     /// stops (after writing a checkpoint).
     pub max_failure_fraction: f64,
+    /// Batches over which `max_failure_fraction` is judged, per reward.
+    pub failure_window: usize,
     pub cost: CostConfig,
 }
 
@@ -44,6 +47,7 @@ impl Default for RewardsConfig {
             terms: Vec::new(),
             aggregation: Aggregation::default(),
             max_failure_fraction: 0.5,
+            failure_window: crate::compose::DEFAULT_FAILURE_WINDOW,
             cost: CostConfig::default(),
         }
     }
@@ -111,6 +115,12 @@ pub enum RewardTerm {
         timeout_s: f64,
         #[serde(default = "default_max_reply_bytes")]
         max_reply_bytes: usize,
+        /// Items per request line: a crash costs one chunk, not the batch.
+        #[serde(default = "default_max_batch")]
+        max_batch: usize,
+        /// Extra attempts of a failed chunk, each on a restarted process.
+        #[serde(default = "default_subprocess_retries")]
+        retries: u32,
     },
     /// A reward server taking POSTed batches (`docs/reward-protocol.md`).
     Http {
@@ -133,6 +143,19 @@ pub enum RewardTerm {
     },
 }
 
+// Bounds of the plugin settings: beyond them a value is a typo, and
+// converting it (seconds to a `Duration`, permits to a semaphore) would
+// panic or wait for ever.
+const MIN_TIMEOUT_S: f64 = 1e-3;
+/// One week.
+const MAX_TIMEOUT_S: f64 = 604_800.0;
+const MAX_BACKOFF_S: f64 = 3_600.0;
+const MAX_CONCURRENCY: usize = 4_096;
+const MAX_BATCH: usize = 1 << 20;
+const MAX_RETRIES: usize = 100;
+/// 4 GiB.
+const MAX_REPLY_BYTES: usize = 1 << 32;
+
 fn default_weight() -> f64 {
     1.0
 }
@@ -147,6 +170,9 @@ fn default_max_batch() -> usize {
 }
 fn default_retries() -> u32 {
     2
+}
+fn default_subprocess_retries() -> u32 {
+    1
 }
 fn default_backoff_s() -> f64 {
     0.25
@@ -176,6 +202,7 @@ impl RewardTerm {
 impl Validate for RewardsConfig {
     fn check(&self, p: &mut Problems) {
         p.within("max_failure_fraction", self.max_failure_fraction, 0.0, 1.0);
+        p.count_within("failure_window", self.failure_window, 1, 10_000);
         p.non_negative("cost.nfe", self.cost.nfe);
         p.non_negative("cost.wall_s", self.cost.wall_s);
         let mut seen = BTreeMap::new();
@@ -203,22 +230,27 @@ impl Validate for RewardTerm {
                 command,
                 timeout_s,
                 max_reply_bytes,
+                max_batch,
+                retries,
                 ..
             } => {
+                p.count_within("max_batch", *max_batch, 1, MAX_BATCH);
+                p.count_within("retries", *retries as usize, 0, MAX_RETRIES);
                 if command.first().is_none_or(|program| program.is_empty()) {
                     p.bad(
                         "command",
                         "must name a program: [\"python3\", \"plugin.py\"]",
                     );
                 }
-                p.positive("timeout_s", *timeout_s);
-                p.at_least_one("max_reply_bytes", *max_reply_bytes);
+                p.within("timeout_s", *timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S);
+                p.count_within("max_reply_bytes", *max_reply_bytes, 1, MAX_REPLY_BYTES);
             }
             RewardTerm::Http {
                 url,
                 timeout_s,
                 concurrency,
                 max_batch,
+                retries,
                 backoff_s,
                 max_reply_bytes,
                 ..
@@ -229,11 +261,12 @@ impl Validate for RewardTerm {
                         format!("must start with http:// (got {url:?}); TLS belongs in a proxy"),
                     );
                 }
-                p.positive("timeout_s", *timeout_s);
-                p.at_least_one("concurrency", *concurrency);
-                p.at_least_one("max_batch", *max_batch);
-                p.at_least_one("max_reply_bytes", *max_reply_bytes);
-                p.non_negative("backoff_s", *backoff_s);
+                p.within("timeout_s", *timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S);
+                p.count_within("concurrency", *concurrency, 1, MAX_CONCURRENCY);
+                p.count_within("max_batch", *max_batch, 1, MAX_BATCH);
+                p.count_within("max_reply_bytes", *max_reply_bytes, 1, MAX_REPLY_BYTES);
+                p.count_within("retries", *retries as usize, 0, MAX_RETRIES);
+                p.within("backoff_s", *backoff_s, 0.0, MAX_BACKOFF_S);
             }
         }
     }

@@ -179,6 +179,10 @@ impl Reward for HttpReward {
         &self.spec.name
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("retries", self.retries_used())]
+    }
+
     /// Chunks fail independently: a failed chunk's items are reported in
     /// [`BatchScores::failed`]; the batch fails as a whole only when every
     /// chunk does.
@@ -189,33 +193,8 @@ impl Reward for HttpReward {
         Box::pin(async move {
             let chunks: Vec<&[RewardItem]> = batch.chunks(self.spec.max_batch.max(1)).collect();
             let results = join_all(chunks.iter().map(|c| self.post_chunk(c))).await;
-            if let Some(Err(first)) = results.iter().find(|r| r.is_err())
-                && results.iter().all(Result::is_err)
-            {
-                return Err(first.clone());
-            }
-            let mut out = BatchScores::default();
-            for (chunk, result) in chunks.iter().zip(results) {
-                let offset = out.scores.len();
-                let scores = match result {
-                    Ok(s) => s,
-                    Err(failure) => {
-                        out.failed.push((offset..offset + chunk.len(), failure));
-                        BatchScores::new(vec![None; chunk.len()])
-                    }
-                };
-                for (name, column) in scores.parts {
-                    let col = out.parts.entry(name).or_insert_with(|| vec![None; offset]);
-                    col.resize(offset, None);
-                    col.extend(column);
-                }
-                out.scores.extend(scores.scores);
-                debug_assert_eq!(out.scores.len(), offset + chunk.len());
-            }
-            for col in out.parts.values_mut() {
-                col.resize(out.scores.len(), None);
-            }
-            Ok(out)
+            let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            BatchScores::from_chunks(&lens, results)
         })
     }
 }

@@ -56,3 +56,48 @@ impl BatchScores {
         }
     }
 }
+
+impl BatchScores {
+    /// The scores of a batch sent in `chunks`, from each chunk's result: a
+    /// failed chunk's items go to [`BatchScores::failed`] while the others
+    /// keep their scores; the batch fails as a whole only when every chunk
+    /// does. Shared by the plugins that split batches (HTTP, subprocess).
+    pub fn from_chunks(
+        chunk_lens: &[usize],
+        results: Vec<Result<BatchScores, RewardFailure>>,
+    ) -> Result<BatchScores, RewardFailure> {
+        if let Some(Err(first)) = results.iter().find(|r| r.is_err())
+            && results.iter().all(Result::is_err)
+        {
+            return Err(first.clone());
+        }
+        let mut out = BatchScores::default();
+        for (&len, result) in chunk_lens.iter().zip(results) {
+            let offset = out.scores.len();
+            let scores = match result {
+                Ok(s) => s,
+                Err(failure) => {
+                    out.failed.push((offset..offset + len, failure));
+                    BatchScores::new(vec![None; len])
+                }
+            };
+            for (name, column) in scores.parts {
+                let col = out.parts.entry(name).or_insert_with(|| vec![None; offset]);
+                col.resize(offset, None);
+                col.extend(column);
+            }
+            for (range, failure) in scores.failed {
+                out.failed
+                    .push((offset + range.start..offset + range.end, failure));
+            }
+            out.scores.extend(scores.scores);
+            // A chunk's reply of the wrong length was rejected by the parser;
+            // keep the offsets right regardless.
+            out.scores.resize(offset + len, None);
+        }
+        for col in out.parts.values_mut() {
+            col.resize(out.scores.len(), None);
+        }
+        Ok(out)
+    }
+}

@@ -133,7 +133,8 @@ pub fn build_reward_set(cfg: &RewardsConfig, task: &str) -> Result<RewardSet, St
 }
 
 fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardSet, String> {
-    let mut set = RewardSet::new(cfg.aggregation, cfg.cost.clone(), cfg.max_failure_fraction);
+    let mut set = RewardSet::new(cfg.aggregation, cfg.cost.clone(), cfg.max_failure_fraction)
+        .with_failure_window(cfg.failure_window);
     let default_terms;
     let terms = if cfg.terms.is_empty() {
         let name = default_reward(task).ok_or_else(|| {
@@ -167,6 +168,8 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
                 env,
                 timeout_s,
                 max_reply_bytes,
+                max_batch,
+                retries,
             } => {
                 let spec = SubprocessSpec {
                     name: name.clone(),
@@ -175,6 +178,8 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
                     env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                     timeout: Duration::from_secs_f64(*timeout_s),
                     max_reply_bytes: *max_reply_bytes,
+                    max_batch: *max_batch,
+                    retries: *retries,
                 };
                 set.push(Box::new(SubprocessReward::new(spec)), *weight, None);
             }

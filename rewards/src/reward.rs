@@ -25,6 +25,13 @@ pub trait Reward: Send + Sync {
         &'a self,
         batch: &'a [RewardItem],
     ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>>;
+
+    /// Cumulative recovery counters since start (`restarts` of a plugin
+    /// process, `retries` of a request), logged as
+    /// `reward/<name>/<counter>`; none for in-process rewards.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Why a reward produced no usable score.

@@ -1,7 +1,9 @@
 //! A reward plugin running as a long-lived child process that speaks JSON
-//! lines: one request line on its stdin per batch, one reply line on its
-//! stdout. Started from an argument list (never through a shell), with a
-//! cleared environment, and restarted after any failure.
+//! lines: one request line on its stdin per chunk of at most `max_batch`
+//! items, one reply line on its stdout. Started from an argument list (never
+//! through a shell), with a cleared environment, and restarted after any
+//! failure; a chunk that failed is sent again (`retries` times) to the
+//! restarted process, so one crash costs one chunk at most, not the batch.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -29,6 +31,11 @@ pub struct SubprocessSpec {
     pub timeout: Duration,
     /// Longest reply line accepted, in bytes.
     pub max_reply_bytes: usize,
+    /// Items per request line.
+    pub max_batch: usize,
+    /// Extra attempts of a chunk after a failure other than an error reply
+    /// (each on a restarted process).
+    pub retries: u32,
 }
 
 struct Running {
@@ -43,6 +50,7 @@ pub struct SubprocessReward {
     process: Mutex<Option<Running>>,
     next_batch: AtomicU64,
     restarts: AtomicU64,
+    retried: AtomicU64,
 }
 
 impl SubprocessReward {
@@ -52,12 +60,18 @@ impl SubprocessReward {
             process: Mutex::new(None),
             next_batch: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
         }
     }
 
     /// Times the process was (re)started after the first start.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Chunks sent again after a failure, since start.
+    pub fn retries_used(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
     }
 
     fn spawn(&self) -> Result<Running, RewardFailure> {
@@ -158,44 +172,81 @@ impl Reward for SubprocessReward {
         &self.spec.name
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("restarts", self.restarts()),
+            ("retries", self.retries_used()),
+        ]
+    }
+
+    /// Chunks go one after another through the one process and fail
+    /// independently ([`BatchScores::from_chunks`]).
     fn score<'a>(
         &'a self,
         batch: &'a [RewardItem],
     ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
         Box::pin(async move {
-            let batch_id = self.next_batch.fetch_add(1, Ordering::Relaxed);
-            let request = Request::new(&self.spec.name, batch_id, batch).to_json();
-            let mut guard = self.process.lock().await;
-            if guard.is_none() {
-                if batch_id > 0 {
-                    self.restarts.fetch_add(1, Ordering::Relaxed);
-                }
-                *guard = Some(self.spawn()?);
+            let chunks: Vec<&[RewardItem]> = batch.chunks(self.spec.max_batch.max(1)).collect();
+            let mut results = Vec::with_capacity(chunks.len());
+            for chunk in &chunks {
+                results.push(self.score_chunk(chunk).await);
             }
-            let running = guard.as_mut().expect("started above");
-            let outcome = match tokio::time::timeout(
-                self.spec.timeout,
-                self.exchange(running, &request, batch_id, batch.len()),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(RewardFailure::new(
-                    FailureKind::Timeout,
-                    format!("no reply within {:.1} s", self.spec.timeout.as_secs_f64()),
-                )),
-            };
-            // After a failure other than a well-formed error reply the process
-            // state is unknown (a late reply may still be in the pipe): kill it
-            // and start afresh next time.
-            if let Err(e) = &outcome
-                && e.kind != FailureKind::PluginError
-                && let Some(mut dead) = guard.take()
-            {
-                let _ = dead.child.start_kill();
-                let _ = dead.child.wait().await;
-            }
-            outcome
+            let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            BatchScores::from_chunks(&lens, results)
         })
+    }
+}
+
+impl SubprocessReward {
+    /// One chunk, sent again to a restarted process after a failure (not
+    /// after an error reply: the plugin said no, and would again).
+    async fn score_chunk(&self, chunk: &[RewardItem]) -> Result<BatchScores, RewardFailure> {
+        let mut attempt = 0;
+        loop {
+            match self.exchange_once(chunk).await {
+                Err(e) if e.kind != FailureKind::PluginError && attempt < self.spec.retries => {
+                    attempt += 1;
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One request line and its reply, starting the process if needed.
+    async fn exchange_once(&self, chunk: &[RewardItem]) -> Result<BatchScores, RewardFailure> {
+        let batch_id = self.next_batch.fetch_add(1, Ordering::Relaxed);
+        let request = Request::new(&self.spec.name, batch_id, chunk).to_json();
+        let mut guard = self.process.lock().await;
+        if guard.is_none() {
+            if batch_id > 0 {
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            *guard = Some(self.spawn()?);
+        }
+        let running = guard.as_mut().expect("started above");
+        let outcome = match tokio::time::timeout(
+            self.spec.timeout,
+            self.exchange(running, &request, batch_id, chunk.len()),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(RewardFailure::new(
+                FailureKind::Timeout,
+                format!("no reply within {:.1} s", self.spec.timeout.as_secs_f64()),
+            )),
+        };
+        // After a failure other than a well-formed error reply the process
+        // state is unknown (a late reply may still be in the pipe): kill it
+        // and start afresh next time.
+        if let Err(e) = &outcome
+            && e.kind != FailureKind::PluginError
+            && let Some(mut dead) = guard.take()
+        {
+            let _ = dead.child.start_kill();
+            let _ = dead.child.wait().await;
+        }
+        outcome
     }
 }

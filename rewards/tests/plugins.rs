@@ -46,6 +46,8 @@ fn fixture(timeout: Duration) -> SubprocessReward {
         env: Vec::new(),
         timeout,
         max_reply_bytes: 1 << 20,
+        max_batch: 64,
+        retries: 0,
     })
 }
 
@@ -101,6 +103,8 @@ fn a_missing_program_is_a_crash_naming_the_command() {
         env: Vec::new(),
         timeout: Duration::from_secs(1),
         max_reply_bytes: 1024,
+        max_batch: 64,
+        retries: 1,
     });
     let err = rt().block_on(plugin.score(&items("ok", 1))).unwrap_err();
     assert_eq!(err.kind, FailureKind::Crash);
@@ -109,7 +113,8 @@ fn a_missing_program_is_a_crash_naming_the_command() {
 
 #[test]
 fn reward_set_counts_failures_excludes_items_and_enforces_the_budget() {
-    let mut set = RewardSet::new(Aggregation::SumThenNormalize, CostConfig::default(), 0.5);
+    let mut set = RewardSet::new(Aggregation::SumThenNormalize, CostConfig::default(), 0.5)
+        .with_failure_window(1);
     set.push(Box::new(fixture(Duration::from_millis(1500))), 1.0, None);
 
     let ok = set.score(&items("ok", 4), &costs(4)).unwrap();

@@ -78,6 +78,8 @@ fn json_lines_example_scores_words() {
         env: Vec::new(),
         timeout: Duration::from_secs(30),
         max_reply_bytes: 1 << 20,
+        max_batch: 64,
+        retries: 1,
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     for _ in 0..3 {

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
+use cogrpo_train::config::resume::Scope;
 use cogrpo_train::config::{ExperimentConfig, UpdateMode};
 use cogrpo_train::{grpo, sample};
 use envs::Task;
@@ -50,13 +51,8 @@ pub(super) fn load_trained_arm<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<LoadedArm<B>> {
     let dir = grpo::state::find_arm_checkpoint(path)?;
-    anyhow::ensure!(
-        grpo::arms::trained_under(&dir, cfg),
-        "{} was trained under another config (task, model, pre-training, seed, rewards or \
-         [cogrpo] differ from this one, or its config.toml is unreadable); pass the experiment \
-         file it was trained with",
-        dir.display()
-    );
+    // Trained under this config (everything but the evaluation settings).
+    cogrpo_train::checkpoint::check_resume(&dir, cfg, Scope::Arm)?;
     let (model, policy, state) = grpo::state::load_arm::<B>(cfg, task, &dir, device)?;
     eprintln!(
         "arm `{}` from {} (iteration {})",

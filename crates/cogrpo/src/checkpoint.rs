@@ -7,18 +7,24 @@
 //!     optimizer.mpk       AdamW moments (burn record, keyed by parameter id)
 //!     state.json          step, seed, progress counters, denoiser shape
 //!     config.toml         the resolved experiment config
+//!     checksums.sha256    SHA-256 of every other file (`sha256sum -c` reads it)
 //!   latest                name of the newest complete checkpoint
 //! ```
 //!
 //! A checkpoint is written into `step-N.partial-<pid>` and renamed into place
 //! only when complete, then `latest` is replaced atomically; a kill at any
-//! moment leaves the previous checkpoint loadable. Parameter ids are fixed
+//! moment leaves the previous checkpoint loadable, and the next writer
+//! removes what the killed one left half-written. Every load verifies the
+//! checksums first (checkpoints from before they existed load unverified):
+//! a damaged file is refused by name, naming the previous good checkpoint,
+//! and `--resume` falls back to that one with a warning. Parameter ids are fixed
 //! at model creation (see `mdm::init`), so the optimizer state matches the
 //! model again after a restart.
 //!
 //! Random state: every draw of training step `s` comes from streams keyed by
 //! `(seed, s, ...)`, so the seed and the step are the complete RNG state.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -29,7 +35,13 @@ use burn::tensor::backend::AutodiffBackend;
 use mdm::{Denoiser, DenoiserConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::BadInput;
+use crate::config::ExperimentConfig;
+use crate::config::resume::{Scope, conflicts};
 use crate::run_dir::write_atomic;
+
+/// The checksum manifest of a checkpoint folder.
+const CHECKSUMS: &str = "checksums.sha256";
 
 /// Bumped when the checkpoint layout changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
@@ -106,6 +118,7 @@ impl CheckpointDir {
     ) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
+        remove_stale_temporaries(&self.root)?;
         let name = format!("step-{step:08}");
         let partial = self
             .root
@@ -116,6 +129,7 @@ impl CheckpointDir {
         std::fs::create_dir(&partial)
             .with_context(|| format!("cannot create {}", partial.display()))?;
         write(&partial)?;
+        write_checksums(&partial)?;
         let final_dir = self.root.join(&name);
         if final_dir.exists() {
             // Re-writing the same step (e.g. after a resume): swap, then drop the old one.
@@ -162,6 +176,26 @@ impl CheckpointDir {
         self.list().pop().map(|(_, p)| p)
     }
 
+    /// The checkpoint to resume from: the newest one whose files verify.
+    /// Newer ones that fail are reported and skipped (they stay on disk for
+    /// inspection; the next save at their step replaces them).
+    pub fn resume_point(&self) -> Option<PathBuf> {
+        let newest = self.latest()?;
+        let mut candidates: Vec<PathBuf> = self
+            .list()
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| p <= &newest)
+            .collect();
+        while let Some(dir) = candidates.pop() {
+            match verify(&dir) {
+                Ok(()) => return Some(dir),
+                Err(e) => eprintln!("warning: {e}; trying the checkpoint before it"),
+            }
+        }
+        None
+    }
+
     fn prune(&self, keep: usize) -> anyhow::Result<()> {
         let all = self.list();
         for (_, path) in all.iter().take(all.len().saturating_sub(keep)) {
@@ -190,21 +224,166 @@ pub fn load_record<R: burn::record::Record<B>, B: burn::prelude::Backend>(
 ) -> anyhow::Result<R> {
     recorder()
         .load(path.to_path_buf(), device)
-        .map_err(|e| anyhow::anyhow!("cannot read {}.mpk: {e}", path.display()))
+        .map_err(|_| unreadable_record(path).into())
 }
 
-/// Reads a checkpoint's `state.json`.
+/// The error for a record file burn cannot decode. burn's own text for a
+/// damaged file blames a format change "since 0.14", which misleads; a
+/// missing file keeps its reason.
+fn unreadable_record(path: &Path) -> BadInput {
+    let file = format!("{}.mpk", path.display());
+    if !Path::new(&file).is_file() {
+        return BadInput(format!("cannot read {file}: no such file"));
+    }
+    BadInput(format!(
+        "cannot read {file}: it is damaged, or holds the state of another model shape or \
+         optimizer"
+    ))
+}
+
+/// SHA-256 of a file, as lowercase hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Writes `checksums.sha256` over every file of the finished folder `dir`,
+/// in name order, in `sha256sum`'s format.
+fn write_checksums(dir: &Path) -> anyhow::Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != CHECKSUMS)
+        .collect();
+    names.sort();
+    let mut text = Vec::new();
+    for name in names {
+        let digest = sha256_file(&dir.join(&name))
+            .with_context(|| format!("cannot read {}", dir.join(&name).display()))?;
+        writeln!(text, "{digest}  {name}")?;
+    }
+    write_atomic(&dir.join(CHECKSUMS), &text)
+}
+
+/// Checks every file a checkpoint folder's `checksums.sha256` lists. A
+/// folder without one (written before checksums existed) passes. On a
+/// mismatch the error names the file and the newest older checkpoint beside
+/// it that verifies.
+pub fn verify(dir: &Path) -> Result<(), BadInput> {
+    let Some(Err(what)) = check_manifest(dir) else {
+        return Ok(());
+    };
+    let previous = previous_good(dir).map_or_else(
+        || "no older checkpoint beside it verifies".to_string(),
+        |p| format!("the previous good checkpoint is {}", p.display()),
+    );
+    Err(BadInput(format!(
+        "checkpoint {} is damaged: {what}; {previous}",
+        dir.display()
+    )))
+}
+
+/// `None` without a manifest; else whether every listed file matches.
+fn check_manifest(dir: &Path) -> Option<Result<(), String>> {
+    let text = std::fs::read_to_string(dir.join(CHECKSUMS)).ok()?;
+    for (i, line) in text.lines().enumerate() {
+        let Some((digest, name)) = line.split_once("  ") else {
+            return Some(Err(format!(
+                "{CHECKSUMS} line {} is not `<sha256>  <file>`",
+                i + 1
+            )));
+        };
+        if name.contains(['/', '\\']) || name == ".." {
+            return Some(Err(format!(
+                "{CHECKSUMS} names {name:?}, outside the folder"
+            )));
+        }
+        match sha256_file(&dir.join(name)) {
+            Ok(actual) if actual == digest => {}
+            Ok(_) => {
+                return Some(Err(format!(
+                    "{name} does not match its checksum (changed after it was written: a \
+                     flipped bit, a truncated copy, an edit)"
+                )));
+            }
+            Err(e) => return Some(Err(format!("cannot read {name}: {e}"))),
+        }
+    }
+    Some(Ok(()))
+}
+
+/// The newest checkpoint older than `dir` in the same folder that verifies.
+fn previous_good(dir: &Path) -> Option<PathBuf> {
+    let parent = dir.parent()?;
+    let mut older: Vec<PathBuf> = CheckpointDir::new(parent.to_path_buf())
+        .list()
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.as_path() < dir)
+        .collect();
+    while let Some(p) = older.pop() {
+        if check_manifest(&p).is_some_and(|r| r.is_ok()) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Removes what a killed writer left in `dir`: `*.partial-<pid>` and
+/// `*.old-<pid>` folders, `*.tmp-<pid>` files. Only a run's one writer (it
+/// holds the run lock) calls this, so none of them belongs to a live process.
+pub fn remove_stale_temporaries(dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let stale = [".partial-", ".old-", ".tmp-"].iter().any(|tag| {
+            name.rsplit_once(tag)
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !stale {
+            continue;
+        }
+        let path = e.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove the stale {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint's `state.json`, after verifying the folder.
 pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
+    verify(dir)?;
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let state: TrainState = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a cogrpo checkpoint state", path.display()))?;
+    let state: TrainState = serde_json::from_slice(&bytes).map_err(|e| {
+        BadInput(format!(
+            "{} is not a cogrpo checkpoint state: {e}",
+            path.display()
+        ))
+    })?;
     if state.format_version != FORMAT_VERSION {
-        bail!(
+        return Err(BadInput(format!(
             "{} has checkpoint format {}, this build reads format {FORMAT_VERSION}",
             path.display(),
             state.format_version
-        );
+        ))
+        .into());
     }
     Ok(state)
 }
@@ -217,6 +396,16 @@ pub fn load_model<B: burn::prelude::Backend>(
     expected: &DenoiserConfig,
     device: &B::Device,
 ) -> anyhow::Result<Denoiser<B>> {
+    // `checkpoints/latest` names the newest checkpoint folder beside it.
+    let pointed;
+    let source = if source.file_name().is_some_and(|n| n == "latest") && source.is_file() {
+        let name = std::fs::read_to_string(source)
+            .with_context(|| format!("cannot read {}", source.display()))?;
+        pointed = source.with_file_name(name.trim());
+        pointed.as_path()
+    } else {
+        source
+    };
     let (weights, cfg) = if source.is_dir() {
         let state = read_state(source)?;
         if &state.denoiser != expected {
@@ -230,11 +419,13 @@ pub fn load_model<B: burn::prelude::Backend>(
         (source.join("model.safetensors"), state.denoiser)
     } else if mdm::smdm::is_smdm_file(source) {
         // A model in SMDM's (PyTorch) layout.
-        return Ok(mdm::smdm::import::<B>(expected, source, device)?);
+        return mdm::smdm::import::<B>(expected, source, device)
+            .map_err(|e| BadInput(e.to_string()).into());
     } else {
         (source.to_path_buf(), expected.clone())
     };
-    Ok(mdm::weights::load(cfg.init::<B>(0, device), &weights)?)
+    mdm::weights::load(cfg.init::<B>(0, device), &weights)
+        .map_err(|e| BadInput(e.to_string()).into())
 }
 
 /// Restores the optimizer state saved beside the weights.
@@ -244,10 +435,42 @@ where
     O: Optimizer<Denoiser<B>, B>,
     Denoiser<B>: AutodiffModule<B>,
 {
-    let record = recorder()
-        .load(dir.join("optimizer"), device)
-        .map_err(|e| {
-            anyhow::anyhow!("cannot read the optimizer state in {}: {e}", dir.display())
-        })?;
+    let record = load_record(&dir.join("optimizer"), device)?;
     Ok(optim.load_record(record))
+}
+
+/// Refuses to continue (or reuse) checkpoint `dir` under `cfg` when its
+/// `config.toml` differs in a key that shapes the training
+/// ([`crate::config::resume`]), naming the keys; with
+/// `run.allow_config_change` it warns instead.
+pub fn check_resume(dir: &Path, cfg: &ExperimentConfig, scope: Scope) -> anyhow::Result<()> {
+    let path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+    let prev: ExperimentConfig = toml::from_str(&text).map_err(|e| {
+        BadInput(format!(
+            "{} is damaged or not a config this build reads: {}",
+            path.display(),
+            e.message()
+        ))
+    })?;
+    let keys = conflicts(&prev, cfg, scope);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let keys = keys.join(", ");
+    if cfg.run.allow_config_change {
+        eprintln!(
+            "warning: continuing {} with changed {keys} (--allow-config-change)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "{} was written under another config: {keys} changed; undo the change, set another \
+         run.out_dir, or pass --allow-config-change to continue under the new values (nothing \
+         was overwritten)",
+        dir.display()
+    ))
+    .into())
 }

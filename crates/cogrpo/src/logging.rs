@@ -1,49 +1,112 @@
 //! TensorBoard scalars and terminal progress.
 
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tensorboard_rs::summary_writer::SummaryWriter;
+use protobuf::Message;
+use tensorboard_proto::event::Event;
+use tensorboard_rs::record_writer::RecordWriter;
 
-/// TensorBoard scalar log. Events are written by a background thread;
-/// [`Scalars::close`] (or drop) waits until everything is on disk.
+/// TensorBoard scalar log: one event file, written on the calling thread
+/// with tensorboard-rs's record framing. A write that fails (a full disk, a
+/// removed folder) ends the logging with one warning and never the run:
+/// TensorBoard is a view of the training, not part of it.
 pub struct Scalars {
-    writer: Option<SummaryWriter>,
+    writer: Option<RecordWriter<BufWriter<Box<dyn Write + Send>>>>,
+    /// Where the events go, for the warning.
+    path: String,
 }
 
 impl Scalars {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // tensorboard-rs panics in its writer thread when it cannot create the
-        // file; check that the folder is writable first.
-        let probe = dir.join(format!(".write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .with_context(|| format!("cannot write into {}", dir.display()))?;
-        std::fs::remove_file(&probe).ok();
-        Ok(Self {
-            writer: Some(SummaryWriter::new(dir)),
-        })
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let host = sysinfo::System::host_name().unwrap_or_else(|| "host".into());
+        let path = dir.join(format!(
+            "events.out.tfevents.{:010}.{host}.{}.0",
+            now.as_secs(),
+            std::process::id()
+        ));
+        let file =
+            File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut log = Self::to_sink(Box::new(file), path.display().to_string());
+        // The header event TensorBoard expects first.
+        let mut header = Event::new();
+        header.set_wall_time(now.as_secs_f64());
+        header.set_file_version("brain.Event:2".into());
+        log.write_event(&header);
+        Ok(log)
+    }
+
+    /// A log into any writer (`path` names it in the warning).
+    fn to_sink(sink: Box<dyn Write + Send>, path: String) -> Self {
+        Self {
+            writer: Some(RecordWriter::new(BufWriter::new(sink))),
+            path,
+        }
     }
 
     /// A log that records nothing (for tests and benchmarks).
     pub fn disabled() -> Self {
-        Self { writer: None }
+        Self {
+            writer: None,
+            path: String::new(),
+        }
+    }
+
+    /// Whether events are still being written.
+    pub fn is_writing(&self) -> bool {
+        self.writer.is_some()
     }
 
     pub fn scalar(&mut self, tag: &str, value: f64, step: usize) {
-        if let Some(w) = self.writer.as_mut() {
-            w.add_scalar(tag, value as f32, step);
+        if self.writer.is_none() {
+            return;
+        }
+        let mut event = Event::new();
+        event.set_wall_time(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        event.set_step(step as i64);
+        event.set_summary(tensorboard_rs::summary::scalar(tag, value as f32));
+        self.write_event(&event);
+    }
+
+    fn write_event(&mut self, event: &Event) {
+        let written = event
+            .write_to_bytes()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| match self.writer.as_mut() {
+                Some(w) => w.write(&bytes),
+                None => Ok(()),
+            });
+        if let Err(e) = written {
+            self.give_up(&e);
         }
     }
 
-    /// Flushes and waits for the writer thread.
+    fn give_up(&mut self, e: &std::io::Error) {
+        self.writer = None;
+        eprintln!(
+            "warning: TensorBoard logging stopped: cannot write {}: {e}; training goes on",
+            self.path
+        );
+    }
+
+    /// Flushes what is buffered to disk.
     pub fn close(&mut self) {
-        if let Some(mut w) = self.writer.take() {
-            w.flush();
+        if let Some(Err(e)) = self.writer.as_mut().map(RecordWriter::flush) {
+            self.give_up(&e);
         }
+        self.writer = None;
     }
 }
 
@@ -106,5 +169,59 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_stops_the_logging_without_a_panic() {
+        // Linux's /dev/full fails every write with ENOSPC.
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        let mut log = Scalars::to_sink(Box::new(full), "/dev/full".into());
+        // Buffered: the failure shows when the buffer (8 KiB) spills.
+        for step in 0..10_000 {
+            log.scalar("loss", 1.0, step);
+        }
+        assert!(!log.is_writing());
+        log.close();
+    }
+
+    #[test]
+    fn events_are_framed_records_tensorboard_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Scalars::open(dir.path()).unwrap();
+        log.scalar("loss", 0.5, 3);
+        log.close();
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let bytes = std::fs::read(file).unwrap();
+        // Two records (header, scalar): u64 length, u32 crc, data, u32 crc.
+        let mut at = 0;
+        let mut events = Vec::new();
+        while at < bytes.len() {
+            let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            events.push(Event::parse_from_bytes(&bytes[at + 12..at + 12 + len]).unwrap());
+            at += 12 + len + 4;
+        }
+        assert_eq!(at, bytes.len());
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].get_file_version(), "brain.Event:2");
+        let value = &events[1].get_summary().get_value()[0];
+        assert_eq!(
+            (
+                value.get_tag(),
+                value.get_simple_value(),
+                events[1].get_step()
+            ),
+            ("loss", 0.5, 3)
+        );
     }
 }

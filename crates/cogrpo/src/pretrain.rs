@@ -18,6 +18,7 @@ use mdm::loss::{CleanRow, ForwardProcess};
 
 use crate::checkpoint::{self, FORMAT_VERSION, TrainState};
 use crate::config::ExperimentConfig;
+use crate::config::resume::Scope;
 use crate::logging::{Progress, Scalars};
 use crate::optim::{adamw, clip_global_norm, learning_rate};
 use crate::parallel::loss_and_grads;
@@ -45,8 +46,14 @@ pub fn pretrain<B: AutodiffBackend>(
     let ckpts = run.checkpoints();
     let config_toml = toml::to_string_pretty(cfg)?;
 
-    let (mut model, mut optim, mut state) = match (resume, ckpts.latest()) {
+    let found = if resume {
+        ckpts.resume_point()
+    } else {
+        ckpts.latest()
+    };
+    let (mut model, mut optim, mut state) = match (resume, found) {
         (true, Some(dir)) => {
+            checkpoint::check_resume(&dir, cfg, Scope::Pretrain)?;
             let state = checkpoint::read_state(&dir)?;
             if state.seed != seed {
                 bail!(
@@ -61,6 +68,10 @@ pub fn pretrain<B: AutodiffBackend>(
             eprintln!("resuming {} at step {}", dir.display(), state.step);
             (model, optim, state)
         }
+        (true, None) if ckpts.latest().is_some() => bail!(
+            "nothing to resume: no checkpoint in {} verifies (see the warnings above)",
+            ckpts.root().display()
+        ),
         (true, None) => bail!(
             "nothing to resume: {} holds no checkpoint",
             ckpts.root().display()

@@ -6,6 +6,7 @@
 //!   checkpoints/     step-00001000/ ... and `latest`
 //!   tb/              TensorBoard event files
 //!   summary.json     what the last commands measured
+//!   lock             held by the one process writing here (`run_lock`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -70,9 +71,14 @@ pub struct EvalRow {
 }
 
 impl RunDir {
+    /// The run directory a command writes: created if needed, and locked
+    /// for this process ([`crate::run_lock`]), so a second writer is refused.
     pub fn create(root: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create the run directory {}", root.display()))?;
+        crate::run_lock::acquire(root)?;
+        // What a killed writer left half-written (`summary.json.tmp-<pid>`).
+        crate::checkpoint::remove_stale_temporaries(root)?;
         Ok(Self {
             root: root.to_path_buf(),
         })

@@ -29,15 +29,21 @@ pub struct Generator<'a, B: Backend> {
     pub temperature: Option<f64>,
 }
 
-/// Generates `n` completions of each prompt. With no prompts, tasks with a
-/// prompt layout (Sudoku) use the first test prompts, others generate
-/// unconditionally.
+/// Most completions one `sample` command generates (prompts x `n`): they
+/// are held in memory to print and draw.
+pub const MAX_SAMPLES: usize = 1_000_000;
+
+/// Generates `n` completions of each prompt, `batch` rows at a time. With no
+/// prompts, tasks with a prompt layout (Sudoku) use the first test prompts,
+/// others generate unconditionally. A row's randomness is keyed by its
+/// index, so the batch size does not change the completions.
 pub fn sample<B: Backend>(
     task: &dyn Task,
     generator: &Generator<B>,
     device: &B::Device,
     prompts: &[String],
     n: usize,
+    batch: usize,
     seed: u64,
 ) -> anyhow::Result<(Vec<Completion>, GenerationStats)> {
     let model = generator.model;
@@ -48,26 +54,26 @@ pub fn sample<B: Backend>(
                 .with_context(|| format!("prompt {p:?}"))
         })
         .collect::<anyhow::Result<_>>()?;
-    if fixed.is_empty() {
-        fixed = if task.layout().prompt_len > 0 {
-            task.test_examples()
-                .iter()
-                .take(n)
-                .map(|e| e.prompt.clone())
-                .collect()
-        } else {
-            vec![Vec::new(); n]
-        };
-    } else {
-        fixed = fixed
-            .into_iter()
-            .flat_map(|p| std::iter::repeat_n(p, n))
+    if fixed.is_empty() && task.layout().prompt_len > 0 {
+        fixed = task
+            .test_examples()
+            .iter()
+            .take(n)
+            .map(|e| e.prompt.clone())
             .collect();
     }
-    let mut canvas = Canvas::new(task.layout().seq_len(), model.mask_id());
-    for (i, p) in fixed.iter().enumerate() {
-        canvas.push_row(p, i as u64)?;
-    }
+    // Row i's prompt: each typed prompt n times; or a test prompt each; or
+    // none (unconditional).
+    let (rows, per_prompt) = match (prompts.is_empty(), fixed.is_empty()) {
+        (false, _) => (fixed.len().saturating_mul(n), n),
+        (true, false) => (fixed.len(), 1),
+        (true, true) => (n, n),
+    };
+    anyhow::ensure!(
+        rows <= MAX_SAMPLES,
+        "-n: {rows} completions asked, at most {MAX_SAMPLES} per command (run it again with \
+         another --seed for more)"
+    );
     let seed = derive_key(&[purpose::SAMPLER, seed, 0x73_61_6d_70]);
     let rollout = Rollout {
         model,
@@ -79,10 +85,20 @@ pub fn sample<B: Backend>(
         seed,
         device: device.clone(),
     };
-    let (_, stats) = rollout.run(&mut canvas, false)?;
     let vocab = task.vocab();
-    let out = (0..canvas.rows())
-        .map(|r| {
+    let mut out = Vec::with_capacity(rows);
+    let mut stats = GenerationStats::default();
+    for start in (0..rows).step_by(batch.max(1)) {
+        let mut canvas = Canvas::new(task.layout().seq_len(), model.mask_id());
+        for i in start..rows.min(start + batch.max(1)) {
+            let prompt = fixed.get(i / per_prompt).map_or(&[][..], Vec::as_slice);
+            canvas.push_row(prompt, i as u64)?;
+        }
+        let (_, part) = rollout.run(&mut canvas, false)?;
+        stats.nfe.extend(part.nfe);
+        stats.forwards += part.forwards;
+        stats.network_s += part.network_s;
+        out.extend((0..canvas.rows()).map(|r| {
             let row = canvas.row(r);
             let p = canvas.prompt_len(r);
             Completion {
@@ -90,7 +106,7 @@ pub fn sample<B: Backend>(
                 completion: vocab.decode(&row[p..]),
                 answer: row[p..].to_vec(),
             }
-        })
-        .collect();
+        }));
+    }
     Ok((out, stats))
 }

@@ -36,6 +36,15 @@ fn default_rope_base() -> f64 {
     10_000.0
 }
 
+/// Largest `vocab_size`.
+pub const MAX_VOCAB: usize = 1 << 24;
+/// Largest `d_model`, `d_ff` and `n_heads`.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Largest `n_layers`.
+pub const MAX_LAYERS: usize = 1 << 10;
+/// Largest `max_len`.
+pub const MAX_LEN: usize = 1 << 20;
+
 impl DenoiserConfig {
     pub fn new(
         vocab_size: usize,
@@ -76,18 +85,22 @@ impl DenoiserConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, message: String| Err(ConfigError { field, message });
-        if self.vocab_size == 0 {
-            return err("vocab_size", "must be at least 1".into());
-        }
-        for (field, v) in [
-            ("d_model", self.d_model),
-            ("n_layers", self.n_layers),
-            ("n_heads", self.n_heads),
-            ("d_ff", self.d_ff),
-            ("max_len", self.max_len),
+        // Upper bounds far beyond any model this crate can train, low enough
+        // that products of them (parameter counts, activation sizes) cannot
+        // overflow.
+        for (field, v, max) in [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("n_layers", self.n_layers, MAX_LAYERS),
+            ("n_heads", self.n_heads, MAX_WIDTH),
+            ("d_ff", self.d_ff, MAX_WIDTH),
+            ("max_len", self.max_len, MAX_LEN),
         ] {
             if v == 0 {
                 return err(field, "must be at least 1".into());
+            }
+            if v > max {
+                return err(field, format!("must be at most {max}, got {v}"));
             }
         }
         if !self.d_model.is_multiple_of(self.n_heads) {

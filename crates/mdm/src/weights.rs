@@ -45,6 +45,7 @@ pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, We
             message: "no such file".into(),
         });
     }
+    check_float32(path)?;
     let mut store = SafetensorsStore::from_file(path)
         .allow_partial(true)
         .validate(false);
@@ -76,6 +77,54 @@ pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, We
     }
 }
 
+/// Refuses a file that is not safetensors, or holds a tensor that is not
+/// float32, before burn reads it: burn panics on integer tensors and a
+/// half-precision one fails later inside a matmul. (SMDM-layout files of
+/// any float dtype go through [`crate::smdm::import`], which converts.)
+fn check_float32(path: &Path) -> Result<(), WeightsError> {
+    let read_err = |message: String| WeightsError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| read_err(format!("not a safetensors file ({e})")))?;
+    let mut others: Vec<String> = meta
+        .tensors()
+        .into_iter()
+        .filter(|(_, info)| info.dtype != safetensors::Dtype::F32)
+        .map(|(name, info)| format!("`{name}` is {:?}", info.dtype))
+        .collect();
+    if !others.is_empty() {
+        others.sort();
+        return Err(read_err(format!(
+            "cogrpo's weight files hold float32 tensors only, and {}",
+            others.join(", ")
+        )));
+    }
+    // A NaN or infinite weight makes every output NaN (and every metric a
+    // silent zero); training never saves one, so the file is damaged.
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| read_err(format!("not a safetensors file ({e})")))?;
+    let mut bad: Vec<String> = file
+        .tensors()
+        .into_iter()
+        .filter_map(|(name, view)| {
+            let n = view
+                .data()
+                .chunks_exact(4)
+                .filter(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+                .count();
+            (n > 0).then(|| format!("`{name}` holds {n} NaN or infinite values"))
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    bad.sort();
+    Err(read_err(bad.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +151,43 @@ mod tests {
         let b = load(cfg.init::<B>(2, &dev), &path).unwrap();
         let x = || Denoiser::<B>::input(&[6, 1, 2, 6], 1, 4, &dev);
         assert_eq!(a.forward(x()).into_data(), b.forward(x()).into_data());
+    }
+
+    #[test]
+    fn integer_and_half_tensors_are_refused_by_name_before_burn_reads_them() {
+        use safetensors::tensor::{Dtype, TensorView};
+        let dev = Default::default();
+        let cfg = DenoiserConfig::new(6, 16, 1, 2, 32, 8);
+        for (dtype, width) in [(Dtype::I32, 4), (Dtype::U32, 4), (Dtype::F16, 2)] {
+            let bytes = vec![0u8; 7 * 16 * width];
+            let view = TensorView::new(dtype, vec![7, 16], &bytes).unwrap();
+            let path = tmpdir("dtype").join(format!("{dtype:?}.safetensors"));
+            safetensors::serialize_to_file([("embed.weight", view)], None, &path).unwrap();
+            let err = load(cfg.init::<B>(1, &dev), &path).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`embed.weight` is {dtype:?}")) && err.contains("float32"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_by_tensor() {
+        use safetensors::tensor::{Dtype, TensorView};
+        let dev = Default::default();
+        let cfg = DenoiserConfig::new(6, 16, 1, 2, 32, 8);
+        let mut values = vec![0.5f32; 7 * 16];
+        values[3] = f32::NAN;
+        values[9] = f32::INFINITY;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = TensorView::new(Dtype::F32, vec![7, 16], &bytes).unwrap();
+        let path = tmpdir("nan").join("model.safetensors");
+        safetensors::serialize_to_file([("embed.weight", view)], None, &path).unwrap();
+        let err = load(cfg.init::<B>(1, &dev), &path).unwrap_err().to_string();
+        assert!(
+            err.contains("`embed.weight` holds 2 NaN or infinite values"),
+            "{err}"
+        );
     }
 
     #[test]

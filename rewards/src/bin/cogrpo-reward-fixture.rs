@@ -8,12 +8,76 @@
 //! `garbage`: prints a line that is not JSON; `wrong_count`: one score short;
 //! `nan`: item 0 scores NaN; `error`: an error reply; `stale`: the reply
 //! carries the previous batch id.
+//!
+//! A flaky plugin instead, for any task: with `COGRPO_FIXTURE_FAULT_RATE`
+//! set (0.1 = 10% of requests), each request fails with that probability in
+//! one of ten ways ([`FAULTS`], uniformly; the draw is seeded by
+//! `COGRPO_FIXTURE_SEED` and the batch id, so it is reproducible), and
+//! otherwise scores every item by the share of distinct tokens in its
+//! completion. With `COGRPO_FIXTURE_LOG=PATH` every request appends
+//! `<batch_id> <mode> <items>` to PATH before it is answered, so a test can
+//! compute the exact failure counters the run must report.
+//! `COGRPO_FIXTURE_DELAY_S` delays every reply (a slow reward model).
 
 use std::io::{BufRead, Write};
 
 use serde_json::{Value, json};
 
+/// The ways a flaky request fails: crash (exit 3), hang (3 s, past the
+/// timeout), garbage (not JSON), wrong_count, nan (one item NaN), error (an
+/// error reply), stale (previous batch id), truncated (half a reply, then
+/// exit), eof (exit 0 without replying), wrong_type (scores are strings).
+const FAULTS: [&str; 10] = [
+    "crash",
+    "sleep",
+    "garbage",
+    "wrong_count",
+    "nan",
+    "error",
+    "stale",
+    "truncated",
+    "eof",
+    "wrong_type",
+];
+
+/// A uniform draw in [0, 1) from `(seed, batch_id, salt)` (SplitMix64).
+fn uniform(seed: u64, batch_id: u64, salt: u64) -> f64 {
+    let mut z = seed
+        .wrapping_add(batch_id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(salt.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The share of distinct tokens in an item's completion.
+fn distinct_share(item: &Value) -> f64 {
+    let tokens: Vec<u64> = item["completion_tokens"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    if tokens.is_empty() {
+        return 0.0;
+    }
+    let mut distinct = tokens.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct.len() as f64 / tokens.len() as f64
+}
+
 fn main() {
+    let env_f64 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    let fault_rate = env_f64("COGRPO_FIXTURE_FAULT_RATE");
+    let seed = env_f64("COGRPO_FIXTURE_SEED").map_or(0, |s| s as u64);
+    let delay = env_f64("COGRPO_FIXTURE_DELAY_S").filter(|d| *d > 0.0);
+    let mut log = std::env::var_os("COGRPO_FIXTURE_LOG").and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     for line in stdin.lock().lines() {
@@ -27,15 +91,35 @@ fn main() {
         };
         let batch_id = request["batch_id"].as_u64().unwrap_or(0);
         let items = request["items"].as_array().cloned().unwrap_or_default();
-        let mode = items
-            .first()
-            .and_then(|i| i["metadata"]["fixture"].as_str())
-            .unwrap_or("ok")
-            .to_string();
-        let scores: Vec<Value> = items
-            .iter()
-            .map(|i| i["metadata"].get("score").cloned().unwrap_or(json!(1.0)))
-            .collect();
+        let (mode, scores): (String, Vec<Value>) = match fault_rate {
+            Some(rate) => {
+                let mode = if uniform(seed, batch_id, 0) < rate {
+                    FAULTS[(uniform(seed, batch_id, 1) * FAULTS.len() as f64) as usize]
+                } else {
+                    "ok"
+                };
+                let scores = items.iter().map(|i| json!(distinct_share(i))).collect();
+                (mode.to_string(), scores)
+            }
+            None => {
+                let mode = items
+                    .first()
+                    .and_then(|i| i["metadata"]["fixture"].as_str())
+                    .unwrap_or("ok")
+                    .to_string();
+                let scores = items
+                    .iter()
+                    .map(|i| i["metadata"].get("score").cloned().unwrap_or(json!(1.0)))
+                    .collect();
+                (mode, scores)
+            }
+        };
+        if let Some(f) = &mut log {
+            let _ = writeln!(f, "{batch_id} {mode} {}", items.len()).and_then(|()| f.flush());
+        }
+        if let Some(d) = delay {
+            std::thread::sleep(std::time::Duration::from_secs_f64(d));
+        }
         let reply = |scores: &[Value], id: u64| {
             json!({"protocol": "cogrpo-reward/1", "batch_id": id, "scores": scores}).to_string()
         };
@@ -55,6 +139,17 @@ fn main() {
             }
             "error" => json!({"protocol": "cogrpo-reward/1", "batch_id": batch_id, "error": "fixture says no"}).to_string(),
             "stale" => reply(&scores, batch_id.wrapping_sub(1)),
+            "truncated" => {
+                let full = reply(&scores, batch_id);
+                let _ = stdout.write_all(&full.as_bytes()[..full.len() / 2]);
+                let _ = stdout.flush();
+                std::process::exit(0)
+            }
+            "eof" => std::process::exit(0),
+            "wrong_type" => {
+                let strings: Vec<Value> = scores.iter().map(|v| json!(v.to_string())).collect();
+                reply(&strings, batch_id)
+            }
             _ => reply(&scores, batch_id),
         };
         if writeln!(stdout, "{text}")

@@ -327,17 +327,31 @@ impl Validate for TuneConfig {
     }
 }
 
+/// Largest `group_size`.
+const MAX_GROUP: usize = 1 << 12;
+
 impl Validate for CogrpoConfig {
     fn check(&self, p: &mut Problems) {
         p.at_least_one("iterations", self.iterations);
-        p.at_least_one("prompts_per_iteration", self.prompts_per_iteration);
-        p.at_least_one("steps", self.steps);
+        p.count_within(
+            "prompts_per_iteration",
+            self.prompts_per_iteration,
+            1,
+            super::sections::MAX_BATCH,
+        );
+        p.count_within("steps", self.steps, 1, mdm::config::MAX_LEN);
         p.at_least_one("mu", self.mu);
         p.at_least_one("alternate_every", self.alternate_every);
         if let Some(k) = self.alternate_every_schedule {
             p.at_least_one("alternate_every_schedule", k);
         }
         p.at_least_one("log_every", self.log_every);
+        if self.group_size > MAX_GROUP {
+            p.bad(
+                "group_size",
+                format!("must be at most {MAX_GROUP}, got {}", self.group_size),
+            );
+        }
         if self.group_size < 2 {
             p.bad(
                 "group_size",

@@ -12,6 +12,7 @@
 mod documented_defaults;
 mod grpo;
 mod load;
+pub mod resume;
 mod sections;
 
 use envs::{Problems, Validate};

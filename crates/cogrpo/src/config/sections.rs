@@ -36,6 +36,10 @@ pub struct RunConfig {
     /// core; 1 on CUDA). Results are reproducible for a fixed count.
     #[serde(default)]
     pub threads: usize,
+    /// Continue a checkpoint even though the config changed what shapes its
+    /// training (`config::resume`); the changed keys are printed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_config_change: bool,
 }
 
 fn default_device() -> DeviceKind {
@@ -235,6 +239,19 @@ impl Validate for RunConfig {
         if self.name.trim().is_empty() {
             p.bad("name", "must not be empty");
         }
+        if self.name.chars().any(char::is_control) {
+            p.bad("name", "must not contain control characters");
+        }
+        if self
+            .out_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            p.bad(
+                "out_dir",
+                "must not be empty (leave it out for runs/<name>)",
+            );
+        }
         if self.name.contains(['/', '\\']) {
             p.bad(
                 "name",
@@ -280,8 +297,8 @@ impl Validate for TaskConfig {
             TaskKind::Sudoku4,
             "sudoku4",
         );
-        if self.seq_len.is_some_and(|n| n < 2) {
-            p.bad("seq_len", "must be at least 2");
+        if let Some(n) = self.seq_len {
+            p.count_within("seq_len", n, 2, mdm::config::MAX_LEN);
         }
         if let Some(h) = self.holdout_fraction
             && !(h > 0.0 && h < 1.0)
@@ -307,11 +324,16 @@ impl Validate for ModelConfig {
     }
 }
 
+/// Largest batch (sequences per micro-batch) of any section.
+pub const MAX_BATCH: usize = 1 << 20;
+/// Largest `pretrain.grad_accum`.
+pub const MAX_GRAD_ACCUM: usize = 1 << 12;
+
 impl Validate for PretrainConfig {
     fn check(&self, p: &mut Problems) {
         p.at_least_one("steps", self.steps);
-        p.at_least_one("batch_size", self.batch_size);
-        p.at_least_one("grad_accum", self.grad_accum);
+        p.count_within("batch_size", self.batch_size, 1, MAX_BATCH);
+        p.count_within("grad_accum", self.grad_accum, 1, MAX_GRAD_ACCUM);
         p.at_least_one("log_every", self.log_every);
         p.at_least_one("keep_checkpoints", self.keep_checkpoints);
         p.positive("lr", self.lr);
@@ -325,8 +347,12 @@ impl Validate for PretrainConfig {
             );
         }
         p.within("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0);
-        p.within("beta1", self.beta1, 0.0, 1.0);
-        p.within("beta2", self.beta2, 0.0, 1.0);
+        // Adam divides by 1 - beta^t: beta = 1 is a division by zero.
+        for (key, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                p.bad(key, format!("must lie in [0, 1), got {beta}"));
+            }
+        }
         p.within("prompt_dropout", self.prompt_dropout, 0.0, 1.0);
         p.within("mask_eps", self.mask_eps, 0.0, 1.0);
         p.non_negative("weight_decay", self.weight_decay);
@@ -337,7 +363,7 @@ impl Validate for PretrainConfig {
 
 impl Validate for EvalConfig {
     fn check(&self, p: &mut Problems) {
-        p.at_least_one("batch_size", self.batch_size);
+        p.count_within("batch_size", self.batch_size, 1, MAX_BATCH);
         if self.max_examples == Some(0) {
             p.bad(
                 "max_examples",

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
@@ -16,6 +16,7 @@ use super::state::{IterationLog, TrainedArm, load_arm, read_arm_state};
 use super::trainer::train_arm;
 use super::tuned::tune_fixed_schedule;
 use crate::checkpoint::{self, CheckpointDir};
+use crate::config::resume::Scope;
 use crate::config::{ExperimentConfig, UpdateMode};
 use crate::eval::Scorer;
 use crate::logging::Scalars;
@@ -99,13 +100,8 @@ pub fn run_arms<B: AutodiffBackend>(
         let dir = arm_dir(run, mode);
         let ckpts = CheckpointDir::new(dir.join("checkpoints"));
         let latest = ckpts.latest();
-        if let Some(d) = latest.as_ref().filter(|d| !trained_under(d, cfg)) {
-            bail!(
-                "{} holds arm checkpoint {} from a different config; set another run.out_dir \
-                 or remove it (nothing was overwritten)",
-                dir.display(),
-                d.display()
-            );
+        if let Some(d) = &latest {
+            checkpoint::check_resume(d, cfg, Scope::Arm)?;
         }
         let finished = latest
             .as_ref()
@@ -156,69 +152,4 @@ pub fn run_arms<B: AutodiffBackend>(
         });
     }
     Ok(out)
-}
-
-/// Whether the arm checkpoint `dir` was written by this arm's training under
-/// `cfg` (its `config.toml` agrees but for the evaluation settings); an
-/// unreadable config does not.
-pub fn trained_under(dir: &Path, cfg: &ExperimentConfig) -> bool {
-    std::fs::read_to_string(dir.join("config.toml"))
-        .ok()
-        .and_then(|t| toml::from_str::<ExperimentConfig>(&t).ok())
-        .is_some_and(|prev| same_arm_training(&prev, cfg))
-}
-
-/// Whether an arm checkpoint written under `prev` is (part of) this arm's
-/// training under `cfg`: everything but the evaluation settings and the
-/// tuned fixed schedule's grid (the `tuned` arm trains nothing) agrees.
-fn same_arm_training(prev: &ExperimentConfig, cfg: &ExperimentConfig) -> bool {
-    let strip = |c: &ExperimentConfig| {
-        c.cogrpo.clone().map(|mut g| {
-            g.eval_steps.clear();
-            g.eval_temperature = 0.0;
-            g.arms.clear();
-            g.tune = None;
-            g
-        })
-    };
-    prev.task == cfg.task
-        && prev.model == cfg.model
-        && prev.pretrain == cfg.pretrain
-        && prev.run.seed == cfg.run.seed
-        && prev.rewards == cfg.rewards
-        && strip(prev) == strip(cfg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_arm_training;
-    use crate::config::load;
-    use std::path::Path;
-
-    #[test]
-    fn an_arm_is_reused_when_only_evaluation_or_tuning_settings_change() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../experiments/smoke/digits-cogrpo.toml");
-        let with = |sets: &[&str]| {
-            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-            load(&path, &sets).unwrap()
-        };
-        let base = with(&[]);
-        let same: [&[&str]; 3] = [
-            &["cogrpo.eval_steps=[2, 4]"],
-            &["cogrpo.tune.guidance=[3.0]"],
-            &["cogrpo.arms=[\"model\"]"],
-        ];
-        for sets in same {
-            assert!(same_arm_training(&base, &with(sets)), "{sets:?}");
-        }
-        let differs: [&[&str]; 3] = [
-            &["cogrpo.lr_model=0.5"],
-            &["task.levels=9"],
-            &["run.seed=4"],
-        ];
-        for sets in differs {
-            assert!(!same_arm_training(&base, &with(sets)), "{sets:?}");
-        }
-    }
 }

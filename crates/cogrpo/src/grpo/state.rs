@@ -17,6 +17,7 @@ use policy::learned::SchedulePolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointDir, load_record, save_record};
+use crate::config::resume::Scope;
 use crate::config::{CogrpoConfig, ExperimentConfig, UpdateMode};
 use crate::run_dir::write_atomic;
 use crate::tasks::denoiser_config;
@@ -145,8 +146,14 @@ impl<B: AutodiffBackend> ArmTraining<B> {
         let optim_schedule = AdamWConfig::new()
             .with_weight_decay(0.0)
             .init::<B, SchedulePolicy<B>>();
-        match (resume, ckpts.latest()) {
+        let found = if resume {
+            ckpts.resume_point()
+        } else {
+            ckpts.latest()
+        };
+        match (resume, found) {
             (true, Some(dir)) => {
+                checkpoint::check_resume(&dir, cfg, Scope::Arm)?;
                 let (model, policy, state) = load_arm::<B>(cfg, task, &dir, device)?;
                 if state.seed != seed || state.arm != mode {
                     bail!(
@@ -241,16 +248,22 @@ pub fn init_policy<B: burn::prelude::Backend>(
 
 /// Reads an arm checkpoint's `state.json`.
 pub fn read_arm_state(dir: &Path) -> anyhow::Result<ArmState> {
+    checkpoint::verify(dir)?;
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let state: ArmState = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a Co-GRPO arm state", path.display()))?;
+    let state: ArmState = serde_json::from_slice(&bytes).map_err(|e| {
+        crate::BadInput(format!(
+            "{} is not a Co-GRPO arm state: {e}",
+            path.display()
+        ))
+    })?;
     if state.format_version != ARM_FORMAT_VERSION {
-        bail!(
+        return Err(crate::BadInput(format!(
             "{} has arm format {}, this build reads {ARM_FORMAT_VERSION}",
             path.display(),
             state.format_version
-        );
+        ))
+        .into());
     }
     Ok(state)
 }

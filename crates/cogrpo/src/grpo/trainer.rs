@@ -56,8 +56,9 @@ pub fn train_arm<B: AutodiffBackend>(
         //    relative to each prompt's group.
         let groups = match setup.collect_groups(&arm, it) {
             Ok(g) => g,
-            Err(Stop::Rewards(e, rollouts)) => {
-                arm.state.rollouts += rollouts;
+            Err(Stop::Rewards(e)) => {
+                // The stopped iteration's rollouts are not counted: it is
+                // redone on resume, and the budget counts completed work.
                 arm.state.wall_s = wall_before + segment.elapsed().as_secs_f64();
                 let dir = arm.save(&ckpts, &config_toml)?;
                 return Err(anyhow::Error::new(e).context(format!(
@@ -69,6 +70,25 @@ pub fn train_arm<B: AutodiffBackend>(
             Err(Stop::Other(e)) => return Err(e),
         };
         arm.state.rollouts += groups.rollouts;
+        if let Some(note) = groups.scored.failure_note() {
+            // Failures the run survives are said on the console, with the
+            // plugins' recoveries so far (also in TensorBoard).
+            let recovered: Vec<String> = setup
+                .reward_set
+                .recovery_counters()
+                .into_iter()
+                .map(|(name, counter, n)| format!("{name} {counter} {n}"))
+                .collect();
+            progress.println(&format!(
+                "iteration {}: {note}{}",
+                it + 1,
+                if recovered.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", recovered.join(", "))
+                }
+            ));
+        }
 
         // 2. The clipped surrogate on each factor this phase trains.
         let t1 = Instant::now();
@@ -139,7 +159,7 @@ struct Groups {
 /// Why collecting groups stopped the run.
 enum Stop {
     /// The rewards failed too often: a checkpoint is written first.
-    Rewards(TooManyFailures, u64),
+    Rewards(TooManyFailures),
     Other(anyhow::Error),
 }
 
@@ -200,7 +220,7 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             .roll_out(&model, &policy, it, 0, &(0..b).collect::<Vec<_>>())
             .map_err(Stop::Other)?;
         let mut rollouts = first.trajectories.len() as u64;
-        let scored = first.scored.map_err(|e| Stop::Rewards(e, rollouts))?;
+        let scored = first.scored.map_err(Stop::Rewards)?;
         let mut groups = Groups {
             advantages: scored.advantages_scaled(g, self.c.scale_advantages),
             totals: (0..scored.len()).map(|i| scored.total(i)).collect(),

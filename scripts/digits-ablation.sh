@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The digits experiment's further arms (README, "Digits: further arms"),
+# each trained from a seed's pre-trained checkpoint of `cogrpo run -c
+# experiments/digits-cogrpo.toml [--seed N]` with that run's reward models,
+# at the main arms' budget (50 iterations x 16 prompts x 8 rollouts), one
+# setting changed:
+#   perstep_*  the per-step Gaussian policy instead of the network
+#   order_*    plus a learned position order (Plackett-Luce)
+#   t2_*       trained at T = 2 instead of 4
+#   fh_*       reference sampler first-hitting (random order) at temperature 1
+#              instead of confidence order
+# Results: runs/digits-ablation/results.tsv and table.md (mean and range over
+# the seeds). A (variant, seed) already in results.tsv is skipped, so an
+# interrupted sweep continues; variants run in the order below, all seeds of
+# one before the next.
+#
+#   scripts/digits-ablation.sh              # seeds 0 1 2, about 25 min per seed
+#   SEEDS="0" BIN=/tmp/cogrpo scripts/digits-ablation.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-"0 1 2"}
+CONFIG=experiments/digits-cogrpo.toml
+OUT=runs/digits-ablation
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/cogrpo
+fi
+RESULTS="$OUT/results.tsv"
+. scripts/lib/ablation.sh
+results_init
+
+train() { # variant arm seed settings...
+  local variant=$1 arm=$2 seed=$3
+  shift 3
+  done_already "$variant" "$seed" && return
+  local run=runs/digits-cogrpo$([ "$seed" = 0 ] || echo "-seed$seed")
+  [ -d "$run/models" ] || { echo "$run: run the experiment with --seed $seed first" >&2; exit 2; }
+  local ckpt out=$OUT/$variant-s$seed
+  ckpt=$(ls -d "$run"/checkpoints/step-* | tail -1)
+  rm -rf "$out"
+  mkdir -p "$out"
+  # The run's reward models (digit_realism is trained against its generator).
+  cp -r "$run/models" "$out/"
+  "$BIN" train -c "$CONFIG" --seed "$seed" --arm "$arm" --checkpoint "$ckpt" \
+    --set run.out_dir="\"$out\"" "$@" >"$out.out"
+  collect "$variant" "$seed" "$out.out" "$arm"
+}
+
+FH='cogrpo.reference={kind = "first_hitting", temperature = 1.0}'
+for variant in perstep_schedule perstep_alternate order_schedule t2_schedule t2_alternate \
+  fh_schedule fh_alternate t2_model; do
+  for seed in $SEEDS; do
+    case $variant in
+      perstep_*) train "$variant" "${variant#*_}" "$seed" --set 'cogrpo.schedule.kind="per_step"' ;;
+      order_*) train "$variant" "${variant#*_}" "$seed" --set cogrpo.schedule.order=true ;;
+      t2_*) train "$variant" "${variant#*_}" "$seed" --set cogrpo.steps=2 ;;
+      fh_*) train "$variant" "${variant#*_}" "$seed" --set "$FH" ;;
+    esac
+  done
+done
+results_table

@@ -1,0 +1,47 @@
+# Shared by the ablation sweeps (scripts/*-ablation.sh): one results file of
+# `variant seed steps metric value` rows, filled from the evaluation tables
+# that `cogrpo run`, `train` and `eval` print, resumable, and summarised as
+# mean and range over the seeds. Source it after setting RESULTS and OUT.
+
+# Starts RESULTS with its header unless it exists.
+results_init() {
+  mkdir -p "$OUT"
+  [ -f "$RESULTS" ] || printf 'variant\tseed\tsteps\tmetric\tvalue\n' >"$RESULTS"
+}
+
+# The eval table's rows (sampler steps metric value n nfe wall_s) of one
+# command's stdout, as results lines; the sampler column names the arm, or
+# only rows of `arm` are kept and named `variant`.
+collect() { # variant seed file [arm]
+  awk -v variant="$1" -v seed="$2" -v arm="${4:-}" \
+    'NF == 7 && $4 ~ /^[0-9.]+$/ && (arm == "" || $1 == arm) {
+       name = (arm == "" ? variant "/" $1 : variant)
+       printf "%s\t%s\t%s\t%s\t%s\n", name, seed, $2, $3, $4 }' "$3" >>"$RESULTS"
+}
+
+# Whether RESULTS already holds rows of `variant` (or `variant/ARM`) for seed.
+done_already() { # variant seed
+  awk -F'\t' -v v="$1" -v s="$2" \
+    '($1 == v || index($1, v "/") == 1) && $2 == s { found = 1 } END { exit !found }' "$RESULTS"
+}
+
+# OUT/table.md: mean and range over the seeds of every (variant, steps,
+# metric), printed too.
+results_table() {
+  awk -F'\t' 'NR > 1 {
+      k = $1 "\t" $3 "\t" $4; n[k]++; s[k] += $5
+      if (!(k in lo) || $5 < lo[k]) lo[k] = $5
+      if (!(k in hi) || $5 > hi[k]) hi[k] = $5
+    }
+    END {
+      for (k in n) { split(k, f, "\t")
+        printf "| %s | %s | %s | %d | %.3f | %.3f-%.3f |\n", f[1], f[2], f[3], n[k], s[k] / n[k], lo[k], hi[k] }
+    }' "$RESULTS" | sort >"$OUT/rows.md"
+  {
+    echo "| variant | steps | metric | seeds | mean | range |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    cat "$OUT/rows.md"
+  } >"$OUT/table.md"
+  rm "$OUT/rows.md"
+  cat "$OUT/table.md"
+}
