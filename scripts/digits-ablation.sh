@@ -21,12 +21,9 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
 CONFIG=experiments/digits-cogrpo.toml
 OUT=runs/digits-ablation
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/cogrpo
-fi
 RESULTS="$OUT/results.tsv"
 . scripts/lib/ablation.sh
+resolve_bin
 results_init
 
 train() { # variant arm seed settings...

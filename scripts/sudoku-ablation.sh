@@ -18,14 +18,9 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
 CONFIG=experiments/sudoku4-cogrpo.toml
 OUT=runs/sudoku-ablation
-# BIN=PATH runs a binary built earlier (a copy, so that rebuilding during the
-# sweep cannot change it half way); by default the release build, built now.
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/cogrpo
-fi
 RESULTS="$OUT/results.tsv"
 . scripts/lib/ablation.sh
+resolve_bin
 results_init
 
 for seed in $SEEDS; do

@@ -1,30 +1,12 @@
 //! End-to-end tests of the `cogrpo` binary on the smoke configs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn cogrpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cogrpo"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{cogrpo, set_out, text};
 
 fn out_dir(tmp: &tempfile::TempDir, name: &str) -> PathBuf {
     tmp.path().join(name)
-}
-
-fn set_out(dir: &Path) -> String {
-    format!("run.out_dir={}", dir.display())
 }
 
 fn summary(dir: &Path) -> serde_json::Value {

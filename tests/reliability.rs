@@ -3,28 +3,11 @@
 //! guarantees; README's "Reliability" section lists them.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn cogrpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cogrpo"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn set_out(dir: &Path) -> String {
-    format!("run.out_dir={}", dir.display())
-}
+mod common;
+use common::{cogrpo, set_out, text};
 
 #[test]
 fn a_second_writer_on_a_run_directory_is_refused_naming_the_first() {
@@ -110,45 +93,27 @@ fn a_damaged_checkpoint_is_refused_by_name_and_resume_falls_back_to_the_previous
     let (older, newest) = (ckpts.join("step-00000003"), ckpts.join("step-00000006"));
     assert!(newest.join("checksums.sha256").is_file());
 
+    let eval = |dir: &Path| {
+        let dir = dir.to_str().unwrap();
+        let o = cogrpo(&["eval", "-c", config, "--set", &out, "--checkpoint", dir]);
+        (o.status.code(), text(&o))
+    };
     for file in ["model.safetensors", "optimizer.mpk"] {
         let damaged = tmp.path().join(format!("damaged-{file}"));
         copy_dir(&newest, &damaged);
         flip_bytes(&damaged.join(file));
-        let o = cogrpo(&[
-            "eval",
-            "-c",
-            config,
-            "--set",
-            &out,
-            "--checkpoint",
-            damaged.to_str().unwrap(),
-        ]);
-        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let (code, said) = eval(&damaged);
+        assert_eq!(code, Some(2), "{said}");
         assert!(
-            text(&o).contains(&format!("{file} does not match its checksum")),
-            "{}",
-            text(&o)
+            said.contains(&format!("{file} does not match its checksum")),
+            "{said}"
         );
     }
     flip_bytes(&newest.join("model.safetensors"));
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        config,
-        "--set",
-        &out,
-        "--checkpoint",
-        newest.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains(&format!(
-            "the previous good checkpoint is {}",
-            older.display()
-        )),
-        "{}",
-        text(&o)
-    );
+    let (code, said) = eval(&newest);
+    assert_eq!(code, Some(2), "{said}");
+    let previous = format!("the previous good checkpoint is {}", older.display());
+    assert!(said.contains(&previous), "{said}");
 
     // What a killed writer leaves behind is swept by the next one.
     std::fs::create_dir(ckpts.join("step-00000009.partial-99999")).unwrap();
@@ -162,20 +127,8 @@ fn a_damaged_checkpoint_is_refused_by_name_and_resume_falls_back_to_the_previous
     );
     assert!(!ckpts.join("step-00000009.partial-99999").exists());
     assert!(!ckpts.join("latest.tmp-99999").exists());
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        config,
-        "--set",
-        &out,
-        "--checkpoint",
-        newest.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "the rewritten step 6 verifies: {}",
-        text(&o)
-    );
+    let (code, said) = eval(&newest);
+    assert_eq!(code, Some(0), "the rewritten step 6 verifies: {said}");
 }
 
 #[test]
@@ -183,7 +136,7 @@ fn resuming_under_a_changed_training_config_names_the_keys_unless_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     let out = set_out(&tmp.path().join("run"));
     let config = "experiments/smoke/sudoku4.toml";
-    let first = cogrpo(&[
+    let first_run = [
         "pretrain",
         "-c",
         config,
@@ -193,20 +146,10 @@ fn resuming_under_a_changed_training_config_names_the_keys_unless_allowed() {
         "pretrain.steps=3",
         "--set",
         "pretrain.warmup_steps=1",
-    ]);
-    assert!(first.status.success(), "{}", text(&first));
-    let base = [
-        "pretrain",
-        "-c",
-        config,
-        "--set",
-        &out,
-        "--set",
-        "pretrain.steps=3",
-        "--set",
-        "pretrain.warmup_steps=1",
-        "--resume",
     ];
+    let first = cogrpo(&first_run);
+    assert!(first.status.success(), "{}", text(&first));
+    let base = [&first_run[..], &["--resume"]].concat();
     let changed = [
         &base[..],
         &["--set", "pretrain.lr=0.5", "--set", "pretrain.batch_size=4"],

@@ -3,6 +3,16 @@
 # that `cogrpo run`, `train` and `eval` print, resumable, and summarised as
 # mean and range over the seeds. Source it after setting RESULTS and OUT.
 
+# BIN: the binary to run. BIN=PATH runs one built earlier (a copy, so that
+# rebuilding during a sweep cannot change it half way); by default the
+# release build, built now.
+resolve_bin() {
+  if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet
+    BIN=target/release/cogrpo
+  fi
+}
+
 # Starts RESULTS with its header unless it exists.
 results_init() {
   mkdir -p "$OUT"
