@@ -370,7 +370,8 @@ pub fn remove_stale_temporaries(dir: &Path) -> anyhow::Result<()> {
 pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
     verify(dir)?;
     let path = dir.join("state.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| crate::BadInput(format!("cannot read {}: {e}", path.display())))?;
     let state: TrainState = serde_json::from_slice(&bytes).map_err(|e| {
         BadInput(format!(
             "{} is not a cogrpo checkpoint state: {e}",

@@ -250,7 +250,8 @@ pub fn init_policy<B: burn::prelude::Backend>(
 pub fn read_arm_state(dir: &Path) -> anyhow::Result<ArmState> {
     checkpoint::verify(dir)?;
     let path = dir.join("state.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| crate::BadInput(format!("cannot read {}: {e}", path.display())))?;
     let state: ArmState = serde_json::from_slice(&bytes).map_err(|e| {
         crate::BadInput(format!(
             "{} is not a Co-GRPO arm state: {e}",
