@@ -302,8 +302,22 @@ impl Common {
     }
 }
 
+/// A panic (a bug: every bad input is an error) prints its message and ends
+/// the process at once with status 101. Unwinding out of `main` instead can
+/// spin for ever at exit: a burn panic with the backend's worker threads
+/// alive reproduced it (issue 15), and a CI job or a user's terminal then
+/// hangs where it should fail.
+fn exit_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        std::process::exit(101);
+    }));
+}
+
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
+    exit_on_panic();
     let cli = Cli::parse();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
