@@ -14,7 +14,7 @@
 # interrupted sweep continues; variants run in the order below, all seeds of
 # one before the next.
 #
-#   scripts/digits-ablation.sh              # seeds 0 1 2, about 25 min per seed
+#   scripts/digits-ablation.sh              # seeds 0 1 2, about 30 min per seed (estimated)
 #   SEEDS="0" BIN=/tmp/cogrpo scripts/digits-ablation.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
