@@ -88,16 +88,15 @@ pub fn sample<B: Backend>(
     let vocab = task.vocab();
     let mut out = Vec::with_capacity(rows);
     let mut stats = GenerationStats::default();
-    for start in (0..rows).step_by(batch.max(1)) {
+    let batch = batch.max(1);
+    for start in (0..rows).step_by(batch) {
         let mut canvas = Canvas::new(task.layout().seq_len(), model.mask_id());
-        for i in start..rows.min(start + batch.max(1)) {
+        for i in start..rows.min(start + batch) {
             let prompt = fixed.get(i / per_prompt).map_or(&[][..], Vec::as_slice);
             canvas.push_row(prompt, i as u64)?;
         }
         let (_, part) = rollout.run(&mut canvas, false)?;
-        stats.nfe.extend(part.nfe);
-        stats.forwards += part.forwards;
-        stats.network_s += part.network_s;
+        stats.append(part);
         out.extend((0..canvas.rows()).map(|r| {
             let row = canvas.row(r);
             let p = canvas.prompt_len(r);

@@ -192,9 +192,7 @@ impl<B: Backend> Rollout<'_, B> {
             let (t, s) = result?;
             canvas.write_rows(*start, part);
             trajectories.extend(t);
-            stats.nfe.extend(s.nfe);
-            stats.forwards += s.forwards;
-            stats.network_s += s.network_s;
+            stats.append(s);
         }
         Ok((trajectories, stats))
     }

@@ -33,6 +33,14 @@ pub struct GenerationStats {
 }
 
 impl GenerationStats {
+    /// Adds the stats of rows generated after these (another batch, another
+    /// thread's share).
+    pub fn append(&mut self, later: GenerationStats) {
+        self.nfe.extend(later.nfe);
+        self.forwards += later.forwards;
+        self.network_s += later.network_s;
+    }
+
     pub fn mean_nfe(&self) -> f64 {
         if self.nfe.is_empty() {
             return 0.0;
