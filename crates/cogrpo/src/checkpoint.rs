@@ -180,17 +180,32 @@ impl CheckpointDir {
     /// Newer ones that fail are reported and skipped (they stay on disk for
     /// inspection; the next save at their step replaces them).
     pub fn resume_point(&self) -> Option<PathBuf> {
-        let newest = self.latest()?;
-        let mut candidates: Vec<PathBuf> = self
+        self.newest_verified(None, |dir, why| {
+            eprintln!(
+                "warning: checkpoint {} is damaged: {why}; trying the checkpoint before it",
+                dir.display()
+            )
+        })
+    }
+
+    /// The newest checkpoint (older than `before`, if given) whose files
+    /// verify, or that has no checksums to verify; `skipped` hears each
+    /// newer one that fails, and why.
+    fn newest_verified(
+        &self,
+        before: Option<&Path>,
+        mut skipped: impl FnMut(&Path, &str),
+    ) -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
             .list()
             .into_iter()
             .map(|(_, p)| p)
-            .filter(|p| p <= &newest)
+            .filter(|p| before.is_none_or(|b| p.as_path() < b))
             .collect();
-        while let Some(dir) = candidates.pop() {
-            match verify(&dir) {
-                Ok(()) => return Some(dir),
-                Err(e) => eprintln!("warning: {e}; trying the checkpoint before it"),
+        while let Some(dir) = dirs.pop() {
+            match check_manifest(&dir) {
+                Some(Err(why)) => skipped(&dir, &why),
+                _ => return Some(dir),
             }
         }
         None
@@ -320,21 +335,10 @@ fn check_manifest(dir: &Path) -> Option<Result<(), String>> {
     Some(Ok(()))
 }
 
-/// The newest checkpoint older than `dir` in the same folder that verifies.
+/// The newest checkpoint older than `dir` in the same folder that verifies:
+/// the one `--resume` falls back to.
 fn previous_good(dir: &Path) -> Option<PathBuf> {
-    let parent = dir.parent()?;
-    let mut older: Vec<PathBuf> = CheckpointDir::new(parent.to_path_buf())
-        .list()
-        .into_iter()
-        .map(|(_, p)| p)
-        .filter(|p| p.as_path() < dir)
-        .collect();
-    while let Some(p) = older.pop() {
-        if check_manifest(&p).is_some_and(|r| r.is_ok()) {
-            return Some(p);
-        }
-    }
-    None
+    CheckpointDir::new(dir.parent()?.to_path_buf()).newest_verified(Some(dir), |_, _| {})
 }
 
 /// Removes what a killed writer left in `dir`: `*.partial-<pid>` and
@@ -366,22 +370,27 @@ pub fn remove_stale_temporaries(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a checkpoint's `state.json`, after verifying the folder.
-pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
+/// A checkpoint folder's `state.json` as `T`, after verifying the folder;
+/// `what` names the kind of state in the error.
+pub fn read_state_json<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    what: &str,
+) -> Result<T, BadInput> {
     verify(dir)?;
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path)
-        .map_err(|e| crate::BadInput(format!("cannot read {}: {e}", path.display())))?;
-    let state: TrainState = serde_json::from_slice(&bytes).map_err(|e| {
-        BadInput(format!(
-            "{} is not a cogrpo checkpoint state: {e}",
-            path.display()
-        ))
-    })?;
+        .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| BadInput(format!("{} is not {what}: {e}", path.display())))
+}
+
+/// Reads a pre-training checkpoint's `state.json`, after verifying the folder.
+pub fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
+    let state: TrainState = read_state_json(dir, "a cogrpo checkpoint state")?;
     if state.format_version != FORMAT_VERSION {
         return Err(BadInput(format!(
             "{} has checkpoint format {}, this build reads format {FORMAT_VERSION}",
-            path.display(),
+            dir.join("state.json").display(),
             state.format_version
         ))
         .into());
@@ -397,15 +406,19 @@ pub fn load_model<B: burn::prelude::Backend>(
     expected: &DenoiserConfig,
     device: &B::Device,
 ) -> anyhow::Result<Denoiser<B>> {
-    // `checkpoints/latest` names the newest checkpoint folder beside it.
+    // `checkpoints/latest` names the newest checkpoint folder beside it:
+    // the one `CheckpointDir::latest` finds.
     let pointed;
-    let source = if source.file_name().is_some_and(|n| n == "latest") && source.is_file() {
-        let name = std::fs::read_to_string(source)
-            .with_context(|| format!("cannot read {}", source.display()))?;
-        pointed = source.with_file_name(name.trim());
-        pointed.as_path()
-    } else {
-        source
+    let source = match source.parent() {
+        Some(root) if source.file_name().is_some_and(|n| n == "latest") && source.is_file() => {
+            pointed = CheckpointDir::new(root.to_path_buf())
+                .latest()
+                .ok_or_else(|| {
+                    BadInput(format!("{} names no complete checkpoint", source.display()))
+                })?;
+            pointed.as_path()
+        }
+        _ => source,
     };
     let (weights, cfg) = if source.is_dir() {
         let state = read_state(source)?;

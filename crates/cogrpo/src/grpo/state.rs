@@ -248,20 +248,11 @@ pub fn init_policy<B: burn::prelude::Backend>(
 
 /// Reads an arm checkpoint's `state.json`.
 pub fn read_arm_state(dir: &Path) -> anyhow::Result<ArmState> {
-    checkpoint::verify(dir)?;
-    let path = dir.join("state.json");
-    let bytes = std::fs::read(&path)
-        .map_err(|e| crate::BadInput(format!("cannot read {}: {e}", path.display())))?;
-    let state: ArmState = serde_json::from_slice(&bytes).map_err(|e| {
-        crate::BadInput(format!(
-            "{} is not a Co-GRPO arm state: {e}",
-            path.display()
-        ))
-    })?;
+    let state: ArmState = checkpoint::read_state_json(dir, "a Co-GRPO arm state")?;
     if state.format_version != ARM_FORMAT_VERSION {
         return Err(crate::BadInput(format!(
             "{} has arm format {}, this build reads {ARM_FORMAT_VERSION}",
-            path.display(),
+            dir.join("state.json").display(),
             state.format_version
         ))
         .into());
