@@ -10,6 +10,7 @@ use cogrpo_train::checkpoint::{self, TrainState};
 use cogrpo_train::config::resume::Scope;
 use cogrpo_train::config::{ExperimentConfig, TaskKind, UpdateMode};
 use cogrpo_train::logging::Scalars;
+use cogrpo_train::plan::{Plan, available_memory, gib};
 use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
 use cogrpo_train::{eval, grpo, images, pretrain, reward_models, sample, tasks};
 use envs::Task;
@@ -174,29 +175,24 @@ impl Common {
     /// machine's free memory, unless `--force`.
     fn load_fitting(&self) -> anyhow::Result<ExperimentConfig> {
         let cfg = self.load()?;
-        let plan = plan_of(&cfg)?;
-        let available = cogrpo_train::plan::available_memory();
-        if let Err(e) = plan.fits(available) {
-            if !self.force {
-                return Err(
-                    cogrpo_train::BadInput(format!("{}: {e}", self.config.display())).into(),
-                );
-            }
-            eprintln!("warning: {e}; running anyway (--force)");
-        }
+        let task = tasks::build(&cfg)?;
+        let d = tasks::denoiser_config(&cfg, task.as_ref());
+        self.refuse_unfit(&Plan::estimate(&cfg, &d, task.layout().seq_len()))?;
         Ok(cfg)
     }
-}
 
-/// The memory estimate of `cfg`'s plan.
-fn plan_of(cfg: &ExperimentConfig) -> anyhow::Result<cogrpo_train::plan::Plan> {
-    let task = tasks::build(cfg)?;
-    let d = tasks::denoiser_config(cfg, task.as_ref());
-    Ok(cogrpo_train::plan::Plan::estimate(
-        cfg,
-        &d,
-        task.layout().seq_len(),
-    ))
+    /// Refuses (exit 2) a plan whose peak exceeds the free memory; with
+    /// `--force` warns instead.
+    fn refuse_unfit(&self, plan: &Plan) -> anyhow::Result<()> {
+        let Err(e) = plan.fits(available_memory()) else {
+            return Ok(());
+        };
+        if !self.force {
+            return Err(cogrpo_train::BadInput(format!("{}: {e}", self.config.display())).into());
+        }
+        eprintln!("warning: {e}; going on (--force)");
+        Ok(())
+    }
 }
 
 fn check(common: &Common) -> anyhow::Result<()> {
@@ -204,15 +200,8 @@ fn check(common: &Common) -> anyhow::Result<()> {
     let task = tasks::build(&cfg)?;
     let d = tasks::denoiser_config(&cfg, task.as_ref());
     let layout = task.layout();
-    let plan = cogrpo_train::plan::Plan::estimate(&cfg, &d, layout.seq_len());
-    let available = cogrpo_train::plan::available_memory();
-    let gib = cogrpo_train::plan::gib;
-    if let Err(e) = plan.fits(available) {
-        if !common.force {
-            return Err(cogrpo_train::BadInput(format!("{}: {e}", common.config.display())).into());
-        }
-        println!("warning: {e}");
-    }
+    let plan = Plan::estimate(&cfg, &d, layout.seq_len());
+    common.refuse_unfit(&plan)?;
     println!("{}: OK", common.config.display());
     println!(
         "  task      {} (vocabulary {}, prompt {} + answer {} tokens, {} test examples)",
@@ -236,7 +225,7 @@ fn check(common: &Common) -> anyhow::Result<()> {
         gib(plan.pretrain_bytes),
         gib(plan.eval_bytes),
         gib(plan.cogrpo_bytes),
-        gib(available)
+        gib(available_memory())
     );
     let p = &cfg.pretrain;
     println!(
