@@ -36,6 +36,29 @@ const FREE: [&str; 12] = [
     "cogrpo.checkpoint_every",
 ];
 
+impl Scope {
+    /// The sections (dotted prefixes) whose keys shape this checkpoint.
+    fn shaping(self) -> &'static [&'static str] {
+        match self {
+            Scope::Pretrain => &["task", "model", "pretrain", "run.seed"],
+            Scope::Arm => &["task", "model", "pretrain", "run.seed", "rewards", "cogrpo"],
+        }
+    }
+
+    /// Keys inside those sections that may differ besides [`FREE`].
+    fn free(self) -> &'static [&'static str] {
+        match self {
+            Scope::Pretrain => &FREE_FOR_PRETRAINING,
+            Scope::Arm => &FREE_FOR_ARMS,
+        }
+    }
+}
+
+/// Keys that may differ for pre-training besides [`FREE`]: training longer
+/// (or shorter) is what a resume is for; the learning rate schedule follows
+/// the new total.
+const FREE_FOR_PRETRAINING: [&str; 1] = ["pretrain.steps"];
+
 /// Keys that may differ for an arm besides [`FREE`]: the number of
 /// iterations (nothing else depends on it: training longer is a resume),
 /// evaluation, the arm list, the tuned baseline's grid, and how plugins are
@@ -73,34 +96,14 @@ pub fn conflicts(prev: &ExperimentConfig, cfg: &ExperimentConfig, scope: Scope) 
 }
 
 fn matters(key: &str, scope: Scope) -> bool {
-    let under = |prefix: &str| key == prefix || key.starts_with(&format!("{prefix}."));
-    if FREE.iter().any(|p| under(p)) {
-        return false;
-    }
-    match scope {
-        // Training longer (or shorter) is what a resume is for; the learning
-        // rate schedule follows the new total.
-        Scope::Pretrain => {
-            !under("pretrain.steps")
-                && ["task", "model", "pretrain", "run.seed"]
-                    .iter()
-                    .any(|p| under(p))
-        }
-        Scope::Arm => {
-            if FREE_FOR_ARMS.iter().any(|p| under(p)) {
-                return false;
-            }
-            // rewards.terms[i].timeout_s and the like.
-            let transport = key.starts_with("rewards.terms[")
-                && key
-                    .rsplit_once('.')
-                    .is_some_and(|(_, leaf)| FREE_TERM_KEYS.contains(&leaf));
-            !transport
-                && ["task", "model", "pretrain", "run.seed", "rewards", "cogrpo"]
-                    .iter()
-                    .any(|p| under(p))
-        }
-    }
+    let under = |prefix: &&str| key == *prefix || key.starts_with(&format!("{prefix}."));
+    // rewards.terms[i].timeout_s and the like: how a plugin is reached.
+    let transport = key.starts_with("rewards.terms[")
+        && key
+            .rsplit_once('.')
+            .is_some_and(|(_, leaf)| FREE_TERM_KEYS.contains(&leaf));
+    let free = transport || FREE.iter().chain(scope.free()).any(under);
+    !free && scope.shaping().iter().any(under)
 }
 
 /// Dotted paths where `a` and `b` differ: tables key by key, arrays of
