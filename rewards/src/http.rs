@@ -193,8 +193,7 @@ impl Reward for HttpReward {
         Box::pin(async move {
             let chunks: Vec<&[RewardItem]> = batch.chunks(self.spec.max_batch.max(1)).collect();
             let results = join_all(chunks.iter().map(|c| self.post_chunk(c))).await;
-            let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-            BatchScores::from_chunks(&lens, results)
+            BatchScores::from_chunks(&chunks, results)
         })
     }
 }

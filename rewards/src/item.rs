@@ -55,15 +55,13 @@ impl BatchScores {
             ..Self::default()
         }
     }
-}
 
-impl BatchScores {
     /// The scores of a batch sent in `chunks`, from each chunk's result: a
     /// failed chunk's items go to [`BatchScores::failed`] while the others
     /// keep their scores; the batch fails as a whole only when every chunk
     /// does. Shared by the plugins that split batches (HTTP, subprocess).
     pub fn from_chunks(
-        chunk_lens: &[usize],
+        chunks: &[&[RewardItem]],
         results: Vec<Result<BatchScores, RewardFailure>>,
     ) -> Result<BatchScores, RewardFailure> {
         if let Some(Err(first)) = results.iter().find(|r| r.is_err())
@@ -72,8 +70,8 @@ impl BatchScores {
             return Err(first.clone());
         }
         let mut out = BatchScores::default();
-        for (&len, result) in chunk_lens.iter().zip(results) {
-            let offset = out.scores.len();
+        for (chunk, result) in chunks.iter().zip(results) {
+            let (offset, len) = (out.scores.len(), chunk.len());
             let scores = match result {
                 Ok(s) => s,
                 Err(failure) => {

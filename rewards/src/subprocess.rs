@@ -165,39 +165,7 @@ impl SubprocessReward {
         }
         parse_reply(&line, batch_id, n)
     }
-}
 
-impl Reward for SubprocessReward {
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("restarts", self.restarts()),
-            ("retries", self.retries_used()),
-        ]
-    }
-
-    /// Chunks go one after another through the one process and fail
-    /// independently ([`BatchScores::from_chunks`]).
-    fn score<'a>(
-        &'a self,
-        batch: &'a [RewardItem],
-    ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
-        Box::pin(async move {
-            let chunks: Vec<&[RewardItem]> = batch.chunks(self.spec.max_batch.max(1)).collect();
-            let mut results = Vec::with_capacity(chunks.len());
-            for chunk in &chunks {
-                results.push(self.score_chunk(chunk).await);
-            }
-            let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-            BatchScores::from_chunks(&lens, results)
-        })
-    }
-}
-
-impl SubprocessReward {
     /// One chunk, sent again to a restarted process after a failure (not
     /// after an error reply: the plugin said no, and would again).
     async fn score_chunk(&self, chunk: &[RewardItem]) -> Result<BatchScores, RewardFailure> {
@@ -248,5 +216,34 @@ impl SubprocessReward {
             let _ = dead.child.wait().await;
         }
         outcome
+    }
+}
+
+impl Reward for SubprocessReward {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("restarts", self.restarts()),
+            ("retries", self.retries_used()),
+        ]
+    }
+
+    /// Chunks go one after another through the one process and fail
+    /// independently ([`BatchScores::from_chunks`]).
+    fn score<'a>(
+        &'a self,
+        batch: &'a [RewardItem],
+    ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+        Box::pin(async move {
+            let chunks: Vec<&[RewardItem]> = batch.chunks(self.spec.max_batch.max(1)).collect();
+            let mut results = Vec::with_capacity(chunks.len());
+            for chunk in &chunks {
+                results.push(self.score_chunk(chunk).await);
+            }
+            BatchScores::from_chunks(&chunks, results)
+        })
     }
 }
