@@ -62,6 +62,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             checkpoint,
             arm,
             prompts,
+            infill,
             n,
             png,
         } => {
@@ -74,6 +75,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     checkpoint,
                     arm,
                     prompts,
+                    infill,
                     n,
                     png,
                 },
@@ -443,6 +445,7 @@ struct SampleJob {
     checkpoint: Option<PathBuf>,
     arm: Option<PathBuf>,
     prompts: Vec<String>,
+    infill: Option<String>,
     n: usize,
     png: Option<PathBuf>,
 }
@@ -468,6 +471,23 @@ impl Job for SampleJob {
                 )?))
             }
         };
+        if let (Some(text), Source::Model(model)) = (&self.infill, &source) {
+            let temperature = cfg.sample_sampler(task.layout().answer_len).temperature;
+            let (out, stats) = sample::infill(
+                task.as_ref(),
+                model,
+                text,
+                self.n,
+                temperature,
+                cfg.run.seed,
+                &device,
+            )?;
+            eprintln!("# ILM infilling ({:.1} NFE per sample)", stats.mean_nfe());
+            for (i, c) in out.iter().enumerate() {
+                println!("--- infill {} ---\n{}", i + 1, c.completion);
+            }
+            return Ok(());
+        }
         let generator = match &source {
             Source::Arm(arm) => arm.generator(cfg)?,
             Source::Model(model) => sample::Generator {

@@ -94,7 +94,8 @@ enum Command {
         cogrpo sample --config experiments/sudoku4-cogrpo.toml --arm runs/sudoku4-cogrpo/arms/schedule\n  \
         cogrpo sample --config experiments/sudoku4.toml --prompt 3102200002100320 \\\n    \
         --set sampler.kind=confidence --set sampler.steps=16 --set sampler.temperature=0\n  \
-        cogrpo sample --config experiments/digits.toml --prompt 7 -n 8 --png sevens.png"
+        cogrpo sample --config experiments/digits.toml --prompt 7 -n 8 --png sevens.png\n  \
+        cogrpo sample --config experiments/text-ilm.toml --infill 'ROMEO:\n<gap>\nJULIET:' -n 3"
     )]
     Sample {
         #[command(flatten)]
@@ -110,6 +111,10 @@ enum Command {
         /// Text fixed at the start of the sequence (repeatable).
         #[arg(long = "prompt")]
         prompts: Vec<String>,
+        /// ILM only: text with `<gap>` markers; each gap is filled with as
+        /// many tokens as the model inserts, e.g. "ROMEO:\n<gap>\nJULIET:".
+        #[arg(long, conflicts_with_all = ["prompts", "arm", "png"])]
+        infill: Option<String>,
         /// Samples per prompt (or unconditional samples without prompts).
         #[arg(short = 'n', long, default_value_t = 1)]
         n: usize,

@@ -678,3 +678,120 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("class 0..9"), "{}", text(&o));
 }
+
+/// The ARM and the ILM go through the same commands as the MDM; each
+/// checkpoint records its family and refuses to load as another; only the
+/// ILM fills gaps of unknown length.
+#[test]
+fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = "experiments/smoke/text.toml";
+    let family = |f: &str| format!("model.family=\"{f}\"");
+    let arm = out_dir(&tmp, "arm");
+    let o = cogrpo(&[
+        "run",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&arm),
+        "--set",
+        &family("arm"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The ARM's likelihood is exact: an untrained one sits near log2(65).
+    let row = &summary(&arm)["eval"][0];
+    assert_eq!(row["sampler"], "nll");
+    let bits = row["value"].as_f64().unwrap();
+    assert!(bits > 4.0 && bits < 8.0, "{bits}");
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&arm),
+        "--set",
+        &family("arm"),
+        "--prompt",
+        "ROMEO:",
+        "-n",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).matches("ROMEO:").count(),
+        2
+    );
+
+    // An ARM checkpoint does not load as an ILM (exit 2: bad input).
+    let o = cogrpo(&[
+        "eval",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&arm),
+        "--set",
+        &family("ilm"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("holds an ARM model"), "{}", text(&o));
+    // Nor does --infill work without an ILM.
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&arm),
+        "--set",
+        &family("arm"),
+        "--infill",
+        "ROMEO:<gap>JULIET:",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--infill needs an ILM"), "{}", text(&o));
+
+    let ilm = out_dir(&tmp, "ilm");
+    let o = cogrpo(&[
+        "run",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&ilm),
+        "--set",
+        &family("ilm"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cogrpo(&[
+        "sample",
+        "-c",
+        cfg,
+        "--set",
+        &set_out(&ilm),
+        "--set",
+        &family("ilm"),
+        "--infill",
+        "ROMEO:\n<gap>\nJULIET:",
+        "-n",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fills: Vec<&str> = out.split("--- infill ").skip(1).collect();
+    assert_eq!(fills.len(), 3, "{out}");
+    for f in fills {
+        let body = f.split_once("---\n").unwrap().1.trim_end_matches('\n');
+        assert!(
+            body.starts_with("ROMEO:\n") && body.ends_with("\nJULIET:"),
+            "{body:?}"
+        );
+    }
+    // A family cannot run Co-GRPO.
+    let o = cogrpo(&[
+        "check",
+        "-c",
+        "experiments/smoke/sudoku4-cogrpo.toml",
+        "--set",
+        &family("ilm"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("Co-GRPO trains MDMs"), "{}", text(&o));
+}

@@ -23,6 +23,10 @@ pub(super) fn export(
 ) -> anyhow::Result<()> {
     let task = tasks::build(cfg)?;
     let d = tasks::denoiser_config(cfg, task.as_ref());
+    anyhow::ensure!(
+        d.family != mdm::Family::Ilm,
+        "export: SMDM's layout has no place for the ILM's stop head (MDMs and ARMs export)"
+    );
     let dev = Default::default();
     let model: mdm::Denoiser<burn::backend::Flex> = if init {
         d.init(pretrain::init_seed(cfg.run.seed), &dev)

@@ -422,6 +422,17 @@ pub fn load_model<B: burn::prelude::Backend>(
     };
     let (weights, cfg) = if source.is_dir() {
         let state = read_state(source)?;
+        if state.denoiser.family != expected.family {
+            return Err(BadInput(format!(
+                "checkpoint {} holds an {} model, but the config asks for an {} \
+                 (model.family = \"{}\"): a checkpoint loads only as its own family",
+                source.display(),
+                state.denoiser.family.name().to_uppercase(),
+                expected.family.name().to_uppercase(),
+                expected.family
+            ))
+            .into());
+        }
         if &state.denoiser != expected {
             bail!(
                 "checkpoint {} holds a denoiser of shape {:?}, but the config asks for {:?}",
@@ -432,7 +443,14 @@ pub fn load_model<B: burn::prelude::Backend>(
         }
         (source.join("model.safetensors"), state.denoiser)
     } else if mdm::smdm::is_smdm_file(source) {
-        // A model in SMDM's (PyTorch) layout.
+        // A model in SMDM's (PyTorch) layout: its MDMs and ARM baselines.
+        if expected.family == mdm::Family::Ilm {
+            return Err(BadInput(format!(
+                "{} is in SMDM's layout, which has no ILM stop head: it loads as an MDM or an ARM",
+                source.display()
+            ))
+            .into());
+        }
         return mdm::smdm::import::<B>(expected, source, device)
             .map_err(|e| BadInput(e.to_string()).into());
     } else {

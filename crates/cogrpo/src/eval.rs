@@ -14,14 +14,15 @@ use std::time::Instant;
 use burn::prelude::*;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Example, Task, Trajectory};
-use mdm::Denoiser;
 use mdm::likelihood::elbo_nll;
 use mdm::loss::CleanRow;
+use mdm::{Denoiser, Family};
 use policy::learned::SchedulePolicy;
-use policy::{Act, Rollout, SamplerConfig};
+use policy::{Act, Rollout, SamplerConfig, SamplerKind};
 use rewards::{RewardItem, RewardSet, RolloutCost, Verifier};
 
 use crate::config::{ExperimentConfig, TaskKind};
+use crate::families::{Decoding, prompts_of};
 use crate::logging::{Progress, Scalars};
 use crate::parallel::map_parallel;
 use crate::reward_models;
@@ -45,6 +46,9 @@ pub fn evaluate<B: Backend>(
     let e = &cfg.eval;
     let examples = test_examples(cfg, task);
     let mut rows = Vec::new();
+    if model.family() != Family::Mdm {
+        return evaluate_family(cfg, task, model, device, log);
+    }
     if !e.samplers.is_empty() {
         let scorer = Scorer::new(cfg, task)?;
         for sampler in cfg.sweep() {
@@ -72,6 +76,61 @@ pub fn evaluate<B: Backend>(
         let row = likelihood(cfg, model, device, examples)?;
         log.scalar("eval/elbo_bits_per_token", row.value, 0);
         rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// [`evaluate`] for an ARM or an ILM: one point per distinct temperature of
+/// `eval.samplers` (the step counts are the MDM's knob), and the ARM's
+/// exact likelihood when `eval.nll_samples > 0`.
+fn evaluate_family<B: Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    model: &Denoiser<B>,
+    device: &B::Device,
+    log: &mut Scalars,
+) -> anyhow::Result<Vec<EvalRow>> {
+    let e = &cfg.eval;
+    let examples = test_examples(cfg, task);
+    let mut rows = Vec::new();
+    let mut temperatures: Vec<f64> = e.samplers.iter().map(|s| s.temperature).collect();
+    temperatures.dedup();
+    if !temperatures.is_empty() {
+        let scorer = Scorer::new(cfg, task)?;
+        for t in temperatures {
+            let decoding = Decoding::of(model.family(), t, e.top_k).expect("not an MDM");
+            let point = EvalPoint {
+                label: decoding.label(),
+                model,
+                policy: None,
+                sampler: SamplerConfig::new(SamplerKind::Confidence, task.layout().answer_len),
+                temperature: Some(t),
+            };
+            let r = point
+                .evaluate(cfg, task, examples, &scorer, false, device)?
+                .rows;
+            for row in &r {
+                log.scalar(
+                    &format!("eval/{}/{}", row.sampler, row.metric),
+                    row.value,
+                    0,
+                );
+            }
+            rows.extend(r);
+        }
+    }
+    if e.nll_samples > 0 {
+        match model.family() {
+            Family::Arm => {
+                let row = arm_likelihood(cfg, model, device, examples)?;
+                log.scalar("eval/nll_bits_per_token", row.value, 0);
+                rows.push(row);
+            }
+            _ => eprintln!(
+                "eval.nll_samples: an ILM's likelihood is not evaluated (its exact value sums \
+                 over insertion orders)"
+            ),
+        }
     }
     Ok(rows)
 }
@@ -243,7 +302,31 @@ impl<B: Backend> EvalPoint<'_, B> {
         // Batches run on worker threads; each row's draws are keyed by its
         // example id, so the numbers do not depend on batching or threads.
         let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
+        let decoding = Decoding::of(
+            self.model.family(),
+            self.temperature.unwrap_or(self.sampler.temperature),
+            cfg.eval.top_k,
+        );
         let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
+            if let Some(decoding) = &decoding {
+                let (prompts, keys) = prompts_of(chunk);
+                let (answers, stats) = decoding.complete(
+                    self.model,
+                    task,
+                    &prompts,
+                    &keys,
+                    task.layout().answer_len,
+                    eval_seed(cfg),
+                    device,
+                )?;
+                let items: Vec<RewardItem> = chunk
+                    .iter()
+                    .zip(&answers)
+                    .map(|(ex, a)| RewardItem::new(ex, 0, a, task.vocab()))
+                    .collect();
+                progress.inc(chunk.len() as u64);
+                return Ok((stats.nfe, items, Vec::new()));
+            }
             let mut canvas = Canvas::from_examples(
                 chunk,
                 1,
@@ -340,6 +423,47 @@ pub fn likelihood<B: Backend>(
         value: nats / tokens.max(1) as f64 / std::f64::consts::LN_2,
         n: examples.len(),
         nfe: k as f64,
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The held-out exact negative log-likelihood of an ARM in bits per answer
+/// token (the row `nll`, comparable with the MDM's `elbo` upper bound).
+pub fn arm_likelihood<B: Backend>(
+    cfg: &ExperimentConfig,
+    model: &Denoiser<B>,
+    device: &B::Device,
+    examples: &[Example],
+) -> anyhow::Result<EvalRow> {
+    let start = Instant::now();
+    let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
+    let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
+        let seqs: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|ex| ex.prompt.iter().chain(&ex.answer).copied().collect())
+            .collect();
+        let rows: Vec<CleanRow> = seqs
+            .iter()
+            .zip(chunk.iter())
+            .map(|(t, ex)| CleanRow {
+                tokens: t,
+                prompt_len: ex.prompt.len(),
+            })
+            .collect();
+        let batch = mdm::arm::shifted_batch(&rows, model.bos_id());
+        Ok(mdm::arm::answer_nll(model, &batch, device)
+            .iter()
+            .sum::<f64>())
+    })?;
+    let nats: f64 = per_batch.iter().sum();
+    let tokens: usize = examples.iter().map(|ex| ex.answer.len()).sum();
+    Ok(EvalRow {
+        sampler: "nll".into(),
+        steps: 1,
+        metric: "bits_per_token".into(),
+        value: nats / tokens.max(1) as f64 / std::f64::consts::LN_2,
+        n: examples.len(),
+        nfe: 1.0,
         wall_s: start.elapsed().as_secs_f64(),
     })
 }

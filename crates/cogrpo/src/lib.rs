@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod families;
 pub mod grpo;
 pub mod images;
 pub mod logging;

@@ -12,7 +12,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use mdm::Denoiser;
-use mdm::loss::{NoisedBatch, diffusion_loss};
+
+use crate::families::TrainingBatch;
 
 /// A copy of `model` sharing its weights and parameter ids but building its
 /// own autodiff graph.
@@ -30,14 +31,15 @@ pub fn replica<B: AutodiffBackend>(model: &Denoiser<B>) -> Denoiser<B> {
 /// replicas in parallel. Returns the loss value and the summed gradients.
 pub fn loss_and_grads<B: AutodiffBackend>(
     model: &Denoiser<B>,
-    batch: &NoisedBatch,
+    batch: &TrainingBatch,
     scale: f64,
     threads: usize,
     device: &B::Device,
 ) -> (f64, GradientsParams) {
     let shards = batch.split(threads);
+    let rows = batch.rows();
     let (grads, values) = sharded_gradients(model, &shards, threads, |replica, shard| {
-        let loss = diffusion_loss(&replica, shard, device) * scale;
+        let loss = shard.loss(&replica, rows, device) * scale;
         let value: f64 = loss.clone().into_scalar().elem();
         (
             GradientsParams::from_grads(loss.backward(), &replica),
@@ -245,7 +247,12 @@ pub(crate) mod tests {
                 prompt_len: 4,
             })
             .collect();
-        let batch = ForwardProcess::default().corrupt(&rows, cfg.mask_id(), 0.0, &mut rng);
+        let batch = TrainingBatch::Tokens(ForwardProcess::default().corrupt(
+            &rows,
+            cfg.mask_id(),
+            0.0,
+            &mut rng,
+        ));
 
         let (loss1, grads1) = loss_and_grads(&model, &batch, 0.5, 1, &device);
         let (loss3, grads3) = loss_and_grads(&model, &batch, 0.5, 3, &device);

@@ -19,6 +19,7 @@ use mdm::loss::{CleanRow, ForwardProcess};
 use crate::checkpoint::{self, FORMAT_VERSION, TrainState};
 use crate::config::ExperimentConfig;
 use crate::config::resume::Scope;
+use crate::families::{TrainingBatch, training_row};
 use crate::logging::{Progress, Scalars};
 use crate::optim::{adamw, clip_global_norm, learning_rate};
 use crate::parallel::loss_and_grads;
@@ -140,16 +141,7 @@ pub fn pretrain<B: AutodiffBackend>(
                         micro as u64,
                         i as u64,
                     ]);
-                    let ex = task.train_example(key);
-                    // Whole-sequence training noises the prompt as well.
-                    let prompt_len = if task.noise_prompt_in_training() {
-                        0
-                    } else {
-                        ex.prompt.len()
-                    };
-                    let mut tokens = ex.prompt;
-                    tokens.extend(ex.answer);
-                    (tokens, prompt_len)
+                    training_row(task, dcfg.family, task.train_example(key))
                 })
                 .collect();
             let rows: Vec<CleanRow> = seqs
@@ -160,7 +152,15 @@ pub fn pretrain<B: AutodiffBackend>(
                 })
                 .collect();
             let mut rng = stream(&[purpose::NOISE, seed, step as u64, micro as u64]);
-            let batch = forward.corrupt(&rows, dcfg.mask_id(), p.prompt_dropout, &mut rng);
+            let batch = TrainingBatch::new(
+                dcfg.family,
+                &rows,
+                &forward,
+                dcfg.mask_id(),
+                p.prompt_dropout,
+                (dcfg.vocab_size, dcfg.max_len),
+                &mut rng,
+            );
             let (value, grads) =
                 loss_and_grads(&model, &batch, 1.0 / p.grad_accum as f64, threads, device);
             if !value.is_finite() {

@@ -4,9 +4,12 @@ use anyhow::Context;
 use burn::prelude::*;
 use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Task};
-use mdm::Denoiser;
+use mdm::{Denoiser, Family};
+use policy::insertion::{self, IlmRow, IlmSampling};
 use policy::learned::SchedulePolicy;
 use policy::{Act, GenerationStats, Rollout, SamplerConfig};
+
+use crate::families::Decoding;
 
 /// One generated sequence.
 pub struct Completion {
@@ -75,6 +78,13 @@ pub fn sample<B: Backend>(
          another --seed for more)"
     );
     let seed = derive_key(&[purpose::SAMPLER, seed, 0x73_61_6d_70]);
+    let temperature = generator
+        .temperature
+        .unwrap_or(generator.sampler.temperature);
+    if let Some(decoding) = Decoding::of(model.family(), temperature, 0) {
+        let prompt_of = |i: usize| fixed.get(i / per_prompt).map_or(&[][..], Vec::as_slice);
+        return complete_rows(task, model, decoding, rows, batch, prompt_of, seed, device);
+    }
     let rollout = Rollout {
         model,
         policy: generator.policy,
@@ -107,5 +117,112 @@ pub fn sample<B: Backend>(
             }
         }));
     }
+    Ok((out, stats))
+}
+
+/// [`sample`] for an ARM or an ILM: rows whose prompts have one length run
+/// together, `batch` at a time, each completed to the model's length.
+#[allow(clippy::too_many_arguments)]
+fn complete_rows<'p, B: Backend>(
+    task: &dyn Task,
+    model: &Denoiser<B>,
+    decoding: Decoding,
+    rows: usize,
+    batch: usize,
+    prompt_of: impl Fn(usize) -> &'p [u32],
+    seed: u64,
+    device: &B::Device,
+) -> anyhow::Result<(Vec<Completion>, GenerationStats)> {
+    let vocab = task.vocab();
+    let seq_len = task.layout().seq_len();
+    let (mut out, mut stats) = (Vec::with_capacity(rows), GenerationStats::default());
+    let mut start = 0;
+    while start < rows {
+        let len = prompt_of(start).len();
+        anyhow::ensure!(
+            len < seq_len,
+            "a prompt of {len} tokens leaves no room in the task's {seq_len}"
+        );
+        let end = (start..rows.min(start + batch.max(1)))
+            .take_while(|&i| prompt_of(i).len() == len)
+            .last()
+            .map_or(start + 1, |i| i + 1);
+        let prompts: Vec<Vec<u32>> = (start..end).map(|i| prompt_of(i).to_vec()).collect();
+        let keys: Vec<u64> = (start as u64..end as u64).collect();
+        let (answers, part) =
+            decoding.complete(model, task, &prompts, &keys, seq_len - len, seed, device)?;
+        stats.append(part);
+        out.extend(prompts.iter().zip(answers).map(|(p, a)| Completion {
+            prompt: vocab.decode(p),
+            completion: vocab.decode(&a),
+            answer: a,
+        }));
+        start = end;
+    }
+    Ok((out, stats))
+}
+
+/// Where `--infill` text leaves a gap for the ILM to fill.
+pub const GAP: &str = "<gap>";
+
+/// `n` ILM infillings of `text`: the text between `<gap>` markers stays
+/// fixed and each gap receives as many tokens as the model inserts (at most
+/// the task's sequence length in all), which an MDM cannot do without being
+/// told the gap's length.
+pub fn infill<B: Backend>(
+    task: &dyn Task,
+    model: &Denoiser<B>,
+    text: &str,
+    n: usize,
+    temperature: f64,
+    seed: u64,
+    device: &B::Device,
+) -> anyhow::Result<(Vec<Completion>, GenerationStats)> {
+    anyhow::ensure!(
+        model.family() == Family::Ilm,
+        "--infill needs an ILM (model.family = \"ilm\"): this checkpoint holds an {} model, \
+         which cannot fill a gap of unknown length",
+        model.family().name().to_uppercase()
+    );
+    anyhow::ensure!(
+        text.contains(GAP),
+        "--infill {text:?} has no {GAP} marker to fill"
+    );
+    anyhow::ensure!(n <= MAX_SAMPLES, "-n: at most {MAX_SAMPLES} infillings");
+    let segments: Vec<Vec<u32>> = text
+        .split(GAP)
+        .map(|seg| {
+            if seg.is_empty() {
+                Ok(Vec::new())
+            } else {
+                task.encode_user_prompt(seg)
+                    .with_context(|| format!("--infill segment {seg:?}"))
+            }
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let fixed: usize = segments.iter().map(Vec::len).sum();
+    let room = task.layout().seq_len().saturating_sub(fixed);
+    anyhow::ensure!(
+        room > 0,
+        "--infill: the fixed text fills the whole sequence"
+    );
+    let mut rows = vec![IlmRow::infill(&segments); n];
+    let keys: Vec<u64> = (0..n as u64).collect();
+    let sampling = IlmSampling {
+        temperature,
+        top_k: 0,
+        max_new: room,
+    };
+    let seed = derive_key(&[purpose::SAMPLER, seed, 0x69_6e_66_69]);
+    let stats = insertion::generate(model, &mut rows, &keys, sampling, seed, device)?;
+    let vocab = task.vocab();
+    let out = rows
+        .into_iter()
+        .map(|r| Completion {
+            prompt: text.to_string(),
+            completion: vocab.decode(&r.tokens),
+            answer: r.tokens,
+        })
+        .collect();
     Ok((out, stats))
 }

@@ -8,7 +8,7 @@ use envs::reversal::Reversal;
 use envs::star::{StarTask, Variant};
 use envs::sudoku4::Sudoku4;
 use envs::text::TextTask;
-use mdm::DenoiserConfig;
+use mdm::{DenoiserConfig, Family};
 
 use crate::config::{ExperimentConfig, TaskKind};
 
@@ -62,12 +62,15 @@ pub fn load_digits(cfg: &ExperimentConfig) -> Result<Digits, envs::TaskError> {
 /// The denoiser shape for this experiment and task.
 pub fn denoiser_config(cfg: &ExperimentConfig, task: &dyn Task) -> DenoiserConfig {
     let m = &cfg.model;
+    // The ILM reads `<bos>` before the sequence.
+    let extra = usize::from(m.family == Family::Ilm);
     DenoiserConfig::new(
         task.vocab().len(),
         m.d_model,
         m.n_layers,
         m.n_heads,
         m.d_ff,
-        task.layout().seq_len(),
+        task.layout().seq_len() + extra,
     )
+    .with_family(m.family)
 }

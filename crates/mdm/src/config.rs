@@ -9,11 +9,59 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// What the backbone is trained to do (one transformer, three objectives).
+///
+/// - `Mdm`: masked diffusion (SMDM): bidirectional attention, predicts the
+///   clean token at every `[MASK]`.
+/// - `Arm`: autoregressive: causal attention, predicts the next token
+///   ([`crate::arm`]); sampled with a KV cache.
+/// - `Ilm`: insertion language model (Patel et al. 2025): bidirectional
+///   attention, scores every (gap, token) insertion and has a stop head
+///   ([`crate::ilm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Mdm,
+    Ilm,
+    Arm,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Mdm => "mdm",
+            Family::Ilm => "ilm",
+            Family::Arm => "arm",
+        }
+    }
+
+    pub fn is_mdm(&self) -> bool {
+        *self == Family::Mdm
+    }
+
+    /// Causal attention (the ARM) or bidirectional (MDM, ILM).
+    pub fn causal(self) -> bool {
+        self == Family::Arm
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Shape of a [`crate::Denoiser`]. `vocab_size` counts real tokens; the
-/// embedding holds one more row for `[MASK]`, whose id is `vocab_size`.
+/// embedding holds one more row whose id is `vocab_size`: `[MASK]` for the
+/// MDM, the start token `<bos>` for the ARM and the ILM (which also pads
+/// with it, invisible to attention).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenoiserConfig {
+    /// Checkpoints written before families existed hold MDMs.
+    #[serde(default, skip_serializing_if = "Family::is_mdm")]
+    pub family: Family,
     pub vocab_size: usize,
     pub d_model: usize,
     pub n_layers: usize,
@@ -55,6 +103,7 @@ impl DenoiserConfig {
         max_len: usize,
     ) -> Self {
         Self {
+            family: Family::Mdm,
             vocab_size,
             d_model,
             n_layers,
@@ -64,6 +113,11 @@ impl DenoiserConfig {
             norm_eps: default_norm_eps(),
             rope_base: default_rope_base(),
         }
+    }
+
+    pub fn with_family(mut self, family: Family) -> Self {
+        self.family = family;
+        self
     }
 
     pub fn mask_id(&self) -> u32 {
@@ -80,7 +134,8 @@ impl DenoiserConfig {
         let embed = (self.vocab_size + 1) * d;
         // norm_1, qkv, proj, norm_2, three SwiGLU matrices
         let block = d + 3 * d * d + d * d + d + 3 * d * self.d_ff;
-        embed + self.n_layers * block + d + d * self.vocab_size
+        let stop_head = if self.family == Family::Ilm { d } else { 0 };
+        embed + self.n_layers * block + d + d * self.vocab_size + stop_head
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

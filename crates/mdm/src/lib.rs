@@ -1,7 +1,11 @@
-//! The masked diffusion model (MDM).
+//! The masked diffusion model (MDM), and the two other families on its
+//! backbone ([`Family`]): the autoregressive baseline ([`arm`]) and the
+//! insertion language model ([`ilm`]).
 //!
 //! - [`Denoiser`]: SMDM's time-free bidirectional transformer (RMSNorm,
-//!   rotary attention, SwiGLU) predicting clean tokens at masked positions.
+//!   rotary attention, SwiGLU) predicting clean tokens at masked positions;
+//!   [`attention`] holds its attention with the causal and padding masks
+//!   and the ARM's KV cache.
 //! - [`loss`]: the forward (masking) process and the diffusion loss: the
 //!   unconditional ELBO and conditional fine-tuning with a clean prompt.
 //! - [`likelihood`]: Monte Carlo ELBO bounds on negative log-likelihood.
@@ -10,8 +14,11 @@
 //!
 //! Everything is generic over burn's `Backend`; the CLI picks the concrete one.
 
+pub mod arm;
 pub mod atomic;
+pub mod attention;
 pub mod config;
+pub mod ilm;
 pub mod init;
 pub mod likelihood;
 pub mod loss;
@@ -20,5 +27,6 @@ mod rope;
 pub mod smdm;
 pub mod weights;
 
-pub use config::{ConfigError, DenoiserConfig};
+pub use attention::KvCache;
+pub use config::{ConfigError, DenoiserConfig, Family};
 pub use model::Denoiser;

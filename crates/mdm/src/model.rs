@@ -1,20 +1,23 @@
-//! The denoiser: SMDM's bidirectional transformer with no time input.
+//! The denoiser: SMDM's bidirectional transformer with no time input, the
+//! backbone of every model family ([`Family`]).
 //!
-//! tokens -> embedding (with a `[MASK]` row) -> N x [RMSNorm -> rotary
-//! multi-head self-attention -> residual, RMSNorm -> SwiGLU -> residual]
-//! -> RMSNorm -> untied head -> logits over the real vocabulary.
+//! tokens -> embedding (with a `[MASK]` / `<bos>` row) -> N x [RMSNorm ->
+//! rotary multi-head self-attention -> residual, RMSNorm -> SwiGLU ->
+//! residual] -> RMSNorm -> untied head -> logits over the real vocabulary
+//! (and, for the ILM, a stop logit from the `<bos>` position).
 //!
 //! MDMs need no time input: the share of masks in the input already tells the
-//! network how noisy it is (SMDM, Nie et al. 2024; Zheng et al. 2024).
+//! network how noisy it is (SMDM, Nie et al. 2024; Zheng et al. 2024). The
+//! ARM is the same network with causal attention (SMDM's autoregressive
+//! baseline); the ILM the same network read as insertion scores.
 
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::silu;
 
-use crate::config::DenoiserConfig;
+use crate::attention::{Attention, Context, KvCache, Visibility};
+use crate::config::{DenoiserConfig, Family};
 use crate::init::ParamFactory;
 use crate::rope::Rope;
 
@@ -23,55 +26,6 @@ pub const PARAM_ID_BASE: u64 = 1 << 40;
 
 /// GPT-2 / lit-gpt initial standard deviation of weights.
 const INIT_STD: f64 = 0.02;
-
-#[derive(Module, Debug)]
-pub struct Attention<B: Backend> {
-    /// Query, key and value projections. SMDM/lit-gpt fuse them into one
-    /// `attn.attn` matrix with rows interleaved per head; separate matrices
-    /// avoid a strided split on every step (the weight import maps one onto
-    /// the other).
-    pub(crate) q: Linear<B>,
-    pub(crate) k: Linear<B>,
-    pub(crate) v: Linear<B>,
-    pub(crate) proj: Linear<B>,
-    pub(crate) n_heads: usize,
-}
-
-impl<B: Backend> Attention<B> {
-    /// `x` is `[batch * len, d]`.
-    fn forward(&self, x: Tensor<B, 2>, batch: usize, len: usize, rope: &Rope<B>) -> Tensor<B, 2> {
-        let d = x.dims()[1];
-        let head_dim = d / self.n_heads;
-        let heads = |t: Tensor<B, 2>| {
-            t.reshape([batch, len, self.n_heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        // softmax(q k^T / sqrt(d_h)) v, with the scale folded into q's rotation.
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = heads(rope.apply(self.q.forward(x.clone()), batch, len, scale));
-        let k = heads(rope.apply(self.k.forward(x.clone()), batch, len, 1.0));
-        let v = heads(self.v.forward(x));
-        let out = if B::ad_enabled(&q.device()) {
-            // Training: burn differentiates softmax op by op, and its 4-D
-            // broadcasts are strided loops on the CPU; in 2-D they take the
-            // fast paths (2.4x faster forward + backward here).
-            let scores = q.matmul(k.swap_dims(2, 3));
-            let rows = batch * self.n_heads * len;
-            softmax(scores.reshape([rows, len]), 1)
-                .reshape([batch, self.n_heads, len, len])
-                .matmul(v)
-        } else {
-            // Inference: the backend's fused attention kernel.
-            let options = AttentionModuleOptions {
-                scale: Some(1.0),
-                ..Default::default()
-            };
-            attention(q, k, v, None, None, options)
-        };
-        self.proj
-            .forward(out.swap_dims(1, 2).reshape([batch * len, d]))
-    }
-}
 
 /// SwiGLU MLP: `w3(silu(w1 x) * w2 x)` (Shazeer 2020; SMDM's `mlp.swiglu`).
 #[derive(Module, Debug)]
@@ -97,8 +51,19 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn forward(&self, x: Tensor<B, 2>, batch: usize, len: usize, rope: &Rope<B>) -> Tensor<B, 2> {
-        let x = x.clone() + self.attn.forward(self.norm_1.forward(x), batch, len, rope);
+    fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        batch: usize,
+        len: usize,
+        rope: &Rope<B>,
+        layer: usize,
+        ctx: &mut Context<'_, B>,
+    ) -> Tensor<B, 2> {
+        let attn = self
+            .attn
+            .forward(self.norm_1.forward(x.clone()), batch, len, rope, layer, ctx);
+        let x = x + attn;
         x.clone() + self.mlp.forward(self.norm_2.forward(x))
     }
 }
@@ -109,9 +74,13 @@ pub struct Denoiser<B: Backend> {
     pub(crate) blocks: Vec<Block<B>>,
     pub(crate) ln_f: RmsNorm<B>,
     pub(crate) lm_head: Linear<B>,
+    /// The ILM's stop logit, read at the `<bos>` position (`None` otherwise).
+    pub(crate) stop_head: Option<Linear<B>>,
     rope: Rope<B>,
     vocab_size: usize,
     max_len: usize,
+    #[module(skip)]
+    family: Family,
 }
 
 impl DenoiserConfig {
@@ -159,6 +128,7 @@ impl DenoiserConfig {
             blocks,
             ln_f: norm(&mut f),
             lm_head: linear(&mut f, d, self.vocab_size, INIT_STD),
+            stop_head: (self.family == Family::Ilm).then(|| linear(&mut f, d, 1, INIT_STD)),
             rope: Rope::new(
                 self.max_len,
                 self.head_dim(),
@@ -168,19 +138,20 @@ impl DenoiserConfig {
             ),
             vocab_size: self.vocab_size,
             max_len: self.max_len,
+            family: self.family,
         }
     }
 }
 
 impl<B: Backend> Denoiser<B> {
     /// Logits `[batch, len, vocab]` for token ids `[batch, len]` (mask id =
-    /// vocab size). Every position gets logits; callers read the masked ones.
+    /// vocab size). Every position gets logits; callers read the masked ones
+    /// (MDM), the next token's (ARM, causal) or the insertions' (ILM: use
+    /// [`Self::forward_padded`]).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, len] = tokens.dims();
-        let x = self.hidden(tokens);
-        self.lm_head
-            .forward(self.ln_f.forward(x))
-            .reshape([batch, len, self.vocab_size])
+        let x = self.hidden(tokens, &self.visibility(), None);
+        self.head(x).reshape([batch, len, self.vocab_size])
     }
 
     /// Logits `[k, vocab]` at `k` flat positions (`row * len + position`) of
@@ -189,16 +160,83 @@ impl<B: Backend> Denoiser<B> {
     /// logits of a few positions per step, and the head is `vocab / d` times
     /// the cost of one layer's projections: at a 50k vocabulary it dominates.
     pub fn logits_at(&self, tokens: Tensor<B, 2, Int>, at: Tensor<B, 1, Int>) -> Tensor<B, 2> {
-        let x = self.hidden(tokens).select(0, at);
+        let x = self.hidden(tokens, &self.visibility(), None).select(0, at);
+        self.head(x)
+    }
+
+    /// ARM decoding: logits `[batch, len, vocab]` of `len` new tokens that
+    /// follow the `cache.seen()` positions in `cache`, which grows by them.
+    /// Equal to [`Self::forward`] on the whole sequence at those positions.
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let [batch, len] = tokens.dims();
+        assert!(self.family.causal(), "a KV cache needs causal attention");
+        let x = self.hidden(tokens, &Visibility::Causal, Some(cache));
+        cache.advance(len);
+        self.head(x).reshape([batch, len, self.vocab_size])
+    }
+
+    /// A fresh KV cache for [`Self::forward_cached`].
+    pub fn kv_cache(&self) -> KvCache<B> {
+        KvCache::new(self.blocks.len())
+    }
+
+    /// ILM: insertion logits `[batch, len, vocab]` and stop logits `[batch]`
+    /// for sequences `[batch, len]` whose row `b` is real up to `lens[b]`
+    /// and padding after (hidden from attention). Position 0 holds `<bos>`;
+    /// logit `(i, v)` scores inserting `v` right after position `i`.
+    pub fn forward_padded(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        lens: &[usize],
+    ) -> (Tensor<B, 3>, Tensor<B, 1>) {
+        let [batch, len] = tokens.dims();
+        let stop_head = self
+            .stop_head
+            .as_ref()
+            .expect("forward_padded needs an ILM (a stop head)");
+        let x = self.hidden(tokens, &Visibility::KeysUpTo(lens.to_vec()), None);
+        let x = self.ln_f.forward(x);
+        let bos_rows: Vec<i32> = (0..batch).map(|b| (b * len) as i32).collect();
+        let bos_rows = Tensor::from_data(TensorData::new(bos_rows, [batch]), &x.device());
+        let stop = stop_head
+            .forward(x.clone().select(0, bos_rows))
+            .reshape([batch]);
+        let logits = self
+            .lm_head
+            .forward(x)
+            .reshape([batch, len, self.vocab_size]);
+        (logits, stop)
+    }
+
+    fn head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.lm_head.forward(self.ln_f.forward(x))
     }
 
+    fn visibility(&self) -> Visibility {
+        if self.family.causal() {
+            Visibility::Causal
+        } else {
+            Visibility::All
+        }
+    }
+
     /// The last block's output `[batch * len, d]`.
-    fn hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        visibility: &Visibility,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 2> {
         let [batch, len] = tokens.dims();
+        let start = cache.as_ref().map_or(0, |c| c.seen());
         assert!(
-            len <= self.max_len,
-            "sequence of {len} exceeds max_len {}",
+            start + len <= self.max_len,
+            "sequence of {} exceeds max_len {}",
+            start + len,
             self.max_len
         );
         // Activations stay 2-D `[batch * len, d]`: burn's linear backward on a
@@ -206,8 +244,9 @@ impl<B: Backend> Denoiser<B> {
         // costs `batch` times the memory of one `[d_in, d_out]` gradient.
         let d = self.wte.weight.dims()[1];
         let mut x = self.wte.forward(tokens).reshape([batch * len, d]);
-        for block in &self.blocks {
-            x = block.forward(x, batch, len, &self.rope);
+        let mut ctx = Context { visibility, cache };
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, batch, len, &self.rope, layer, &mut ctx);
         }
         x
     }
@@ -233,6 +272,15 @@ impl<B: Backend> Denoiser<B> {
 
     pub fn max_len(&self) -> usize {
         self.max_len
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The id of the extra embedding row read as `<bos>` (ARM, ILM).
+    pub fn bos_id(&self) -> u32 {
+        self.vocab_size as u32
     }
 }
 

@@ -60,14 +60,22 @@ impl<B: Backend> Rope<B> {
     }
 
     /// Rotates the projection `x` of shape `[batch * len, n_heads * head_dim]`
-    /// (positions `0..len` in each sequence) and multiplies it by `scale`.
-    pub fn apply(&self, x: Tensor<B, 2>, batch: usize, len: usize, scale: f64) -> Tensor<B, 2> {
+    /// (positions `start..start + len` in each sequence) and multiplies it by
+    /// `scale`.
+    pub fn apply(
+        &self,
+        x: Tensor<B, 2>,
+        batch: usize,
+        start: usize,
+        len: usize,
+        scale: f64,
+    ) -> Tensor<B, 2> {
         let [n, width] = x.dims();
         let head_dim = self.rotate.dims()[0];
         // Tables flattened to one row `[1, len * width]` shared by every
         // sequence: the broadcast shape burn's CPU kernels vectorise.
         let row =
-            |t: &Tensor<B, 2>| (t.clone().narrow(0, 0, len) * scale).reshape([1, len * width]);
+            |t: &Tensor<B, 2>| (t.clone().narrow(0, start, len) * scale).reshape([1, len * width]);
         let rotated = x
             .clone()
             .reshape([n * width / head_dim, head_dim])
@@ -96,7 +104,7 @@ mod tests {
         let at_all = |v: &[f32]| {
             let data: Vec<f32> = (0..len).flat_map(|_| v.iter().copied()).collect();
             let x = Tensor::<B, 2>::from_data(TensorData::new(data, [len, dim]), &dev);
-            rope.apply(x, 1, len, 1.0).reshape([1, 1, len, dim])
+            rope.apply(x, 1, 0, len, 1.0).reshape([1, 1, len, dim])
         };
         let scores: Vec<f32> = at_all(&q)
             .matmul(at_all(&k).swap_dims(2, 3))

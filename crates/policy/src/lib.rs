@@ -6,11 +6,17 @@
 //! Gumbel noise at a re-mask temperature), at what sampling temperature and
 //! with what guidance scale; the model supplies the token distributions.
 //! Categorical draws are made in float64 on the host ([`categorical`]).
+//!
+//! The other model families sample on their own terms: the ARM left to
+//! right with a KV cache ([`autoregressive`]), the ILM by insertion until it
+//! stops ([`insertion`]).
 
+pub mod autoregressive;
 pub mod categorical;
 mod decide;
 pub mod draw;
 pub mod factors;
+pub mod insertion;
 pub mod learned;
 pub mod network;
 pub mod rollout;

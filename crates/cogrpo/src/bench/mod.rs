@@ -16,12 +16,13 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Task};
-use mdm::Denoiser;
 use mdm::loss::{CleanRow, ForwardProcess};
+use mdm::{Denoiser, Family};
 use policy::{Sampler, SamplerConfig, SamplerKind};
 use serde::Serialize;
 
 use crate::config::{DEFAULT_MICRO_BATCH_TOKENS, ExperimentConfig};
+use crate::families::{Decoding, TrainingBatch, training_row};
 use crate::optim::adamw;
 use crate::parallel::loss_and_grads;
 use crate::pretrain::init_seed;
@@ -70,11 +71,7 @@ pub fn bench<B: AutodiffBackend>(
     let mut model = dcfg.init::<B>(init_seed(cfg.run.seed), device);
     let mut optim = adamw(&cfg.pretrain).init();
     let seqs: Vec<(Vec<u32>, usize)> = (0..batch)
-        .map(|i| {
-            let ex = task.train_example(i as u64);
-            let p = ex.prompt.len();
-            (ex.prompt.into_iter().chain(ex.answer).collect(), p)
-        })
+        .map(|i| training_row(task, dcfg.family, task.train_example(i as u64)))
         .collect();
     let rows_in: Vec<CleanRow> = seqs
         .iter()
@@ -89,7 +86,15 @@ pub fn bench<B: AutodiffBackend>(
         let mut model = model;
         for s in 0..n {
             let mut rng = stream(&[purpose::NOISE, 0, s as u64]);
-            let b = ForwardProcess::default().corrupt(&rows_in, dcfg.mask_id(), 0.0, &mut rng);
+            let b = TrainingBatch::new(
+                dcfg.family,
+                &rows_in,
+                &ForwardProcess::default(),
+                dcfg.mask_id(),
+                0.0,
+                (dcfg.vocab_size, seq_len),
+                &mut rng,
+            );
             let (_, grads) = loss_and_grads(&model, &b, 1.0, threads, device);
             model = optim.step(1e-4, model, grads);
         }
@@ -108,8 +113,8 @@ pub fn bench<B: AutodiffBackend>(
         nfe: 0.0,
     });
 
-    // The Co-GRPO model update on `batch` recorded trajectories.
-    if opts.grpo_steps > 0 {
+    // The Co-GRPO model update on `batch` recorded trajectories (MDMs only).
+    if opts.grpo_steps > 0 && dcfg.family == Family::Mdm {
         let t = opts.grpo_steps.min(seq_len);
         let (records, adv) =
             grpo_update::synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
@@ -203,6 +208,27 @@ pub fn bench<B: AutodiffBackend>(
         opts.sampler_steps.clone()
     };
     let seed = derive_key(&[purpose::SAMPLER, cfg.run.seed]);
+    if let Some(decoding) = Decoding::of(dcfg.family, 0.0, 0) {
+        // An ARM or ILM has one way to decode; its steps are its insertions.
+        let keys: Vec<u64> = (0..b as u64).collect();
+        let run = || -> anyhow::Result<(f64, f64)> {
+            let start = Instant::now();
+            let (_, stats) =
+                decoding.complete(&infer, task, &prompts, &keys, answer, seed, device)?;
+            Ok((start.elapsed().as_secs_f64(), stats.mean_nfe()))
+        };
+        run()?;
+        let (secs, nfe) = run()?;
+        push(BenchRow {
+            what: format!("{} (1 thr)", decoding.label()),
+            batch: b,
+            steps: answer,
+            tokens_per_s: (b * answer) as f64 / secs,
+            seconds: secs,
+            nfe,
+        });
+        return Ok(rows);
+    }
     let kinds = if opts.samplers.is_empty() {
         vec![
             SamplerKind::Ancestral,

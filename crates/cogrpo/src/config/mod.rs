@@ -62,6 +62,24 @@ impl Validate for ExperimentConfig {
             p.section("cogrpo", c);
         }
 
+        let family = self.model.family;
+        if family != mdm::Family::Mdm {
+            if self.cogrpo.is_some() {
+                p.bad(
+                    "cogrpo",
+                    format!(
+                        "Co-GRPO trains MDMs; model.family = \"{family}\" is pre-trained and \
+                         evaluated only (remove the [cogrpo] section)"
+                    ),
+                );
+            }
+            if self.pretrain.prompt_dropout > 0.0 {
+                p.bad(
+                    "pretrain.prompt_dropout",
+                    format!("guidance is an MDM feature; model.family = \"{family}\" has none"),
+                );
+            }
+        }
         let trains_unconditional = self.pretrain.prompt_dropout > 0.0;
         if trains_unconditional && self.task.kind == TaskKind::Text {
             p.bad(

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use envs::{Problems, Validate};
-use mdm::DenoiserConfig;
+use mdm::{DenoiserConfig, Family};
 use policy::SamplerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +120,10 @@ fn default_data_dir() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// `mdm` (masked diffusion, the default), `arm` (autoregressive) or
+    /// `ilm` (insertion): one backbone, three objectives and samplers.
+    #[serde(default, skip_serializing_if = "Family::is_mdm")]
+    pub family: Family,
     pub d_model: usize,
     pub n_layers: usize,
     pub n_heads: usize,
@@ -218,8 +222,18 @@ pub struct EvalConfig {
     /// Rows per batched forward.
     pub batch_size: usize,
     /// Stratified time samples per sequence for the held-out ELBO bound;
-    /// 0 skips the likelihood evaluation.
+    /// 0 skips the likelihood evaluation. An ARM's likelihood is exact (any
+    /// positive value asks for it); an ILM's is not evaluated.
     pub nll_samples: usize,
+    /// ARM and ILM decoding: draw among the `top_k` largest logits (0: all).
+    /// Each `samplers` entry's temperature is one evaluation point for them;
+    /// its kind and steps are the MDM's knobs and are not used.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub top_k: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for EvalConfig {
@@ -230,6 +244,7 @@ impl Default for EvalConfig {
             max_examples: None,
             batch_size: 256,
             nll_samples: 0,
+            top_k: 0,
         }
     }
 }
