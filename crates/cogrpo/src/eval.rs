@@ -35,7 +35,10 @@ pub fn eval_seed(cfg: &ExperimentConfig) -> u64 {
     derive_key(&[purpose::SAMPLER, cfg.run.seed, 0x65_76_61_6c])
 }
 
-/// Runs the configured sweep and likelihood bound.
+/// Runs the configured sweep and likelihood bound. An MDM runs every
+/// sampler at every step count; an ARM or an ILM once per distinct
+/// temperature of `eval.samplers` (step counts are the MDM's knob), and the
+/// ARM's likelihood is exact.
 pub fn evaluate<B: Backend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
@@ -45,20 +48,34 @@ pub fn evaluate<B: Backend>(
 ) -> anyhow::Result<Vec<EvalRow>> {
     let e = &cfg.eval;
     let examples = test_examples(cfg, task);
+    let point = |label: String, sampler: SamplerConfig, temperature: Option<f64>| EvalPoint {
+        label,
+        model,
+        policy: None,
+        sampler,
+        temperature,
+    };
+    let points: Vec<EvalPoint<B>> = if model.family() == Family::Mdm {
+        cfg.sweep()
+            .into_iter()
+            .map(|s| point(s.label(), s, None))
+            .collect()
+    } else {
+        let mut temperatures: Vec<f64> = e.samplers.iter().map(|s| s.temperature).collect();
+        temperatures.dedup();
+        temperatures
+            .into_iter()
+            .filter_map(|t| {
+                let decoding = Decoding::of(model.family(), t, e.top_k)?;
+                let sampler = SamplerConfig::new(SamplerKind::Confidence, task.layout().answer_len);
+                Some(point(decoding.label(), sampler, Some(t)))
+            })
+            .collect()
+    };
     let mut rows = Vec::new();
-    if model.family() != Family::Mdm {
-        return evaluate_family(cfg, task, model, device, log);
-    }
-    if !e.samplers.is_empty() {
+    if !points.is_empty() {
         let scorer = Scorer::new(cfg, task)?;
-        for sampler in cfg.sweep() {
-            let point = EvalPoint {
-                label: sampler.label(),
-                model,
-                policy: None,
-                sampler: sampler.clone(),
-                temperature: None,
-            };
+        for point in points {
             let r = point
                 .evaluate(cfg, task, examples, &scorer, false, device)?
                 .rows;
@@ -66,70 +83,22 @@ pub fn evaluate<B: Backend>(
                 log.scalar(
                     &format!("eval/{}/{}", row.sampler, row.metric),
                     row.value,
-                    sampler.steps,
+                    point.sampler.steps,
                 );
             }
             rows.extend(r);
         }
     }
     if e.nll_samples > 0 {
-        let row = likelihood(cfg, model, device, examples)?;
-        log.scalar("eval/elbo_bits_per_token", row.value, 0);
-        rows.push(row);
-    }
-    Ok(rows)
-}
-
-/// [`evaluate`] for an ARM or an ILM: one point per distinct temperature of
-/// `eval.samplers` (the step counts are the MDM's knob), and the ARM's
-/// exact likelihood when `eval.nll_samples > 0`.
-fn evaluate_family<B: Backend>(
-    cfg: &ExperimentConfig,
-    task: &dyn Task,
-    model: &Denoiser<B>,
-    device: &B::Device,
-    log: &mut Scalars,
-) -> anyhow::Result<Vec<EvalRow>> {
-    let e = &cfg.eval;
-    let examples = test_examples(cfg, task);
-    let mut rows = Vec::new();
-    let mut temperatures: Vec<f64> = e.samplers.iter().map(|s| s.temperature).collect();
-    temperatures.dedup();
-    if !temperatures.is_empty() {
-        let scorer = Scorer::new(cfg, task)?;
-        for t in temperatures {
-            let decoding = Decoding::of(model.family(), t, e.top_k).expect("not an MDM");
-            let point = EvalPoint {
-                label: decoding.label(),
-                model,
-                policy: None,
-                sampler: SamplerConfig::new(SamplerKind::Confidence, task.layout().answer_len),
-                temperature: Some(t),
-            };
-            let r = point
-                .evaluate(cfg, task, examples, &scorer, false, device)?
-                .rows;
-            for row in &r {
-                log.scalar(
-                    &format!("eval/{}/{}", row.sampler, row.metric),
-                    row.value,
-                    0,
-                );
-            }
-            rows.extend(r);
-        }
-    }
-    if e.nll_samples > 0 {
-        match model.family() {
-            Family::Arm => {
-                let row = arm_likelihood(cfg, model, device, examples)?;
-                log.scalar("eval/nll_bits_per_token", row.value, 0);
-                rows.push(row);
-            }
-            _ => eprintln!(
+        if model.family() == Family::Ilm {
+            eprintln!(
                 "eval.nll_samples: an ILM's likelihood is not evaluated (its exact value sums \
                  over insertion orders)"
-            ),
+            );
+        } else {
+            let row = likelihood(cfg, model, device, examples)?;
+            log.scalar(&format!("eval/{}_bits_per_token", row.sampler), row.value, 0);
+            rows.push(row);
         }
     }
     Ok(rows)
@@ -379,7 +348,9 @@ impl<B: Backend> EvalPoint<'_, B> {
     }
 }
 
-/// The held-out ELBO bound in bits per answer token.
+/// The held-out likelihood in bits per answer token: the MDM's Monte Carlo
+/// ELBO bound (row `elbo`, `eval.nll_samples` stratified times per
+/// sequence), or the ARM's exact negative log-likelihood (row `nll`).
 pub fn likelihood<B: Backend>(
     cfg: &ExperimentConfig,
     model: &Denoiser<B>,
@@ -387,8 +358,10 @@ pub fn likelihood<B: Backend>(
     examples: &[Example],
 ) -> anyhow::Result<EvalRow> {
     let start = Instant::now();
-    let k = cfg.eval.nll_samples;
-    let progress = Progress::new(examples.len() as u64, "elbo");
+    let exact = model.family() == Family::Arm;
+    let k = if exact { 1 } else { cfg.eval.nll_samples };
+    let label = if exact { "nll" } else { "elbo" };
+    let progress = Progress::new(examples.len() as u64, label);
     let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
     let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
         let seqs: Vec<Vec<u32>> = chunk
@@ -403,67 +376,29 @@ pub fn likelihood<B: Backend>(
                 prompt_len: ex.prompt.len(),
             })
             .collect();
-        let mut rngs: Vec<_> = chunk
-            .iter()
-            .map(|ex| stream(&[purpose::LIKELIHOOD, cfg.run.seed, ex.id]))
-            .collect();
-        let nats = elbo_nll(model, &rows, k, &mut rngs, device)
-            .iter()
-            .sum::<f64>();
+        let nats = if exact {
+            let batch = mdm::arm::shifted_batch(&rows, model.bos_id());
+            mdm::arm::answer_nll(model, &batch, device)
+        } else {
+            let mut rngs: Vec<_> = chunk
+                .iter()
+                .map(|ex| stream(&[purpose::LIKELIHOOD, cfg.run.seed, ex.id]))
+                .collect();
+            elbo_nll(model, &rows, k, &mut rngs, device)
+        };
         progress.inc(chunk.len() as u64);
-        Ok(nats)
+        Ok(nats.iter().sum::<f64>())
     })?;
     progress.finish();
     let nats: f64 = per_batch.iter().sum();
     let tokens: usize = examples.iter().map(|ex| ex.answer.len()).sum();
     Ok(EvalRow {
-        sampler: "elbo".into(),
+        sampler: label.into(),
         steps: k,
         metric: "bits_per_token".into(),
         value: nats / tokens.max(1) as f64 / std::f64::consts::LN_2,
         n: examples.len(),
         nfe: k as f64,
-        wall_s: start.elapsed().as_secs_f64(),
-    })
-}
-
-/// The held-out exact negative log-likelihood of an ARM in bits per answer
-/// token (the row `nll`, comparable with the MDM's `elbo` upper bound).
-pub fn arm_likelihood<B: Backend>(
-    cfg: &ExperimentConfig,
-    model: &Denoiser<B>,
-    device: &B::Device,
-    examples: &[Example],
-) -> anyhow::Result<EvalRow> {
-    let start = Instant::now();
-    let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
-    let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
-        let seqs: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|ex| ex.prompt.iter().chain(&ex.answer).copied().collect())
-            .collect();
-        let rows: Vec<CleanRow> = seqs
-            .iter()
-            .zip(chunk.iter())
-            .map(|(t, ex)| CleanRow {
-                tokens: t,
-                prompt_len: ex.prompt.len(),
-            })
-            .collect();
-        let batch = mdm::arm::shifted_batch(&rows, model.bos_id());
-        Ok(mdm::arm::answer_nll(model, &batch, device)
-            .iter()
-            .sum::<f64>())
-    })?;
-    let nats: f64 = per_batch.iter().sum();
-    let tokens: usize = examples.iter().map(|ex| ex.answer.len()).sum();
-    Ok(EvalRow {
-        sampler: "nll".into(),
-        steps: 1,
-        metric: "bits_per_token".into(),
-        value: nats / tokens.max(1) as f64 / std::f64::consts::LN_2,
-        n: examples.len(),
-        nfe: 1.0,
         wall_s: start.elapsed().as_secs_f64(),
     })
 }

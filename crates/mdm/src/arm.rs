@@ -11,7 +11,7 @@
 
 use burn::prelude::*;
 
-use crate::loss::{CleanRow, NoisedBatch, weighted_cross_entropy};
+use crate::loss::{CleanRow, NoisedBatch, row_losses};
 
 /// The teacher-forcing batch of `rows` (all of one length): every answer
 /// token is scored given `<bos>` and everything before it.
@@ -50,19 +50,7 @@ pub fn answer_nll<B: Backend>(
     batch: &NoisedBatch,
     device: &B::Device,
 ) -> Vec<f64> {
-    let logits = model.forward(crate::Denoiser::input(
-        &batch.input,
-        batch.batch,
-        batch.len,
-        device,
-    ));
-    let ce = weighted_cross_entropy(
-        logits,
-        batch.target_tensor(device),
-        batch.weight_tensor(device),
-    )
-    .sum_dim(1);
-    ce.into_data().iter::<f32>().map(f64::from).collect()
+    row_losses(model, batch, device)
 }
 
 #[cfg(test)]

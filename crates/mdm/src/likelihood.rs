@@ -13,7 +13,7 @@ use burn::prelude::*;
 use rand::Rng;
 
 use crate::Denoiser;
-use crate::loss::{CleanRow, ForwardProcess, weighted_cross_entropy};
+use crate::loss::{CleanRow, ForwardProcess, row_losses};
 
 /// Per-row bound on `-log p(answer | prompt)` in nats, from `k` stratified
 /// times per row; row `r` draws its randomness from `rngs[r]` only. Rows are
@@ -35,25 +35,9 @@ pub fn elbo_nll<B: Backend, R: Rng>(
             .map(|u| ((j as f64 + u) / k as f64).max(1e-6))
             .collect();
         let batch = ForwardProcess::corrupt_with_probs(rows, &probs, model.mask_id(), rngs);
-        let logits = model.forward(Denoiser::input(
-            &batch.input,
-            batch.batch,
-            batch.len,
-            device,
-        ));
-        let ce = weighted_cross_entropy(
-            logits,
-            batch.target_tensor(device),
-            batch.weight_tensor(device),
-        );
-        let per_row: Vec<f32> = ce
-            .sum_dim(1)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("f32 data");
+        let per_row = row_losses(model, &batch, device);
         for (t, v) in total.iter_mut().zip(per_row) {
-            *t += v as f64 / k as f64;
+            *t += v / k as f64;
         }
     }
     total

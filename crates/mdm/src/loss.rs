@@ -214,24 +214,49 @@ pub fn weighted_cross_entropy<B: Backend>(
     logp.neg() * weights
 }
 
-/// The diffusion loss of a corrupted batch (a scalar tensor).
-pub fn diffusion_loss<B: Backend>(
+/// `weight * -log p(target)` at every position of `batch`, `[batch, len]`:
+/// the one place the model meets a weighted token batch (the MDM's masked
+/// rows, the ARM's shifted ones).
+pub fn token_losses<B: Backend>(
     model: &crate::Denoiser<B>,
     batch: &NoisedBatch,
     device: &B::Device,
-) -> Tensor<B, 1> {
+) -> Tensor<B, 2> {
     let logits = model.forward(crate::Denoiser::input(
         &batch.input,
         batch.batch,
         batch.len,
         device,
     ));
-    let ce = weighted_cross_entropy(
+    weighted_cross_entropy(
         logits,
         batch.target_tensor(device),
         batch.weight_tensor(device),
-    );
-    ce.sum() / batch.normalizer.max(1.0)
+    )
+}
+
+/// [`token_losses`] summed per row, on the host.
+pub fn row_losses<B: Backend>(
+    model: &crate::Denoiser<B>,
+    batch: &NoisedBatch,
+    device: &B::Device,
+) -> Vec<f64> {
+    token_losses(model, batch, device)
+        .sum_dim(1)
+        .into_data()
+        .convert::<f32>()
+        .iter::<f32>()
+        .map(f64::from)
+        .collect()
+}
+
+/// The diffusion loss of a corrupted batch (a scalar tensor).
+pub fn diffusion_loss<B: Backend>(
+    model: &crate::Denoiser<B>,
+    batch: &NoisedBatch,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    token_losses(model, batch, device).sum() / batch.normalizer.max(1.0)
 }
 
 #[cfg(test)]
