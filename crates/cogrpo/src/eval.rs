@@ -19,6 +19,7 @@ use mdm::loss::CleanRow;
 use mdm::{Denoiser, Family};
 use policy::learned::SchedulePolicy;
 use policy::{Act, Rollout, SamplerConfig, SamplerKind};
+use rand::seq::SliceRandom;
 use rewards::{RewardItem, RewardSet, RolloutCost, Verifier};
 
 use crate::config::{ExperimentConfig, TaskKind};
@@ -90,16 +91,9 @@ pub fn evaluate<B: Backend>(
         }
     }
     if e.nll_samples > 0 {
-        if model.family() == Family::Ilm {
-            eprintln!(
-                "eval.nll_samples: an ILM's likelihood is not evaluated (its exact value sums \
-                 over insertion orders)"
-            );
-        } else {
-            let row = likelihood(cfg, model, device, examples)?;
-            log.scalar(&format!("eval/{}_bits_per_token", row.sampler), row.value, 0);
-            rows.push(row);
-        }
+        let row = likelihood(cfg, model, device, examples)?;
+        log.scalar(&format!("eval/{}_bits_per_token", row.sampler), row.value, 0);
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -350,7 +344,9 @@ impl<B: Backend> EvalPoint<'_, B> {
 
 /// The held-out likelihood in bits per answer token: the MDM's Monte Carlo
 /// ELBO bound (row `elbo`, `eval.nll_samples` stratified times per
-/// sequence), or the ARM's exact negative log-likelihood (row `nll`).
+/// sequence), the ARM's exact negative log-likelihood (row `nll`), or the
+/// ILM's insertion-order bound (row `ilm_bound`, `eval.nll_samples` random
+/// orders per sequence; [`mdm::ilm::nll_bound`]).
 pub fn likelihood<B: Backend>(
     cfg: &ExperimentConfig,
     model: &Denoiser<B>,
@@ -358,9 +354,17 @@ pub fn likelihood<B: Backend>(
     examples: &[Example],
 ) -> anyhow::Result<EvalRow> {
     let start = Instant::now();
-    let exact = model.family() == Family::Arm;
-    let k = if exact { 1 } else { cfg.eval.nll_samples };
-    let label = if exact { "nll" } else { "elbo" };
+    let family = model.family();
+    let k = if family == Family::Arm {
+        1
+    } else {
+        cfg.eval.nll_samples
+    };
+    let label = match family {
+        Family::Mdm => "elbo",
+        Family::Arm => "nll",
+        Family::Ilm => "ilm_bound",
+    };
     let progress = Progress::new(examples.len() as u64, label);
     let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
     let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {
@@ -376,15 +380,30 @@ pub fn likelihood<B: Backend>(
                 prompt_len: ex.prompt.len(),
             })
             .collect();
-        let nats = if exact {
-            let batch = mdm::arm::shifted_batch(&rows, model.bos_id());
-            mdm::arm::answer_nll(model, &batch, device)
-        } else {
-            let mut rngs: Vec<_> = chunk
+        let mut rngs: Vec<_> = chunk
+            .iter()
+            .map(|ex| stream(&[purpose::LIKELIHOOD, cfg.run.seed, ex.id]))
+            .collect();
+        let nats = match family {
+            Family::Mdm => elbo_nll(model, &rows, k, &mut rngs, device),
+            Family::Arm => {
+                let batch = mdm::arm::shifted_batch(&rows, model.bos_id());
+                mdm::arm::answer_nll(model, &batch, device)
+            }
+            Family::Ilm => chunk
                 .iter()
-                .map(|ex| stream(&[purpose::LIKELIHOOD, cfg.run.seed, ex.id]))
-                .collect();
-            elbo_nll(model, &rows, k, &mut rngs, device)
+                .zip(&mut rngs)
+                .map(|(ex, rng)| {
+                    let orders: Vec<Vec<usize>> = (0..k)
+                        .map(|_| {
+                            let mut o: Vec<usize> = (0..ex.answer.len()).collect();
+                            o.shuffle(rng);
+                            o
+                        })
+                        .collect();
+                    mdm::ilm::nll_bound(model, &ex.prompt, &ex.answer, &orders, device)
+                })
+                .collect(),
         };
         progress.inc(chunk.len() as u64);
         Ok(nats.iter().sum::<f64>())

@@ -207,6 +207,87 @@ pub fn insertion_loss<B: Backend>(
     loss_from_logits(logits, stop, batch, rows, device)
 }
 
+/// `log p(answer, order)`: the log-probability that the ILM, from
+/// `<bos> prompt`, inserts the answer's tokens in the order `order` (a
+/// permutation of answer indices) and then stops:
+///
+///   sum_k [ log(1 - sigmoid(s_k)) + log p(gap_k, token_k | x_k) ] + log sigmoid(s_n)
+///
+/// One row per intermediate sequence `x_k`, all in one batch per order.
+pub fn order_log_probs<B: Backend>(
+    model: &crate::Denoiser<B>,
+    prompt: &[u32],
+    answer: &[u32],
+    orders: &[Vec<usize>],
+    device: &B::Device,
+) -> Vec<f64> {
+    let (p, n, vocab) = (prompt.len(), answer.len(), model.vocab_size());
+    let len = 1 + p + n;
+    orders
+        .iter()
+        .map(|order| {
+            assert_eq!(order.len(), n, "an order is a permutation of the answer");
+            let mut input = Vec::with_capacity((n + 1) * len);
+            let (mut lens, mut allowed) = (Vec::with_capacity(n + 1), vec![0.0f32; (n + 1) * len]);
+            let mut actions = Vec::with_capacity(n);
+            let mut kept = vec![false; n];
+            for k in 0..=n {
+                let mut seq = vec![model.bos_id()];
+                seq.extend_from_slice(prompt);
+                seq.extend((0..n).filter(|&j| kept[j]).map(|j| answer[j]));
+                for g in p..seq.len() {
+                    allowed[k * len + g] = 1.0;
+                }
+                if k < n {
+                    let j = order[k];
+                    let gap = p + (0..j).filter(|&i| kept[i]).count();
+                    actions.push((k * len + gap) * vocab + answer[j] as usize);
+                    kept[j] = true;
+                }
+                lens.push(seq.len());
+                seq.resize(len, model.bos_id());
+                input.extend(seq);
+            }
+            let tokens = crate::Denoiser::input(&input, n + 1, len, device);
+            let (logits, stop) = model.forward_padded(tokens, &lens);
+            let allowed = Tensor::from_data(TensorData::new(allowed, [n + 1, len]), device);
+            let logp: Vec<f32> = insertion_log_probs(logits, allowed)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 data");
+            let stop: Vec<f32> = stop
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 data");
+            let log_sigmoid = |z: f64| -(1.0 + (-z).exp()).ln();
+            let inserts: f64 = actions
+                .iter()
+                .enumerate()
+                .map(|(k, &a)| log_sigmoid(-(stop[k] as f64)) + logp[a] as f64)
+                .sum();
+            inserts + log_sigmoid(stop[n] as f64)
+        })
+        .collect()
+}
+
+/// An upper bound on `-log p(answer | prompt)` in nats from `orders`
+/// (uniformly random permutations): distinct orders are distinct insertion
+/// paths, so `p(x) >= sum_orders p(x, order) = n! E_order[p(x, order)]`,
+/// and by Jensen `-log p(x) <= -E[log p(x, order)] - log n!`.
+pub fn nll_bound<B: Backend>(
+    model: &crate::Denoiser<B>,
+    prompt: &[u32],
+    answer: &[u32],
+    orders: &[Vec<usize>],
+    device: &B::Device,
+) -> f64 {
+    let lp = order_log_probs(model, prompt, answer, orders, device);
+    let log_n_factorial: f64 = (1..=answer.len()).map(|i| (i as f64).ln()).sum();
+    -lp.iter().sum::<f64>() / lp.len().max(1) as f64 - log_n_factorial
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +386,83 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
+    }
+
+    /// p(x) by brute force: every insertion path from `<bos> prompt` that
+    /// stays a subsequence of `x`, then the stop.
+    fn exact_prob(m: &crate::Denoiser<B>, prompt: &[u32], done: &[u32], x: &[u32]) -> f64 {
+        let dev = Default::default();
+        let mut seq = vec![m.bos_id()];
+        seq.extend_from_slice(prompt);
+        seq.extend_from_slice(done);
+        let len = seq.len();
+        let (logits, stop) =
+            m.forward_padded(crate::Denoiser::<B>::input(&seq, 1, len, &dev), &[len]);
+        let p_stop = 1.0 / (1.0 + (-(stop.into_scalar() as f64)).exp());
+        if done == x {
+            return p_stop;
+        }
+        let mut allowed = vec![0.0f32; len];
+        allowed[prompt.len()..].iter_mut().for_each(|a| *a = 1.0);
+        let allowed = Tensor::<B, 2>::from_data(TensorData::new(allowed, [1, len]), &dev);
+        let logp: Vec<f32> = insertion_log_probs(logits, allowed)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let v = m.vocab_size();
+        let mut total = 0.0;
+        for g in prompt.len()..len {
+            for tok in 0..v as u32 {
+                let mut next = done.to_vec();
+                next.insert(g - prompt.len(), tok);
+                let mut it = x.iter();
+                if next.len() <= x.len() && next.iter().all(|t| it.any(|y| y == t)) {
+                    total +=
+                        (logp[g * v + tok as usize] as f64).exp() * exact_prob(m, prompt, &next, x);
+                }
+            }
+        }
+        (1.0 - p_stop) * total
+    }
+
+    /// Two answer tokens: each insertion path is exactly one order, so the
+    /// orders' probabilities add up to p(x) (the brute force above), and the
+    /// bound sits above the true NLL.
+    #[test]
+    fn order_probabilities_add_up_to_the_sequence_probability() {
+        let dev = Default::default();
+        let m = crate::DenoiserConfig::new(3, 16, 1, 2, 32, 6)
+            .with_family(crate::Family::Ilm)
+            .init::<B>(6, &dev);
+        let orders = [vec![0, 1], vec![1, 0]];
+        for x in [[0u32, 2], [1, 1]] {
+            let exact = exact_prob(&m, &[2], &[], &x);
+            let lp = order_log_probs(&m, &[2], &x, &orders, &dev);
+            let sum: f64 = lp.iter().map(|l| l.exp()).sum();
+            assert!(
+                (sum - exact).abs() < 1e-5 * exact,
+                "{x:?}: {sum} vs {exact}"
+            );
+            let bound = nll_bound(&m, &[2], &x, &orders, &dev);
+            assert!(bound >= -exact.ln() - 1e-9, "{bound} < {}", -exact.ln());
+        }
+        // Three tokens: more paths than orders, still a bound.
+        let x = [0u32, 1, 0];
+        let exact = exact_prob(&m, &[2], &[], &x);
+        let all: Vec<Vec<usize>> = vec![
+            vec![0, 1, 2],
+            vec![0, 2, 1],
+            vec![1, 0, 2],
+            vec![1, 2, 0],
+            vec![2, 0, 1],
+            vec![2, 1, 0],
+        ];
+        let sum: f64 = order_log_probs(&m, &[2], &x, &all, &dev)
+            .iter()
+            .map(|l| l.exp())
+            .sum();
+        assert!(sum <= exact * (1.0 + 1e-5), "{sum} > {exact}");
+        assert!(nll_bound(&m, &[2], &x, &all, &dev) >= -exact.ln() - 1e-9);
     }
 
     #[test]
