@@ -104,6 +104,7 @@ mod tests {
     /// a prompt chunk and then one token at a time (with a row dropped from
     /// the cache half-way) equal the full causal forward pass.
     #[test]
+    #[allow(clippy::needless_range_loop)] // positions index rows and logits alike
     fn logits_with_the_cache_equal_logits_without_it() {
         let m = arm(3);
         let dev = Default::default();
