@@ -92,7 +92,11 @@ pub fn evaluate<B: Backend>(
     }
     if e.nll_samples > 0 {
         let row = likelihood(cfg, model, device, examples)?;
-        log.scalar(&format!("eval/{}_bits_per_token", row.sampler), row.value, 0);
+        log.scalar(
+            &format!("eval/{}_bits_per_token", row.sampler),
+            row.value,
+            0,
+        );
         rows.push(row);
     }
     Ok(rows)

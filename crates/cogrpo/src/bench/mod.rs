@@ -217,16 +217,13 @@ pub fn bench<B: AutodiffBackend>(
                 decoding.complete(&infer, task, &prompts, &keys, answer, seed, device)?;
             Ok((start.elapsed().as_secs_f64(), stats.mean_nfe()))
         };
-        run()?;
-        let (secs, nfe) = run()?;
-        push(BenchRow {
-            what: format!("{} (1 thr)", decoding.label()),
-            batch: b,
-            steps: answer,
-            tokens_per_s: (b * answer) as f64 / secs,
-            seconds: secs,
-            nfe,
-        });
+        push(sampling_row(
+            decoding.label() + " (1 thr)",
+            b,
+            answer,
+            answer,
+            run,
+        )?);
         return Ok(rows);
     }
     let kinds = if opts.samplers.is_empty() {
@@ -254,19 +251,32 @@ pub fn bench<B: AutodiffBackend>(
                 )?;
                 Ok((start.elapsed().as_secs_f64(), stats.mean_nfe()))
             };
-            run()?;
-            let (secs, nfe) = run()?;
-            push(BenchRow {
-                what: format!("{} ({threads} thr)", sampler.label()),
-                batch: b,
-                steps: t,
-                tokens_per_s: (b * answer) as f64 / secs,
-                seconds: secs,
-                nfe,
-            });
+            let what = format!("{} ({threads} thr)", sampler.label());
+            push(sampling_row(what, b, t, answer, run)?);
         }
     }
     Ok(rows)
+}
+
+/// A sampler's row: `run` generates `batch` answers of `answer` tokens and
+/// returns its seconds and mean NFE; one warm-up call, one timed.
+fn sampling_row(
+    what: String,
+    batch: usize,
+    steps: usize,
+    answer: usize,
+    run: impl Fn() -> anyhow::Result<(f64, f64)>,
+) -> anyhow::Result<BenchRow> {
+    run()?;
+    let (secs, nfe) = run()?;
+    Ok(BenchRow {
+        what,
+        batch,
+        steps,
+        tokens_per_s: (batch * answer) as f64 / secs,
+        seconds: secs,
+        nfe,
+    })
 }
 
 /// Blocks until the device has finished the queued updates of `model`:
