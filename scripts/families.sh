@@ -4,6 +4,7 @@
 # (one thread each, so the three share the machine alike), then evaluated.
 #
 #   scripts/families.sh star   # star-easy: 6000 x 128 graphs each (~1 h on 2 cores)
+#   scripts/families.sh star-medium   # 2000 x 128 graphs each (~25 min)
 #   scripts/families.sh text   # Tiny Shakespeare: 1000 x 32 windows each (~40 min),
 #                              # held-out bits per character and samples/s vs quality
 #
@@ -13,15 +14,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ablation.sh
 resolve_bin
-what=${1:?usage: scripts/families.sh star|text}
+what=${1:?usage: scripts/families.sh star|star-medium|text}
 
 config() { # task family
   if [ "$2" = mdm ]; then echo "experiments/$1.toml"; else echo "experiments/$1-$2.toml"; fi
 }
 
 case "$what" in
-star)
+star | star-medium)
   task=star-easy
+  [ "$what" = star-medium ] && task=star-medium
   sets=(--set run.threads=1)
   ;;
 text)
@@ -31,7 +33,7 @@ text)
   sets=(--set run.threads=1 --set pretrain.steps=1000 --set eval.max_examples=200)
   ;;
 *)
-  echo "unknown comparison: $what (star or text)" >&2
+  echo "unknown comparison: $what (star, star-medium or text)" >&2
   exit 2
   ;;
 esac
