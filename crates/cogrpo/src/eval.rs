@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rewards::{RewardItem, RewardSet, RolloutCost, Verifier};
 
 use crate::config::{ExperimentConfig, TaskKind};
-use crate::families::{Decoding, prompts_of};
+use crate::families::{Decoding, ilm_answer, prompts_of};
 use crate::logging::{Progress, Scalars};
 use crate::parallel::map_parallel;
 use crate::reward_models;
@@ -91,7 +91,7 @@ pub fn evaluate<B: Backend>(
         }
     }
     if e.nll_samples > 0 {
-        let row = likelihood(cfg, model, device, examples)?;
+        let row = likelihood(cfg, task, model, device, examples)?;
         log.scalar(
             &format!("eval/{}_bits_per_token", row.sampler),
             row.value,
@@ -353,6 +353,7 @@ impl<B: Backend> EvalPoint<'_, B> {
 /// orders per sequence; [`mdm::ilm::nll_bound`]).
 pub fn likelihood<B: Backend>(
     cfg: &ExperimentConfig,
+    task: &dyn Task,
     model: &Denoiser<B>,
     device: &B::Device,
     examples: &[Example],
@@ -398,14 +399,17 @@ pub fn likelihood<B: Backend>(
                 .iter()
                 .zip(&mut rngs)
                 .map(|(ex, rng)| {
+                    // The answer the ILM generates: without the `<pad>`s that
+                    // its stop decision implies (still divided by all tokens).
+                    let answer = ilm_answer(task, &ex.answer);
                     let orders: Vec<Vec<usize>> = (0..k)
                         .map(|_| {
-                            let mut o: Vec<usize> = (0..ex.answer.len()).collect();
+                            let mut o: Vec<usize> = (0..answer.len()).collect();
                             o.shuffle(rng);
                             o
                         })
                         .collect();
-                    mdm::ilm::nll_bound(model, &ex.prompt, &ex.answer, &orders, device)
+                    mdm::ilm::nll_bound(model, &ex.prompt, answer, &orders, device)
                 })
                 .collect(),
         };
