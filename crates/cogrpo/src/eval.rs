@@ -62,8 +62,13 @@ pub fn evaluate<B: Backend>(
             .map(|s| point(s.label(), s, None))
             .collect()
     } else {
-        let mut temperatures: Vec<f64> = e.samplers.iter().map(|s| s.temperature).collect();
-        temperatures.dedup();
+        // Distinct temperatures, in the order the config first names them.
+        let mut temperatures: Vec<f64> = Vec::new();
+        for t in e.samplers.iter().map(|s| s.temperature) {
+            if !temperatures.contains(&t) {
+                temperatures.push(t);
+            }
+        }
         temperatures
             .into_iter()
             .filter_map(|t| {
