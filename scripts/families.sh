@@ -5,6 +5,7 @@
 #
 #   scripts/families.sh star   # star-easy: 6000 x 128 graphs each (~1 h on 2 cores)
 #   scripts/families.sh star-medium   # 2000 x 128 graphs each (~25 min)
+#   scripts/families.sh star-hard     # 1200 x 64 graphs each (~40 min)
 #   scripts/families.sh text   # Tiny Shakespeare: 1000 x 32 windows each (~40 min),
 #                              # held-out bits per character and samples/s vs quality
 #
@@ -14,16 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ablation.sh
 resolve_bin
-what=${1:?usage: scripts/families.sh star|star-medium|text}
+what=${1:?usage: scripts/families.sh star|star-medium|star-hard|text}
 
 config() { # task family
   if [ "$2" = mdm ]; then echo "experiments/$1.toml"; else echo "experiments/$1-$2.toml"; fi
 }
 
 case "$what" in
-star | star-medium)
+star | star-medium | star-hard)
   task=star-easy
-  [ "$what" = star-medium ] && task=star-medium
+  [ "$what" != star ] && task=$what
   sets=(--set run.threads=1)
   ;;
 text)
@@ -33,7 +34,7 @@ text)
   sets=(--set run.threads=1 --set pretrain.steps=1000 --set eval.max_examples=200)
   ;;
 *)
-  echo "unknown comparison: $what (star, star-medium or text)" >&2
+  echo "unknown comparison: $what (star, star-medium, star-hard or text)" >&2
   exit 2
   ;;
 esac

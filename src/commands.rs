@@ -22,12 +22,48 @@ mod arm;
 mod bench;
 mod interchange;
 mod reward;
+mod samples;
+mod view;
 
 use arm::{Source, load_trained_arm};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { common } => check(&common),
+        Command::Samples {
+            run,
+            arm,
+            iteration,
+            kind,
+            steps,
+            limit,
+        } => {
+            let kind = kind.map(|k| match k {
+                crate::KindArg::Train => cogrpo_train::dumps::DumpKind::Train,
+                crate::KindArg::Eval => cogrpo_train::dumps::DumpKind::Eval,
+            });
+            let filter = samples::Filter {
+                arm,
+                iteration,
+                kind,
+                steps,
+                limit,
+            };
+            samples::print(&run, &filter)
+        }
+        Command::View {
+            run,
+            out,
+            serve,
+            port,
+        } => {
+            let page = view::write(&run, out)?;
+            println!("{}", page.display());
+            if serve {
+                view::serve(&page, port)?;
+            }
+            Ok(())
+        }
         Command::Reward { action } => reward::run(action),
         Command::Agree {
             common,
@@ -110,6 +146,13 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Run { common } => {
             let cfg = common.load_fitting()?;
+            let task = tasks::build(&cfg)?;
+            let d = tasks::denoiser_config(&cfg, task.as_ref());
+            let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
+            eprintln!("{}:", common.config.display());
+            for line in plan_lines(&cfg, task.as_ref(), &plan)? {
+                eprintln!("{line}");
+            }
             dispatch(cfg.run.device, RunAll { cfg })
         }
         Command::Export {
@@ -201,42 +244,53 @@ fn check(common: &Common) -> anyhow::Result<()> {
     let cfg = common.load()?;
     let task = tasks::build(&cfg)?;
     let d = tasks::denoiser_config(&cfg, task.as_ref());
-    let layout = task.layout();
-    let plan = Plan::estimate(&cfg, &d, layout.seq_len());
+    let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
     common.refuse_unfit(&plan)?;
     println!("{}: OK", common.config.display());
-    println!(
+    for line in plan_lines(&cfg, task.as_ref(), &plan)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// What a config will do: task, model, memory, budgets, rewards, output
+/// (`check` prints it; `run` says it before starting).
+fn plan_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let d = tasks::denoiser_config(cfg, task);
+    let layout = task.layout();
+    out.push(format!(
         "  task      {} (vocabulary {}, prompt {} + answer {} tokens, {} test examples)",
         task.name(),
         task.vocab().len(),
         layout.prompt_len,
         layout.answer_len,
         task.test_examples().len()
-    );
-    println!(
+    ));
+    out.push(format!(
         "  model     {} parameters (d_model {}, {} layers, {} heads, d_ff {})",
         d.num_params(),
         d.d_model,
         d.n_layers,
         d.n_heads,
         d.d_ff
-    );
-    println!(
+    ));
+    out.push(format!(
         "  memory    peak about {} (pre-training {}, evaluation {}, Co-GRPO {}); {} free",
         gib(plan.peak().0),
         gib(plan.pretrain_bytes),
         gib(plan.eval_bytes),
         gib(plan.cogrpo_bytes),
         gib(available_memory())
-    );
+    ));
     let p = &cfg.pretrain;
-    println!(
+    out.push(format!(
         "  pretrain  {} steps x {} sequences ({} tokens per step)",
         p.steps,
         p.batch_size * p.grad_accum,
         p.batch_size * p.grad_accum * layout.seq_len()
-    );
-    println!(
+    ));
+    out.push(format!(
         "  eval      {} sampler(s) x steps {:?}{}",
         cfg.eval.samplers.len(),
         cfg.eval.steps,
@@ -245,7 +299,7 @@ fn check(common: &Common) -> anyhow::Result<()> {
         } else {
             String::new()
         }
-    );
+    ));
     let mut metrics: Vec<&str> = rewards::verifiers_for(task.name())
         .iter()
         .map(|v| v.name())
@@ -253,38 +307,40 @@ fn check(common: &Common) -> anyhow::Result<()> {
     if cfg.task.kind == TaskKind::Digits {
         metrics.extend(cogrpo_train::vision::evaluation::METRICS);
     }
-    println!(
+    out.push(format!(
         "  metrics   {}",
         if metrics.is_empty() {
             "(none: ELBO only)".to_string()
         } else {
             metrics.join(", ")
         }
-    );
-    let learned = reward_models::learned_names(&cfg, task.name());
+    ));
+    let learned = reward_models::learned_names(cfg, task.name());
     if !learned.is_empty() {
         // Learned reward models are trained on first use; `check` writes nothing.
-        println!(
+        out.push(format!(
             "  rewards   {} (learned; trained on first use into {})",
             learned.join(", "),
-            cogrpo_train::vision::store::models_dir(&cfg).display()
-        );
+            cogrpo_train::vision::store::models_dir(cfg).display()
+        ));
     } else {
         // Builds the reward set (names resolved, URLs parsed) without
         // starting any plugin process or sending a request.
         match rewards::build_reward_set(&cfg.rewards, task.name()) {
-            Ok(set) => println!(
+            Ok(set) => out.push(format!(
                 "  rewards   {} ({:?})",
                 set.names().join(", "),
                 cfg.rewards.aggregation
-            ),
-            Err(e) if cfg.rewards.terms.is_empty() => println!("  rewards   none yet: {e}"),
+            )),
+            Err(e) if cfg.rewards.terms.is_empty() => {
+                out.push(format!("  rewards   none yet: {e}"))
+            }
             Err(e) => return Err(anyhow::anyhow!(e)),
         }
     }
     if let Some(c) = &cfg.cogrpo {
         let arms: Vec<&str> = c.arms.iter().map(|a| a.name()).collect();
-        println!(
+        out.push(format!(
             "  cogrpo    arms base, {}: {} iterations x {} prompts x {} rollouts, T = {}, \
              reference {}",
             arms.join(", "),
@@ -293,9 +349,9 @@ fn check(common: &Common) -> anyhow::Result<()> {
             c.group_size,
             c.steps,
             c.reference.label()
-        );
+        ));
         let learned: Vec<&str> = c.schedule.components().iter().map(|x| x.name()).collect();
-        println!(
+        out.push(format!(
             "  schedule  {:?} head learning [{}]{}",
             c.schedule.kind,
             learned.join(", "),
@@ -304,10 +360,14 @@ fn check(common: &Common) -> anyhow::Result<()> {
             } else {
                 ""
             }
-        );
+        ));
     }
-    println!("  output    {}", cfg.run.out_dir().display());
-    Ok(())
+    out.push(format!("  output    {}", cfg.run.out_dir().display()));
+    out.push(format!(
+        "  watch     tensorboard --logdir {}",
+        cfg.run.out_dir().join("tb").display()
+    ));
+    Ok(out)
 }
 
 fn model_summary(task: &dyn Task, cfg: &ExperimentConfig) -> ModelSummary {
@@ -489,7 +549,7 @@ impl Job for SampleJob {
             return Ok(());
         }
         let generator = match &source {
-            Source::Arm(arm) => arm.generator(cfg)?,
+            Source::Arm(arm) => arm.generator(cfg, task.as_ref())?,
             Source::Model(model) => sample::Generator {
                 model,
                 policy: None,
@@ -649,6 +709,7 @@ impl Job for TrainJob {
             task.as_ref(),
             self.mode,
             &dir,
+            &cogrpo_train::dumps::path(run.path(), self.mode.name()),
             &init,
             &device,
             self.resume,

@@ -210,6 +210,48 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the rollouts a run dumped (dumps/<arm>.jsonl.gz): prompt,
+    /// completion, rewards, advantage, and with --steps every step's writes.
+    #[command(after_help = "Examples:\n  cogrpo samples runs/sudoku4-cogrpo\n  \
+        cogrpo samples runs/sudoku4-cogrpo --arm alternate --iteration 100 --steps\n  \
+        cogrpo samples runs/sudoku4-cogrpo --kind eval -n 4")]
+    Samples {
+        /// The run directory (run.out_dir).
+        run: PathBuf,
+        /// One arm (default: every arm with dumps).
+        #[arg(long)]
+        arm: Option<String>,
+        /// The iteration (default: the last one dumped).
+        #[arg(long)]
+        iteration: Option<usize>,
+        /// train or eval (default: both).
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Show every step's revealed positions and tokens.
+        #[arg(long)]
+        steps: bool,
+        /// Rollouts shown per arm.
+        #[arg(short = 'n', long, default_value_t = 8)]
+        limit: usize,
+    },
+    /// Write a run's viewer: one self-contained HTML page (evaluation,
+    /// training curves, schedule per step, trajectory replay).
+    #[command(
+        after_help = "Examples:\n  cogrpo view runs/sudoku4-cogrpo            # writes runs/sudoku4-cogrpo/view.html\n  \
+        cogrpo view runs/sudoku4-cogrpo --serve    # and serves it on 127.0.0.1:8080"
+    )]
+    View {
+        /// The run directory (run.out_dir).
+        run: PathBuf,
+        /// Where to write the page (default: RUN/view.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also serve the page on 127.0.0.1 until interrupted.
+        #[arg(long)]
+        serve: bool,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Measure training, forward and sampling throughput.
     #[command(after_help = "Example:\n  cogrpo bench --config experiments/sudoku4.toml --batch 64")]
     Bench {
@@ -271,6 +313,12 @@ struct Common {
     /// shapes its training (sets run.allow_config_change).
     #[arg(long)]
     allow_config_change: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Train,
+    Eval,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -24,13 +24,17 @@ impl<B: Backend> LoadedArm<B> {
     /// How `sample --arm` generates: the learned schedule in mode over the
     /// reference sampler at the first evaluation step count, tokens at
     /// `cogrpo.eval_temperature` (what the report evaluates).
-    pub fn generator(&self, cfg: &ExperimentConfig) -> anyhow::Result<sample::Generator<'_, B>> {
+    pub fn generator(
+        &self,
+        cfg: &ExperimentConfig,
+        task: &dyn Task,
+    ) -> anyhow::Result<sample::Generator<'_, B>> {
         let c = cfg.cogrpo_section()?;
         Ok(sample::Generator {
             model: &self.model,
             policy: self.policy(),
             sampler: c.reference.with_steps(c.eval_step_counts()[0]),
-            temperature: Some(c.eval_temperature),
+            temperature: Some(c.eval_temperature_for(task.layout().prompt_len)),
         })
     }
 }

@@ -174,13 +174,23 @@ impl Scorer {
         }
     }
 
-    /// Every metric of `items`: `(name, value, items it covers)`.
+    /// Every metric of `items`: `(name, value, items it covers)`, and each
+    /// item's own scores (verifiers, reward terms, the total `reward`).
     fn score(
         &self,
         task: &dyn Task,
         items: &[RewardItem],
         nfe: &[u32],
-    ) -> anyhow::Result<Vec<(String, f64, usize)>> {
+    ) -> anyhow::Result<(Vec<Metric>, Vec<ItemScores>)> {
+        let mut per_item: Vec<ItemScores> = items
+            .iter()
+            .map(|it| {
+                self.verifiers
+                    .iter()
+                    .map(|v| (v.name().to_string(), v.score(it)))
+                    .collect()
+            })
+            .collect();
         let mean = |name: &str, s: Vec<f64>| {
             (
                 name.to_string(),
@@ -188,7 +198,7 @@ impl Scorer {
                 s.len(),
             )
         };
-        let mut out: Vec<(String, f64, usize)> = self
+        let mut out: Vec<Metric> = self
             .verifiers
             .iter()
             .map(|v| {
@@ -215,10 +225,21 @@ impl Scorer {
                 .filter_map(|i| scored.total(i).map(f64::from))
                 .collect();
             out.push(mean("reward", totals));
+            for (i, scores) in per_item.iter_mut().enumerate() {
+                scores.extend(crate::dumps::term_scores(&scored, i));
+                scores.insert("reward".into(), scored.total(i).map(f64::from));
+            }
         }
-        Ok(out)
+        Ok((out, per_item))
     }
 }
+
+/// A metric over a batch: `(name, mean, items it covers)`.
+type Metric = (String, f64, usize);
+
+/// One generated answer's scores by name (`None`: failed or not
+/// applicable).
+pub type ItemScores = std::collections::BTreeMap<String, Option<f64>>;
 
 /// What an [`EvalPoint`] produced.
 pub struct Evaluated {
@@ -228,6 +249,9 @@ pub struct Evaluated {
     pub items: Vec<RewardItem>,
     /// The recorded trajectories (when asked for).
     pub trajectories: Vec<Trajectory>,
+    /// Each item's scores, and the network evaluations it cost.
+    pub scores: Vec<ItemScores>,
+    pub nfe: Vec<u32>,
 }
 
 /// One evaluation point: a model with a fixed sampler or a learned schedule
@@ -320,7 +344,7 @@ impl<B: Backend> EvalPoint<'_, B> {
             items.extend(it);
             trajectories.extend(t);
         }
-        let metrics = scorer.score(task, &items, &nfe)?;
+        let (metrics, scores) = scorer.score(task, &items, &nfe)?;
         let wall_s = start.elapsed().as_secs_f64();
         let mean_nfe = nfe.iter().map(|&n| n as f64).sum::<f64>() / examples.len().max(1) as f64;
         let line: Vec<String> = metrics
@@ -347,6 +371,8 @@ impl<B: Backend> EvalPoint<'_, B> {
             rows,
             items,
             trajectories,
+            scores,
+            nfe,
         })
     }
 }

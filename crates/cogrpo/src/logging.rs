@@ -1,4 +1,4 @@
-//! TensorBoard scalars and terminal progress.
+//! TensorBoard scalars and text, and terminal progress.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -9,6 +9,13 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use protobuf::Message;
 use tensorboard_proto::event::Event;
+use tensorboard_proto::plugin_text::TextPluginData;
+use tensorboard_proto::summary::{
+    Summary, Summary_Value, SummaryMetadata, SummaryMetadata_PluginData,
+};
+use tensorboard_proto::tensor::TensorProto;
+use tensorboard_proto::tensor_shape::TensorShapeProto;
+use tensorboard_proto::types::DataType;
 use tensorboard_rs::record_writer::RecordWriter;
 
 /// TensorBoard scalar log: one event file, written on the calling thread
@@ -77,6 +84,42 @@ impl Scalars {
         );
         event.set_step(step as i64);
         event.set_summary(tensorboard_rs::summary::scalar(tag, value as f32));
+        self.write_event(&event);
+    }
+
+    /// A text record (TensorBoard's Text tab renders it as Markdown).
+    /// tensorboard-rs writes no text summaries: this is the record
+    /// TensorBoard's own `summary.text` writes, a scalar string tensor
+    /// tagged for the `text` plugin.
+    pub fn text(&mut self, tag: &str, markdown: &str, step: usize) {
+        if self.writer.is_none() {
+            return;
+        }
+        let mut plugin = SummaryMetadata_PluginData::new();
+        plugin.set_plugin_name("text".into());
+        let mut content = TextPluginData::new();
+        content.version = 0;
+        plugin.set_content(content.write_to_bytes().unwrap_or_default());
+        let mut meta = SummaryMetadata::new();
+        meta.set_plugin_data(plugin);
+        let mut tensor = TensorProto::new();
+        tensor.set_dtype(DataType::DT_STRING);
+        tensor.set_tensor_shape(TensorShapeProto::new());
+        tensor.set_string_val(vec![markdown.as_bytes().to_vec()].into());
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.into());
+        value.set_metadata(meta);
+        value.set_tensor(tensor);
+        let mut summary = Summary::new();
+        summary.set_value(vec![value].into());
+        let mut event = Event::new();
+        event.set_wall_time(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        event.set_step(step as i64);
+        event.set_summary(summary);
         self.write_event(&event);
     }
 

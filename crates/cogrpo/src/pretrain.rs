@@ -110,6 +110,11 @@ pub fn pretrain<B: AutodiffBackend>(
         eps: p.mask_eps,
         stratified: p.stratified_t,
     };
+    log.text(
+        "config",
+        &format!("```toml\n{config_toml}\n```"),
+        state.step,
+    );
     let progress = Progress::new(p.steps as u64, "pretrain");
     progress.set_position(state.step as u64);
     if state.step == 0 {

@@ -99,6 +99,7 @@ fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> anyhow::Result<Tr
         task.as_ref(),
         UpdateMode::Alternate,
         &dir,
+        &cfg.run.out_dir().join("dumps/alternate.jsonl.gz"),
         init,
         &Default::default(),
         resume,
@@ -109,7 +110,8 @@ fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> anyhow::Result<Tr
 #[test]
 fn alternate_phases_touch_only_their_parameters_and_resume_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let full = config(tmp.path(), "");
+    let mut full = config(tmp.path(), "");
+    full.cogrpo.as_mut().unwrap().dump_every = 1;
     let init = pretrained(&full);
     let task = tasks::build(&full).unwrap();
     let c = full.cogrpo.as_ref().unwrap();
@@ -166,6 +168,20 @@ fn alternate_phases_touch_only_their_parameters_and_resume_exactly() {
     let c2 = train(&fresh, &init, false).unwrap();
     assert_eq!(weights(&c2.model), weights(&b.model));
     assert_eq!(weights(&c2.policy), weights(&b.policy));
+    // So do the rollout dumps: one per iteration, none repeated by the resume.
+    let dumped = |cfg: &ExperimentConfig| {
+        cogrpo_train::dumps::read(&cfg.run.out_dir().join("dumps/alternate.jsonl.gz")).unwrap()
+    };
+    let (resumed, straight) = (dumped(&full), dumped(&fresh));
+    let per_iteration = c.dump_groups * c.group_size;
+    assert_eq!(resumed.len(), 4 * per_iteration);
+    assert_eq!(
+        resumed.iter().map(|r| r.iteration).collect::<Vec<_>>(),
+        (1..=4)
+            .flat_map(|i| vec![i; per_iteration])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(resumed, straight);
     // The logs agree too (up to JSON's float round trip of the resumed half).
     assert_eq!(c2.state.history.len(), b.state.history.len());
     for (x, y) in c2.state.history.iter().zip(&b.state.history) {
@@ -203,6 +219,10 @@ command = ["/nonexistent/reward-plugin"]
         .expect("training must stop")
         .to_string();
     assert!(err.contains("iteration 1"), "{err}");
+    assert!(
+        err.contains("cogrpo train --arm alternate --resume"),
+        "{err}"
+    );
     let latest = cogrpo_train::checkpoint::CheckpointDir::new(
         cfg.run.out_dir().join("arms/alternate/checkpoints"),
     )
@@ -210,6 +230,16 @@ command = ["/nonexistent/reward-plugin"]
     .expect("a checkpoint was written before stopping");
     let state = read_arm_state(&latest).unwrap();
     assert_eq!(state.iteration, 0);
+    assert_eq!(state.rollouts, 0, "the failed batch is not counted");
+    // A plain start now refuses, saying how to continue.
+    let err = train(&cfg, &init, false)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("nothing was overwritten") && err.contains("--resume"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -156,12 +156,24 @@ pub struct CogrpoConfig {
     pub checkpoint_every: usize,
     #[serde(default = "default_log_every")]
     pub log_every: usize,
+    /// Iterations between rollout dumps (`<run>/dumps/<arm>.jsonl.gz`,
+    /// [`crate::dumps`]); 0 = none during training. Evaluations always
+    /// dump.
+    #[serde(default = "default_dump_every")]
+    pub dump_every: usize,
+    /// Whole groups per dump (evaluation: `dump_groups x group_size` test
+    /// examples per step count); bounds the dumps' size.
+    #[serde(default = "default_dump_groups")]
+    pub dump_groups: usize,
     /// Step counts every arm is evaluated at (default: `steps`).
     #[serde(default)]
     pub eval_steps: Vec<usize>,
-    /// Token temperature of the evaluation (0: greedy).
-    #[serde(default)]
-    pub eval_temperature: f64,
+    /// Token temperature of the evaluation (0: greedy). Unset: greedy for
+    /// tasks with prompts, 1 for tasks without (greedy decoding of an empty
+    /// prompt writes one string for every row); see
+    /// [`CogrpoConfig::eval_temperature_for`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_temperature: Option<f64>,
 }
 
 fn default_prompts() -> usize {
@@ -212,6 +224,12 @@ fn default_weight_decay() -> f64 {
 fn default_log_every() -> usize {
     10
 }
+fn default_dump_every() -> usize {
+    10
+}
+fn default_dump_groups() -> usize {
+    2
+}
 
 impl CogrpoConfig {
     /// The reference sampler at the training episode length.
@@ -229,6 +247,14 @@ impl CogrpoConfig {
     pub fn phase(&self, mode: UpdateMode, iteration: usize) -> (bool, bool) {
         let (theta, phi) = self.alternation();
         mode.phase(iteration, theta, phi)
+    }
+
+    /// The evaluation's token temperature for a task whose prompts have
+    /// `prompt_len` positions: `eval_temperature`, or when unset greedy
+    /// with a prompt and 1 without one.
+    pub fn eval_temperature_for(&self, prompt_len: usize) -> f64 {
+        self.eval_temperature
+            .unwrap_or(if prompt_len == 0 { 1.0 } else { 0.0 })
     }
 
     /// Step counts of the evaluation.
@@ -381,7 +407,9 @@ impl Validate for CogrpoConfig {
         p.non_negative("beta_schedule", self.beta_schedule);
         p.non_negative("grad_clip", self.grad_clip);
         p.non_negative("weight_decay", self.weight_decay);
-        p.non_negative("eval_temperature", self.eval_temperature);
+        if let Some(t) = self.eval_temperature {
+            p.non_negative("eval_temperature", t);
+        }
         p.positive("lr_model", self.lr_model);
         p.positive("lr_schedule", self.lr_schedule);
         if self.eval_steps.contains(&0) {

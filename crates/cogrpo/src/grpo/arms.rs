@@ -18,6 +18,7 @@ use super::tuned::tune_fixed_schedule;
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::resume::Scope;
 use crate::config::{ExperimentConfig, UpdateMode};
+use crate::dumps::{self, DumpKind};
 use crate::eval::Scorer;
 use crate::logging::Scalars;
 use crate::run_dir::RunDir;
@@ -59,7 +60,9 @@ pub fn run_arms<B: AutodiffBackend>(
         checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)?;
     crate::reward_models::prepare(cfg, task, &base, device)?;
     let scorer = Scorer::new(cfg, task).context("evaluating the arms")?;
-    let eval = evaluate_arm(cfg, task, &base, None, "base", &scorer, device)?;
+    let mut eval = evaluate_arm(cfg, task, &base, None, "base", &scorer, device)?;
+    dump_eval(run, "base", 0, &mut eval);
+    log_eval(&mut Scalars::open(&run.tb_dir().join("base"))?, 0, &eval);
     out.push(ArmOutcome {
         name: "base".into(),
         eval,
@@ -75,7 +78,9 @@ pub fn run_arms<B: AutodiffBackend>(
         let tuned = tune_fixed_schedule(cfg, task, &base, tune, device)?;
         let tuning_s = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let eval = evaluate_fixed_arm(cfg, task, &base, &tuned.best, "tuned", &scorer, device)?;
+        let mut eval = evaluate_fixed_arm(cfg, task, &base, &tuned.best, "tuned", &scorer, device)?;
+        dump_eval(run, "tuned", 0, &mut eval);
+        log_eval(&mut Scalars::open(&run.tb_dir().join("tuned"))?, 0, &eval);
         out.push(ArmOutcome {
             name: "tuned".into(),
             eval,
@@ -107,6 +112,7 @@ pub fn run_arms<B: AutodiffBackend>(
             .as_ref()
             .and_then(|d| read_arm_state(d).ok())
             .is_some_and(|s| s.iteration >= c.iterations);
+        let mut log = Scalars::open(&run.tb_dir().join(mode.name()))?;
         let (model, policy, state) = if finished {
             let d = latest.expect("finished implies a checkpoint");
             eprintln!(
@@ -116,23 +122,22 @@ pub fn run_arms<B: AutodiffBackend>(
             );
             load_arm::<B::InnerBackend>(cfg, task, &d, device)?
         } else {
-            let mut log = Scalars::open(&run.tb_dir().join(mode.name()))?;
             let trained: anyhow::Result<TrainedArm<B>> = train_arm::<B>(
                 cfg,
                 task,
                 mode,
                 &dir,
+                &dumps::path(run.path(), mode.name()),
                 init,
                 device,
                 latest.is_some(),
                 &mut log,
             );
-            log.close();
             let t = trained?;
             (t.model.valid(), t.policy.valid(), t.state)
         };
         let start = Instant::now();
-        let eval = evaluate_arm(
+        let mut eval = evaluate_arm(
             cfg,
             task,
             &model,
@@ -141,6 +146,9 @@ pub fn run_arms<B: AutodiffBackend>(
             &scorer,
             device,
         )?;
+        dump_eval(run, mode.name(), state.iteration, &mut eval);
+        log_eval(&mut log, state.iteration, &eval);
+        log.close();
         out.push(ArmOutcome {
             name: mode.name().into(),
             eval,
@@ -152,4 +160,35 @@ pub fn run_arms<B: AutodiffBackend>(
         });
     }
     Ok(out)
+}
+
+/// Replaces the arm's evaluation dumps with this evaluation's. Dumps are a
+/// view of the run, like TensorBoard: a failure to write them is a warning.
+fn dump_eval(run: &RunDir, arm: &str, iteration: usize, eval: &mut ArmEval) {
+    let path = dumps::path(run.path(), arm);
+    for r in &mut eval.dumped {
+        r.iteration = iteration;
+    }
+    let written = dumps::retain(&path, |r| r.kind == DumpKind::Train)
+        .and_then(|()| dumps::append(&path, &eval.dumped));
+    if let Err(e) = written {
+        eprintln!("warning: no evaluation dump for arm `{arm}`: {e:#}");
+    }
+}
+
+/// The evaluation's numbers as TensorBoard scalars `eval/<metric>@T<steps>`
+/// at the arm's iteration, and its first dumped rollouts as text.
+fn log_eval(log: &mut Scalars, iteration: usize, eval: &ArmEval) {
+    for r in &eval.rows {
+        if r.value.is_finite() {
+            log.scalar(
+                &format!("eval/{}@T{}", r.metric, r.steps),
+                r.value,
+                iteration,
+            );
+        }
+    }
+    if !eval.dumped.is_empty() {
+        log.text("eval/samples", &dumps::markdown(&eval.dumped), iteration);
+    }
 }

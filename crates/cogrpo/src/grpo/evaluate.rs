@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::samples::schedule_per_step;
 use crate::config::ExperimentConfig;
+use crate::dumps::{self, DumpKind, DumpRecord, Origin, Scored};
 use crate::eval::{EvalPoint, Scorer, test_examples};
 use crate::run_dir::EvalRow;
 
@@ -29,6 +30,10 @@ pub struct ArmEval {
     /// Step count -> the first answers to each test prompt.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub samples: BTreeMap<usize, Vec<ShownSample>>,
+    /// The first rollouts at each step count, step by step, for the arm's
+    /// dump file (`iteration` left 0 for the caller to set).
+    #[serde(skip)]
+    pub dumped: Vec<DumpRecord>,
 }
 
 /// One generated answer the report shows.
@@ -56,7 +61,7 @@ pub fn evaluate_arm<B: Backend>(
     let schedule = ArmSchedule {
         policy,
         reference: &c.reference,
-        temperature: Some(c.eval_temperature),
+        temperature: Some(c.eval_temperature_for(task.layout().prompt_len)),
     };
     evaluate_with(cfg, task, model, schedule, label, scorer, device)
 }
@@ -117,6 +122,32 @@ fn evaluate_with<B: Backend>(
         let comps = policy.map_or(&[][..], |p| p.components());
         out.schedule
             .insert(steps, schedule_per_step(&done.trajectories, comps, steps));
+        let origin = Origin {
+            kind: DumpKind::Eval,
+            arm: label,
+            iteration: 0,
+            steps,
+            group_size: 1,
+        };
+        let shown = c.dump_groups * c.group_size;
+        for (i, t) in done.trajectories.iter().enumerate().take(shown) {
+            let scores = &done.scores[i];
+            let scored = Scored {
+                reward: scores.get("reward").copied().flatten(),
+                rewards: scores.clone(),
+                advantage: None,
+                nfe: done.nfe[i],
+            };
+            out.dumped.push(dumps::record(
+                task,
+                &origin,
+                i,
+                t,
+                &done.items[i],
+                comps,
+                scored,
+            ));
+        }
         out.rows.extend(done.rows);
         let shown = done
             .items

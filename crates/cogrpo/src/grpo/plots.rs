@@ -1,5 +1,7 @@
-//! The report's PNG plots: reward curves, the learned schedule per step, and
-//! accuracy against the number of steps.
+//! The report's PNG plots: reward curves, the schedule per step (one panel
+//! per quantity, discrete steps drawn as steps), and the metric against the
+//! evaluated step counts (ticks only there). One colour per arm in every
+//! plot ([`arm_colour`], shared with `cogrpo view`).
 
 use std::path::Path;
 use std::sync::Once;
@@ -13,6 +15,32 @@ use super::state::IterationLog;
 
 const SIZE: (u32, u32) = (900, 540);
 
+/// The arms in the order reports and the viewer list them.
+pub const ARM_ORDER: [&str; 6] = ["base", "tuned", "model", "schedule", "joint", "alternate"];
+
+/// One colour per arm, the same in every plot and in `cogrpo view`
+/// (Okabe-Ito's colour-blind-safe palette); other names hash into it.
+pub fn arm_colour(name: &str) -> (u8, u8, u8) {
+    const PALETTE: [(u8, u8, u8); 8] = [
+        (0, 0, 0),
+        (86, 180, 233),
+        (230, 159, 0),
+        (0, 158, 115),
+        (213, 94, 0),
+        (0, 114, 178),
+        (204, 121, 167),
+        (240, 228, 66),
+    ];
+    let i = ARM_ORDER
+        .iter()
+        .position(|a| *a == name)
+        .unwrap_or_else(|| {
+            ARM_ORDER.len()
+                + name.bytes().map(usize::from).sum::<usize>() % (PALETTE.len() - ARM_ORDER.len())
+        });
+    PALETTE[i]
+}
+
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -25,13 +53,40 @@ fn register_font() {
     });
 }
 
-/// One named line.
+/// One named line in its arm's colour.
 pub struct Series {
     pub name: String,
+    pub colour: (u8, u8, u8),
     pub points: Vec<(f64, f64)>,
 }
 
-/// Draws `series` into `path`.
+fn rgb((r, g, b): (u8, u8, u8)) -> RGBColor {
+    RGBColor(r, g, b)
+}
+
+/// The y range of `series` (finite values), padded.
+fn y_range(series: &[Series]) -> (f64, f64) {
+    let ys = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|y| y.is_finite());
+    let (mut y0, mut y1) = (f64::MAX, f64::MIN);
+    for y in ys {
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if y0 > y1 {
+        (y0, y1) = (0.0, 1.0);
+    }
+    let pad = ((y1 - y0) * 0.08).max(1e-3);
+    (y0 - pad, y1 + pad)
+}
+
+fn draw_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> anyhow::Error + '_ {
+    move |e| anyhow!("cannot draw {}: {e}", path.display())
+}
+
+/// Draws `series` over a continuous x (iterations) into `path`.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -40,36 +95,29 @@ pub fn line_chart(
     series: &[Series],
 ) -> anyhow::Result<()> {
     register_font();
-    let pts = series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|p| p.1.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(a, b) in pts {
-        x0 = x0.min(a);
-        x1 = x1.max(a);
-        y0 = y0.min(b);
-        y1 = y1.max(b);
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (mut x0, mut x1) = (f64::MAX, f64::MIN);
+    for v in xs {
+        x0 = x0.min(v);
+        x1 = x1.max(v);
     }
     if x0 > x1 {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        (x0, x1) = (0.0, 1.0);
     }
     if x1 - x0 < 1e-9 {
         x1 = x0 + 1.0;
     }
-    let pad = ((y1 - y0) * 0.08).max(1e-3);
+    let (y0, y1) = y_range(series);
+    let err = draw_err(path);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
-    // Every x here is a whole number (iteration, step, step count).
-    let ticks = ((x1 - x0).round() as usize + 1).clamp(2, 11);
     let whole = |v: &f64| {
         if (v - v.round()).abs() < 1e-6 {
             format!("{v:.0}")
@@ -79,15 +127,15 @@ pub fn line_chart(
     };
     chart
         .configure_mesh()
-        .x_labels(ticks)
+        .x_labels(((x1 - x0).round() as usize + 1).clamp(2, 11))
         .x_label_formatter(&whole)
         .x_desc(x)
         .y_desc(y)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+    for s in series {
+        let colour = rgb(s.colour);
         let points: Vec<(f64, f64)> = s
             .points
             .iter()
@@ -95,25 +143,122 @@ pub fn line_chart(
             .filter(|p| p.1.is_finite())
             .collect();
         chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(s.name.clone())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
             });
         if points.len() <= 40 {
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                 .map_err(|e| err(&e))?;
         }
     }
+    legend(&mut chart).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()
+}
+
+/// How a panel over discrete x values joins its points.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Join {
+    /// Lines between the points (a trend over evaluated step counts).
+    Lines,
+    /// A level per x value (a per-step action: no slope between steps).
+    Steps,
+}
+
+/// Panels side by side over the discrete x values `categories` (ticks only
+/// there), one per `(y label, series)`, each series' points at category
+/// indices.
+pub fn category_panels(
+    path: &Path,
+    title: &str,
+    x: &str,
+    categories: &[usize],
+    panels: &[(String, Vec<Series>)],
+    join: Join,
+) -> anyhow::Result<()> {
+    register_font();
+    let err = draw_err(path);
+    let n = categories.len().max(1) as i32;
+    let width = (panels.len().max(1) as u32 * 450).max(SIZE.0);
+    let root = BitMapBackend::new(path, (width, SIZE.1)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
         .map_err(|e| err(&e))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, (y, series)) in areas.iter().zip(panels) {
+        let (y0, y1) = y_range(series);
+        let mut chart = ChartBuilder::on(area)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0..n - 1).into_segmented(), y0..y1)
+            .map_err(|e| err(&e))?;
+        let label = |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => categories
+                .get(*i as usize)
+                .map_or(String::new(), |c| c.to_string()),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .x_labels(categories.len().max(1))
+            .x_label_formatter(&label)
+            .x_desc(x)
+            .y_desc(y.as_str())
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for s in series {
+            let colour = rgb(s.colour);
+            let points: Vec<(i32, f64)> = s
+                .points
+                .iter()
+                .filter(|p| p.1.is_finite())
+                .map(|&(i, v)| (i as i32, v))
+                .collect();
+            let centre = |i: i32| SegmentValue::CenterOf(i);
+            let anno = match join {
+                Join::Lines => chart.draw_series(LineSeries::new(
+                    points.iter().map(|&(i, v)| (centre(i), v)),
+                    colour.stroke_width(2),
+                )),
+                Join::Steps => chart.draw_series(points.iter().map(|&(i, v)| {
+                    PathElement::new(
+                        vec![(SegmentValue::Exact(i), v), (SegmentValue::Exact(i + 1), v)],
+                        colour.stroke_width(3),
+                    )
+                })),
+            }
+            .map_err(|e| err(&e))?;
+            anno.label(s.name.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(i, v)| Circle::new((centre(i), v), 4, colour.filled())),
+                )
+                .map_err(|e| err(&e))?;
+        }
+        legend(&mut chart).map_err(|e| err(&e))?;
+    }
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
@@ -144,6 +289,7 @@ pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(Strin
                 .iter()
                 .map(|a| Series {
                     name: a.name.clone(),
+                    colour: arm_colour(&a.name),
                     points: smooth(
                         &a.history
                             .iter()
@@ -176,74 +322,123 @@ pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(Strin
             out.push(("solve_rate_curves.png".into(), "Solve-rate curves".into()));
         }
     }
-    // The schedule followed at the training step count, per arm and component.
-    let mut schedule = Vec::new();
+    if let Some(png) = schedule_plot(dir, arms)? {
+        out.push(png);
+    }
+    if let Some(png) = metric_vs_steps_plot(dir, arms)? {
+        out.push(png);
+    }
+    Ok(out)
+}
+
+/// The schedule followed at the first evaluation step count: one panel per
+/// quantity (reveal share, position, each learned component), one level
+/// per step and arm.
+fn schedule_plot(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Option<(String, String)>> {
+    let mut panels: Vec<(String, Vec<Series>)> = Vec::new();
+    let mut steps = 0;
     for a in arms {
-        let Some((_, per)) = a.eval.schedule.iter().next() else {
+        let Some((&t, per)) = a.eval.schedule.iter().next() else {
             continue;
         };
+        steps = steps.max(t);
         for (name, values) in per {
-            if name == "reveal" || name == "position" || values.iter().all(|v| v.is_nan()) {
+            if values.iter().all(|v| v.is_nan()) {
                 continue;
             }
-            schedule.push(Series {
-                name: format!("{} {name}", a.name),
-                points: values
-                    .iter()
-                    .enumerate()
-                    .map(|(t, &v)| (t as f64, v))
-                    .collect(),
-            });
-        }
-        if let Some(reveal) = per.get("reveal") {
-            schedule.push(Series {
-                name: format!("{} reveal share", a.name),
-                points: share_of_answer(reveal),
-            });
+            let (label, points) = if name == "reveal" {
+                ("reveal share".to_string(), share_of_answer(values))
+            } else {
+                (
+                    name.clone(),
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(t, &v)| (t as f64, v))
+                        .collect(),
+                )
+            };
+            let series = Series {
+                name: a.name.clone(),
+                colour: arm_colour(&a.name),
+                points,
+            };
+            match panels.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, s)) => s.push(series),
+                None => panels.push((label, vec![series])),
+            }
         }
     }
-    if !schedule.is_empty() {
-        line_chart(
-            &dir.join("schedule.png"),
-            "Schedule per step (evaluation)",
-            "step",
-            "value",
-            &schedule,
-        )?;
-        out.push(("schedule.png".into(), "Schedule per step".into()));
+    if panels.is_empty() {
+        return Ok(None);
     }
-    // Accuracy against steps: the first metric.
-    if let Some(metric) = arms
+    let categories: Vec<usize> = (0..steps).collect();
+    category_panels(
+        &dir.join("schedule.png"),
+        &format!("Schedule per step (evaluation at T = {steps})"),
+        "step",
+        &categories,
+        &panels,
+        Join::Steps,
+    )?;
+    Ok(Some(("schedule.png".into(), "Schedule per step".into())))
+}
+
+/// The first metric against the evaluated step counts, one line per arm.
+fn metric_vs_steps_plot(
+    dir: &Path,
+    arms: &[ArmOutcome],
+) -> anyhow::Result<Option<(String, String)>> {
+    let Some(metric) = arms
         .first()
         .and_then(|a| a.eval.rows.first())
         .map(|r| r.metric.clone())
-    {
-        let acc: Vec<Series> = arms
-            .iter()
-            .map(|a| Series {
-                name: a.name.clone(),
-                points: a
-                    .eval
-                    .rows
-                    .iter()
-                    .filter(|r| r.metric == metric)
-                    .map(|r| (r.steps as f64, r.value))
-                    .collect(),
-            })
-            .collect();
-        line_chart(
-            &dir.join("accuracy_vs_steps.png"),
-            &format!("{metric} vs sampling steps"),
-            "steps",
-            &metric,
-            &acc,
-        )?;
-        out.push((
-            "accuracy_vs_steps.png".into(),
-            format!("{metric} against steps"),
-        ));
-    }
-    Ok(out)
+    else {
+        return Ok(None);
+    };
+    let mut counts: Vec<usize> = arms
+        .iter()
+        .flat_map(|a| {
+            a.eval
+                .rows
+                .iter()
+                .filter(|r| r.metric == metric)
+                .map(|r| r.steps)
+        })
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let series: Vec<Series> = arms
+        .iter()
+        .map(|a| Series {
+            name: a.name.clone(),
+            colour: arm_colour(&a.name),
+            points: a
+                .eval
+                .rows
+                .iter()
+                .filter(|r| r.metric == metric)
+                .filter_map(|r| {
+                    counts
+                        .iter()
+                        .position(|&c| c == r.steps)
+                        .map(|i| (i as f64, r.value))
+                })
+                .collect(),
+        })
+        .collect();
+    category_panels(
+        &dir.join("accuracy_vs_steps.png"),
+        &format!("{metric} vs sampling steps"),
+        "steps",
+        &counts,
+        &[(metric.clone(), series)],
+        Join::Lines,
+    )?;
+    Ok(Some((
+        "accuracy_vs_steps.png".into(),
+        format!("{metric} against steps"),
+    )))
 }
 
 /// Revealed counts per step as shares of the answer.
@@ -258,4 +453,22 @@ fn share_of_answer(reveal: &[f64]) -> Vec<(f64, f64)> {
         .enumerate()
         .map(|(t, &v)| (t as f64, v / total))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_arm_has_its_own_colour() {
+        let colours: Vec<_> = ARM_ORDER.iter().map(|a| arm_colour(a)).collect();
+        for (i, c) in colours.iter().enumerate() {
+            assert!(
+                !colours[..i].contains(c),
+                "{} repeats a colour",
+                ARM_ORDER[i]
+            );
+        }
+        assert_eq!(arm_colour("joint"), arm_colour("joint"));
+    }
 }

@@ -30,7 +30,6 @@ pub fn write_report(
     arms: &[ArmOutcome],
 ) -> anyhow::Result<()> {
     let grids = write_sample_grids(dir, task, arms)?;
-    let task = task.name();
     let c = cfg.cogrpo.as_ref().expect("report of a Co-GRPO run");
     let budget = (c.iterations * c.prompts_per_iteration * c.group_size) as u64;
     let mut arms_json = serde_json::Map::new();
@@ -53,7 +52,7 @@ pub fn write_report(
         );
     }
     let report = json!({
-        "task": task,
+        "task": task.name(),
         "seed": cfg.run.seed,
         "budget": {"rollouts": budget},
         "pretrain_wall_s": pretrain_wall_s,
@@ -105,7 +104,7 @@ fn write_sample_grids(
 
 fn markdown(
     cfg: &ExperimentConfig,
-    task: &str,
+    task: &dyn Task,
     params: usize,
     budget: u64,
     pretrain_wall_s: f64,
@@ -113,6 +112,8 @@ fn markdown(
     pngs: &[(String, String)],
 ) -> String {
     let c = cfg.cogrpo.as_ref().expect("report of a Co-GRPO run");
+    let prompt_len = task.layout().prompt_len;
+    let task = task.name();
     let mut s = String::new();
     let _ = writeln!(s, "# {}: Co-GRPO report\n", cfg.run.name);
     let _ = writeln!(
@@ -128,21 +129,12 @@ fn markdown(
         c.group_size,
         c.steps,
         c.reference.label(),
-        if c.eval_temperature == 0.0 {
-            "greedy".to_string()
-        } else {
-            format!("temperature {}", c.eval_temperature)
+        match c.eval_temperature_for(prompt_len) {
+            0.0 => "greedy".to_string(),
+            t => format!("temperature {t}"),
         },
     );
-    let (theta_iterations, phi_iterations) = c.alternation();
-    let _ = writeln!(
-        s,
-        "Arms: `base` = the pre-trained model, reference schedule; `model` = GRPO on the \
-         model only; `schedule` = the schedule only, model frozen; `joint` = both every \
-         iteration; `alternate` = {} iterations of the model, then {} of the schedule \
-         (Co-GRPO).\n",
-        theta_iterations, phi_iterations
-    );
+    let _ = writeln!(s, "{}", arms_sentence(c, arms));
     if let Some(tuned) = arms.iter().find(|a| a.name == "tuned") {
         let _ = writeln!(
             s,
@@ -174,6 +166,30 @@ fn markdown(
     s
 }
 
+/// What each arm of this run is (only the arms it has; `tuned` is
+/// explained apart, with its chosen schedule).
+fn arms_sentence(c: &crate::config::CogrpoConfig, arms: &[ArmOutcome]) -> String {
+    let (theta_iterations, phi_iterations) = c.alternation();
+    let meaning = |arm: &str| -> Option<String> {
+        Some(match arm {
+            "base" => "the pre-trained model, reference schedule".into(),
+            "model" => "GRPO on the model only".into(),
+            "schedule" => "the schedule only, model frozen".into(),
+            "joint" => "both every iteration".into(),
+            "alternate" => format!(
+                "{theta_iterations} iterations of the model, then {phi_iterations} of the \
+                 schedule (Co-GRPO)"
+            ),
+            _ => return None,
+        })
+    };
+    let described: Vec<String> = arms
+        .iter()
+        .filter_map(|a| meaning(&a.name).map(|m| format!("`{}` = {m}", a.name)))
+        .collect();
+    format!("Arms: {}.\n", described.join("; "))
+}
+
 /// One row per arm, one column per (metric, steps).
 fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
     let mut columns: Vec<(String, usize)> = Vec::new();
@@ -190,14 +206,19 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
     let mut step_counts: Vec<usize> = columns.iter().map(|(_, t)| *t).collect();
     step_counts.sort_unstable();
     step_counts.dedup();
-    let at: Vec<String> = step_counts.iter().map(|t| format!("@{t}")).collect();
+    // One NFE column per step count.
+    let at: Vec<String> = step_counts.iter().map(|t| format!("NFE @{t}")).collect();
     let _ = writeln!(
         s,
-        "| arm | {} | NFE {} | train s |",
+        "| arm | {} | {} | train s |",
         head.join(" | "),
-        at.join(" / ")
+        at.join(" | ")
     );
-    let _ = writeln!(s, "|---|{}---|---|", "---|".repeat(columns.len()));
+    let _ = writeln!(
+        s,
+        "|---|{}---|",
+        "---|".repeat(columns.len() + step_counts.len())
+    );
     for a in arms {
         let cells: Vec<String> = columns
             .iter()
@@ -206,6 +227,7 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
                     .rows
                     .iter()
                     .find(|r| &r.metric == m && r.steps == *t)
+                    .filter(|r| r.value.is_finite())
                     .map_or("-".into(), |r| format!("{:.4}", r.value))
             })
             .collect();
@@ -226,7 +248,7 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
             "| {} | {} | {} | {:.0} |",
             a.name,
             cells.join(" | "),
-            nfe.join(" / "),
+            nfe.join(" | "),
             a.train_wall_s
         );
     }
@@ -284,12 +306,24 @@ fn training_curves(s: &mut String, arms: &[ArmOutcome]) {
         let zero = avg(&a.history, &|h| h.zero_variance_share);
         let _ = writeln!(
             s,
-            "| {} | {first:.4} | {last:.4} | {solve:.4} | {:.1}% |",
+            "| {} | {} | {} | {} | {:.1}% |",
             a.name,
+            fmt4(first),
+            fmt4(last),
+            fmt4(solve),
             100.0 * zero
         );
     }
     let _ = writeln!(s);
+}
+
+/// Four decimals, or "-" for no value.
+fn fmt4(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "-".into()
+    }
 }
 
 fn fmt(v: f64) -> String {
@@ -299,5 +333,95 @@ fn fmt(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpo::state::IterationLog;
+    use crate::run_dir::EvalRow;
+
+    fn arm(name: &str, rows: &[(usize, &str, f64, f64)], history: Vec<IterationLog>) -> ArmOutcome {
+        ArmOutcome {
+            name: name.into(),
+            eval: super::super::evaluate::ArmEval {
+                rows: rows
+                    .iter()
+                    .map(|&(steps, metric, value, nfe)| EvalRow {
+                        sampler: name.into(),
+                        steps,
+                        metric: metric.into(),
+                        value,
+                        n: 10,
+                        nfe,
+                        wall_s: 1.0,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            train_wall_s: 2.0,
+            eval_wall_s: 1.0,
+            rollouts: 8,
+            history,
+            fixed_schedule: None,
+        }
+    }
+
+    fn log(iteration: usize, reward: f64) -> IterationLog {
+        IterationLog {
+            iteration,
+            reward_mean: reward,
+            solve_rate: None,
+            zero_variance_share: 0.5,
+            zero_variance_after_resampling: 0.5,
+            nfe: 2.0,
+            updated_model: true,
+            updated_schedule: false,
+            schedule: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_tables_name_only_run_arms_give_each_step_count_its_nfe_and_show_no_nan() {
+        let arms = [
+            arm(
+                "base",
+                &[(2, "solved", 0.25, 2.0), (4, "solved", f64::NAN, 4.0)],
+                vec![],
+            ),
+            arm(
+                "joint",
+                &[(2, "solved", 0.5, 2.5), (4, "solved", 0.75, 4.0)],
+                vec![log(1, 0.1), log(2, 0.3)],
+            ),
+        ];
+        let c: crate::config::CogrpoConfig =
+            toml::from_str("iterations = 2\nsteps = 2\nreference = { kind = \"confidence\" }\n")
+                .unwrap();
+        let sentence = arms_sentence(&c, &arms);
+        assert!(
+            sentence.contains("`joint` = both") && sentence.contains("`base`"),
+            "{sentence}"
+        );
+        assert!(
+            !sentence.contains("`model`") && !sentence.contains("`alternate`"),
+            "{sentence}"
+        );
+
+        let mut s = String::new();
+        evaluation_table(&mut s, &arms);
+        assert!(
+            s.contains("| arm | solved @2 | solved @4 | NFE @2 | NFE @4 | train s |"),
+            "{s}"
+        );
+        assert!(s.contains("| base | 0.2500 | - | 2.0 | 4.0 | 0 |"), "{s}");
+        assert!(
+            s.contains("| joint | 0.5000 | 0.7500 | 2.5 | 4.0 | 2 |"),
+            "{s}"
+        );
+        training_curves(&mut s, &arms);
+        assert!(s.contains("| joint | 0.1000 | 0.3000 | - | 50.0% |"), "{s}");
+        assert!(!s.contains("NaN"), "{s}");
     }
 }

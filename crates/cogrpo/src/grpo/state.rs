@@ -180,9 +180,11 @@ impl<B: AutodiffBackend> ArmTraining<B> {
                 })
             }
             (false, Some(dir)) => bail!(
-                "{} already holds checkpoint {}; resume it or remove it (nothing was overwritten)",
+                "{} already holds checkpoint {} (nothing was overwritten); continue it with \
+                 `cogrpo train --arm {} --resume`, or remove it to start over",
                 ckpts.root().display(),
-                dir.display()
+                dir.display(),
+                mode.name()
             ),
             (_, None) => {
                 let model = checkpoint::load_model::<B>(init, &denoiser_config(cfg, task), device)

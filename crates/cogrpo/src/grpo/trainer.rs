@@ -22,18 +22,22 @@ use super::state::{ArmTraining, IterationLog, TrainedArm, init_policy};
 use super::update::{FactorStats, Sample, frozen, model_gradients, schedule_gradients};
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{CogrpoConfig, ExperimentConfig, UpdateMode};
+use crate::dumps::{self, DumpKind, DumpRecord, Origin, Scored};
+use crate::eval::ItemScores;
 use crate::logging::{Progress, Scalars};
 use crate::optim::clip_global_norm;
 use crate::tasks::denoiser_config;
 
 /// Runs (or with `resume` continues) one arm's Co-GRPO from the pre-trained
-/// checkpoint `init`, writing checkpoints under `arm_dir/checkpoints`.
+/// checkpoint `init`, writing checkpoints under `arm_dir/checkpoints` and
+/// rollout dumps to `dump` ([`crate::dumps`]).
 #[allow(clippy::too_many_arguments)]
 pub fn train_arm<B: AutodiffBackend>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     mode: UpdateMode,
     arm_dir: &Path,
+    dump: &Path,
     init: &Path,
     device: &B::Device,
     resume: bool,
@@ -45,6 +49,12 @@ pub fn train_arm<B: AutodiffBackend>(
     let config_toml = toml::to_string_pretty(cfg)?;
     let mut arm = ArmTraining::<B>::start(cfg, task, mode, &ckpts, init, resume, device)?;
 
+    // What an interrupted run dumped past its checkpoint is redone.
+    let done = arm.state.iteration;
+    if let Err(e) = dumps::retain(dump, |r| r.kind == DumpKind::Train && r.iteration <= done) {
+        eprintln!("warning: rollout dumps of `{}`: {e:#}", mode.name());
+    }
+    log.text("config", &format!("```toml\n{config_toml}\n```"), done);
     let progress = Progress::new(c.iterations as u64, mode.name());
     progress.set_position(arm.state.iteration as u64);
     let segment = Instant::now();
@@ -62,9 +72,12 @@ pub fn train_arm<B: AutodiffBackend>(
                 arm.state.wall_s = wall_before + segment.elapsed().as_secs_f64();
                 let dir = arm.save(&ckpts, &config_toml)?;
                 return Err(anyhow::Error::new(e).context(format!(
-                    "iteration {}: stopped; checkpoint {} holds the last completed iteration",
+                    "iteration {}: stopped; checkpoint {} holds the last completed iteration \
+                     (its rollouts not counted). Fix the reward, then continue with `cogrpo \
+                     train --arm {} --resume` (same config), or `cogrpo run`, which resumes arms",
                     it + 1,
-                    dir.display()
+                    dir.display(),
+                    mode.name()
                 )));
             }
             Err(Stop::Other(e)) => return Err(e),
@@ -101,6 +114,13 @@ pub fn train_arm<B: AutodiffBackend>(
         let entry = setup.iteration_log(&arm, &groups, (train_theta, train_phi));
         for (tag, v) in setup.scalars(&groups, &update, &entry, update_s) {
             log.scalar(&format!("cogrpo/{tag}"), v, entry.iteration);
+        }
+        if c.dump_every > 0 && entry.iteration % c.dump_every == 0 {
+            let records = setup.dump_records(&arm, &groups, entry.iteration);
+            log.text("samples", &dumps::markdown(&records), entry.iteration);
+            if let Err(e) = dumps::append(dump, &records) {
+                progress.println(&format!("warning: rollout dump: {e:#}"));
+            }
         }
         progress.inc(1);
         if entry.iteration % c.log_every == 0 || entry.iteration == c.iterations {
@@ -150,9 +170,14 @@ struct Groups {
     totals: Vec<Option<f32>>,
     /// Groups without reward variance before resampling.
     zero_variance: usize,
-    /// Rollouts spent, resampling included.
+    /// Rollouts scored, resampling included (the budget counts what
+    /// the rewards judged, not what a failed reward batch threw away).
     rollouts: u64,
     nfe: f64,
+    /// Network evaluations of each rollout.
+    row_nfe: Vec<u32>,
+    /// Each rollout's score per reward term.
+    terms: Vec<ItemScores>,
     rollout_s: f64,
 }
 
@@ -174,6 +199,7 @@ struct RolledOut {
     trajectories: Vec<Trajectory>,
     items: Vec<RewardItem>,
     nfe: f64,
+    row_nfe: Vec<u32>,
     rollout_s: f64,
     scored: Result<ScoredBatch, TooManyFailures>,
 }
@@ -219,17 +245,21 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
         let first = self
             .roll_out(&model, &policy, it, 0, &(0..b).collect::<Vec<_>>())
             .map_err(Stop::Other)?;
-        let mut rollouts = first.trajectories.len() as u64;
         let scored = first.scored.map_err(Stop::Rewards)?;
+        let mut rollouts = scored_rollouts(&scored);
         let mut groups = Groups {
             advantages: scored.advantages_scaled(g, self.c.scale_advantages),
             totals: (0..scored.len()).map(|i| scored.total(i)).collect(),
+            terms: (0..scored.len())
+                .map(|i| dumps::term_scores(&scored, i))
+                .collect(),
             zero_variance: 0,
             trajectories: first.trajectories,
             items: first.items,
             scored,
             rollouts: 0,
             nfe: first.nfe,
+            row_nfe: first.row_nfe,
             rollout_s: first.rollout_s,
         };
         groups.zero_variance = zero_variance_groups(&groups.totals, g);
@@ -243,13 +273,14 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             let extra = self
                 .roll_out(&model, &policy, it, round, &empty)
                 .map_err(Stop::Other)?;
-            rollouts += extra.trajectories.len() as u64;
             groups.rollout_s += extra.rollout_s;
             // A reward that fails here keeps the first draw's groups.
             let Ok(scored) = extra.scored else {
                 break;
             };
-            groups.replace(&empty, extra.trajectories, extra.items, &scored, self.c);
+            rollouts += scored_rollouts(&scored);
+            let rolled = (extra.trajectories, extra.items, extra.row_nfe);
+            groups.replace(&empty, rolled, &scored, self.c);
         }
         groups.rollouts = rollouts;
         Ok(groups)
@@ -318,6 +349,7 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             trajectories,
             items,
             nfe: stats.mean_nfe(),
+            row_nfe: stats.nfe.clone(),
             rollout_s,
             scored,
         })
@@ -389,6 +421,48 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
         Ok(out)
     }
 
+    /// The first `dump_groups` groups of the iteration, step by step.
+    fn dump_records(
+        &self,
+        arm: &ArmTraining<B>,
+        groups: &Groups,
+        iteration: usize,
+    ) -> Vec<DumpRecord> {
+        let g = self.c.group_size;
+        let origin = Origin {
+            kind: DumpKind::Train,
+            arm: self.mode.name(),
+            iteration,
+            steps: self.c.steps,
+            group_size: g,
+        };
+        let comps = if self.mode.uses_schedule() {
+            arm.policy.components()
+        } else {
+            &[]
+        };
+        let n = (self.c.dump_groups * g).min(groups.trajectories.len());
+        (0..n)
+            .map(|i| {
+                let scored = Scored {
+                    reward: groups.totals[i].map(f64::from),
+                    rewards: groups.terms[i].clone(),
+                    advantage: groups.advantages[i].map(f64::from),
+                    nfe: groups.row_nfe[i],
+                };
+                dumps::record(
+                    self.task,
+                    &origin,
+                    i,
+                    &groups.trajectories[i],
+                    &groups.items[i],
+                    comps,
+                    scored,
+                )
+            })
+            .collect()
+    }
+
     /// What the report keeps of the iteration.
     fn iteration_log(
         &self,
@@ -456,10 +530,14 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             "rollout_tokens_per_s".into(),
             tokens / groups.rollout_s.max(1e-9),
         ));
-        out.push((
-            "update_tokens_per_s".into(),
-            tokens * self.c.mu as f64 / update_s.max(1e-9),
-        ));
+        // Only iterations that updated theta processed tokens in the update
+        // (a phi-only update is a few small matmuls: tokens over ~0 s).
+        if update.model.is_some() {
+            out.push((
+                "update_tokens_per_s".into(),
+                tokens * self.c.mu as f64 / update_s.max(1e-9),
+            ));
+        }
         for (name, st) in [("model", update.model), ("schedule", update.schedule)] {
             if let Some(st) = st {
                 out.push((format!("{name}/loss"), st.loss));
@@ -469,7 +547,9 @@ impl<'a, B: AutodiffBackend> Setup<'a, B> {
             }
         }
         for (name, per_step) in &entry.schedule {
-            for (t, v) in per_step.iter().enumerate() {
+            // NaN marks a step where the component did not act (the last
+            // step's ratio: it reveals everything left): no point, not NaN.
+            for (t, v) in per_step.iter().enumerate().filter(|(_, v)| v.is_finite()) {
                 out.push((format!("schedule/{name}/step_{t}"), *v));
             }
         }
@@ -483,8 +563,7 @@ impl Groups {
     fn replace(
         &mut self,
         slots: &[usize],
-        trajectories: Vec<Trajectory>,
-        items: Vec<RewardItem>,
+        (trajectories, items, row_nfe): (Vec<Trajectory>, Vec<RewardItem>, Vec<u32>),
         scored: &ScoredBatch,
         c: &CogrpoConfig,
     ) {
@@ -501,6 +580,12 @@ impl Groups {
                 let dst = slot * g..(slot + 1) * g;
                 self.trajectories.splice(dst.clone(), group);
                 self.items.splice(dst.clone(), group_items);
+                self.row_nfe
+                    .splice(dst.clone(), row_nfe[src.clone()].iter().copied());
+                self.terms.splice(
+                    dst.clone(),
+                    src.clone().map(|i| dumps::term_scores(scored, i)),
+                );
                 self.advantages
                     .splice(dst.clone(), advantages[src.clone()].iter().copied());
                 self.totals.splice(dst, totals[src].iter().copied());
@@ -551,4 +636,9 @@ fn check_finite(st: &FactorStats, factor: &str, it: usize) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+/// Rollouts of a batch that every weighted reward scored.
+fn scored_rollouts(scored: &ScoredBatch) -> u64 {
+    (0..scored.len()).filter(|&i| scored.valid(i)).count() as u64
 }
