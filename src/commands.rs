@@ -30,6 +30,11 @@ use arm::{Source, load_trained_arm};
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { common } => check(&common),
+        Command::Completions { shell } => {
+            let mut cli = <crate::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "cogrpo", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Samples {
             run,
             arm,
@@ -149,9 +154,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let task = tasks::build(&cfg)?;
             let d = tasks::denoiser_config(&cfg, task.as_ref());
             let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
-            eprintln!("{}:", common.config.display());
+            tracing::info!("{}:", common.config.display());
             for line in plan_lines(&cfg, task.as_ref(), &plan)? {
-                eprintln!("{line}");
+                tracing::info!("{line}");
             }
             dispatch(cfg.run.device, RunAll { cfg })
         }
@@ -235,7 +240,7 @@ impl Common {
         if !self.force {
             return Err(cogrpo_train::BadInput(format!("{}: {e}", self.config.display())).into());
         }
-        eprintln!("warning: {e}; going on (--force)");
+        tracing::warn!("{e}; going on (--force)");
         Ok(())
     }
 }
@@ -490,7 +495,9 @@ fn evaluate_and_report<B: Backend>(
     log.close();
     let rows = rows?;
     if rows.is_empty() {
-        eprintln!("nothing to evaluate: set eval.samplers and eval.steps, or eval.nll_samples");
+        tracing::info!(
+            "nothing to evaluate: set eval.samplers and eval.steps, or eval.nll_samples"
+        );
     }
     print!("{}", eval::table(&rows));
     run.update_summary(|s| {
@@ -542,7 +549,7 @@ impl Job for SampleJob {
                 cfg.run.seed,
                 &device,
             )?;
-            eprintln!("# ILM infilling ({:.1} NFE per sample)", stats.mean_nfe());
+            tracing::info!("# ILM infilling ({:.1} NFE per sample)", stats.mean_nfe());
             for (i, c) in out.iter().enumerate() {
                 println!("--- infill {} ---\n{}", i + 1, c.completion);
             }
@@ -566,7 +573,7 @@ impl Job for SampleJob {
             cfg.eval.batch_size,
             cfg.run.seed,
         )?;
-        eprintln!(
+        tracing::info!(
             "# {}{} ({} steps, {:.1} NFE per sample)",
             match &source {
                 Source::Arm(a) => format!("arm `{}`: ", a.mode.name()),
@@ -588,7 +595,7 @@ impl Job for SampleJob {
         }
         if let Some(path) = &self.png {
             write_sample_png(task.as_ref(), &out, self.n, path)?;
-            eprintln!("# wrote {}", path.display());
+            tracing::info!("# wrote {}", path.display());
         }
         Ok(())
     }
@@ -636,7 +643,7 @@ impl Job for RunAll {
             .latest()
             .and_then(|d| checkpoint::read_state(&d).ok());
         if state.as_ref().is_some_and(|s| s.step >= cfg.pretrain.steps) {
-            eprintln!(
+            tracing::info!(
                 "reusing the finished pre-training in {}",
                 run.path().display()
             );

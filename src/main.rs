@@ -7,6 +7,7 @@ mod agree;
 mod allocator;
 mod backend;
 mod commands;
+mod console;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ use cogrpo_train::config::{ConfigError, DeviceKind};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Only warnings and errors on stderr (no progress lines or bars).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail on stderr (debug messages).
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -252,6 +259,12 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Print a shell completion script, e.g. `cogrpo completions bash >
+    /// ~/.local/share/bash-completion/completions/cogrpo`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Measure training, forward and sampling throughput.
     #[command(after_help = "Example:\n  cogrpo bench --config experiments/sudoku4.toml --batch 64")]
     Bench {
@@ -372,6 +385,13 @@ fn main() -> ExitCode {
     allocator::keep_freed_memory();
     exit_on_panic();
     let cli = Cli::parse();
+    console::init(if cli.quiet {
+        tracing::Level::WARN
+    } else if cli.verbose {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    });
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -58,7 +58,7 @@ pub(super) fn load_trained_arm<B: Backend>(
     // Trained under this config (everything but the evaluation settings).
     cogrpo_train::checkpoint::check_resume(&dir, cfg, Scope::Arm)?;
     let (model, policy, state) = grpo::state::load_arm::<B>(cfg, task, &dir, device)?;
-    eprintln!(
+    tracing::info!(
         "arm `{}` from {} (iteration {})",
         state.arm.name(),
         dir.display(),

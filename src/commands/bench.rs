@@ -59,7 +59,7 @@ impl Bench {
             arch.d_model, arch.n_layers, arch.n_heads, arch.d_ff
         );
         if self.json {
-            eprintln!("{title}");
+            tracing::info!("{title}");
         } else {
             println!("{title}\n{}", bench::scaling::header());
         }
@@ -92,7 +92,7 @@ impl Job for Bench {
             d.vocab_size
         );
         if self.json {
-            eprintln!("{title}");
+            tracing::info!("{title}");
         } else {
             println!("{title}\n{}", bench::header());
         }

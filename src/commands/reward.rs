@@ -48,7 +48,7 @@ pub fn run(action: RewardCommand) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding {host}:{port}"))?;
                 let at = listener.local_addr()?;
-                eprintln!(
+                tracing::info!(
                     "serving {} on http://{at}/ ({}); Ctrl-C stops",
                     names.join(", "),
                     rewards::protocol::PROTOCOL

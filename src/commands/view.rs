@@ -94,7 +94,7 @@ fn page(data: &Value) -> anyhow::Result<String> {
 pub(super) fn serve(page_path: &Path, port: u16) -> anyhow::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-    eprintln!(
+    tracing::info!(
         "serving {} at http://127.0.0.1:{}/ (Ctrl-C stops)",
         page_path.display(),
         listener.local_addr()?.port()

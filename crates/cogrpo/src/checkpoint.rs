@@ -181,8 +181,8 @@ impl CheckpointDir {
     /// inspection; the next save at their step replaces them).
     pub fn resume_point(&self) -> Option<PathBuf> {
         self.newest_verified(None, |dir, why| {
-            eprintln!(
-                "warning: checkpoint {} is damaged: {why}; trying the checkpoint before it",
+            tracing::warn!(
+                "checkpoint {} is damaged: {why}; trying the checkpoint before it",
                 dir.display()
             )
         })
@@ -492,8 +492,8 @@ pub fn check_resume(dir: &Path, cfg: &ExperimentConfig, scope: Scope) -> anyhow:
     }
     let keys = keys.join(", ");
     if cfg.run.allow_config_change {
-        eprintln!(
-            "warning: continuing {} with changed {keys} (--allow-config-change)",
+        tracing::warn!(
+            "continuing {} with changed {keys} (--allow-config-change)",
             dir.display()
         );
         return Ok(());

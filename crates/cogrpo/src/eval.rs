@@ -140,7 +140,7 @@ impl Scorer {
         let images = if cfg.task.kind == TaskKind::Digits {
             let m = ImageMetrics::load(cfg)?;
             for (name, value) in &m.floors {
-                eprintln!("reference: {name} {value:.4}");
+                tracing::info!("reference: {name} {value:.4}");
             }
             Some(m)
         } else {

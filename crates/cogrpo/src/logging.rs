@@ -138,8 +138,8 @@ impl Scalars {
 
     fn give_up(&mut self, e: &std::io::Error) {
         self.writer = None;
-        eprintln!(
-            "warning: TensorBoard logging stopped: cannot write {}: {e}; training goes on",
+        tracing::warn!(
+            "TensorBoard logging stopped: cannot write {}: {e}; training goes on",
             self.path
         );
     }
@@ -166,7 +166,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(len: u64, what: &str) -> Self {
-        if !std::io::stderr().is_terminal() {
+        if !std::io::stderr().is_terminal() || !tracing::enabled!(tracing::Level::INFO) {
             return Self { bar: None };
         }
         let bar = ProgressBar::new(len);
@@ -204,8 +204,9 @@ impl Progress {
     pub fn println(&self, line: &str) {
         match &self.bar {
             Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            None => tracing::info!("{line}"),
         }
+        // (A bar exists only when INFO messages are shown.)
     }
 
     pub fn finish(&self) {

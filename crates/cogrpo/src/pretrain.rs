@@ -66,7 +66,7 @@ pub fn pretrain<B: AutodiffBackend>(
             }
             let model = checkpoint::load_model::<B>(&dir, &dcfg, device)?;
             let optim = checkpoint::load_optimizer(&dir, adamw(p).init(), device)?;
-            eprintln!("resuming {} at step {}", dir.display(), state.step);
+            tracing::info!("resuming {} at step {}", dir.display(), state.step);
             (model, optim, state)
         }
         (true, None) if ckpts.latest().is_some() => bail!(

@@ -115,7 +115,7 @@ pub fn run_arms<B: AutodiffBackend>(
         let mut log = Scalars::open(&run.tb_dir().join(mode.name()))?;
         let (model, policy, state) = if finished {
             let d = latest.expect("finished implies a checkpoint");
-            eprintln!(
+            tracing::info!(
                 "reusing the finished arm `{}` in {}",
                 mode.name(),
                 d.display()
@@ -172,7 +172,7 @@ fn dump_eval(run: &RunDir, arm: &str, iteration: usize, eval: &mut ArmEval) {
     let written = dumps::retain(&path, |r| r.kind == DumpKind::Train)
         .and_then(|()| dumps::append(&path, &eval.dumped));
     if let Err(e) = written {
-        eprintln!("warning: no evaluation dump for arm `{arm}`: {e:#}");
+        tracing::warn!("no evaluation dump for arm `{arm}`: {e:#}");
     }
 }
 

@@ -164,7 +164,7 @@ impl<B: AutodiffBackend> ArmTraining<B> {
                         mode.name()
                     );
                 }
-                eprintln!(
+                tracing::info!(
                     "resuming arm `{}` at iteration {}",
                     mode.name(),
                     state.iteration

@@ -52,7 +52,7 @@ pub fn train_arm<B: AutodiffBackend>(
     // What an interrupted run dumped past its checkpoint is redone.
     let done = arm.state.iteration;
     if let Err(e) = dumps::retain(dump, |r| r.kind == DumpKind::Train && r.iteration <= done) {
-        eprintln!("warning: rollout dumps of `{}`: {e:#}", mode.name());
+        tracing::warn!("rollout dumps of `{}`: {e:#}", mode.name());
     }
     log.text("config", &format!("```toml\n{config_toml}\n```"), done);
     let progress = Progress::new(c.iterations as u64, mode.name());
@@ -119,7 +119,7 @@ pub fn train_arm<B: AutodiffBackend>(
             let records = setup.dump_records(&arm, &groups, entry.iteration);
             log.text("samples", &dumps::markdown(&records), entry.iteration);
             if let Err(e) = dumps::append(dump, &records) {
-                progress.println(&format!("warning: rollout dump: {e:#}"));
+                tracing::warn!("rollout dump: {e:#}");
             }
         }
         progress.inc(1);

@@ -42,7 +42,7 @@ pub fn tune_fixed_schedule<B: Backend>(
     }
     let scorer = Scorer::rewards_only(cfg, task).context("scoring the tuning grid")?;
     let grid = tune.grid(&c.reference.with_steps(c.steps));
-    eprintln!(
+    tracing::info!(
         "tuning a fixed schedule: {} grid points x {} validation prompts at T = {}",
         grid.len(),
         validation.len(),
@@ -71,7 +71,7 @@ pub fn tune_fixed_schedule<B: Backend>(
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(s, _)| s.clone())
         .context("no grid point produced a finite validation reward")?;
-    eprintln!("tuned fixed schedule: {}", best.label());
+    tracing::info!("tuned fixed schedule: {}", best.label());
     Ok(Tuned {
         best,
         rollouts: (scores.len() * validation.len()) as u64,

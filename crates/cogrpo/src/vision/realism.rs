@@ -102,7 +102,7 @@ pub fn load_or_train(
         .collect();
     data.extend(generated_seen);
     let (unseen_real, unseen_fake) = (real(DigitSplit::Validation), fake(&|i| i % HELD_OUT == 0));
-    eprintln!(
+    tracing::info!(
         "training {NAME} (conv, {n_real} real `train` images x{repeats} against {} generated ones, {} epochs) ...",
         data.len() - repeats * n_real,
         training.settings.epochs

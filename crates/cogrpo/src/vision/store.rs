@@ -126,7 +126,7 @@ pub fn load_or_train(cfg: &ExperimentConfig, role: ModelRole) -> anyhow::Result<
     }
     let task = load_digits(cfg).context("loading the digits for the image models")?;
     let data = labeled(&task, &[role.trained_on()]);
-    eprintln!(
+    tracing::info!(
         "training the {} ({}, {} images of `{}`, {} epochs) ...",
         role.name(),
         settings.architecture.name(),
@@ -181,9 +181,10 @@ pub(super) fn save(
     card: &ModelCard,
     unseen: usize,
 ) -> anyhow::Result<()> {
-    eprintln!(
+    tracing::info!(
         "{}: accuracy {:.3} on {unseen} images it never saw",
-        card.training.name, card.accuracy_unseen
+        card.training.name,
+        card.accuracy_unseen
     );
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     mdm::weights::save(model, &dir.join("model.safetensors"))?;
