@@ -265,10 +265,23 @@ fn a_flaky_plugin_never_stops_a_300_iteration_run_and_a_stopped_run_resumes_afte
         said.contains("reward `flaky`:") && said.contains("flaky restarts"),
         "{said}"
     );
+    // The budget counts scored rollouts: 2400 drawn, less the items the
+    // console said failed ("reward `flaky`: K of 8 items failed").
+    let failed: u64 = said
+        .split("reward `flaky`: ")
+        .skip(1)
+        .map(|rest| {
+            rest.split(' ')
+                .next()
+                .and_then(|k| k.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(failed > 0, "{said}");
     let state = arm_state(&dir);
     assert_eq!(
         (state["iteration"].as_u64(), state["rollouts"].as_u64()),
-        (Some(300), Some(2400))
+        (Some(300), Some(2400 - failed))
     );
 
     // A plugin slower than its timeout fails every request: the run stops

@@ -7,7 +7,7 @@ Checks: every scalar is finite; the last step's reveal ratio is not logged
 (that step reveals everything left, so it has no ratio); update throughput
 appears only for iterations that updated the model; each arm has its
 evaluation scalars; the resolved config and sample completions are text
-records TensorBoard decodes.
+records TensorBoard decodes, and the hyperparameters are an HParams record.
 """
 
 import math
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 
 def load(folder):
@@ -57,6 +58,14 @@ def main(run):
             failures.append(f"{arm}: the config text lacks [cogrpo]")
         if "samples" in tensors and "| completion |" not in text(acc, "samples")[0]:
             failures.append(f"{arm}: the samples text is not the completions table")
+        tag = "_hparams_/session_start_info"
+        if tag not in tensors:
+            failures.append(f"{arm}: no hparams record")
+        else:
+            data = plugin_data_pb2.HParamsPluginData.FromString(acc.SummaryMetadata(tag).plugin_data.content)
+            hp = data.session_start_info.hparams
+            if hp["cogrpo.group_size"].number_value != 4 or hp["task.kind"].string_value != "sudoku4":
+                failures.append(f"{arm}: hparams read back wrong: {dict(hp)}")
     base = load(tb / "base")
     if "eval/solved@T2" not in base.Tags()["scalars"]:
         failures.append("base: no evaluation scalars")

@@ -1,5 +1,6 @@
 //! TensorBoard scalars and text, and terminal progress.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
@@ -8,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use protobuf::Message;
+use protobuf::well_known_types::Value as PbValue;
 use tensorboard_proto::event::Event;
+use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionStartInfo};
 use tensorboard_proto::plugin_text::TextPluginData;
 use tensorboard_proto::summary::{
     Summary, Summary_Value, SummaryMetadata, SummaryMetadata_PluginData,
@@ -123,6 +126,50 @@ impl Scalars {
         self.write_event(&event);
     }
 
+    /// The run's hyperparameters for TensorBoard's HParams tab: every
+    /// number, boolean and string leaf of `config` under its dotted key
+    /// (`cogrpo.lr_model`). tensorboard-rs writes no hparams records: this
+    /// is the `session_start_info` record of TensorBoard's
+    /// `hparams.summary_v2.hparams`.
+    pub fn hparams(&mut self, config: &toml::Value) {
+        if self.writer.is_none() {
+            return;
+        }
+        let mut info = SessionStartInfo::new();
+        flatten_hparams("", config, info.mut_hparams());
+        info.set_start_time_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        let mut data = HParamsPluginData::new();
+        data.set_version(0);
+        data.set_session_start_info(info);
+        let mut plugin = SummaryMetadata_PluginData::new();
+        plugin.set_plugin_name("hparams".into());
+        plugin.set_content(data.write_to_bytes().unwrap_or_default());
+        let mut meta = SummaryMetadata::new();
+        meta.set_plugin_data(plugin);
+        let mut tensor = TensorProto::new();
+        tensor.set_dtype(DataType::DT_FLOAT);
+        tensor.set_tensor_shape(TensorShapeProto::new());
+        tensor.set_float_val(vec![0.0]);
+        let mut value = Summary_Value::new();
+        value.set_tag("_hparams_/session_start_info".into());
+        value.set_metadata(meta);
+        value.set_tensor(tensor);
+        let mut summary = Summary::new();
+        summary.set_value(vec![value].into());
+        let mut event = Event::new();
+        event.set_wall_time(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        event.set_summary(summary);
+        self.write_event(&event);
+    }
+
     fn write_event(&mut self, event: &Event) {
         let written = event
             .write_to_bytes()
@@ -157,6 +204,31 @@ impl Drop for Scalars {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The scalar leaves of a TOML tree as HParams values (arrays and tables
+/// recurse; arrays are shown as their TOML text).
+fn flatten_hparams(prefix: &str, v: &toml::Value, out: &mut HashMap<String, PbValue>) {
+    let mut leaf = PbValue::new();
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_hparams(&key, child, out);
+            }
+            return;
+        }
+        toml::Value::Integer(i) => leaf.set_number_value(*i as f64),
+        toml::Value::Float(f) => leaf.set_number_value(*f),
+        toml::Value::Boolean(b) => leaf.set_bool_value(*b),
+        toml::Value::String(s) => leaf.set_string_value(s.clone()),
+        other => leaf.set_string_value(other.to_string()),
+    }
+    out.insert(prefix.to_string(), leaf);
 }
 
 /// A progress bar on an interactive terminal; plain log lines otherwise.

@@ -115,6 +115,7 @@ pub fn pretrain<B: AutodiffBackend>(
         &format!("```toml\n{config_toml}\n```"),
         state.step,
     );
+    log.hparams(&toml::Value::try_from(cfg)?);
     let progress = Progress::new(p.steps as u64, "pretrain");
     progress.set_position(state.step as u64);
     if state.step == 0 {

@@ -477,4 +477,19 @@ mod tests {
         assert_eq!(theta(3, 1), "mmmsmmmsmmms");
         assert_eq!(UpdateMode::Joint.phase(5, 1, 3), (true, true));
     }
+
+    #[test]
+    fn evaluation_samples_tasks_without_prompts_unless_told_otherwise() {
+        let c = |extra: &str| -> super::CogrpoConfig {
+            toml::from_str(&format!(
+                "iterations = 1\nsteps = 2\nreference = {{ kind = \"confidence\" }}\n{extra}"
+            ))
+            .unwrap()
+        };
+        // Greedy decoding of an empty prompt would score copies of one string.
+        assert_eq!(c("").eval_temperature_for(0), 1.0);
+        assert_eq!(c("").eval_temperature_for(16), 0.0);
+        assert_eq!(c("eval_temperature = 0.0").eval_temperature_for(0), 0.0);
+        assert_eq!(c("eval_temperature = 0.7").eval_temperature_for(16), 0.7);
+    }
 }

@@ -415,7 +415,7 @@ mod tests {
             s.contains("| arm | solved @2 | solved @4 | NFE @2 | NFE @4 | train s |"),
             "{s}"
         );
-        assert!(s.contains("| base | 0.2500 | - | 2.0 | 4.0 | 0 |"), "{s}");
+        assert!(s.contains("| base | 0.2500 | - | 2.0 | 4.0 | 2 |"), "{s}");
         assert!(
             s.contains("| joint | 0.5000 | 0.7500 | 2.5 | 4.0 | 2 |"),
             "{s}"

@@ -55,6 +55,7 @@ pub fn train_arm<B: AutodiffBackend>(
         tracing::warn!("rollout dumps of `{}`: {e:#}", mode.name());
     }
     log.text("config", &format!("```toml\n{config_toml}\n```"), done);
+    log.hparams(&toml::Value::try_from(cfg)?);
     let progress = Progress::new(c.iterations as u64, mode.name());
     progress.set_position(arm.state.iteration as u64);
     let segment = Instant::now();
