@@ -98,32 +98,12 @@ impl Scalars {
         if self.writer.is_none() {
             return;
         }
-        let mut plugin = SummaryMetadata_PluginData::new();
-        plugin.set_plugin_name("text".into());
         let mut content = TextPluginData::new();
         content.version = 0;
-        plugin.set_content(content.write_to_bytes().unwrap_or_default());
-        let mut meta = SummaryMetadata::new();
-        meta.set_plugin_data(plugin);
         let mut tensor = TensorProto::new();
         tensor.set_dtype(DataType::DT_STRING);
-        tensor.set_tensor_shape(TensorShapeProto::new());
         tensor.set_string_val(vec![markdown.as_bytes().to_vec()].into());
-        let mut value = Summary_Value::new();
-        value.set_tag(tag.into());
-        value.set_metadata(meta);
-        value.set_tensor(tensor);
-        let mut summary = Summary::new();
-        summary.set_value(vec![value].into());
-        let mut event = Event::new();
-        event.set_wall_time(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
-        event.set_step(step as i64);
-        event.set_summary(summary);
-        self.write_event(&event);
+        self.plugin_record(tag, "text", content.write_to_bytes(), tensor, step);
     }
 
     /// The run's hyperparameters for TensorBoard's HParams tab: every
@@ -137,35 +117,42 @@ impl Scalars {
         }
         let mut info = SessionStartInfo::new();
         flatten_hparams("", config, info.mut_hparams());
-        info.set_start_time_secs(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+        info.set_start_time_secs(now_s());
         let mut data = HParamsPluginData::new();
         data.set_version(0);
         data.set_session_start_info(info);
-        let mut plugin = SummaryMetadata_PluginData::new();
-        plugin.set_plugin_name("hparams".into());
-        plugin.set_content(data.write_to_bytes().unwrap_or_default());
-        let mut meta = SummaryMetadata::new();
-        meta.set_plugin_data(plugin);
         let mut tensor = TensorProto::new();
         tensor.set_dtype(DataType::DT_FLOAT);
-        tensor.set_tensor_shape(TensorShapeProto::new());
         tensor.set_float_val(vec![0.0]);
+        let tag = "_hparams_/session_start_info";
+        self.plugin_record(tag, "hparams", data.write_to_bytes(), tensor, 0);
+    }
+
+    /// One summary value read by a TensorBoard plugin: the plugin's name
+    /// and serialized data in the metadata, a scalar-shaped tensor.
+    fn plugin_record(
+        &mut self,
+        tag: &str,
+        plugin_name: &str,
+        content: protobuf::ProtobufResult<Vec<u8>>,
+        mut tensor: TensorProto,
+        step: usize,
+    ) {
+        let mut plugin = SummaryMetadata_PluginData::new();
+        plugin.set_plugin_name(plugin_name.into());
+        plugin.set_content(content.unwrap_or_default());
+        let mut meta = SummaryMetadata::new();
+        meta.set_plugin_data(plugin);
+        tensor.set_tensor_shape(TensorShapeProto::new());
         let mut value = Summary_Value::new();
-        value.set_tag("_hparams_/session_start_info".into());
+        value.set_tag(tag.into());
         value.set_metadata(meta);
         value.set_tensor(tensor);
         let mut summary = Summary::new();
         summary.set_value(vec![value].into());
         let mut event = Event::new();
-        event.set_wall_time(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+        event.set_wall_time(now_s());
+        event.set_step(step as i64);
         event.set_summary(summary);
         self.write_event(&event);
     }
@@ -204,6 +191,12 @@ impl Drop for Scalars {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The scalar leaves of a TOML tree as HParams values (arrays and tables
