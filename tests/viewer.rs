@@ -270,3 +270,49 @@ fn tensorboard_reads_back_the_text_and_scalars() {
     let n = dumps::read(&dump).unwrap().len();
     assert!(text(&o).starts_with(&format!("{n} ")), "{}", text(&o));
 }
+
+#[test]
+fn run_says_its_plan_quiet_keeps_only_results_and_completions_print() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = "experiments/smoke/sudoku4.toml";
+    let dir = tmp.path().join("a");
+    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stderr);
+    // The plan `check` prints, the output folder and how to watch it.
+    assert!(
+        said.contains("  model     ") && said.contains("  pretrain  "),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "watch     tensorboard --logdir {}",
+            dir.join("tb").display()
+        )),
+        "{said}"
+    );
+    assert!(said.contains("step "), "progress lines by default: {said}");
+
+    let dir = tmp.path().join("b");
+    let o = cogrpo(&["-q", "run", "-c", cfg, "--set", &set_out(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.trim().is_empty(),
+        "-q leaves only warnings and errors: {said}"
+    );
+    // Results still go to stdout.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("solved"),
+        "{}",
+        text(&o)
+    );
+
+    let o = cogrpo(&["completions", "bash"]);
+    assert!(o.status.success());
+    let script = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        script.contains("_cogrpo()") && script.contains("samples"),
+        "{script}"
+    );
+}
