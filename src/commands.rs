@@ -8,9 +8,9 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::checkpoint::{self, TrainState};
 use cogrpo_train::config::resume::Scope;
-use cogrpo_train::config::{ExperimentConfig, TaskKind, UpdateMode};
+use cogrpo_train::config::{ExperimentConfig, UpdateMode};
 use cogrpo_train::logging::Scalars;
-use cogrpo_train::plan::{Plan, available_memory, gib};
+use cogrpo_train::plan::{Plan, available_memory};
 use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
 use cogrpo_train::{eval, grpo, images, pretrain, reward_models, sample, tasks};
 use envs::Task;
@@ -21,6 +21,7 @@ use crate::{Command, Common};
 mod arm;
 mod bench;
 mod interchange;
+mod plan;
 mod reward;
 mod samples;
 mod view;
@@ -29,7 +30,7 @@ use arm::{Source, load_trained_arm};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Check { common } => check(&common),
+        Command::Check { common } => plan::check(&common),
         Command::Completions { shell } => {
             let mut cli = <crate::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cli, "cogrpo", &mut std::io::stdout());
@@ -155,7 +156,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let d = tasks::denoiser_config(&cfg, task.as_ref());
             let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
             tracing::info!("{}:", common.config.display());
-            for line in plan_lines(&cfg, task.as_ref(), &plan)? {
+            for line in plan::plan_lines(&cfg, task.as_ref(), &plan)? {
                 tracing::info!("{line}");
             }
             dispatch(cfg.run.device, RunAll { cfg })
@@ -243,136 +244,6 @@ impl Common {
         tracing::warn!("{e}; going on (--force)");
         Ok(())
     }
-}
-
-fn check(common: &Common) -> anyhow::Result<()> {
-    let cfg = common.load()?;
-    let task = tasks::build(&cfg)?;
-    let d = tasks::denoiser_config(&cfg, task.as_ref());
-    let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
-    common.refuse_unfit(&plan)?;
-    println!("{}: OK", common.config.display());
-    for line in plan_lines(&cfg, task.as_ref(), &plan)? {
-        println!("{line}");
-    }
-    Ok(())
-}
-
-/// What a config will do: task, model, memory, budgets, rewards, output
-/// (`check` prints it; `run` says it before starting).
-fn plan_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let d = tasks::denoiser_config(cfg, task);
-    let layout = task.layout();
-    out.push(format!(
-        "  task      {} (vocabulary {}, prompt {} + answer {} tokens, {} test examples)",
-        task.name(),
-        task.vocab().len(),
-        layout.prompt_len,
-        layout.answer_len,
-        task.test_examples().len()
-    ));
-    out.push(format!(
-        "  model     {} parameters (d_model {}, {} layers, {} heads, d_ff {})",
-        d.num_params(),
-        d.d_model,
-        d.n_layers,
-        d.n_heads,
-        d.d_ff
-    ));
-    out.push(format!(
-        "  memory    peak about {} (pre-training {}, evaluation {}, Co-GRPO {}); {} free",
-        gib(plan.peak().0),
-        gib(plan.pretrain_bytes),
-        gib(plan.eval_bytes),
-        gib(plan.cogrpo_bytes),
-        gib(available_memory())
-    ));
-    let p = &cfg.pretrain;
-    out.push(format!(
-        "  pretrain  {} steps x {} sequences ({} tokens per step)",
-        p.steps,
-        p.batch_size * p.grad_accum,
-        p.batch_size * p.grad_accum * layout.seq_len()
-    ));
-    out.push(format!(
-        "  eval      {} sampler(s) x steps {:?}{}",
-        cfg.eval.samplers.len(),
-        cfg.eval.steps,
-        if cfg.eval.nll_samples > 0 {
-            format!(", ELBO with {} samples", cfg.eval.nll_samples)
-        } else {
-            String::new()
-        }
-    ));
-    let mut metrics: Vec<&str> = rewards::verifiers_for(task.name())
-        .iter()
-        .map(|v| v.name())
-        .collect();
-    if cfg.task.kind == TaskKind::Digits {
-        metrics.extend(cogrpo_train::vision::evaluation::METRICS);
-    }
-    out.push(format!(
-        "  metrics   {}",
-        if metrics.is_empty() {
-            "(none: ELBO only)".to_string()
-        } else {
-            metrics.join(", ")
-        }
-    ));
-    let learned = reward_models::learned_names(cfg, task.name());
-    if !learned.is_empty() {
-        // Learned reward models are trained on first use; `check` writes nothing.
-        out.push(format!(
-            "  rewards   {} (learned; trained on first use into {})",
-            learned.join(", "),
-            cogrpo_train::vision::store::models_dir(cfg).display()
-        ));
-    } else {
-        // Builds the reward set (names resolved, URLs parsed) without
-        // starting any plugin process or sending a request.
-        match rewards::build_reward_set(&cfg.rewards, task.name()) {
-            Ok(set) => out.push(format!(
-                "  rewards   {} ({:?})",
-                set.names().join(", "),
-                cfg.rewards.aggregation
-            )),
-            Err(e) if cfg.rewards.terms.is_empty() => {
-                out.push(format!("  rewards   none yet: {e}"))
-            }
-            Err(e) => return Err(anyhow::anyhow!(e)),
-        }
-    }
-    if let Some(c) = &cfg.cogrpo {
-        let arms: Vec<&str> = c.arms.iter().map(|a| a.name()).collect();
-        out.push(format!(
-            "  cogrpo    arms base, {}: {} iterations x {} prompts x {} rollouts, T = {}, \
-             reference {}",
-            arms.join(", "),
-            c.iterations,
-            c.prompts_per_iteration,
-            c.group_size,
-            c.steps,
-            c.reference.label()
-        ));
-        let learned: Vec<&str> = c.schedule.components().iter().map(|x| x.name()).collect();
-        out.push(format!(
-            "  schedule  {:?} head learning [{}]{}",
-            c.schedule.kind,
-            learned.join(", "),
-            if c.schedule.order {
-                ", plus the position order"
-            } else {
-                ""
-            }
-        ));
-    }
-    out.push(format!("  output    {}", cfg.run.out_dir().display()));
-    out.push(format!(
-        "  watch     tensorboard --logdir {}",
-        cfg.run.out_dir().join("tb").display()
-    ));
-    Ok(out)
 }
 
 fn model_summary(task: &dyn Task, cfg: &ExperimentConfig) -> ModelSummary {
