@@ -151,10 +151,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             )
         }
         Command::Run { common } => {
-            let cfg = common.load_fitting()?;
-            let task = tasks::build(&cfg)?;
-            let d = tasks::denoiser_config(&cfg, task.as_ref());
-            let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
+            let (cfg, task, plan) = common.load_planned()?;
             tracing::info!("{}:", common.config.display());
             for line in plan::plan_lines(&cfg, task.as_ref(), &plan)? {
                 tracing::info!("{line}");
@@ -225,11 +222,18 @@ impl Common {
     /// The config, refused (exit 2) when its plan cannot fit in the
     /// machine's free memory, unless `--force`.
     fn load_fitting(&self) -> anyhow::Result<ExperimentConfig> {
+        Ok(self.load_planned()?.0)
+    }
+
+    /// [`Common::load_fitting`], with the task it built and the memory plan
+    /// it checked (for `check` and `run`, which print the plan).
+    fn load_planned(&self) -> anyhow::Result<(ExperimentConfig, Box<dyn Task>, Plan)> {
         let cfg = self.load()?;
         let task = tasks::build(&cfg)?;
         let d = tasks::denoiser_config(&cfg, task.as_ref());
-        self.refuse_unfit(&Plan::estimate(&cfg, &d, task.layout().seq_len()))?;
-        Ok(cfg)
+        let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
+        self.refuse_unfit(&plan)?;
+        Ok((cfg, task, plan))
     }
 
     /// Refuses (exit 2) a plan whose peak exceeds the free memory; with

@@ -10,11 +10,7 @@ use envs::Task;
 use crate::Common;
 
 pub(super) fn check(common: &Common) -> anyhow::Result<()> {
-    let cfg = common.load()?;
-    let task = tasks::build(&cfg)?;
-    let d = tasks::denoiser_config(&cfg, task.as_ref());
-    let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
-    common.refuse_unfit(&plan)?;
+    let (cfg, task, plan) = common.load_planned()?;
     println!("{}: OK", common.config.display());
     for line in plan_lines(&cfg, task.as_ref(), &plan)? {
         println!("{line}");

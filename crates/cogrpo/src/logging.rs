@@ -271,7 +271,6 @@ impl Progress {
             Some(b) => b.println(line),
             None => tracing::info!("{line}"),
         }
-        // (A bar exists only when INFO messages are shown.)
     }
 
     pub fn finish(&self) {

@@ -131,10 +131,11 @@ fn evaluate_with<B: Backend>(
         };
         let shown = c.dump_groups * c.group_size;
         for (i, t) in done.trajectories.iter().enumerate().take(shown) {
-            let scores = &done.scores[i];
+            // The total goes in `reward`; `rewards` holds its parts.
+            let mut rewards = done.scores[i].clone();
             let scored = Scored {
-                reward: scores.get("reward").copied().flatten(),
-                rewards: scores.clone(),
+                reward: rewards.remove("reward").flatten(),
+                rewards,
                 advantage: None,
                 nfe: done.nfe[i],
             };
