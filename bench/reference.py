@@ -8,6 +8,8 @@ the same three samplers as crates/policy, written the way a PyTorch user
 would: batched on tensors, categorical draws in float64.
 
   reference.py logits --weights W --heads H --input rows.json --out logits.json
+  reference.py grads  --weights W --heads H --input rows.json --targets clean.json \\
+                      --compare ours.safetensors
   reference.py bench  --weights W --heads H --seq L --batch 64 --train-batch 16 \\
                       --steps 16,64 --train-steps 3
 Bench rows are JSON lines with cogrpo bench --json's fields.
@@ -105,7 +107,22 @@ class Denoiser(torch.nn.Module):
                                  ("w3.weight", "mlp.swiglu.w3.weight")]:
                 state[f"h.{i}.{ours}"] = t[p + theirs]
         m.load_state_dict(state, strict=True)
+        m.smdm_names = {ours: theirs for theirs, ours in cls.name_pairs(layers)}
         return m
+
+    @staticmethod
+    def name_pairs(layers):
+        """(SMDM name, this module's parameter name) for every weight."""
+        pairs = [("transformer.wte.weight", "wte.weight"), ("transformer.ln_f.weight", "ln_f.weight"),
+                 ("lm_head.weight", "lm_head.weight")]
+        for i in range(layers):
+            p = f"transformer.h.{i}."
+            for ours, theirs in [("norm_1.weight", "norm_1.weight"), ("attn.weight", "attn.attn.weight"),
+                                 ("proj.weight", "attn.proj.weight"), ("norm_2.weight", "norm_2.weight"),
+                                 ("w1.weight", "mlp.swiglu.w1.weight"), ("w2.weight", "mlp.swiglu.w2.weight"),
+                                 ("w3.weight", "mlp.swiglu.w3.weight")]:
+                pairs.append((p + theirs, f"h.{i}.{ours}"))
+        return pairs
 
 
 def diffusion_loss(model, tokens, eps=1e-3):
@@ -283,6 +300,28 @@ def logits(a):
     json.dump({"shape": list(out.shape), "logits": out.flatten().tolist()}, open(a.out, "w"))
 
 
+def grads(a):
+    """Gradients of the mean cross-entropy at the masked positions of
+    `--input` (mask id = vocabulary size) against the clean `--targets`,
+    compared with the gradients in `--compare` (SMDM names and layout):
+    prints, per tensor, max |ours - torch| / max |torch|, as JSON."""
+    rows, targets = json.load(open(a.input)), json.load(open(a.targets))
+    model = Denoiser.load(a.weights, a.heads, len(rows[0]))
+    x, y = torch.tensor(rows, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
+    masked = (x == model.vocab).float()
+    logits = model(x)
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view(x.shape)
+    ((ce * masked).sum() / masked.sum()).backward()
+    ours = load_file(a.compare)
+    errors = {}
+    for name, param in model.named_parameters():
+        theirs = param.grad
+        mine = ours[model.smdm_names[name]]
+        assert mine.shape == theirs.shape, f"{name}: {tuple(mine.shape)} vs {tuple(theirs.shape)}"
+        errors[model.smdm_names[name]] = ((mine - theirs).abs().max() / theirs.abs().max().clamp_min(1e-30)).item()
+    print(json.dumps(errors))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -291,6 +330,12 @@ def main():
     lg.add_argument("--heads", type=int, required=True)
     lg.add_argument("--input", required=True)
     lg.add_argument("--out", required=True)
+    gr = sub.add_parser("grads")
+    gr.add_argument("--weights", required=True)
+    gr.add_argument("--heads", type=int, required=True)
+    gr.add_argument("--input", required=True)
+    gr.add_argument("--targets", required=True)
+    gr.add_argument("--compare", required=True)
     bn = sub.add_parser("bench")
     bn.add_argument("--weights", required=True)
     bn.add_argument("--heads", type=int, required=True)
@@ -306,7 +351,7 @@ def main():
     a = p.parse_args()
     if getattr(a, "threads", 0):
         torch.set_num_threads(a.threads)
-    {"logits": logits, "bench": bench}[a.cmd](a)
+    {"logits": logits, "grads": grads, "bench": bench}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
 use cogrpo_train::config::ExperimentConfig;
 use cogrpo_train::{checkpoint, tasks};
 use envs::Task;
 use mdm::Denoiser;
+use mdm::Kernels;
 
 /// Largest `max |cpu - gpu| / max |cpu|` accepted, in float32.
 pub const BOUND: f64 = 1e-3;
@@ -33,7 +33,7 @@ fn inputs(task: &dyn Task, rows: usize, mask_id: u32) -> (Vec<u32>, usize, usize
     (tokens, examples.len(), len)
 }
 
-fn logits<B: Backend>(
+fn logits<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     source: &Path,
@@ -63,8 +63,8 @@ fn gpu_logits(
     let (a, b) = (random_matrix(256, 1), random_matrix(256, 2));
     let exact = host_matmul(&a, &b, 256);
     let t = |x: &[f32]| {
-        Tensor::<burn::backend::Cuda, 2>::from_data(
-            TensorData::new(x.to_vec(), [256, 256]),
+        burn::tensor::Tensor::<burn::backend::Cuda, 2>::from_data(
+            burn::tensor::TensorData::new(x.to_vec(), [256, 256]),
             &device,
         )
     };

@@ -1,11 +1,11 @@
 //! The one place where a concrete backend is chosen.
 
-use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::config::DeviceKind;
+use mdm::AutodiffKernels;
 
 /// Work that runs on any autodiff backend.
 pub trait Job {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()>;
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()>;
 }
 
 /// Runs `job` on the backend the config names.

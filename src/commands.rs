@@ -4,8 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::module::AutodiffModule;
-use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::checkpoint::{self, TrainState};
 use cogrpo_train::config::resume::Scope;
 use cogrpo_train::config::{ExperimentConfig, UpdateMode};
@@ -27,6 +25,7 @@ mod samples;
 mod view;
 
 use arm::{Source, load_trained_arm};
+use mdm::{AutodiffKernels, Kernels};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -271,7 +270,7 @@ struct Pretrain {
 }
 
 impl Job for Pretrain {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let run = RunDir::create(&self.cfg.run.out_dir())?;
         let mut log = Scalars::open(&run.tb_dir())?;
@@ -316,7 +315,7 @@ fn checkpoint_source(cfg: &ExperimentConfig, explicit: Option<PathBuf>) -> anyho
     })
 }
 
-fn load_inference_model<B: Backend>(
+fn load_inference_model<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     source: &Path,
@@ -334,7 +333,7 @@ struct Eval {
 }
 
 impl Job for Eval {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         if let Some(path) = &self.arm {
             let arm = load_trained_arm::<B::InnerBackend>(&self.cfg, task.as_ref(), path, &device)?;
@@ -357,7 +356,7 @@ impl Job for Eval {
     }
 }
 
-fn evaluate_and_report<B: Backend>(
+fn evaluate_and_report<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &mdm::Denoiser<B>,
@@ -393,7 +392,7 @@ struct SampleJob {
 }
 
 impl Job for SampleJob {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let source = match &self.arm {
@@ -502,7 +501,7 @@ struct RunAll {
 }
 
 impl Job for RunAll {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let run = RunDir::create(&cfg.run.out_dir())?;
@@ -575,7 +574,7 @@ struct TrainJob {
 }
 
 impl Job for TrainJob {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let init = checkpoint_source(cfg, self.checkpoint)?;

@@ -1,5 +1,6 @@
 //! Numerical agreement with the PyTorch reference (`bench/reference.py`):
-//! the same SMDM-layout weights give the same logits within 1e-4 relative.
+//! the same SMDM-layout weights give the same logits, and the same loss
+//! gives the same gradients, within 1e-4 relative.
 //! It needs PyTorch (about 5 GB of wheels), which `cargo test` does not
 //! install, so it is `#[ignore]`d and shows as ignored; run it with
 //! `bench/setup.sh` (makes `bench/.venv`) or `COGRPO_TORCH_PYTHON` set, then
@@ -136,4 +137,99 @@ fn logits_agree_with_the_pytorch_reference() {
             "shape {i}: max |diff| {diff} vs max |logit| {max_abs}"
         );
     }
+}
+
+/// Gradients of the mean masked cross-entropy through the CPU's fused
+/// kernels (`Autodiff<Flex>`) against PyTorch's autograd, per weight in
+/// SMDM's layout: max |ours - torch| / max |torch| below 1e-4. Odd sizes:
+/// 3 heads of 10, d_ff 52, 70 positions (two attention blocks, the second
+/// partial).
+#[test]
+#[ignore = "needs PyTorch: run bench/setup.sh, then cargo test --test torch_reference -- --ignored"]
+fn gradients_agree_with_the_pytorch_reference() {
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::{AutodiffModule, ModuleMapper, Param};
+    use burn::optim::GradientsParams;
+    use burn::prelude::*;
+    use mdm::{Denoiser, DenoiserConfig};
+    type Ad = Autodiff<Flex>;
+
+    let py = torch_python().expect(
+        "no Python with torch and safetensors: run bench/setup.sh or set COGRPO_TORCH_PYTHON",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = Default::default();
+    let (vocab, layers, rows, len) = (65usize, 2usize, 3usize, 70usize);
+    let model = DenoiserConfig::new(vocab, 30, layers, 3, 52, len).init::<Ad>(5, &dev);
+    let weights = tmp.path().join("w.safetensors");
+    mdm::smdm::export(&model.valid(), &weights).unwrap();
+
+    let clean: Vec<u32> = (0..rows * len)
+        .map(|i| ((i % len) * 7 + (i / len) * 13) as u32 % vocab as u32)
+        .collect();
+    let masked = |i: usize| (i % len + i / len) % 3 == 0;
+    let input: Vec<u32> = (0..rows * len)
+        .map(|i| if masked(i) { vocab as u32 } else { clean[i] })
+        .collect();
+    let n_masked = (0..rows * len).filter(|&i| masked(i)).count() as f32;
+    let weight: Vec<f32> = (0..rows * len)
+        .map(|i| if masked(i) { 1.0 / n_masked } else { 0.0 })
+        .collect();
+    let targets: Vec<i32> = clean.iter().map(|&t| t as i32).collect();
+    let logits = model.forward(Denoiser::<Ad>::input(&input, rows, len, &dev));
+    let loss = mdm::loss::weighted_cross_entropy(
+        logits,
+        Tensor::from_data(TensorData::new(targets, [rows, len]), &dev),
+        Tensor::from_data(TensorData::new(weight, [rows, len]), &dev),
+    )
+    .sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+
+    /// Each weight replaced by its gradient, so that the SMDM export lays
+    /// the gradients out as it lays out the weights.
+    struct ToGradient(GradientsParams);
+    impl ModuleMapper<Flex> for ToGradient {
+        fn map_float<const D: usize>(
+            &mut self,
+            p: Param<Tensor<Flex, D>>,
+        ) -> Param<Tensor<Flex, D>> {
+            let (id, t, mapper) = p.consume();
+            let g = self
+                .0
+                .get::<Flex, D>(id)
+                .expect("every weight has a gradient");
+            assert_eq!(g.dims(), t.dims());
+            Param::from_mapped_value(id, g, mapper)
+        }
+    }
+    let ours = tmp.path().join("grads.safetensors");
+    mdm::smdm::export(&model.valid().map(&mut ToGradient(grads)), &ours).unwrap();
+
+    let write = |name: &str, v: &[u32]| {
+        let rows: Vec<&[u32]> = v.chunks(len).collect();
+        let path = tmp.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(&rows).unwrap()).unwrap();
+        path
+    };
+    let o = Command::new(&py)
+        .args(["bench/reference.py", "grads", "--heads", "3", "--weights"])
+        .arg(&weights)
+        .arg("--input")
+        .arg(write("rows.json", &input))
+        .arg("--targets")
+        .arg(write("clean.json", &clean))
+        .arg("--compare")
+        .arg(&ours)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let errors: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(errors.len(), 3 + 7 * layers, "{errors:?}");
+    for (name, e) in &errors {
+        let e = e.as_f64().unwrap();
+        assert!(e < 1e-4, "{name}: relative gradient error {e:e}");
+    }
+    eprintln!("gradients vs PyTorch, max relative error per weight: {errors:?}");
 }

@@ -7,6 +7,7 @@ use cogrpo_train::config::resume::Scope;
 use cogrpo_train::config::{ExperimentConfig, UpdateMode};
 use cogrpo_train::{grpo, sample};
 use envs::Task;
+use mdm::Kernels;
 
 /// A trained arm for inference: its model, its schedule policy, and whether
 /// the arm learned a schedule (otherwise it follows the reference sampler).
@@ -16,7 +17,7 @@ pub(super) struct LoadedArm<B: Backend> {
     pub mode: UpdateMode,
 }
 
-impl<B: Backend> LoadedArm<B> {
+impl<B: Kernels> LoadedArm<B> {
     pub fn policy(&self) -> Option<&policy::SchedulePolicy<B>> {
         self.mode.uses_schedule().then_some(&self.policy)
     }
@@ -48,7 +49,7 @@ pub(super) enum Source<B: Backend> {
 
 /// Loads `--arm PATH` after checking that the arm was trained under this
 /// config (everything but the evaluation settings agrees).
-pub(super) fn load_trained_arm<B: Backend>(
+pub(super) fn load_trained_arm<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     path: &Path,

@@ -3,13 +3,12 @@
 //! `--scaling`, the first-hitting sampler against ancestral sampling over
 //! length and vocabulary. Both are read in docs/performance.md.
 
-use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::bench::{self, BenchOptions};
 use cogrpo_train::config::ExperimentConfig;
 use cogrpo_train::tasks;
 
 use crate::backend::Job;
+use mdm::{AutodiffKernels, Kernels};
 
 /// `--samplers` names as the config spells them.
 pub(super) fn parse_samplers(names: &[String]) -> anyhow::Result<Vec<policy::SamplerKind>> {
@@ -40,7 +39,7 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    fn scaling<B: Backend>(
+    fn scaling<B: Kernels>(
         &self,
         arch: &mdm::DenoiserConfig,
         lens: &[usize],
@@ -76,7 +75,7 @@ impl Bench {
 }
 
 impl Job for Bench {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let d = tasks::denoiser_config(&self.cfg, task.as_ref());
         if let Some((lens, vocabs)) = &self.scaling {

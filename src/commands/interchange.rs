@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use burn::tensor::backend::AutodiffBackend;
 use cogrpo_train::config::ExperimentConfig;
 use cogrpo_train::{pretrain, tasks};
 
 use super::{checkpoint_source, load_inference_model};
 use crate::backend::Job;
+use mdm::AutodiffKernels;
 
 /// Writes the checkpoint's denoiser (or, with `init`, freshly initialised
 /// weights) to `out` in SMDM's layout.
@@ -56,7 +56,7 @@ pub(super) struct LogitsJob {
 }
 
 impl Job for LogitsJob {
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let source = checkpoint_source(&self.cfg, self.checkpoint)?;
         let model =

@@ -31,7 +31,6 @@ use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
 use mdm::{Denoiser, DenoiserConfig};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +38,7 @@ use crate::BadInput;
 use crate::config::ExperimentConfig;
 use crate::config::resume::{Scope, conflicts};
 use crate::run_dir::write_atomic;
+use mdm::AutodiffKernels;
 
 /// The checksum manifest of a checkpoint folder.
 const CHECKSUMS: &str = "checksums.sha256";
@@ -93,7 +93,7 @@ impl CheckpointDir {
         keep: usize,
     ) -> anyhow::Result<PathBuf>
     where
-        B: AutodiffBackend,
+        B: AutodiffKernels,
         O: Optimizer<Denoiser<B>, B>,
     {
         self.save_with(state.step, keep, |dir| {
@@ -463,7 +463,7 @@ pub fn load_model<B: burn::prelude::Backend>(
 /// Restores the optimizer state saved beside the weights.
 pub fn load_optimizer<B, O>(dir: &Path, optim: O, device: &B::Device) -> anyhow::Result<O>
 where
-    B: AutodiffBackend,
+    B: AutodiffKernels,
     O: Optimizer<Denoiser<B>, B>,
     Denoiser<B>: AutodiffModule<B>,
 {

@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use burn::prelude::*;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Example, Task, Trajectory};
 use mdm::likelihood::elbo_nll;
@@ -29,6 +28,7 @@ use crate::parallel::map_parallel;
 use crate::reward_models;
 use crate::run_dir::EvalRow;
 use crate::vision::evaluation::ImageMetrics;
+use mdm::Kernels;
 
 /// The seed of every evaluation's draws: the same for `cogrpo eval` and each
 /// arm of `cogrpo run`, so that a fixed sampler scores the same in both.
@@ -40,7 +40,7 @@ pub fn eval_seed(cfg: &ExperimentConfig) -> u64 {
 /// sampler at every step count; an ARM or an ILM once per distinct
 /// temperature of `eval.samplers` (step counts are the MDM's knob), and the
 /// ARM's likelihood is exact.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,
@@ -257,7 +257,7 @@ pub struct Evaluated {
 /// One evaluation point: a model with a fixed sampler or a learned schedule
 /// at one step count. The one evaluation loop of `cogrpo eval` and of every
 /// arm of `cogrpo run` (the `base` arm is the reference sampler).
-pub struct EvalPoint<'a, B: Backend> {
+pub struct EvalPoint<'a, B: Kernels> {
     /// The rows' `sampler` column: a sampler's label or an arm's name.
     pub label: String,
     pub model: &'a Denoiser<B>,
@@ -269,7 +269,7 @@ pub struct EvalPoint<'a, B: Backend> {
     pub temperature: Option<f64>,
 }
 
-impl<B: Backend> EvalPoint<'_, B> {
+impl<B: Kernels> EvalPoint<'_, B> {
     /// Generates an answer for every example and scores them: one row per
     /// metric, the scored items, and the trajectories when `record`.
     pub fn evaluate(
@@ -382,7 +382,7 @@ impl<B: Backend> EvalPoint<'_, B> {
 /// sequence), the ARM's exact negative log-likelihood (row `nll`), or the
 /// ILM's insertion-order bound (row `ilm_bound`, `eval.nll_samples` random
 /// orders per sequence; [`mdm::ilm::nll_bound`]).
-pub fn likelihood<B: Backend>(
+pub fn likelihood<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,

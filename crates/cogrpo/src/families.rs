@@ -16,6 +16,7 @@
 
 use burn::prelude::*;
 use envs::{Example, Task};
+use mdm::Kernels;
 use mdm::ilm::{InsertionBatch, insertion_loss};
 use mdm::loss::{CleanRow, ForwardProcess, NoisedBatch, diffusion_loss};
 use mdm::{Denoiser, Family};
@@ -69,7 +70,7 @@ impl TrainingBatch {
     }
 
     /// The loss of this (shard of a) batch of `total_rows` rows.
-    pub fn loss<B: Backend>(
+    pub fn loss<B: Kernels>(
         &self,
         model: &Denoiser<B>,
         total_rows: usize,
@@ -133,7 +134,7 @@ impl Decoding {
     /// tokens (an ARM) or at most that many (an ILM, whose shorter answers
     /// are padded with `<pad>` where the task has one).
     #[allow(clippy::too_many_arguments)]
-    pub fn complete<B: Backend>(
+    pub fn complete<B: Kernels>(
         &self,
         model: &Denoiser<B>,
         task: &dyn Task,

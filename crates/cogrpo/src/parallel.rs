@@ -10,16 +10,16 @@
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use mdm::Denoiser;
 
 use crate::families::TrainingBatch;
+use mdm::AutodiffKernels;
 
 /// A copy of `model` sharing its weights and parameter ids but building its
 /// own autodiff graph.
-pub fn replica<B: AutodiffBackend>(model: &Denoiser<B>) -> Denoiser<B> {
+pub fn replica<B: AutodiffKernels>(model: &Denoiser<B>) -> Denoiser<B> {
     struct RequireGrad;
-    impl<B: AutodiffBackend> ModuleMapper<B> for RequireGrad {
+    impl<B: AutodiffKernels> ModuleMapper<B> for RequireGrad {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
             param.set_require_grad(true)
         }
@@ -29,7 +29,7 @@ pub fn replica<B: AutodiffBackend>(model: &Denoiser<B>) -> Denoiser<B> {
 
 /// `scale * loss` of `batch` and its gradients, computed by up to `threads`
 /// replicas in parallel. Returns the loss value and the summed gradients.
-pub fn loss_and_grads<B: AutodiffBackend>(
+pub fn loss_and_grads<B: AutodiffKernels>(
     model: &Denoiser<B>,
     batch: &TrainingBatch,
     scale: f64,
@@ -55,7 +55,7 @@ pub fn loss_and_grads<B: AutodiffBackend>(
 /// `f` measured per shard. More shards than threads run in waves, so a
 /// shard's size bounds what each thread holds at once (gradient
 /// accumulation over micro-batches).
-pub fn sharded_gradients<B: AutodiffBackend, S: Sync, R: Send>(
+pub fn sharded_gradients<B: AutodiffKernels, S: Sync, R: Send>(
     model: &Denoiser<B>,
     shards: &[S],
     threads: usize,

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::optim::{GradientsAccumulator, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
 use envs::seeding::{derive_key, purpose, stream};
 use mdm::loss::{CleanRow, ForwardProcess};
@@ -25,6 +24,7 @@ use crate::optim::{adamw, clip_global_norm, learning_rate};
 use crate::parallel::loss_and_grads;
 use crate::run_dir::{RunDir, TrainSummary};
 use crate::tasks::denoiser_config;
+use mdm::AutodiffKernels;
 
 /// The seed the denoiser's initial weights are drawn from.
 pub fn init_seed(seed: u64) -> u64 {
@@ -32,7 +32,7 @@ pub fn init_seed(seed: u64) -> u64 {
 }
 
 /// Pre-trains (or, with `resume`, continues) the run's model.
-pub fn pretrain<B: AutodiffBackend>(
+pub fn pretrain<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     run: &RunDir,

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use burn::prelude::*;
 use envs::{Example, Task};
 use mdm::Denoiser;
 use rewards::{Registry, RewardSet, RewardTerm};
@@ -13,6 +12,7 @@ use rewards::{Registry, RewardSet, RewardTerm};
 use crate::config::{ExperimentConfig, TaskKind};
 use crate::eval::{EvalPoint, Scorer};
 use crate::vision::{ClassifierReward, ModelRole, Target, load_or_train, realism};
+use mdm::Kernels;
 
 /// The built-in reward names a config uses (its default when it names none).
 pub fn builtin_names(cfg: &ExperimentConfig, task: &str) -> BTreeSet<String> {
@@ -87,7 +87,7 @@ pub fn needs_generator(cfg: &ExperimentConfig, task: &str) -> bool {
 /// moves the schedule, so the discriminator must know the generator's
 /// artefacts at few steps and at many); reloaded when those answers are
 /// unchanged.
-pub fn prepare<B: Backend>(
+pub fn prepare<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     base: &Denoiser<B>,

@@ -1,7 +1,6 @@
 //! `cogrpo sample`: completions for prompts typed by the user.
 
 use anyhow::Context;
-use burn::prelude::*;
 use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Task};
 use mdm::{Denoiser, Family};
@@ -10,6 +9,7 @@ use policy::learned::SchedulePolicy;
 use policy::{Act, GenerationStats, Rollout, SamplerConfig};
 
 use crate::families::Decoding;
+use mdm::Kernels;
 
 /// One generated sequence.
 pub struct Completion {
@@ -23,7 +23,7 @@ pub struct Completion {
 
 /// How completions are generated: a fixed sampler, or a trained arm's
 /// learned schedule acting in mode over its reference sampler.
-pub struct Generator<'a, B: Backend> {
+pub struct Generator<'a, B: Kernels> {
     pub model: &'a Denoiser<B>,
     pub policy: Option<&'a SchedulePolicy<B>>,
     /// The sampler (the arm's reference), with its step count.
@@ -40,7 +40,7 @@ pub const MAX_SAMPLES: usize = 1_000_000;
 /// prompts, tasks with a prompt layout (Sudoku) use the first test prompts,
 /// others generate unconditionally. A row's randomness is keyed by its
 /// index, so the batch size does not change the completions.
-pub fn sample<B: Backend>(
+pub fn sample<B: Kernels>(
     task: &dyn Task,
     generator: &Generator<B>,
     device: &B::Device,
@@ -123,7 +123,7 @@ pub fn sample<B: Backend>(
 /// [`sample`] for an ARM or an ILM: rows whose prompts have one length run
 /// together, `batch` at a time, each completed to the model's length.
 #[allow(clippy::too_many_arguments)]
-fn complete_rows<'p, B: Backend>(
+fn complete_rows<'p, B: Kernels>(
     task: &dyn Task,
     model: &Denoiser<B>,
     decoding: Decoding,
@@ -169,7 +169,7 @@ pub const GAP: &str = "<gap>";
 /// fixed and each gap receives as many tokens as the model inserts (at most
 /// the task's sequence length in all), which an MDM cannot do without being
 /// told the gap's length.
-pub fn infill<B: Backend>(
+pub fn infill<B: Kernels>(
     task: &dyn Task,
     model: &Denoiser<B>,
     text: &str,

@@ -9,8 +9,7 @@
 //! x_{L-1}`, weight 1 on answer positions, so that
 //! `diffusion_loss` of it is the mean next-token NLL of the answer tokens.
 
-use burn::prelude::*;
-
+use crate::kernels::Kernels;
 use crate::loss::{CleanRow, NoisedBatch, row_losses};
 
 /// The teacher-forcing batch of `rows` (all of one length): every answer
@@ -45,7 +44,7 @@ pub fn shifted_batch(rows: &[CleanRow<'_>], bos: u32) -> NoisedBatch {
 /// Exact negative log-likelihood (nats) of each row's answer under a causal
 /// model: `-sum_i log p(x_i | x_<i)` over the weighted positions of a
 /// [`shifted_batch`].
-pub fn answer_nll<B: Backend>(
+pub fn answer_nll<B: Kernels>(
     model: &crate::Denoiser<B>,
     batch: &NoisedBatch,
     device: &B::Device,
@@ -58,6 +57,7 @@ mod tests {
     use super::*;
     use crate::{DenoiserConfig, Family};
     use burn::backend::Flex;
+    use burn::prelude::*;
 
     type B = Flex;
 

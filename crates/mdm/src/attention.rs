@@ -1,69 +1,21 @@
 //! Rotary multi-head self-attention, with the masks and the KV cache the
-//! three families need.
-//!
-//! - MDM: every position sees every position ([`Visibility::All`]).
-//! - ARM: a position sees itself and what precedes it ([`Visibility::Causal`]);
-//!   sampling appends one token at a time to a [`KvCache`] and attends to it.
-//! - ILM: every real position, but not the padding that fills a batch of
-//!   sequences of different lengths ([`Visibility::KeysUpTo`]).
+//! three families need ([`Visibility`]: MDM all, ARM causal, ILM padding);
+//! ARM sampling appends one token at a time to a [`KvCache`] and attends
+//! to it. The attention itself is [`Kernels::attend`].
 
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
+pub use crate::kernels::Visibility;
+use crate::kernels::{Heads, Kernels, RopeAt};
 use crate::rope::Rope;
 
-/// Added to the score of a key a query may not see: far below any real
-/// score, so its softmax weight is exactly 0 in float32, yet finite (no NaN
-/// in the backward pass).
-const HIDDEN: f32 = -1.0e9;
-
-/// Which keys each query attends to.
-#[derive(Debug, Clone)]
-pub enum Visibility {
-    All,
-    /// Query `i` (at absolute position `offset + i`) sees keys `0..=offset + i`.
-    Causal,
-    /// Row `b` sees keys `0..lens[b]` (the rest is padding).
-    KeysUpTo(Vec<usize>),
-}
-
-impl Visibility {
-    /// The hidden (query, key) pairs as a `[batch, 1, q_len, k_len]` pattern,
-    /// `None` when every key is visible.
-    fn hidden(&self, batch: usize, q_len: usize, k_len: usize) -> Option<Vec<bool>> {
-        let offset = k_len - q_len;
-        match self {
-            Visibility::All => None,
-            Visibility::Causal if q_len == 1 => None,
-            Visibility::Causal => Some(
-                (0..batch * q_len * k_len)
-                    .map(|i| {
-                        let (q, k) = ((i / k_len) % q_len, i % k_len);
-                        k > offset + q
-                    })
-                    .collect(),
-            ),
-            Visibility::KeysUpTo(lens) => {
-                assert_eq!(lens.len(), batch, "one length per row");
-                Some(
-                    (0..batch * q_len * k_len)
-                        .map(|i| i % k_len >= lens[i / (q_len * k_len)])
-                        .collect(),
-                )
-            }
-        }
-    }
-}
-
 /// Keys and values of every layer for the positions seen so far (ARM
-/// sampling): `[batch, n_heads, seen, head_dim]` per layer.
+/// sampling): `[batch, seen, d_model]` per layer, heads side by side.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    layers: Vec<Option<(Tensor<B, 3>, Tensor<B, 3>)>>,
     seen: usize,
 }
 
@@ -92,18 +44,27 @@ impl<B: Backend> KvCache<B> {
         self.seen += len;
     }
 
+    /// Appends `len` new positions' keys and values (`[batch * len, d]`)
+    /// and returns all of them (`[batch * (seen + len), d]`).
     fn append(
         &mut self,
         layer: usize,
-        k: Tensor<B, 4>,
-        v: Tensor<B, 4>,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        k: Tensor<B, 2>,
+        v: Tensor<B, 2>,
+        batch: usize,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let [rows, d] = k.dims();
+        let rows3 = |t: Tensor<B, 2>| t.reshape([batch, rows / batch, d]);
         let (k, v) = match self.layers[layer].take() {
-            Some((k0, v0)) => (Tensor::cat(vec![k0, k], 2), Tensor::cat(vec![v0, v], 2)),
-            None => (k, v),
+            Some((k0, v0)) => (
+                Tensor::cat(vec![k0, rows3(k)], 1),
+                Tensor::cat(vec![v0, rows3(v)], 1),
+            ),
+            None => (rows3(k), rows3(v)),
         };
         self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        let all = k.dims()[1];
+        (k.reshape([batch * all, d]), v.reshape([batch * all, d]))
     }
 }
 
@@ -127,7 +88,7 @@ pub struct Attention<B: Backend> {
     pub(crate) n_heads: usize,
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: Kernels> Attention<B> {
     /// `x` is `[batch * len, d]` for positions `start..start + len`, where
     /// `start` is what the cache (if any) already holds.
     pub(crate) fn forward(
@@ -139,93 +100,27 @@ impl<B: Backend> Attention<B> {
         layer: usize,
         ctx: &mut Context<'_, B>,
     ) -> Tensor<B, 2> {
-        let d = x.dims()[1];
-        let head_dim = d / self.n_heads;
+        let head_dim = x.dims()[1] / self.n_heads;
         let start = ctx.cache.as_ref().map_or(0, |c| c.seen());
-        let heads = |t: Tensor<B, 2>| {
-            t.reshape([batch, len, self.n_heads, head_dim])
-                .swap_dims(1, 2)
+        let at = |scale| RopeAt {
+            batch,
+            start,
+            len,
+            scale,
         };
         // softmax(q k^T / sqrt(d_h)) v, with the scale folded into q's rotation.
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = heads(rope.apply(self.q.forward(x.clone()), batch, start, len, scale));
-        let k = heads(rope.apply(self.k.forward(x.clone()), batch, start, len, 1.0));
-        let v = heads(self.v.forward(x));
+        let q = B::rope(self.q.forward(x.clone()), rope, at(scale));
+        let k = B::rope(self.k.forward(x.clone()), rope, at(1.0));
+        let v = self.v.forward(x);
         let (k, v) = match ctx.cache.as_mut() {
-            Some(cache) => cache.append(layer, k, v),
+            Some(cache) => cache.append(layer, k, v, batch),
             None => (k, v),
         };
-        let out = attend(q, k, v, ctx.visibility, self.n_heads);
-        self.proj
-            .forward(out.swap_dims(1, 2).reshape([batch * len, d]))
-    }
-}
-
-/// `softmax(q k^T + hidden) v` for pre-scaled `q`.
-fn attend<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    visibility: &Visibility,
-    n_heads: usize,
-) -> Tensor<B, 4> {
-    let [batch, _, q_len, _] = q.dims();
-    let k_len = k.dims()[2];
-    let device = q.device();
-    let hidden = visibility.hidden(batch, q_len, k_len);
-    if B::ad_enabled(&device) {
-        // Training: burn differentiates softmax op by op, and its 4-D
-        // broadcasts are strided loops on the CPU; in 2-D they take the
-        // fast paths (2.4x faster forward + backward here).
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(hidden) = hidden {
-            let bias: Vec<f32> = hidden
-                .iter()
-                .map(|&h| if h { HIDDEN } else { 0.0 })
-                .collect();
-            let bias =
-                Tensor::<B, 4>::from_data(TensorData::new(bias, [batch, 1, q_len, k_len]), &device);
-            scores = scores + bias.expand([batch, n_heads, q_len, k_len]);
-        }
-        let rows = batch * n_heads * q_len;
-        softmax(scores.reshape([rows, k_len]), 1)
-            .reshape([batch, n_heads, q_len, k_len])
-            .matmul(v)
-    } else {
-        // Inference: the backend's fused attention kernel.
-        let mask = hidden.map(|h| {
-            Tensor::<B, 4, Bool>::from_data(TensorData::new(h, [batch, 1, q_len, k_len]), &device)
-                .expand([batch, n_heads, q_len, k_len])
-        });
-        let options = AttentionModuleOptions {
-            scale: Some(1.0),
-            ..Default::default()
+        let heads = Heads {
+            batch,
+            n_heads: self.n_heads,
         };
-        attention(q, k, v, mask, None, options)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn causal_pattern_with_an_offset_hides_only_later_keys() {
-        // Two new queries at positions 3 and 4 against 5 keys.
-        let h = Visibility::Causal.hidden(1, 2, 5).unwrap();
-        assert_eq!(
-            h,
-            [
-                false, false, false, false, true, //
-                false, false, false, false, false
-            ]
-        );
-        assert!(Visibility::Causal.hidden(3, 1, 7).is_none());
-    }
-
-    #[test]
-    fn key_lengths_hide_each_rows_padding() {
-        let h = Visibility::KeysUpTo(vec![1, 3]).hidden(2, 1, 3).unwrap();
-        assert_eq!(h, [false, true, true, false, false, false]);
+        self.proj.forward(B::attend(q, k, v, heads, ctx.visibility))
     }
 }

@@ -22,6 +22,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use rand::Rng;
 
+use crate::kernels::Kernels;
 use crate::loss::CleanRow;
 
 /// Added to the logit of a disallowed (gap, token) pair: its softmax weight
@@ -162,7 +163,7 @@ impl InsertionBatch {
 
 /// Log-probabilities `[batch, len * vocab]` of every (gap, token) insertion,
 /// disallowed pairs at about -1e9: one softmax per row over all pairs.
-pub fn insertion_log_probs<B: Backend>(
+pub fn insertion_log_probs<B: Kernels>(
     logits: Tensor<B, 3>,
     allowed: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
@@ -175,7 +176,7 @@ pub fn insertion_log_probs<B: Backend>(
 /// The ILM loss from the network's outputs, summed over rows and divided by
 /// `rows` (the whole batch's size when this is a shard):
 /// `-sum target * log p(gap, token)` + BCE(stop logit, stop label).
-pub fn loss_from_logits<B: Backend>(
+pub fn loss_from_logits<B: Kernels>(
     logits: Tensor<B, 3>,
     stop_logits: Tensor<B, 1>,
     batch: &InsertionBatch,
@@ -196,7 +197,7 @@ pub fn loss_from_logits<B: Backend>(
 }
 
 /// The ILM loss of a batch (a scalar tensor), divided by `rows`.
-pub fn insertion_loss<B: Backend>(
+pub fn insertion_loss<B: Kernels>(
     model: &crate::Denoiser<B>,
     batch: &InsertionBatch,
     rows: usize,
@@ -214,7 +215,7 @@ pub fn insertion_loss<B: Backend>(
 ///   sum_k [ log(1 - sigmoid(s_k)) + log p(gap_k, token_k | x_k) ] + log sigmoid(s_n)
 ///
 /// One row per intermediate sequence `x_k`, all in one batch per order.
-pub fn order_log_probs<B: Backend>(
+pub fn order_log_probs<B: Kernels>(
     model: &crate::Denoiser<B>,
     prompt: &[u32],
     answer: &[u32],
@@ -276,7 +277,7 @@ pub fn order_log_probs<B: Backend>(
 /// (uniformly random permutations): distinct orders are distinct insertion
 /// paths, so `p(x) >= sum_orders p(x, order) = n! E_order[p(x, order)]`,
 /// and by Jensen `-log p(x) <= -E[log p(x, order)] - log n!`.
-pub fn nll_bound<B: Backend>(
+pub fn nll_bound<B: Kernels>(
     model: &crate::Denoiser<B>,
     prompt: &[u32],
     answer: &[u32],

@@ -12,7 +12,9 @@
 //! - [`weights`]: weights on disk as safetensors; [`smdm`]: the same in
 //!   SMDM's (lit-gpt's) tensor names, to exchange models with PyTorch.
 //!
-//! Everything is generic over burn's `Backend`; the CLI picks the concrete one.
+//! Everything is generic over [`Kernels`]: a burn `Backend` with the
+//! denoiser's hot-path operations, fused on the CPU ([`kernels`]); the CLI
+//! picks the concrete backend.
 
 pub mod arm;
 pub mod atomic;
@@ -20,13 +22,15 @@ pub mod attention;
 pub mod config;
 pub mod ilm;
 pub mod init;
+pub mod kernels;
 pub mod likelihood;
 pub mod loss;
 pub mod model;
-mod rope;
+pub mod rope;
 pub mod smdm;
 pub mod weights;
 
 pub use attention::KvCache;
 pub use config::{ConfigError, DenoiserConfig, Family};
+pub use kernels::{AutodiffKernels, Kernels};
 pub use model::Denoiser;

@@ -9,16 +9,16 @@
 //! t_j = (j + u) / k with one uniform u per sequence, which keeps the
 //! estimate unbiased and removes most of the variance due to t.
 
-use burn::prelude::*;
 use rand::Rng;
 
 use crate::Denoiser;
+use crate::kernels::Kernels;
 use crate::loss::{CleanRow, ForwardProcess, row_losses};
 
 /// Per-row bound on `-log p(answer | prompt)` in nats, from `k` stratified
 /// times per row; row `r` draws its randomness from `rngs[r]` only. Rows are
 /// processed in one batch per stratum.
-pub fn elbo_nll<B: Backend, R: Rng>(
+pub fn elbo_nll<B: Kernels, R: Rng>(
     model: &Denoiser<B>,
     rows: &[CleanRow<'_>],
     k: usize,

@@ -15,6 +15,8 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+
+use crate::kernels::Kernels;
 use rand::Rng;
 
 /// The masking process `p(t) = (1 - eps) t + eps`.
@@ -217,7 +219,7 @@ pub fn weighted_cross_entropy<B: Backend>(
 /// `weight * -log p(target)` at every position of `batch`, `[batch, len]`:
 /// the one place the model meets a weighted token batch (the MDM's masked
 /// rows, the ARM's shifted ones).
-pub fn token_losses<B: Backend>(
+pub fn token_losses<B: Kernels>(
     model: &crate::Denoiser<B>,
     batch: &NoisedBatch,
     device: &B::Device,
@@ -236,7 +238,7 @@ pub fn token_losses<B: Backend>(
 }
 
 /// [`token_losses`] summed per row, on the host.
-pub fn row_losses<B: Backend>(
+pub fn row_losses<B: Kernels>(
     model: &crate::Denoiser<B>,
     batch: &NoisedBatch,
     device: &B::Device,
@@ -251,7 +253,7 @@ pub fn row_losses<B: Backend>(
 }
 
 /// The diffusion loss of a corrupted batch (a scalar tensor).
-pub fn diffusion_loss<B: Backend>(
+pub fn diffusion_loss<B: Kernels>(
     model: &crate::Denoiser<B>,
     batch: &NoisedBatch,
     device: &B::Device,

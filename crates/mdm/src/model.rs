@@ -14,11 +14,11 @@
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use crate::attention::{Attention, Context, KvCache, Visibility};
 use crate::config::{DenoiserConfig, Family};
 use crate::init::ParamFactory;
+use crate::kernels::Kernels;
 use crate::rope::Rope;
 
 /// Model parameter ids start here (see `init`); other modules use other bases.
@@ -35,11 +35,16 @@ pub struct SwiGlu<B: Backend> {
     pub(crate) w3: Linear<B>,
 }
 
-impl<B: Backend> SwiGlu<B> {
+impl<B: Kernels> SwiGlu<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.w3
-            .forward(silu(self.w1.forward(x.clone())) * self.w2.forward(x))
+            .forward(B::swiglu(self.w1.forward(x.clone()), self.w2.forward(x)))
     }
+}
+
+/// RMSNorm through the backend's kernel (burn's `RmsNorm` holds the weights).
+fn norm<B: Kernels>(norm: &RmsNorm<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    B::rms_norm(x, norm.gamma.val(), norm.epsilon)
 }
 
 #[derive(Module, Debug)]
@@ -50,7 +55,7 @@ pub struct Block<B: Backend> {
     pub(crate) mlp: SwiGlu<B>,
 }
 
-impl<B: Backend> Block<B> {
+impl<B: Kernels> Block<B> {
     fn forward(
         &self,
         x: Tensor<B, 2>,
@@ -62,9 +67,9 @@ impl<B: Backend> Block<B> {
     ) -> Tensor<B, 2> {
         let attn = self
             .attn
-            .forward(self.norm_1.forward(x.clone()), batch, len, rope, layer, ctx);
+            .forward(norm(&self.norm_1, x.clone()), batch, len, rope, layer, ctx);
         let x = x + attn;
-        x.clone() + self.mlp.forward(self.norm_2.forward(x))
+        x.clone() + self.mlp.forward(norm(&self.norm_2, x))
     }
 }
 
@@ -143,7 +148,7 @@ impl DenoiserConfig {
     }
 }
 
-impl<B: Backend> Denoiser<B> {
+impl<B: Kernels> Denoiser<B> {
     /// Logits `[batch, len, vocab]` for token ids `[batch, len]` (mask id =
     /// vocab size). Every position gets logits; callers read the masked ones
     /// (MDM), the next token's (ARM, causal) or the insertions' (ILM: use
@@ -199,7 +204,7 @@ impl<B: Backend> Denoiser<B> {
             .as_ref()
             .expect("forward_padded needs an ILM (a stop head)");
         let x = self.hidden(tokens, &Visibility::KeysUpTo(lens.to_vec()), None);
-        let x = self.ln_f.forward(x);
+        let x = norm(&self.ln_f, x);
         let bos_rows: Vec<i32> = (0..batch).map(|b| (b * len) as i32).collect();
         let bos_rows = Tensor::from_data(TensorData::new(bos_rows, [batch]), &x.device());
         let stop = stop_head
@@ -213,7 +218,7 @@ impl<B: Backend> Denoiser<B> {
     }
 
     fn head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.lm_head.forward(self.ln_f.forward(x))
+        self.lm_head.forward(norm(&self.ln_f, x))
     }
 
     fn visibility(&self) -> Visibility {
@@ -250,7 +255,9 @@ impl<B: Backend> Denoiser<B> {
         }
         x
     }
+}
 
+impl<B: Backend> Denoiser<B> {
     /// Builds the integer input from row-major host token ids.
     pub fn input(
         tokens: &[u32],

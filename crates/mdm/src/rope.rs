@@ -4,6 +4,11 @@
 //! different function of the same weights: SMDM checkpoints need this one.
 
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+#[cfg(doc)]
+use crate::kernels::Kernels;
+use crate::kernels::RopeAt;
 
 /// Rotary tables for all heads at once: `cos` and `sin` of shape
 /// `[max_len, n_heads * head_dim]` (each head's half-table repeated), and the
@@ -16,8 +21,8 @@ use burn::prelude::*;
 /// narrow + cat, which on the CPU backend are strided copies.
 #[derive(Module, Debug)]
 pub struct Rope<B: Backend> {
-    cos: Tensor<B, 2>,
-    sin: Tensor<B, 2>,
+    pub(crate) cos: Tensor<B, 2>,
+    pub(crate) sin: Tensor<B, 2>,
     rotate: Tensor<B, 2>,
 }
 
@@ -59,19 +64,22 @@ impl<B: Backend> Rope<B> {
         }
     }
 
+    pub fn head_dim(&self) -> usize {
+        self.rotate.dims()[0]
+    }
+
     /// Rotates the projection `x` of shape `[batch * len, n_heads * head_dim]`
     /// (positions `start..start + len` in each sequence) and multiplies it by
-    /// `scale`.
-    pub fn apply(
-        &self,
-        x: Tensor<B, 2>,
-        batch: usize,
-        start: usize,
-        len: usize,
-        scale: f64,
-    ) -> Tensor<B, 2> {
+    /// `scale`, in burn's generic ops (fused backends: [`Kernels::rope`]).
+    pub fn apply(&self, x: Tensor<B, 2>, at: RopeAt) -> Tensor<B, 2> {
+        let RopeAt {
+            batch,
+            start,
+            len,
+            scale,
+        } = at;
         let [n, width] = x.dims();
-        let head_dim = self.rotate.dims()[0];
+        let head_dim = self.head_dim();
         // Tables flattened to one row `[1, len * width]` shared by every
         // sequence: the broadcast shape burn's CPU kernels vectorise.
         let row =
@@ -83,6 +91,17 @@ impl<B: Backend> Rope<B> {
             .reshape([batch, len * width]);
         (x.reshape([batch, len * width]) * row(&self.cos) + rotated * row(&self.sin))
             .reshape([n, width])
+    }
+}
+
+impl<B: AutodiffBackend> Rope<B> {
+    /// The same tables on the inner backend (they are constants).
+    pub fn inner(&self) -> Rope<B::InnerBackend> {
+        Rope {
+            cos: self.cos.clone().inner(),
+            sin: self.sin.clone().inner(),
+            rotate: self.rotate.clone().inner(),
+        }
     }
 }
 
@@ -104,7 +123,16 @@ mod tests {
         let at_all = |v: &[f32]| {
             let data: Vec<f32> = (0..len).flat_map(|_| v.iter().copied()).collect();
             let x = Tensor::<B, 2>::from_data(TensorData::new(data, [len, dim]), &dev);
-            rope.apply(x, 1, 0, len, 1.0).reshape([1, 1, len, dim])
+            rope.apply(
+                x,
+                RopeAt {
+                    batch: 1,
+                    start: 0,
+                    len,
+                    scale: 1.0,
+                },
+            )
+            .reshape([1, 1, len, dim])
         };
         let scores: Vec<f32> = at_all(&q)
             .matmul(at_all(&k).swap_dims(2, 3))

@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use burn::prelude::*;
 use envs::seeding::{purpose, stream};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
@@ -13,6 +12,7 @@ use rand::rngs::StdRng;
 use crate::draw::draw_token;
 use crate::network::logits_to_host;
 use crate::sampler::{GenerationStats, SamplerError};
+use mdm::Kernels;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,7 +51,7 @@ pub fn top_k(logits: &mut [f32], k: usize) {
 /// Completes each prompt (all of one length) with `answer_len` tokens; row
 /// `r` draws from its own stream keyed by `keys[r]`, so a row's tokens do
 /// not depend on the batch it is in.
-pub fn generate<B: Backend>(
+pub fn generate<B: Kernels>(
     model: &Denoiser<B>,
     prompts: &[Vec<u32>],
     keys: &[u64],

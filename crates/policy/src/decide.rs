@@ -20,6 +20,7 @@ use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
 use crate::network::logits_to_host;
 use crate::rollout::{Act, Observation, Rollout};
 use crate::schedule::{SamplerConfig, SamplerKind, ScheduleAction, reveal_from_ratio};
+use mdm::Kernels;
 
 /// One row's decision at one step.
 pub(crate) struct Decision {
@@ -78,7 +79,7 @@ impl Values {
     }
 }
 
-impl<B: Backend> Rollout<'_, B> {
+impl<B: Kernels> Rollout<'_, B> {
     /// The decision of every `active` row (draws in the documented order:
     /// reference count, Gaussian components, positions); step records are
     /// made when `keep_records` or a policy reads them.

@@ -8,12 +8,13 @@ use envs::canvas::prompt_masked;
 use mdm::Denoiser;
 
 use crate::network::{column, guided};
+use mdm::Kernels;
 
 /// Log-probabilities `[K]` of every revealed token of `records` (in record
 /// order, then reveal order) under `model`, at each step's temperature and
 /// guidance, and the entropy `[K]` of each of those token distributions.
 /// Every record must have a positive temperature.
-pub fn token_log_probs<B: Backend>(
+pub fn token_log_probs<B: Kernels>(
     model: &Denoiser<B>,
     records: &[&StepRecord],
     device: &B::Device,

@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use burn::prelude::*;
 use envs::seeding::{purpose, stream, uniform_f64};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
@@ -19,6 +18,7 @@ use rand::rngs::StdRng;
 use crate::categorical::{Categorical, argmax};
 use crate::network::logits_to_host;
 use crate::sampler::{GenerationStats, SamplerError};
+use mdm::Kernels;
 
 /// How insertions and the stop are chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,7 +83,7 @@ impl IlmRow {
 
 /// Generates until every row stops; row `r` draws from its own stream keyed
 /// by `keys[r]`. Returns the stats (NFE = insertions + the stopping pass).
-pub fn generate<B: Backend>(
+pub fn generate<B: Kernels>(
     model: &Denoiser<B>,
     rows: &mut [IlmRow],
     keys: &[u64],
@@ -182,6 +182,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::module::{Module, ModuleMapper, Param};
+    use burn::prelude::*;
     use mdm::{DenoiserConfig, Family};
 
     type B = Flex;

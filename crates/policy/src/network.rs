@@ -10,9 +10,10 @@ use envs::Canvas;
 use mdm::Denoiser;
 
 use crate::sampler::SamplerError;
+use mdm::Kernels;
 
 /// Whether `canvas` fits `model`: its length and mask id.
-pub fn check_canvas<B: Backend>(model: &Denoiser<B>, canvas: &Canvas) -> Result<(), SamplerError> {
+pub fn check_canvas<B: Kernels>(model: &Denoiser<B>, canvas: &Canvas) -> Result<(), SamplerError> {
     if canvas.len() > model.max_len() {
         return Err(SamplerError::TooLong {
             canvas: canvas.len(),
@@ -31,7 +32,7 @@ pub fn check_canvas<B: Backend>(model: &Denoiser<B>, canvas: &Canvas) -> Result<
 /// SMDM's unsupervised classifier-free guidance (Nie et al. 2024, eq. 9):
 /// `l_u + (1 + w) (l_c - l_u)`, where `l_u` are the logits with the prompt
 /// masked. `scale [K, 1]` holds `1 + w` per row of the `[K, V]` logits.
-pub fn guided<B: Backend>(
+pub fn guided<B: Kernels>(
     cond: Tensor<B, 2>,
     uncond: Tensor<B, 2>,
     scale: Tensor<B, 2>,
@@ -40,7 +41,7 @@ pub fn guided<B: Backend>(
 }
 
 /// A `[K, 1]` column of `values` on `device`.
-pub fn column<B: Backend>(values: Vec<f32>, device: &B::Device) -> Tensor<B, 2> {
+pub fn column<B: Kernels>(values: Vec<f32>, device: &B::Device) -> Tensor<B, 2> {
     let k = values.len();
     Tensor::<B, 1>::from_data(TensorData::new(values, [k]), device).reshape([k, 1])
 }
@@ -48,7 +49,7 @@ pub fn column<B: Backend>(values: Vec<f32>, device: &B::Device) -> Tensor<B, 2> 
 /// Logits `[sum of query lengths, vocab]` of the rows of `tokens`
 /// (row-major `[queries.len(), len]`) at each row's `queries` positions.
 /// Only those positions go through the output head ([`Denoiser::logits_at`]).
-pub fn logits_at_queries<B: Backend>(
+pub fn logits_at_queries<B: Kernels>(
     model: &Denoiser<B>,
     tokens: &[u32],
     len: usize,
@@ -70,7 +71,7 @@ pub fn logits_at_queries<B: Backend>(
 /// (0: the conditional logits as they are). When any row is guided, one
 /// forward runs over `[conditional rows; prompt-masked rows]` and every row
 /// goes through [`guided`] (scale 1 for an unguided row).
-pub fn guided_logits_at<B: Backend>(
+pub fn guided_logits_at<B: Kernels>(
     model: &Denoiser<B>,
     canvas: &Canvas,
     rows: &[usize],
@@ -93,7 +94,7 @@ pub fn guided_logits_at<B: Backend>(
 }
 
 /// `1 + w` of each row, repeated over the row's queries, as a `[K, 1]` column.
-pub fn scale_column<B: Backend>(
+pub fn scale_column<B: Kernels>(
     queries: &[Vec<usize>],
     guidance: &[f64],
     device: &B::Device,
@@ -108,7 +109,7 @@ pub fn scale_column<B: Backend>(
 
 /// A float tensor copied to the host, row-major, as `f32` whatever the
 /// backend's float type.
-pub fn logits_to_host<B: Backend, const D: usize>(logits: Tensor<B, D>) -> Vec<f32> {
+pub fn logits_to_host<B: Kernels, const D: usize>(logits: Tensor<B, D>) -> Vec<f32> {
     logits
         .into_data()
         .convert::<f32>()

@@ -52,6 +52,7 @@ use crate::network::scale_column;
 use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
 use crate::sampler::{GenerationStats, SamplerError};
 use crate::schedule::{SamplerConfig, SamplerKind};
+use mdm::Kernels;
 
 /// How the schedule policy acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,7 @@ pub enum Act {
     Mode,
 }
 
-pub struct Rollout<'a, B: Backend> {
+pub struct Rollout<'a, B: Kernels> {
     pub model: &'a Denoiser<B>,
     /// The learned schedule; `None` follows `reference` exactly (a fixed
     /// sampler).
@@ -95,7 +96,7 @@ pub(crate) struct Observation<B: Backend> {
 /// A row's positions read and the first of its consecutive logit rows.
 pub(crate) type Block = (Vec<usize>, usize);
 
-impl<B: Backend> Observation<B> {
+impl<B: Kernels> Observation<B> {
     /// What active row `a`'s policy features are computed from.
     pub fn position_stats(&self, a: usize, vocab: usize) -> Vec<PositionStats> {
         let (positions, start) = &self.blocks[a];
@@ -111,7 +112,7 @@ struct TokenLogits {
     blocks: Vec<Block>,
 }
 
-impl<B: Backend> Rollout<'_, B> {
+impl<B: Kernels> Rollout<'_, B> {
     /// Fills every mask of `canvas` in `self.steps` steps. Returns one
     /// trajectory per row (with step records when `record`) and the cost.
     pub fn run(

@@ -2,12 +2,12 @@
 //! step of [`crate::rollout`] with no learned policy, plus the cost record
 //! every generation returns and the errors it can raise.
 
-use burn::prelude::*;
 use envs::Canvas;
 use mdm::Denoiser;
 
 use crate::rollout::{Act, Rollout};
 use crate::schedule::SamplerConfig;
+use mdm::Kernels;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
@@ -52,13 +52,13 @@ impl GenerationStats {
 /// A fixed sampler over a model: [`Rollout`] without a learned policy, so
 /// `cogrpo sample`, `cogrpo eval` and the `base` arm of a report run the
 /// same generation step.
-pub struct Sampler<'a, B: Backend> {
+pub struct Sampler<'a, B: Kernels> {
     model: &'a Denoiser<B>,
     device: B::Device,
     seed: u64,
 }
 
-impl<'a, B: Backend> Sampler<'a, B> {
+impl<'a, B: Kernels> Sampler<'a, B> {
     pub fn new(model: &'a Denoiser<B>, device: &B::Device, seed: u64) -> Self {
         Self {
             model,
@@ -110,6 +110,7 @@ mod tests {
     use crate::categorical::{argmax, log_softmax_at};
     use crate::schedule::SamplerKind;
     use burn::backend::Flex;
+    use burn::prelude::*;
     use mdm::DenoiserConfig;
 
     type B = Flex;

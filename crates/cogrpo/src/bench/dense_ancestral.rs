@@ -10,10 +10,10 @@
 //! host, which is what Zheng et al. (2024, Sec. 4) replace with the
 //! first-hitting sampler's one draw per revealed token.
 
-use burn::prelude::*;
 use envs::Canvas;
 use envs::seeding::stream;
 use mdm::Denoiser;
+use mdm::Kernels;
 use policy::categorical::Categorical;
 use policy::logits_to_host;
 use rand::Rng;
@@ -34,7 +34,7 @@ pub struct DenseStats {
 
 /// Fills every mask of `canvas` in `steps` steps of the time grid
 /// `t = (steps - i) / steps` at temperature 1.
-pub fn generate<B: Backend>(
+pub fn generate<B: Kernels>(
     model: &Denoiser<B>,
     canvas: &mut Canvas,
     steps: usize,
@@ -106,6 +106,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::module::{Module, ModuleMapper, Param};
+    use burn::prelude::*;
     use mdm::DenoiserConfig;
     use policy::{Sampler, SamplerConfig, SamplerKind};
     use std::collections::HashMap;

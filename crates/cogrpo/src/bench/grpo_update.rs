@@ -10,7 +10,6 @@
 //! values, only on these shapes, which match a rollout of the same size.
 
 use burn::optim::Optimizer;
-use burn::tensor::backend::AutodiffBackend;
 use envs::StepRecord;
 use envs::seeding::stream;
 use mdm::Denoiser;
@@ -20,6 +19,7 @@ use rand::seq::SliceRandom;
 use crate::grpo::loss::Clip;
 use crate::grpo::update::{Sample, model_gradients};
 use crate::optim::clip_global_norm;
+use mdm::AutodiffKernels;
 
 const GRPO_BENCH: u64 = 0x6772_706f_6200_0102;
 
@@ -64,7 +64,7 @@ pub fn synthetic_records(
 }
 
 /// One model update of the trainer on `records`; returns the new model.
-pub fn update<B: AutodiffBackend, O: Optimizer<Denoiser<B>, B>>(
+pub fn update<B: AutodiffKernels, O: Optimizer<Denoiser<B>, B>>(
     model: Denoiser<B>,
     optim: &mut O,
     records: &[StepRecord],

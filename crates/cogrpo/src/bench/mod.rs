@@ -13,7 +13,6 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, Optimizer};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Task};
 use mdm::loss::{CleanRow, ForwardProcess};
@@ -27,6 +26,7 @@ use crate::optim::adamw;
 use crate::parallel::loss_and_grads;
 use crate::pretrain::init_seed;
 use crate::tasks::denoiser_config;
+use mdm::AutodiffKernels;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
@@ -51,7 +51,7 @@ pub struct BenchOptions {
     pub grpo_steps: usize,
 }
 
-pub fn bench<B: AutodiffBackend>(
+pub fn bench<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     device: &B::Device,
@@ -281,7 +281,7 @@ fn sampling_row(
 
 /// Blocks until the device has finished the queued updates of `model`:
 /// reading a result back waits for every kernel before it.
-fn wait_for_device<B: AutodiffBackend>(model: &Denoiser<B>, seq_len: usize, device: &B::Device) {
+fn wait_for_device<B: AutodiffKernels>(model: &Denoiser<B>, seq_len: usize, device: &B::Device) {
     let _: f32 = model
         .clone()
         .valid()

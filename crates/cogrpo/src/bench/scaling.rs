@@ -22,6 +22,7 @@ use policy::{Sampler, SamplerConfig, SamplerKind, logits_to_host};
 use serde::Serialize;
 
 use super::dense_ancestral;
+use mdm::Kernels;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScalingRow {
@@ -66,7 +67,7 @@ impl ScalingRow {
 
 /// Measures every `(len, vocab)` cell of the grid with `arch`'s width,
 /// depth and heads, in increasing cost, reporting each row as it lands.
-pub fn scaling<B: Backend>(
+pub fn scaling<B: Kernels>(
     arch: &DenoiserConfig,
     lens: &[usize],
     vocabs: &[usize],
@@ -137,7 +138,7 @@ pub fn scaling<B: Backend>(
 
 /// Median milliseconds (of 3, after a warm-up) of an all-mask forward with
 /// logits at every position, and with logits at one position.
-fn forward_costs<B: Backend>(model: &Denoiser<B>, len: usize, device: &B::Device) -> (f64, f64) {
+fn forward_costs<B: Kernels>(model: &Denoiser<B>, len: usize, device: &B::Device) -> (f64, f64) {
     let tokens = vec![model.mask_id(); len];
     let input = || Denoiser::<B>::input(&tokens, 1, len, device);
     let time = |f: &dyn Fn() -> Vec<f32>| {

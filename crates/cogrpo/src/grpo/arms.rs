@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use envs::Task;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +22,7 @@ use crate::eval::Scorer;
 use crate::logging::Scalars;
 use crate::run_dir::RunDir;
 use crate::tasks::denoiser_config;
+use mdm::AutodiffKernels;
 
 /// One arm's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +45,7 @@ pub fn arm_dir(run: &RunDir, mode: UpdateMode) -> PathBuf {
 }
 
 /// Evaluates `base`, trains (or resumes, or reuses) each arm, evaluates it.
-pub fn run_arms<B: AutodiffBackend>(
+pub fn run_arms<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     run: &RunDir,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use burn::prelude::*;
 use envs::Task;
 use mdm::Denoiser;
 use policy::SamplerConfig;
@@ -16,6 +15,7 @@ use crate::config::ExperimentConfig;
 use crate::dumps::{self, DumpKind, DumpRecord, Origin, Scored};
 use crate::eval::{EvalPoint, Scorer, test_examples};
 use crate::run_dir::EvalRow;
+use mdm::Kernels;
 
 /// Samples an image task's report shows per arm, step count and prompt.
 pub const GRID_PER_CLASS: usize = 8;
@@ -48,7 +48,7 @@ pub struct ShownSample {
 /// `cogrpo eval` ([`EvalPoint`]), decoding at `cogrpo.eval_temperature`.
 /// One `scorer` serves every arm of a run (it holds the reward and
 /// evaluation models).
-pub fn evaluate_arm<B: Backend>(
+pub fn evaluate_arm<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,
@@ -68,7 +68,7 @@ pub fn evaluate_arm<B: Backend>(
 
 /// Evaluates `model` under a fixed schedule of its own (the tuned one: its
 /// temperature is part of what was tuned) at every evaluation step count.
-pub fn evaluate_fixed_arm<B: Backend>(
+pub fn evaluate_fixed_arm<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,
@@ -87,13 +87,13 @@ pub fn evaluate_fixed_arm<B: Backend>(
 
 /// What an arm generates with: a learned policy or not, over a reference
 /// sampler, with or without a token temperature override.
-struct ArmSchedule<'a, B: Backend> {
+struct ArmSchedule<'a, B: Kernels> {
     policy: Option<&'a SchedulePolicy<B>>,
     reference: &'a SamplerConfig,
     temperature: Option<f64>,
 }
 
-fn evaluate_with<B: Backend>(
+fn evaluate_with<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,

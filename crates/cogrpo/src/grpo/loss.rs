@@ -1,6 +1,7 @@
 //! The clipped policy-gradient loss, shared by both factors of the policy.
 
 use burn::prelude::*;
+use mdm::Kernels;
 
 /// Clip range of the importance ratio: `[1 - low, 1 + high]` (DAPO's
 /// decoupled clip; PPO uses one epsilon for both).
@@ -14,7 +15,7 @@ pub struct Clip {
 /// `r_i = exp(new_i - old_i)` (PPO's clipped surrogate, Schulman et al. 2017)
 /// and `k3_i = exp(ref_i - new_i) - (ref_i - new_i) - 1` (Schulman's
 /// estimator of KL(pi || pi_ref), as GRPO uses it). Inputs are `[N]`.
-pub fn clipped_loss<B: Backend>(
+pub fn clipped_loss<B: Kernels>(
     new_logp: Tensor<B, 1>,
     old_logp: Tensor<B, 1>,
     advantage: Tensor<B, 1>,
@@ -35,7 +36,7 @@ pub fn clipped_loss<B: Backend>(
 
 /// Schulman's k3 estimate of `KL(new || ref)` per sample of `new`:
 /// [`policy::learned::k3`] of `ref_logp - new_logp`.
-pub fn k3<B: Backend>(ref_logp: Tensor<B, 1>, new_logp: Tensor<B, 1>) -> Tensor<B, 1> {
+pub fn k3<B: Kernels>(ref_logp: Tensor<B, 1>, new_logp: Tensor<B, 1>) -> Tensor<B, 1> {
     policy::learned::k3(ref_logp - new_logp)
 }
 

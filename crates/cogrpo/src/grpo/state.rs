@@ -21,6 +21,7 @@ use crate::config::resume::Scope;
 use crate::config::{CogrpoConfig, ExperimentConfig, UpdateMode};
 use crate::run_dir::write_atomic;
 use crate::tasks::denoiser_config;
+use mdm::AutodiffKernels;
 
 /// Bumped when an arm checkpoint's layout changes incompatibly.
 pub const ARM_FORMAT_VERSION: u32 = 1;
@@ -125,7 +126,7 @@ pub struct ArmTraining<B: AutodiffBackend> {
     pub state: ArmState,
 }
 
-impl<B: AutodiffBackend> ArmTraining<B> {
+impl<B: AutodiffKernels> ArmTraining<B> {
     /// A fresh arm from the pre-trained checkpoint `init`, or with `resume`
     /// the newest checkpoint in `ckpts`. A checkpoint there without
     /// `resume`, or one of another arm or seed, is an error.

@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
-use burn::tensor::backend::AutodiffBackend;
 use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Example, Task, Trajectory};
 use mdm::Denoiser;
@@ -27,12 +26,13 @@ use crate::eval::ItemScores;
 use crate::logging::{Progress, Scalars};
 use crate::optim::clip_global_norm;
 use crate::tasks::denoiser_config;
+use mdm::AutodiffKernels;
 
 /// Runs (or with `resume` continues) one arm's Co-GRPO from the pre-trained
 /// checkpoint `init`, writing checkpoints under `arm_dir/checkpoints` and
 /// rollout dumps to `dump` ([`crate::dumps`]).
 #[allow(clippy::too_many_arguments)]
-pub fn train_arm<B: AutodiffBackend>(
+pub fn train_arm<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     mode: UpdateMode,
@@ -146,7 +146,7 @@ pub fn train_arm<B: AutodiffBackend>(
 }
 
 /// What stays fixed over an arm's training.
-struct Setup<'a, B: AutodiffBackend> {
+struct Setup<'a, B: AutodiffKernels> {
     cfg: &'a ExperimentConfig,
     c: &'a CogrpoConfig,
     task: &'a dyn Task,
@@ -205,7 +205,7 @@ struct RolledOut {
     scored: Result<ScoredBatch, TooManyFailures>,
 }
 
-impl<'a, B: AutodiffBackend> Setup<'a, B> {
+impl<'a, B: AutodiffKernels> Setup<'a, B> {
     fn new(
         cfg: &'a ExperimentConfig,
         task: &'a dyn Task,

@@ -5,13 +5,13 @@
 //! evaluated on the test split like every arm.
 
 use anyhow::{Context, bail};
-use burn::prelude::*;
 use envs::Task;
 use mdm::Denoiser;
 use policy::SamplerConfig;
 
 use crate::config::{ExperimentConfig, TuneConfig};
 use crate::eval::{EvalPoint, Scorer};
+use mdm::Kernels;
 
 /// The search's outcome.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Tuned {
 }
 
 /// Searches `tune`'s grid around the reference schedule.
-pub fn tune_fixed_schedule<B: Backend>(
+pub fn tune_fixed_schedule<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     model: &Denoiser<B>,

@@ -9,7 +9,6 @@
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use envs::StepRecord;
 use mdm::Denoiser;
 use policy::factors::token_log_probs;
@@ -17,6 +16,7 @@ use policy::learned::{ScheduleBatch, SchedulePolicy};
 
 use super::loss::{Clip, clip_fraction, clipped_loss, k3};
 use crate::parallel::{bounded_shards, sharded_gradients};
+use mdm::{AutodiffKernels, Kernels};
 
 /// A recorded step with its trajectory's advantage and loss weights.
 #[derive(Debug, Clone, Copy)]
@@ -42,12 +42,12 @@ pub struct FactorStats {
     pub samples: usize,
 }
 
-fn tensor<B: Backend>(v: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
+fn tensor<B: Kernels>(v: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-fn host<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
+fn host<B: Kernels>(t: Tensor<B, 1>) -> Vec<f64> {
     t.into_data()
         .convert::<f64>()
         .to_vec()
@@ -59,7 +59,7 @@ fn host<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
 /// holding at most `micro_batch_tokens` canvas tokens per thread (0: no
 /// bound). The loss is a weighted sum over tokens, so the passes' gradients
 /// add up to the whole batch's.
-pub fn model_gradients<B: AutodiffBackend>(
+pub fn model_gradients<B: AutodiffKernels>(
     model: &Denoiser<B>,
     reference: Option<(&Denoiser<B::InnerBackend>, f64)>,
     samples: &[Sample<'_>],
@@ -120,7 +120,7 @@ pub fn model_gradients<B: AutodiffBackend>(
 
 /// Gradient of the schedule factor's clipped loss (plus `beta` times the KL
 /// to `reference`) over `samples`.
-pub fn schedule_gradients<B: AutodiffBackend>(
+pub fn schedule_gradients<B: AutodiffKernels>(
     policy: &SchedulePolicy<B>,
     reference: Option<(&SchedulePolicy<B>, f64)>,
     samples: &[Sample<'_>],
@@ -198,7 +198,7 @@ impl Partial {
 
 /// The k3 values a factor's stats report: the KL term's when the loss has
 /// one, else the sampling policy's (`old`) against the current one.
-fn kl_values<B: Backend>(
+fn kl_values<B: Kernels>(
     kl_term: &Option<(f64, Tensor<B, 1>)>,
     old: &[f32],
     new: &Tensor<B, 1>,
@@ -211,7 +211,7 @@ fn kl_values<B: Backend>(
 }
 
 /// A frozen copy of `module` (same weights, no gradients).
-pub fn frozen<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> M {
+pub fn frozen<B: AutodiffKernels, M: AutodiffModule<B>>(module: &M) -> M {
     module.clone().no_grad()
 }
 

@@ -1,0 +1,218 @@
+//! The fused kernels on burn's CPU backend (Flex): tensors in and out of
+//! [`cpu`](super::cpu)'s slice kernels, forward only (the backward passes are in
+//! `flex_ad`). Anything but float32 takes the generic path.
+
+use burn::backend::Autodiff;
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::flex::FlexTensor;
+use burn::prelude::*;
+use burn::tensor::{DType, TensorPrimitive};
+
+use super::cpu::{attention as attn, norm, rope as rotary, swiglu as glu};
+use super::{Heads, Kernels, RopeAt, Visibility, flex_ad, generic};
+use crate::rope::Rope;
+
+/// A tensor's storage, contiguous (a copy only if it was not).
+pub(super) fn raw<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
+    t.into_primitive().tensor().to_contiguous()
+}
+
+pub(super) fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous float32 tensor")
+}
+
+/// A fresh float32 tensor of `shape` holding `data`.
+pub(super) fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+pub(super) fn wrap<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+fn all_f32<const D: usize>(ts: &[&Tensor<Flex, D>]) -> bool {
+    ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+pub(super) fn rms_norm(x: &FlexTensor, gamma: &FlexTensor, eps: f64) -> FlexTensor {
+    let mut out = vec![0.0; x.layout().num_elements()];
+    norm::forward(f32s(x), f32s(gamma), eps as f32, &mut out);
+    tensor(out, x.layout().shape().to_vec())
+}
+
+pub(super) fn swiglu(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let mut out = vec![0.0; a.layout().num_elements()];
+    glu::forward(f32s(a), f32s(b), &mut out);
+    tensor(out, a.layout().shape().to_vec())
+}
+
+/// The rotary tables as slices (see `Rope`: a row per position whose first
+/// `head_dim / 2` entries are that position's cos / sin).
+#[derive(Debug, Clone)]
+pub(super) struct RopeTables {
+    pub cos: FlexTensor,
+    pub sin: FlexTensor,
+    pub head_dim: usize,
+}
+
+impl RopeTables {
+    pub fn of(rope: &Rope<Flex>) -> Self {
+        Self {
+            cos: raw(rope.cos.clone()),
+            sin: raw(rope.sin.clone()),
+            head_dim: rope.head_dim(),
+        }
+    }
+
+    /// Turns `x` (in place when it holds its buffer alone).
+    pub fn apply(&self, x: FlexTensor, at: RopeAt, inverse: bool) -> FlexTensor {
+        let shape = x.layout().shape().to_vec();
+        let mut x = x.to_contiguous();
+        let width = shape[1];
+        let table_width = self.cos.layout().shape()[1];
+        let at = rotary::At {
+            len: at.len,
+            start: at.start,
+            head_dim: self.head_dim,
+            scale: at.scale as f32,
+            inverse,
+        };
+        let (cos, sin) = (f32s(&self.cos), f32s(&self.sin));
+        match x.try_storage_mut::<f32>() {
+            Some(data) if data.len() == shape[0] * width => {
+                rotary::apply(data, width, cos, sin, table_width, at);
+                x
+            }
+            _ => {
+                let mut data = f32s(&x).to_vec();
+                rotary::apply(&mut data, width, cos, sin, table_width, at);
+                tensor(data, shape)
+            }
+        }
+    }
+}
+
+/// The key rule as the slice kernel sees it.
+pub(super) fn keys(visibility: &Visibility) -> attn::Keys<'_> {
+    match visibility {
+        Visibility::All => attn::Keys::All,
+        Visibility::Causal => attn::Keys::Causal,
+        Visibility::KeysUpTo(lens) => attn::Keys::UpTo(lens),
+    }
+}
+
+pub(super) fn dims(q: &FlexTensor, k: &FlexTensor, heads: Heads) -> attn::Dims {
+    let (qs, ks) = (q.layout().shape(), k.layout().shape());
+    attn::Dims {
+        batch: heads.batch,
+        q_len: qs[0] / heads.batch,
+        k_len: ks[0] / heads.batch,
+        n_heads: heads.n_heads,
+        head_dim: qs[1] / heads.n_heads,
+    }
+}
+
+/// Output and log-sum-exp (`[batch, n_heads, q_len]`, flat).
+pub(super) fn attention_lse(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    heads: Heads,
+    visibility: &Visibility,
+) -> (FlexTensor, Vec<f32>) {
+    let dims = dims(q, k, heads);
+    let mut o = vec![0.0; q.layout().num_elements()];
+    let mut lse = vec![0.0; dims.batch * dims.n_heads * dims.q_len];
+    attn::forward(
+        f32s(q),
+        f32s(k),
+        f32s(v),
+        dims,
+        keys(visibility),
+        &mut o,
+        &mut lse,
+    );
+    (tensor(o, q.layout().shape().to_vec()), lse)
+}
+
+impl Kernels for Flex {
+    fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
+        if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 {
+            return generic::rms_norm(x, gamma, eps);
+        }
+        wrap(rms_norm(&raw(x), &raw(gamma), eps))
+    }
+
+    fn swiglu(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        if !all_f32(&[&a, &b]) {
+            return generic::swiglu(a, b);
+        }
+        wrap(swiglu(&raw(a), &raw(b)))
+    }
+
+    fn rope(x: Tensor<Self, 2>, rope: &Rope<Self>, at: RopeAt) -> Tensor<Self, 2> {
+        if x.dtype() != DType::F32 {
+            return rope.apply(x, at);
+        }
+        wrap(RopeTables::of(rope).apply(raw(x), at, false))
+    }
+
+    fn attend(
+        q: Tensor<Self, 2>,
+        k: Tensor<Self, 2>,
+        v: Tensor<Self, 2>,
+        heads: Heads,
+        visibility: &Visibility,
+    ) -> Tensor<Self, 2> {
+        if !all_f32(&[&q, &k, &v]) {
+            return generic::attention(q, k, v, heads, visibility);
+        }
+        wrap(attention_lse(&raw(q), &raw(k), &raw(v), heads, visibility).0)
+    }
+
+    fn rms_norm_ad<C: CheckpointStrategy>(
+        x: Tensor<Autodiff<Self, C>, 2>,
+        gamma: Tensor<Autodiff<Self, C>, 1>,
+        eps: f64,
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 {
+            return generic::rms_norm(x, gamma, eps);
+        }
+        flex_ad::rms_norm(x, gamma, eps)
+    }
+
+    fn swiglu_ad<C: CheckpointStrategy>(
+        a: Tensor<Autodiff<Self, C>, 2>,
+        b: Tensor<Autodiff<Self, C>, 2>,
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+            return generic::swiglu(a, b);
+        }
+        flex_ad::swiglu(a, b)
+    }
+
+    fn rope_ad<C: CheckpointStrategy>(
+        x: Tensor<Autodiff<Self, C>, 2>,
+        rope: &Rope<Autodiff<Self, C>>,
+        at: RopeAt,
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        if x.dtype() != DType::F32 {
+            return rope.apply(x, at);
+        }
+        flex_ad::rope(x, RopeTables::of(&rope.inner()), at)
+    }
+
+    fn attend_ad<C: CheckpointStrategy>(
+        q: Tensor<Autodiff<Self, C>, 2>,
+        k: Tensor<Autodiff<Self, C>, 2>,
+        v: Tensor<Autodiff<Self, C>, 2>,
+        heads: Heads,
+        visibility: &Visibility,
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        if [&q, &k, &v].iter().any(|t| t.dtype() != DType::F32) {
+            return generic::attention(q, k, v, heads, visibility);
+        }
+        flex_ad::attention(q, k, v, heads, visibility)
+    }
+}

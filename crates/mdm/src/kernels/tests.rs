@@ -1,0 +1,167 @@
+//! The fused CPU path (Flex, `Autodiff<Flex>`) against the generic one
+//! (burn's ops, differentiated by burn) on random inputs with odd sizes:
+//! outputs and gradients within 1e-4 relative (max |diff| / max |ref|).
+
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Heads, Kernels, RopeAt, Visibility, generic};
+use crate::rope::Rope;
+
+type Ad = Autodiff<Flex>;
+
+/// Uniform in [-2, 2) from a local generator (the backend's is global,
+/// and tests run in parallel).
+fn random<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+    Tensor::from_data(TensorData::new(data, shape), &Default::default())
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec().unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: sizes");
+    let diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let scale = want.iter().map(|v| v.abs()).fold(1e-30f32, f32::max);
+    assert!(
+        diff / scale < 1e-4,
+        "{what}: relative error {:e}",
+        diff / scale
+    );
+}
+
+/// Runs `op` on fresh leaves made from `inputs`, backpropagates
+/// `sum(out * w)`, returns the output and the inputs' gradients.
+fn value_and_grads<const N: usize>(
+    inputs: [Tensor<Ad, 2>; N],
+    w_seed: u64,
+    op: impl Fn([Tensor<Ad, 2>; N]) -> Tensor<Ad, 2>,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let leaves = inputs.map(|t| t.require_grad());
+    let out = op(leaves.clone());
+    let w: Tensor<Ad, 2> = random(out.dims(), w_seed);
+    let grads = (out.clone() * w).sum().backward();
+    let g = leaves
+        .iter()
+        .map(|l| host(l.grad(&grads).expect("a gradient")))
+        .collect();
+    (host(out), g)
+}
+
+fn check<const N: usize>(
+    what: &str,
+    shapes: [[usize; 2]; N],
+    fused: impl Fn([Tensor<Ad, 2>; N]) -> Tensor<Ad, 2>,
+    reference: impl Fn([Tensor<Ad, 2>; N]) -> Tensor<Ad, 2>,
+) {
+    let mut seed = 0;
+    let inputs = shapes.map(|s| {
+        seed += 1;
+        random::<Ad, 2>(s, seed)
+    });
+    let (y, g) = value_and_grads(inputs.clone(), 99, fused);
+    let (y_ref, g_ref) = value_and_grads(inputs.clone(), 99, reference);
+    assert_close(&y, &y_ref, &format!("{what}: output"));
+    for (i, (a, b)) in g.iter().zip(&g_ref).enumerate() {
+        assert_close(a, b, &format!("{what}: gradient of input {i}"));
+    }
+}
+
+#[test]
+fn rms_norm_matches_the_generic_path() {
+    for (n, d) in [(7, 37), (130, 288)] {
+        check(
+            "rms_norm",
+            [[n, d], [1, d]],
+            |[x, g]| Ad::rms_norm(x, g.reshape([d]), 1e-5),
+            |[x, g]| generic::rms_norm(x, g.reshape([d]), 1e-5),
+        );
+        let (x, g) = (random::<Flex, 2>([n, d], 5), random::<Flex, 1>([d], 6));
+        assert_close(
+            &host(Flex::rms_norm(x.clone(), g.clone(), 1e-5)),
+            &host(generic::rms_norm(x, g, 1e-5)),
+            "rms_norm inference",
+        );
+    }
+}
+
+#[test]
+fn swiglu_matches_the_generic_path() {
+    // 300 x 131 is past one parallel chunk and not a multiple of the lanes.
+    for shape in [[3, 5], [300, 131]] {
+        check(
+            "swiglu",
+            [shape, shape],
+            |[a, b]| Ad::swiglu(a, b),
+            |[a, b]| generic::swiglu(a, b),
+        );
+    }
+}
+
+#[test]
+fn rope_matches_the_generic_path() {
+    let (batch, len, heads, hd, max_len) = (3, 7, 2, 6, 16);
+    let at = RopeAt {
+        batch,
+        start: 4,
+        len,
+        scale: 0.37,
+    };
+    let rope_ad = Rope::<Ad>::new(max_len, hd, heads, 10_000.0, &Default::default());
+    check(
+        "rope",
+        [[batch * len, heads * hd]],
+        |[x]| Ad::rope(x, &rope_ad, at),
+        |[x]| rope_ad.apply(x, at),
+    );
+    let rope = Rope::<Flex>::new(max_len, hd, heads, 10_000.0, &Default::default());
+    let x = random::<Flex, 2>([batch * len, heads * hd], 8);
+    assert_close(
+        &host(Flex::rope(x.clone(), &rope, at)),
+        &host(rope.apply(x, at)),
+        "rope inference",
+    );
+}
+
+#[test]
+fn attention_matches_the_generic_path() {
+    let cases = [
+        // (batch, q_len, k_len, heads, head_dim, visibility)
+        (2, 70, 70, 3, 5, Visibility::All),
+        (2, 9, 9, 2, 8, Visibility::Causal),
+        (2, 3, 11, 2, 8, Visibility::Causal), // cached decoding
+        (3, 6, 6, 2, 4, Visibility::KeysUpTo(vec![6, 2, 1])),
+    ];
+    for (batch, q_len, k_len, n_heads, hd, vis) in cases {
+        let d = n_heads * hd;
+        let heads = Heads { batch, n_heads };
+        let what = format!("attention {vis:?} q {q_len} k {k_len}");
+        check(
+            &what,
+            [[batch * q_len, d], [batch * k_len, d], [batch * k_len, d]],
+            |[q, k, v]| Ad::attend(q, k, v, heads, &vis),
+            |[q, k, v]| generic::attention(q, k, v, heads, &vis),
+        );
+        // Inference: Flex's fused kernel against burn's attention op.
+        let (q, k, v) = (
+            random::<Flex, 2>([batch * q_len, d], 11),
+            random::<Flex, 2>([batch * k_len, d], 12),
+            random::<Flex, 2>([batch * k_len, d], 13),
+        );
+        assert_close(
+            &host(Flex::attend(q.clone(), k.clone(), v.clone(), heads, &vis)),
+            &host(generic::attention(q, k, v, heads, &vis)),
+            &format!("{what} inference"),
+        );
+    }
+}
