@@ -97,17 +97,10 @@ class Denoiser(torch.nn.Module):
         layers = 1 + max(int(k.split(".")[2]) for k in t if k.startswith("transformer.h."))
         ff = t["transformer.h.0.mlp.swiglu.w1.weight"].shape[0]
         m = cls(v1 - 1, d, layers, heads, ff, max_len)
-        state = {"wte.weight": t["transformer.wte.weight"], "ln_f.weight": t["transformer.ln_f.weight"],
-                 "lm_head.weight": t["lm_head.weight"]}
-        for i in range(layers):
-            p = f"transformer.h.{i}."
-            for ours, theirs in [("norm_1.weight", "norm_1.weight"), ("attn.weight", "attn.attn.weight"),
-                                 ("proj.weight", "attn.proj.weight"), ("norm_2.weight", "norm_2.weight"),
-                                 ("w1.weight", "mlp.swiglu.w1.weight"), ("w2.weight", "mlp.swiglu.w2.weight"),
-                                 ("w3.weight", "mlp.swiglu.w3.weight")]:
-                state[f"h.{i}.{ours}"] = t[p + theirs]
+        pairs = cls.name_pairs(layers)
+        state = {ours: t[theirs] for theirs, ours in pairs}
         m.load_state_dict(state, strict=True)
-        m.smdm_names = {ours: theirs for theirs, ours in cls.name_pairs(layers)}
+        m.smdm_names = {ours: theirs for theirs, ours in pairs}
         return m
 
     @staticmethod
