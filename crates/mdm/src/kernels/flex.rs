@@ -31,20 +31,25 @@ pub(super) fn wrap<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-fn all_f32<const D: usize>(ts: &[&Tensor<Flex, D>]) -> bool {
-    ts.iter().all(|t| t.dtype() == DType::F32)
+/// The kernels are float32 only; other dtypes take the generic path.
+fn all_f32(dtypes: &[DType]) -> bool {
+    dtypes.iter().all(|&d| d == DType::F32)
+}
+
+pub(super) fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
 }
 
 pub(super) fn rms_norm(x: &FlexTensor, gamma: &FlexTensor, eps: f64) -> FlexTensor {
     let mut out = vec![0.0; x.layout().num_elements()];
     norm::forward(f32s(x), f32s(gamma), eps as f32, &mut out);
-    tensor(out, x.layout().shape().to_vec())
+    tensor(out, shape(x))
 }
 
 pub(super) fn swiglu(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let mut out = vec![0.0; a.layout().num_elements()];
     glu::forward(f32s(a), f32s(b), &mut out);
-    tensor(out, a.layout().shape().to_vec())
+    tensor(out, shape(a))
 }
 
 /// The rotary tables as slices (see `Rope`: a row per position whose first
@@ -67,9 +72,9 @@ impl RopeTables {
 
     /// Turns `x` (in place when it holds its buffer alone).
     pub fn apply(&self, x: FlexTensor, at: RopeAt, inverse: bool) -> FlexTensor {
-        let shape = x.layout().shape().to_vec();
+        let dims = shape(&x);
         let mut x = x.to_contiguous();
-        let width = shape[1];
+        let width = dims[1];
         let table_width = self.cos.layout().shape()[1];
         let at = rotary::At {
             len: at.len,
@@ -80,14 +85,14 @@ impl RopeTables {
         };
         let (cos, sin) = (f32s(&self.cos), f32s(&self.sin));
         match x.try_storage_mut::<f32>() {
-            Some(data) if data.len() == shape[0] * width => {
+            Some(data) if data.len() == dims[0] * width => {
                 rotary::apply(data, width, cos, sin, table_width, at);
                 x
             }
             _ => {
                 let mut data = f32s(&x).to_vec();
                 rotary::apply(&mut data, width, cos, sin, table_width, at);
-                tensor(data, shape)
+                tensor(data, dims)
             }
         }
     }
@@ -133,26 +138,26 @@ pub(super) fn attention_lse(
         &mut o,
         &mut lse,
     );
-    (tensor(o, q.layout().shape().to_vec()), lse)
+    (tensor(o, shape(q)), lse)
 }
 
 impl Kernels for Flex {
     fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
-        if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 {
+        if !all_f32(&[x.dtype(), gamma.dtype()]) {
             return generic::rms_norm(x, gamma, eps);
         }
         wrap(rms_norm(&raw(x), &raw(gamma), eps))
     }
 
     fn swiglu(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        if !all_f32(&[&a, &b]) {
+        if !all_f32(&[a.dtype(), b.dtype()]) {
             return generic::swiglu(a, b);
         }
         wrap(swiglu(&raw(a), &raw(b)))
     }
 
     fn rope(x: Tensor<Self, 2>, rope: &Rope<Self>, at: RopeAt) -> Tensor<Self, 2> {
-        if x.dtype() != DType::F32 {
+        if !all_f32(&[x.dtype()]) {
             return rope.apply(x, at);
         }
         wrap(RopeTables::of(rope).apply(raw(x), at, false))
@@ -165,7 +170,7 @@ impl Kernels for Flex {
         heads: Heads,
         visibility: &Visibility,
     ) -> Tensor<Self, 2> {
-        if !all_f32(&[&q, &k, &v]) {
+        if !all_f32(&[q.dtype(), k.dtype(), v.dtype()]) {
             return generic::attention(q, k, v, heads, visibility);
         }
         wrap(attention_lse(&raw(q), &raw(k), &raw(v), heads, visibility).0)
@@ -176,7 +181,7 @@ impl Kernels for Flex {
         gamma: Tensor<Autodiff<Self, C>, 1>,
         eps: f64,
     ) -> Tensor<Autodiff<Self, C>, 2> {
-        if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 {
+        if !all_f32(&[x.dtype(), gamma.dtype()]) {
             return generic::rms_norm(x, gamma, eps);
         }
         flex_ad::rms_norm(x, gamma, eps)
@@ -186,7 +191,7 @@ impl Kernels for Flex {
         a: Tensor<Autodiff<Self, C>, 2>,
         b: Tensor<Autodiff<Self, C>, 2>,
     ) -> Tensor<Autodiff<Self, C>, 2> {
-        if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        if !all_f32(&[a.dtype(), b.dtype()]) {
             return generic::swiglu(a, b);
         }
         flex_ad::swiglu(a, b)
@@ -197,7 +202,7 @@ impl Kernels for Flex {
         rope: &Rope<Autodiff<Self, C>>,
         at: RopeAt,
     ) -> Tensor<Autodiff<Self, C>, 2> {
-        if x.dtype() != DType::F32 {
+        if !all_f32(&[x.dtype()]) {
             return rope.apply(x, at);
         }
         flex_ad::rope(x, RopeTables::of(&rope.inner()), at)
@@ -210,7 +215,7 @@ impl Kernels for Flex {
         heads: Heads,
         visibility: &Visibility,
     ) -> Tensor<Autodiff<Self, C>, 2> {
-        if [&q, &k, &v].iter().any(|t| t.dtype() != DType::F32) {
+        if !all_f32(&[q.dtype(), k.dtype(), v.dtype()]) {
             return generic::attention(q, k, v, heads, visibility);
         }
         flex_ad::attention(q, k, v, heads, visibility)

@@ -15,17 +15,13 @@ use burn::tensor::TensorPrimitive;
 use burn::tensor::ops::FloatTensor;
 
 use super::cpu::{attention as attn, norm, swiglu as glu};
-use super::flex::{self, RopeTables, f32s, tensor};
+use super::flex::{self, RopeTables, f32s, shape, tensor};
 use super::{Heads, RopeAt, Visibility};
 
 type Ad<C> = Autodiff<Flex, C>;
 
 fn out<C: CheckpointStrategy, const D: usize>(t: FloatTensor<Ad<C>>) -> Tensor<Ad<C>, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
-}
-
-fn shape(t: &FlexTensor) -> Vec<usize> {
-    t.layout().shape().to_vec()
 }
 
 pub(super) fn rms_norm<C: CheckpointStrategy>(
