@@ -13,8 +13,9 @@ use cogrpo_train::run_dir::{ModelSummary, RunDir, Summary};
 use cogrpo_train::{eval, grpo, images, pretrain, reward_models, sample, tasks};
 use envs::Task;
 
-use crate::backend::{Job, dispatch};
+use crate::backend::{Job, dispatch, dispatch_ranks};
 use crate::{Command, Common};
+use cogrpo_train::distributed::{self, World};
 
 mod arm;
 mod bench;
@@ -79,9 +80,15 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let source = checkpoint_source(&cfg, checkpoint)?;
             crate::agree::agree(&cfg, source, rows)
         }
-        Command::Pretrain { common, resume } => {
+        Command::Pretrain {
+            common,
+            resume,
+            dist,
+        } => {
             let cfg = common.load_fitting()?;
-            dispatch(cfg.run.device, Pretrain { cfg, resume })
+            let fingerprint = distributed::fingerprint("pretrain", &toml::to_string(&cfg)?);
+            let job = Pretrain { cfg, resume };
+            dispatch_ranks(job.cfg.run.device, dist.launch(), &fingerprint, job)
         }
         Command::Eval {
             common,
@@ -127,6 +134,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             arm,
             checkpoint,
             resume,
+            dist,
         } => {
             let cfg = common.load_fitting()?;
             let c = cfg.cogrpo.as_ref().with_context(|| {
@@ -139,23 +147,28 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 Some(name) => parse_arm(&name)?,
                 None => c.arms[0],
             };
-            dispatch(
-                cfg.run.device,
-                TrainJob {
-                    cfg,
-                    mode,
-                    checkpoint,
-                    resume,
-                },
-            )
+            let fingerprint = distributed::fingerprint(
+                &format!("train {} {checkpoint:?}", mode.name()),
+                &toml::to_string(&cfg)?,
+            );
+            let job = TrainJob {
+                cfg,
+                mode,
+                checkpoint,
+                resume,
+            };
+            dispatch_ranks(job.cfg.run.device, dist.launch(), &fingerprint, job)
         }
-        Command::Run { common } => {
+        Command::Run { common, dist } => {
             let (cfg, task, plan) = common.load_planned()?;
-            tracing::info!("{}:", common.config.display());
-            for line in plan::plan_lines(&cfg, task.as_ref(), &plan)? {
-                tracing::info!("{line}");
+            if dist.node_rank == 0 {
+                tracing::info!("{}:", common.config.display());
+                for line in plan::plan_lines(&cfg, task.as_ref(), &plan)? {
+                    tracing::info!("{line}");
+                }
             }
-            dispatch(cfg.run.device, RunAll { cfg })
+            let fingerprint = distributed::fingerprint("run", &toml::to_string(&cfg)?);
+            dispatch_ranks(cfg.run.device, dist.launch(), &fingerprint, RunAll { cfg })
         }
         Command::Export {
             common,
@@ -264,16 +277,20 @@ fn set_header(s: &mut Summary, command: &str, task: &dyn Task, cfg: &ExperimentC
     s.model = Some(model_summary(task, cfg));
 }
 
+#[derive(Clone)]
 struct Pretrain {
     cfg: ExperimentConfig,
     resume: bool,
 }
 
 impl Job for Pretrain {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, world: &World) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
-        let run = RunDir::create(&self.cfg.run.out_dir())?;
-        let mut log = Scalars::open(&run.tb_dir())?;
+        let run = run_dir::<B>(&self.cfg, world, &device)?;
+        let mut log = match world.is_writer() {
+            true => Scalars::open(&run.tb_dir())?,
+            false => Scalars::disabled(),
+        };
         let result = pretrain::pretrain::<B>(
             &self.cfg,
             task.as_ref(),
@@ -281,9 +298,13 @@ impl Job for Pretrain {
             &device,
             self.resume,
             &mut log,
+            world,
         );
         log.close();
         let train = result?;
+        if !world.is_writer() {
+            return Ok(());
+        }
         println!(
             "pre-trained {} steps in {:.1}s ({:.0} tokens/s), final loss {:.4}; checkpoint {}",
             train.steps,
@@ -300,7 +321,32 @@ impl Job for Pretrain {
     }
 }
 
-/// The checkpoint to evaluate or sample from: `--checkpoint` or the run's newest.
+/// The run directory: created (and locked) by rank 0, which alone writes
+/// it; the other ranks open it once rank 0 has (across machines it must be
+/// on a filesystem every node mounts).
+fn run_dir<B: AutodiffKernels>(
+    cfg: &ExperimentConfig,
+    world: &World,
+    device: &B::Device,
+) -> anyhow::Result<RunDir> {
+    let root = cfg.run.out_dir();
+    let created = match world.is_writer() {
+        true => Some(RunDir::create(&root)?),
+        false => None,
+    };
+    world.barrier::<B::InnerBackend>(device)?;
+    match created {
+        Some(run) => Ok(run),
+        None => RunDir::open(&root).with_context(|| {
+            format!(
+                "rank {} cannot see the run directory rank 0 created: run.out_dir must be on a \
+                 filesystem every node mounts",
+                world.rank
+            )
+        }),
+    }
+}
+
 fn checkpoint_source(cfg: &ExperimentConfig, explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(p.exists(), "checkpoint {} does not exist", p.display());
@@ -326,6 +372,7 @@ fn load_inference_model<B: Kernels>(
         .with_context(|| format!("cannot load the model from {}", source.display()))
 }
 
+#[derive(Clone)]
 struct Eval {
     cfg: ExperimentConfig,
     checkpoint: Option<PathBuf>,
@@ -333,7 +380,7 @@ struct Eval {
 }
 
 impl Job for Eval {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, _world: &World) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         if let Some(path) = &self.arm {
             let arm = load_trained_arm::<B::InnerBackend>(&self.cfg, task.as_ref(), path, &device)?;
@@ -381,6 +428,7 @@ fn evaluate_and_report<B: Kernels>(
     Ok(())
 }
 
+#[derive(Clone)]
 struct SampleJob {
     cfg: ExperimentConfig,
     checkpoint: Option<PathBuf>,
@@ -392,7 +440,7 @@ struct SampleJob {
 }
 
 impl Job for SampleJob {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, _world: &World) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let source = match &self.arm {
@@ -496,15 +544,16 @@ fn write_sample_png(
     images::write_grid_png(path, &rows, 4)
 }
 
+#[derive(Clone)]
 struct RunAll {
     cfg: ExperimentConfig,
 }
 
 impl Job for RunAll {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, world: &World) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
-        let run = RunDir::create(&cfg.run.out_dir())?;
+        let run = run_dir::<B>(cfg, world, &device)?;
         let resume = match run.checkpoints().latest() {
             None => false,
             Some(dir) => {
@@ -526,10 +575,10 @@ impl Job for RunAll {
                 cfg: cfg.clone(),
                 resume,
             }
-            .run::<B>(device.clone())?;
+            .run::<B>(device.clone(), world)?;
         }
         let source = checkpoint_source(cfg, None)?;
-        if !cfg.eval.samplers.is_empty() || cfg.eval.nll_samples > 0 {
+        if world.is_writer() && (!cfg.eval.samplers.is_empty() || cfg.eval.nll_samples > 0) {
             let model =
                 load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &source, &device)?;
             evaluate_and_report(cfg, task.as_ref(), &model, &device, "run")?;
@@ -537,7 +586,10 @@ impl Job for RunAll {
         if cfg.cogrpo.is_none() {
             return Ok(());
         }
-        let arms = grpo::arms::run_arms::<B>(cfg, task.as_ref(), &run, &source, &device)?;
+        let arms = grpo::arms::run_arms::<B>(cfg, task.as_ref(), &run, &source, &device, world)?;
+        if !world.is_writer() {
+            return Ok(());
+        }
         let pretrain_wall_s = checkpoint::read_state(&source).map_or(0.0, |s| s.wall_s);
         let params = tasks::denoiser_config(cfg, task.as_ref()).num_params();
         grpo::report::write_report(
@@ -566,6 +618,7 @@ fn parse_arm(name: &str) -> anyhow::Result<UpdateMode> {
     })
 }
 
+#[derive(Clone)]
 struct TrainJob {
     cfg: ExperimentConfig,
     mode: UpdateMode,
@@ -574,7 +627,7 @@ struct TrainJob {
 }
 
 impl Job for TrainJob {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, world: &World) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let task = tasks::build(cfg)?;
         let init = checkpoint_source(cfg, self.checkpoint)?;
@@ -582,9 +635,12 @@ impl Job for TrainJob {
             let base = load_inference_model::<B::InnerBackend>(cfg, task.as_ref(), &init, &device)?;
             reward_models::prepare(cfg, task.as_ref(), &base, &device)?;
         }
-        let run = RunDir::create(&cfg.run.out_dir())?;
+        let run = run_dir::<B>(cfg, world, &device)?;
         let dir = grpo::arms::arm_dir(&run, self.mode);
-        let mut log = Scalars::open(&run.tb_dir().join(self.mode.name()))?;
+        let mut log = match world.is_writer() {
+            true => Scalars::open(&run.tb_dir().join(self.mode.name()))?,
+            false => Scalars::disabled(),
+        };
         let trained = grpo::trainer::train_arm::<B>(
             cfg,
             task.as_ref(),
@@ -595,9 +651,13 @@ impl Job for TrainJob {
             &device,
             self.resume,
             &mut log,
+            world,
         );
         log.close();
         let trained = trained?;
+        if !world.is_writer() {
+            return Ok(());
+        }
         println!(
             "arm `{}`: {} iterations, {} rollouts in {:.1}s; checkpoint {}",
             self.mode.name(),

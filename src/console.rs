@@ -5,6 +5,7 @@
 use std::fmt;
 
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -32,7 +33,17 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        match *event.metadata().level() {
+        // burn's collective and websocket crates narrate every connection
+        // at info level; only their warnings and errors are the user's.
+        // (Their `log` records arrive through tracing-log, target "log";
+        // the normalized metadata has the crate's.)
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let level = *meta.level();
+        if level > Level::WARN && meta.target().starts_with("burn_") {
+            return Ok(());
+        }
+        match level {
             Level::ERROR => write!(writer, "error: ")?,
             Level::WARN => write!(writer, "warning: ")?,
             Level::INFO => {}

@@ -77,6 +77,8 @@ enum Command {
         /// Continue from the newest checkpoint in the run directory.
         #[arg(long)]
         resume: bool,
+        #[command(flatten)]
+        dist: Distributed,
     },
     /// Evaluate a checkpoint on the held-out split (sampler sweep, ELBO).
     #[command(
@@ -147,16 +149,23 @@ enum Command {
         /// Continue the arm from its newest checkpoint.
         #[arg(long)]
         resume: bool,
+        #[command(flatten)]
+        dist: Distributed,
     },
     /// The whole experiment: pre-train (or reuse), evaluate, and with a
     /// [cogrpo] section train and evaluate every arm, then write report.md.
     #[command(
         after_help = "Examples:\n  cogrpo run --config experiments/sudoku4.toml\n  \
-        cogrpo run --config experiments/sudoku4-cogrpo.toml --seed 2"
+        cogrpo run --config experiments/sudoku4-cogrpo.toml --seed 2\n\n\
+        Two machines (docs/distributed.md), the same command on each:\n  \
+        cogrpo run -c experiments/sudoku4-cogrpo.toml --nodes 2 --node-rank 0 --coordinator 10.0.0.1:29500\n  \
+        cogrpo run -c experiments/sudoku4-cogrpo.toml --nodes 2 --node-rank 1 --coordinator 10.0.0.1:29500"
     )]
     Run {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        dist: Distributed,
     },
     /// Reward models: serve them over the HTTP plugin protocol.
     Reward {
@@ -328,6 +337,53 @@ struct Common {
     allow_config_change: bool,
 }
 
+/// Data-parallel training over several devices and machines
+/// (docs/distributed.md): every node runs the same command with its own
+/// --node-rank; the global batch is the config's, split across the ranks.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Distributed")]
+struct Distributed {
+    /// Machines (processes) in the run.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// This node, 0..nodes. Node 0 coordinates and writes every file.
+    #[arg(long, default_value_t = 0)]
+    node_rank: usize,
+    /// HOST:PORT of node 0, the same on every node. It uses PORT (control),
+    /// PORT+1 (burn's collective orchestrator) and PORT+2+node-rank
+    /// (tensors, see --data-port).
+    #[arg(long, value_name = "HOST:PORT")]
+    coordinator: Option<String>,
+    /// Devices on each node, one rank each: GPUs 0..N with --device cuda;
+    /// on the CPU, N ranks share the cores.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Port of this node's tensor service (default: PORT+2+node-rank).
+    #[arg(long)]
+    data_port: Option<u16>,
+    /// The address other nodes reach this node at (default: the interface
+    /// that routes to the coordinator).
+    #[arg(long)]
+    node_host: Option<String>,
+    /// Seconds the nodes wait for each other at the start.
+    #[arg(long, default_value_t = 120)]
+    join_timeout: u64,
+}
+
+impl Distributed {
+    fn launch(&self) -> cogrpo_train::distributed::Launch {
+        cogrpo_train::distributed::Launch {
+            nodes: self.nodes,
+            node_rank: self.node_rank,
+            coordinator: self.coordinator.clone(),
+            devices: self.devices,
+            data_port: self.data_port,
+            node_host: self.node_host.clone(),
+            join_timeout: std::time::Duration::from_secs(self.join_timeout),
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum KindArg {
     Train,
@@ -377,6 +433,11 @@ fn exit_on_panic() {
     let print = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         print(info);
+        if cogrpo_train::distributed::is_multi_node() {
+            // burn's websocket threads panic when a peer dies: give the
+            // control plane a moment to stop the run naming the lost rank.
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         std::process::exit(101);
     }));
 }

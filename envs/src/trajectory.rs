@@ -14,8 +14,10 @@
 //! read, and both log-probabilities at sampling time. The record is plain
 //! numbers: this crate never sees the network.
 
+use serde::{Deserialize, Serialize};
+
 /// One step of one trajectory.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// `t`, 0-based.
     pub step: usize,
@@ -90,7 +92,7 @@ impl StepRecord {
 }
 
 /// One generation of one canvas row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trajectory {
     /// The canvas row's key (all its random draws derive from it).
     pub key: u64,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::join_all;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Aggregation, CostConfig, CostMode};
 use crate::item::{BatchScores, RewardItem};
@@ -22,7 +23,7 @@ pub struct RolloutCost {
 }
 
 /// One reward's verdict on one item.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Score(f32),
     NotApplicable,
@@ -30,7 +31,7 @@ pub enum Outcome {
 }
 
 /// Too many items of a batch failed for one reward.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error(
     "reward `{reward}`: {failed} of {total} items failed over the last {batches} batch(es) (more \
      than rewards.max_failure_fraction = {limit}); last failure: {last}"
@@ -71,7 +72,7 @@ pub struct RewardSet {
 }
 
 /// The scores of one batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoredBatch {
     pub names: Vec<String>,
     pub weights: Vec<f32>,

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod reversal;
 pub mod reward;
 pub mod serve;
+pub mod shards;
 pub mod star;
 pub mod subprocess;
 pub mod sudoku;

@@ -4,6 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::{Deserialize, Serialize};
+
 use crate::item::{BatchScores, RewardItem};
 
 /// A boxed future, so that `Reward` stays object-safe (rewards live in a
@@ -35,7 +37,7 @@ pub trait Reward: Send + Sync {
 }
 
 /// Why a reward produced no usable score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FailureKind {
     /// No reply within the configured time.
     Timeout,
@@ -85,7 +87,7 @@ impl fmt::Display for FailureKind {
 }
 
 /// A failure of a whole batch, with a message for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RewardFailure {
     pub kind: FailureKind,
     pub message: String,

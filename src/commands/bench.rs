@@ -8,6 +8,7 @@ use cogrpo_train::config::ExperimentConfig;
 use cogrpo_train::tasks;
 
 use crate::backend::Job;
+use cogrpo_train::distributed::World;
 use mdm::{AutodiffKernels, Kernels};
 
 /// `--samplers` names as the config spells them.
@@ -25,6 +26,7 @@ pub(super) fn parse_samplers(names: &[String]) -> anyhow::Result<Vec<policy::Sam
         .collect()
 }
 
+#[derive(Clone)]
 pub(super) struct Bench {
     pub(super) cfg: ExperimentConfig,
     pub(super) batch: usize,
@@ -75,7 +77,7 @@ impl Bench {
 }
 
 impl Job for Bench {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, _world: &World) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let d = tasks::denoiser_config(&self.cfg, task.as_ref());
         if let Some((lens, vocabs)) = &self.scaling {

@@ -11,6 +11,7 @@ use cogrpo_train::{pretrain, tasks};
 
 use super::{checkpoint_source, load_inference_model};
 use crate::backend::Job;
+use cogrpo_train::distributed::World;
 use mdm::AutodiffKernels;
 
 /// Writes the checkpoint's denoiser (or, with `init`, freshly initialised
@@ -48,6 +49,7 @@ pub(super) fn export(
     Ok(())
 }
 
+#[derive(Clone)]
 pub(super) struct LogitsJob {
     pub(super) cfg: ExperimentConfig,
     pub(super) checkpoint: Option<PathBuf>,
@@ -56,7 +58,7 @@ pub(super) struct LogitsJob {
 }
 
 impl Job for LogitsJob {
-    fn run<B: AutodiffKernels>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: AutodiffKernels>(self, device: B::Device, _world: &World) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let source = checkpoint_source(&self.cfg, self.checkpoint)?;
         let model =

@@ -64,6 +64,29 @@ pub struct TrainState {
     #[serde(default)]
     pub window_steps: usize,
     pub denoiser: DenoiserConfig,
+    /// Ranks of the run that wrote it (1 for a single process): a resume
+    /// needs the same number ([`check_ranks`]).
+    #[serde(default = "one_rank")]
+    pub ranks: usize,
+}
+
+fn one_rank() -> usize {
+    1
+}
+
+/// Refuses to resume `dir`, written by a run of `written` ranks, on `now`
+/// ranks: the data split, the summation order and so the numbers would
+/// differ from the run being continued.
+pub fn check_ranks(dir: &Path, written: usize, now: usize) -> anyhow::Result<()> {
+    if written != now {
+        return Err(BadInput(format!(
+            "{} was written by a run of {written} rank(s); this one has {now}. Resume with the \
+             same --nodes x --devices ({written} ranks), or start a new run.out_dir",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 pub struct CheckpointDir {
@@ -116,6 +139,8 @@ impl CheckpointDir {
         keep: usize,
         write: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<PathBuf> {
+        // A rank stopped by the control plane waits for this write.
+        let _writing = crate::distributed::write_guard();
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         remove_stale_temporaries(&self.root)?;

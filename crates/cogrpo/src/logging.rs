@@ -227,12 +227,17 @@ fn flatten_hparams(prefix: &str, v: &toml::Value, out: &mut HashMap<String, PbVa
 /// A progress bar on an interactive terminal; plain log lines otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Prints nothing (a rank other than 0).
+    quiet: bool,
 }
 
 impl Progress {
     pub fn new(len: u64, what: &str) -> Self {
         if !std::io::stderr().is_terminal() || !tracing::enabled!(tracing::Level::INFO) {
-            return Self { bar: None };
+            return Self {
+                bar: None,
+                quiet: false,
+            };
         }
         let bar = ProgressBar::new(len);
         bar.set_style(
@@ -244,7 +249,22 @@ impl Progress {
         );
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Self { bar: Some(bar) }
+        Self {
+            bar: Some(bar),
+            quiet: false,
+        }
+    }
+
+    /// A progress bar on rank 0 only: the other ranks of a distributed run
+    /// do the same steps and stay quiet.
+    pub fn for_rank(len: u64, what: &str, world: &crate::distributed::World) -> Self {
+        match world.is_writer() {
+            true => Self::new(len, what),
+            false => Self {
+                bar: None,
+                quiet: true,
+            },
+        }
     }
 
     pub fn set_position(&self, pos: u64) {
@@ -269,6 +289,7 @@ impl Progress {
     pub fn println(&self, line: &str) {
         match &self.bar {
             Some(b) => b.println(line),
+            None if self.quiet => {}
             None => tracing::info!("{line}"),
         }
     }

@@ -36,8 +36,21 @@ pub fn loss_and_grads<B: AutodiffKernels>(
     threads: usize,
     device: &B::Device,
 ) -> (f64, GradientsParams) {
+    shard_loss_and_grads(model, batch, batch.rows(), scale, threads, device)
+}
+
+/// [`loss_and_grads`] of a shard of a batch of `rows` rows (a rank's share
+/// in a distributed run): the loss is normalised as the whole batch's, so
+/// the shards' values and gradients add up to the batch's.
+pub fn shard_loss_and_grads<B: AutodiffKernels>(
+    model: &Denoiser<B>,
+    batch: &TrainingBatch,
+    rows: usize,
+    scale: f64,
+    threads: usize,
+    device: &B::Device,
+) -> (f64, GradientsParams) {
     let shards = batch.split(threads);
-    let rows = batch.rows();
     let (grads, values) = sharded_gradients(model, &shards, threads, |replica, shard| {
         let loss = shard.loss(&replica, rows, device) * scale;
         let value: f64 = loss.clone().into_scalar().elem();
@@ -185,7 +198,7 @@ pub(crate) mod tests {
     }
 
     /// Every parameter's gradient, flattened, in visiting order.
-    fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
+    pub(crate) fn flat_grads(model: &Denoiser<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
         struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
         impl ModuleVisitor<B> for Collect<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {

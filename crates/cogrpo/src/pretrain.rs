@@ -5,7 +5,10 @@
 //! probability p(t)), loss backward, gradients accumulated, clipped by global
 //! norm, one AdamW step at the scheduled learning rate. Examples and noise of
 //! step `s` come from streams keyed by `(seed, s, micro-batch, row)`, so a
-//! resumed run continues exactly where it stopped.
+//! resumed run continues exactly where it stopped, and every rank of a
+//! distributed run ([`crate::distributed`]) builds the same global batch and
+//! takes its share of the rows; the ranks' gradients are summed once per
+//! step.
 
 use std::time::Instant;
 
@@ -18,10 +21,11 @@ use mdm::loss::{CleanRow, ForwardProcess};
 use crate::checkpoint::{self, FORMAT_VERSION, TrainState};
 use crate::config::ExperimentConfig;
 use crate::config::resume::Scope;
+use crate::distributed::World;
 use crate::families::{TrainingBatch, training_row};
 use crate::logging::{Progress, Scalars};
 use crate::optim::{adamw, clip_global_norm, learning_rate};
-use crate::parallel::loss_and_grads;
+use crate::parallel::shard_loss_and_grads;
 use crate::run_dir::{RunDir, TrainSummary};
 use crate::tasks::denoiser_config;
 use mdm::AutodiffKernels;
@@ -31,7 +35,9 @@ pub fn init_seed(seed: u64) -> u64 {
     derive_key(&[purpose::INIT, seed])
 }
 
-/// Pre-trains (or, with `resume`, continues) the run's model.
+/// Pre-trains (or, with `resume`, continues) the run's model, as rank
+/// `world.rank` of `world.size` (only rank 0 writes).
+#[allow(clippy::too_many_arguments)]
 pub fn pretrain<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
@@ -39,6 +45,7 @@ pub fn pretrain<B: AutodiffKernels>(
     device: &B::Device,
     resume: bool,
     log: &mut Scalars,
+    world: &World,
 ) -> anyhow::Result<TrainSummary> {
     let p = &cfg.pretrain;
     let seed = cfg.run.seed;
@@ -56,6 +63,7 @@ pub fn pretrain<B: AutodiffKernels>(
         (true, Some(dir)) => {
             checkpoint::check_resume(&dir, cfg, Scope::Pretrain)?;
             let state = checkpoint::read_state(&dir)?;
+            checkpoint::check_ranks(&dir, state.ranks, world.size)?;
             if state.seed != seed {
                 bail!(
                     "{} was trained with seed {}, the config says {seed}; resume with --seed {}",
@@ -94,6 +102,7 @@ pub fn pretrain<B: AutodiffKernels>(
                 window_loss: 0.0,
                 window_steps: 0,
                 denoiser: dcfg.clone(),
+                ranks: world.size,
             };
             (
                 dcfg.init::<B>(init_seed(seed), device),
@@ -102,7 +111,9 @@ pub fn pretrain<B: AutodiffKernels>(
             )
         }
     };
-    run.write_config(cfg)?;
+    if world.is_writer() {
+        run.write_config(cfg)?;
+    }
 
     let seq_len = dcfg.max_len;
     let tokens_per_step = (p.batch_size * p.grad_accum * seq_len) as u64;
@@ -116,7 +127,7 @@ pub fn pretrain<B: AutodiffKernels>(
         state.step,
     );
     log.hparams(&toml::Value::try_from(cfg)?);
-    let progress = Progress::new(p.steps as u64, "pretrain");
+    let progress = Progress::for_rank(p.steps as u64, "pretrain", world);
     progress.set_position(state.step as u64);
     if state.step == 0 {
         progress.println(&format!(
@@ -136,7 +147,7 @@ pub fn pretrain<B: AutodiffKernels>(
     for step in state.step..p.steps {
         let lr = learning_rate(p, step);
         let mut accum = GradientsAccumulator::<mdm::Denoiser<B>>::new();
-        let mut step_loss = 0.0;
+        let mut micro_losses = Vec::with_capacity(p.grad_accum);
         for micro in 0..p.grad_accum {
             let seqs: Vec<(Vec<u32>, usize)> = (0..p.batch_size)
                 .map(|i| {
@@ -167,8 +178,23 @@ pub fn pretrain<B: AutodiffKernels>(
                 (dcfg.vocab_size, dcfg.max_len),
                 &mut rng,
             );
-            let (value, grads) =
-                loss_and_grads(&model, &batch, 1.0 / p.grad_accum as f64, threads, device);
+            let (value, grads) = match batch.split(world.size).get(world.rank) {
+                Some(mine) => {
+                    let scale = 1.0 / p.grad_accum as f64;
+                    shard_loss_and_grads(&model, mine, batch.rows(), scale, threads, device)
+                }
+                None => (0.0, Default::default()),
+            };
+            micro_losses.push(value);
+            accum.accumulate(&model, grads);
+        }
+        let (mut grads, per_rank) =
+            world.sum_gradients(&model, accum.grads(), &micro_losses, device)?;
+        // Summed micro-batch by micro-batch, rank by rank: the order one
+        // process on `world.size` threads sums in.
+        let mut step_loss = 0.0;
+        for micro in 0..p.grad_accum {
+            let value: f64 = per_rank.iter().map(|v| v[micro]).sum();
             if !value.is_finite() {
                 bail!(
                     "pretrain step {}: the loss is {value}; stopped without writing a checkpoint \
@@ -177,9 +203,7 @@ pub fn pretrain<B: AutodiffKernels>(
                 );
             }
             step_loss += value;
-            accum.accumulate(&model, grads);
         }
-        let mut grads = accum.grads();
         let grad_norm = clip_global_norm::<B, _>(&model, &mut grads, p.grad_clip);
         if !grad_norm.is_finite() {
             bail!(
@@ -216,15 +240,37 @@ pub fn pretrain<B: AutodiffKernels>(
         }
         state.wall_s = wall_before + segment_start.elapsed().as_secs_f64();
         (state.window_loss, state.window_steps) = (window_loss, window_n);
-        if p.checkpoint_every > 0 && state.step % p.checkpoint_every == 0 && state.step < p.steps {
+        if p.checkpoint_every > 0
+            && state.step % p.checkpoint_every == 0
+            && state.step < p.steps
+            && world.is_writer()
+        {
             ckpts.save(&model, &optim, &state, &config_toml, p.keep_checkpoints)?;
         }
     }
     progress.finish();
     state.wall_s = wall_before + segment_start.elapsed().as_secs_f64();
-    let dir = ckpts
-        .save(&model, &optim, &state, &config_toml, p.keep_checkpoints)
-        .context("cannot write the final checkpoint")?;
+    let saved = match world.is_writer() {
+        true => Some(
+            ckpts
+                .save(&model, &optim, &state, &config_toml, p.keep_checkpoints)
+                .context("cannot write the final checkpoint")?,
+        ),
+        false => None,
+    };
+    // The other ranks read the final checkpoint next (arms start from it).
+    world.barrier::<B::InnerBackend>(device)?;
+    let dir = match saved {
+        Some(dir) => dir,
+        None => ckpts.latest().with_context(|| {
+            format!(
+                "rank {} cannot see rank 0's final checkpoint under {}: run.out_dir must be on \
+                 a filesystem every node mounts",
+                world.rank,
+                ckpts.root().display()
+            )
+        })?,
+    };
     Ok(TrainSummary {
         steps: state.step,
         final_loss: state.last_loss,

@@ -8,6 +8,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use cogrpo_train::config::{ExperimentConfig, UpdateMode, load_str};
+use cogrpo_train::distributed::World;
 use cogrpo_train::grpo::state::{TrainedArm, init_policy, read_arm_state};
 use cogrpo_train::grpo::trainer::train_arm;
 use cogrpo_train::logging::Scalars;
@@ -86,6 +87,7 @@ fn pretrained(cfg: &ExperimentConfig) -> std::path::PathBuf {
         &Default::default(),
         false,
         &mut Scalars::disabled(),
+        &World::single(),
     )
     .unwrap()
     .checkpoint
@@ -104,6 +106,7 @@ fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> anyhow::Result<Tr
         &Default::default(),
         resume,
         &mut Scalars::disabled(),
+        &World::single(),
     )
 }
 

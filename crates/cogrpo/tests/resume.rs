@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::backend::{Autodiff, Flex};
 use cogrpo_train::checkpoint::{self, CheckpointDir};
 use cogrpo_train::config::{ExperimentConfig, load_str};
+use cogrpo_train::distributed::World;
 use cogrpo_train::logging::Scalars;
 use cogrpo_train::pretrain::pretrain;
 use cogrpo_train::run_dir::RunDir;
@@ -56,6 +57,7 @@ fn train(cfg: &ExperimentConfig, resume: bool) {
         &Default::default(),
         resume,
         &mut Scalars::disabled(),
+        &World::single(),
     )
     .unwrap();
 }
@@ -123,6 +125,7 @@ fn resumed_run_equals_uninterrupted_run() {
             &Default::default(),
             true,
             &mut Scalars::disabled(),
+            &World::single(),
         )
         .unwrap_err()
         .to_string()

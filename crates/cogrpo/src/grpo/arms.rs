@@ -11,18 +11,20 @@ use envs::Task;
 use serde::{Deserialize, Serialize};
 
 use super::evaluate::{ArmEval, evaluate_arm, evaluate_fixed_arm};
-use super::state::{IterationLog, TrainedArm, load_arm, read_arm_state};
+use super::state::{ArmState, IterationLog, TrainedArm, load_arm, read_arm_state};
 use super::trainer::train_arm;
 use super::tuned::tune_fixed_schedule;
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::resume::Scope;
 use crate::config::{ExperimentConfig, UpdateMode};
+use crate::distributed::World;
 use crate::dumps::{self, DumpKind};
 use crate::eval::Scorer;
 use crate::logging::Scalars;
 use crate::run_dir::RunDir;
 use crate::tasks::denoiser_config;
-use mdm::AutodiffKernels;
+use mdm::{AutodiffKernels, Denoiser};
+use policy::learned::SchedulePolicy;
 
 /// One arm's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,12 +47,15 @@ pub fn arm_dir(run: &RunDir, mode: UpdateMode) -> PathBuf {
 }
 
 /// Evaluates `base`, trains (or resumes, or reuses) each arm, evaluates it.
+/// In a distributed run every rank trains the arms and rank 0 alone
+/// evaluates (the other ranks return no outcome).
 pub fn run_arms<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     run: &RunDir,
     init: &Path,
     device: &B::Device,
+    world: &World,
 ) -> anyhow::Result<Vec<ArmOutcome>> {
     let c = cfg.cogrpo_section()?;
     let mut out = Vec::new();
@@ -59,6 +64,13 @@ pub fn run_arms<B: AutodiffKernels>(
     let base =
         checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)?;
     crate::reward_models::prepare(cfg, task, &base, device)?;
+    if !world.is_writer() {
+        for &mode in &c.arms {
+            let mut log = Scalars::disabled();
+            trained_arm::<B>(cfg, task, run, mode, init, device, world, &mut log)?;
+        }
+        return Ok(out);
+    }
     let scorer = Scorer::new(cfg, task).context("evaluating the arms")?;
     let mut eval = evaluate_arm(cfg, task, &base, None, "base", &scorer, device)?;
     dump_eval(run, "base", 0, &mut eval);
@@ -102,40 +114,9 @@ pub fn run_arms<B: AutodiffKernels>(
     }
 
     for &mode in &c.arms {
-        let dir = arm_dir(run, mode);
-        let ckpts = CheckpointDir::new(dir.join("checkpoints"));
-        let latest = ckpts.latest();
-        if let Some(d) = &latest {
-            checkpoint::check_resume(d, cfg, Scope::Arm)?;
-        }
-        let finished = latest
-            .as_ref()
-            .and_then(|d| read_arm_state(d).ok())
-            .is_some_and(|s| s.iteration >= c.iterations);
         let mut log = Scalars::open(&run.tb_dir().join(mode.name()))?;
-        let (model, policy, state) = if finished {
-            let d = latest.expect("finished implies a checkpoint");
-            tracing::info!(
-                "reusing the finished arm `{}` in {}",
-                mode.name(),
-                d.display()
-            );
-            load_arm::<B::InnerBackend>(cfg, task, &d, device)?
-        } else {
-            let trained: anyhow::Result<TrainedArm<B>> = train_arm::<B>(
-                cfg,
-                task,
-                mode,
-                &dir,
-                &dumps::path(run.path(), mode.name()),
-                init,
-                device,
-                latest.is_some(),
-                &mut log,
-            );
-            let t = trained?;
-            (t.model.valid(), t.policy.valid(), t.state)
-        };
+        let (model, policy, state) =
+            trained_arm::<B>(cfg, task, run, mode, init, device, world, &mut log)?;
         let start = Instant::now();
         let mut eval = evaluate_arm(
             cfg,
@@ -160,6 +141,56 @@ pub fn run_arms<B: AutodiffKernels>(
         });
     }
     Ok(out)
+}
+
+/// A trained arm's model and schedule for inference, and its state.
+type InferenceArm<B> = (Denoiser<B>, SchedulePolicy<B>, ArmState);
+
+/// Arm `mode`: reused if its checkpoint has every iteration, else trained
+/// (resumed from its checkpoint if there is one).
+#[allow(clippy::too_many_arguments)]
+fn trained_arm<B: AutodiffKernels>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    run: &RunDir,
+    mode: UpdateMode,
+    init: &Path,
+    device: &B::Device,
+    world: &World,
+    log: &mut Scalars,
+) -> anyhow::Result<InferenceArm<B::InnerBackend>> {
+    let c = cfg.cogrpo_section()?;
+    let dir = arm_dir(run, mode);
+    let ckpts = CheckpointDir::new(dir.join("checkpoints"));
+    let latest = ckpts.latest();
+    if let Some(d) = &latest {
+        checkpoint::check_resume(d, cfg, Scope::Arm)?;
+    }
+    let finished = latest
+        .as_ref()
+        .and_then(|d| read_arm_state(d).ok())
+        .is_some_and(|s| s.iteration >= c.iterations);
+    if let (true, Some(d)) = (finished, latest.as_ref()) {
+        tracing::info!(
+            "reusing the finished arm `{}` in {}",
+            mode.name(),
+            d.display()
+        );
+        return load_arm::<B::InnerBackend>(cfg, task, d, device);
+    }
+    let t: TrainedArm<B> = train_arm::<B>(
+        cfg,
+        task,
+        mode,
+        &dir,
+        &dumps::path(run.path(), mode.name()),
+        init,
+        device,
+        latest.is_some(),
+        log,
+        world,
+    )?;
+    Ok((t.model.valid(), t.policy.valid(), t.state))
 }
 
 /// Replaces the arm's evaluation dumps with this evaluation's. Dumps are a

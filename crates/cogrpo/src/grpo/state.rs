@@ -101,6 +101,13 @@ pub struct ArmState {
     /// The pre-trained checkpoint the arm started from.
     pub init: PathBuf,
     pub history: Vec<IterationLog>,
+    /// Ranks of the run that wrote it (a resume needs as many).
+    #[serde(default = "one_rank")]
+    pub ranks: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// A trained arm: its weights and state.
@@ -206,6 +213,7 @@ impl<B: AutodiffKernels> ArmTraining<B> {
                         wall_s: 0.0,
                         init: init.to_path_buf(),
                         history: Vec::new(),
+                        ranks: 1,
                     },
                 })
             }

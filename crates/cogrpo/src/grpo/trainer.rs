@@ -1,6 +1,13 @@
 //! The Co-GRPO training loop of one arm, top to bottom as data flows:
 //! collect groups (roll out, score, advantages), update each factor the
 //! phase trains, log, checkpoint now and then.
+//!
+//! Distributed ([`crate::distributed`]): each rank rolls out and scores its
+//! share of the prompts' groups (whole groups, so advantages stay local),
+//! the ranks gather the groups so that each holds the iteration a single
+//! process would, each computes the model factor's gradient on its share
+//! of the samples and the ranks sum them. The schedule factor (a few small
+//! matrices) is computed whole on every rank. Only rank 0 writes.
 
 use std::path::Path;
 use std::time::Instant;
@@ -12,15 +19,16 @@ use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Example, Task, Trajectory};
 use mdm::Denoiser;
 use policy::learned::SchedulePolicy;
-use policy::{Act, Rollout, SamplerConfig};
+use policy::{Act, GenerationStats, Rollout, SamplerConfig};
 use rewards::{RewardItem, RewardSet, RolloutCost, ScoredBatch, TooManyFailures, Verifier};
 
 use super::loss::Clip;
 use super::samples::{build_samples, mean, schedule_per_step, std_dev, zero_variance_groups};
 use super::state::{ArmTraining, IterationLog, TrainedArm, init_policy};
-use super::update::{FactorStats, Sample, frozen, model_gradients, schedule_gradients};
+use super::update::{FactorStats, Partial, Sample, frozen, model_partial, schedule_gradients};
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{CogrpoConfig, ExperimentConfig, UpdateMode};
+use crate::distributed::World;
 use crate::dumps::{self, DumpKind, DumpRecord, Origin, Scored};
 use crate::eval::ItemScores;
 use crate::logging::{Progress, Scalars};
@@ -42,21 +50,28 @@ pub fn train_arm<B: AutodiffKernels>(
     device: &B::Device,
     resume: bool,
     log: &mut Scalars,
+    world: &World,
 ) -> anyhow::Result<TrainedArm<B>> {
-    let setup = Setup::<B>::new(cfg, task, mode, init, device)?;
+    let setup = Setup::<B>::new(cfg, task, mode, init, device, world)?;
     let c = setup.c;
     let ckpts = CheckpointDir::new(arm_dir.join("checkpoints"));
     let config_toml = toml::to_string_pretty(cfg)?;
     let mut arm = ArmTraining::<B>::start(cfg, task, mode, &ckpts, init, resume, device)?;
+    if arm.state.iteration > 0 {
+        checkpoint::check_ranks(ckpts.root(), arm.state.ranks, world.size)?;
+    }
+    arm.state.ranks = world.size;
 
     // What an interrupted run dumped past its checkpoint is redone.
     let done = arm.state.iteration;
-    if let Err(e) = dumps::retain(dump, |r| r.kind == DumpKind::Train && r.iteration <= done) {
+    if world.is_writer()
+        && let Err(e) = dumps::retain(dump, |r| r.kind == DumpKind::Train && r.iteration <= done)
+    {
         tracing::warn!("rollout dumps of `{}`: {e:#}", mode.name());
     }
     log.text("config", &format!("```toml\n{config_toml}\n```"), done);
     log.hparams(&toml::Value::try_from(cfg)?);
-    let progress = Progress::new(c.iterations as u64, mode.name());
+    let progress = Progress::for_rank(c.iterations as u64, mode.name(), world);
     progress.set_position(arm.state.iteration as u64);
     let segment = Instant::now();
     let wall_before = arm.state.wall_s;
@@ -71,7 +86,10 @@ pub fn train_arm<B: AutodiffKernels>(
                 // The stopped iteration's rollouts are not counted: it is
                 // redone on resume, and the budget counts completed work.
                 arm.state.wall_s = wall_before + segment.elapsed().as_secs_f64();
-                let dir = arm.save(&ckpts, &config_toml)?;
+                let dir = match world.is_writer() {
+                    true => arm.save(&ckpts, &config_toml)?,
+                    false => ckpts.root().to_path_buf(),
+                };
                 return Err(anyhow::Error::new(e).context(format!(
                     "iteration {}: stopped; checkpoint {} holds the last completed iteration \
                      (its rollouts not counted). Fix the reward, then continue with `cogrpo \
@@ -116,7 +134,7 @@ pub fn train_arm<B: AutodiffKernels>(
         for (tag, v) in setup.scalars(&groups, &update, &entry, update_s) {
             log.scalar(&format!("cogrpo/{tag}"), v, entry.iteration);
         }
-        if c.dump_every > 0 && entry.iteration % c.dump_every == 0 {
+        if c.dump_every > 0 && entry.iteration % c.dump_every == 0 && world.is_writer() {
             let records = setup.dump_records(&arm, &groups, entry.iteration);
             log.text("samples", &dumps::markdown(&records), entry.iteration);
             if let Err(e) = dumps::append(dump, &records) {
@@ -129,14 +147,34 @@ pub fn train_arm<B: AutodiffKernels>(
         }
         arm.state.history.push(entry);
         let step = arm.state.iteration;
-        if c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && step < c.iterations {
+        if c.checkpoint_every > 0
+            && step % c.checkpoint_every == 0
+            && step < c.iterations
+            && world.is_writer()
+        {
             arm.save(&ckpts, &config_toml)?;
         }
     }
     progress.finish();
-    let checkpoint = arm
-        .save(&ckpts, &config_toml)
-        .context("cannot write the arm's final checkpoint")?;
+    let saved = match world.is_writer() {
+        true => Some(
+            arm.save(&ckpts, &config_toml)
+                .context("cannot write the arm's final checkpoint")?,
+        ),
+        false => None,
+    };
+    world.barrier::<B::InnerBackend>(device)?;
+    let checkpoint = match saved {
+        Some(dir) => dir,
+        None => ckpts.latest().with_context(|| {
+            format!(
+                "rank {} cannot see rank 0's checkpoint under {}: run.out_dir must be on a \
+                 filesystem every node mounts",
+                world.rank,
+                ckpts.root().display()
+            )
+        })?,
+    };
     Ok(TrainedArm {
         model: arm.model,
         policy: arm.policy,
@@ -152,6 +190,7 @@ struct Setup<'a, B: AutodiffKernels> {
     task: &'a dyn Task,
     mode: UpdateMode,
     device: B::Device,
+    world: &'a World,
     reference: SamplerConfig,
     reward_set: RewardSet,
     verifiers: Vec<Box<dyn Verifier>>,
@@ -195,6 +234,47 @@ struct Update {
     schedule: Option<FactorStats>,
 }
 
+/// One rank's groups of a roll-out round (what the ranks gather).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shard {
+    trajectories: Vec<Trajectory>,
+    items: Vec<RewardItem>,
+    row_nfe: Vec<u32>,
+    scored: Result<ScoredBatch, TooManyFailures>,
+}
+
+impl RolledOut {
+    /// The ranks' shards as one round, in rank (so slot) order; the first
+    /// failed scoring in rank order fails the round on every rank.
+    fn concat(shards: Vec<Shard>, rollout_s: f64) -> anyhow::Result<Self> {
+        let (mut trajectories, mut items) = (Vec::new(), Vec::new());
+        let mut stats = GenerationStats::default();
+        let (mut scored, mut failure) = (Vec::new(), None);
+        for s in shards {
+            trajectories.extend(s.trajectories);
+            items.extend(s.items);
+            stats.nfe.extend(s.row_nfe);
+            match s.scored {
+                Ok(b) => scored.push(b),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        let scored = match (failure, ScoredBatch::concat(scored)) {
+            (Some(e), _) => Err(e),
+            (None, Some(b)) => Ok(b),
+            (None, None) => anyhow::bail!("internal: a roll-out round without any rollout"),
+        };
+        Ok(RolledOut {
+            trajectories,
+            items,
+            nfe: stats.mean_nfe(),
+            row_nfe: stats.nfe,
+            rollout_s,
+            scored,
+        })
+    }
+}
+
 /// The groups of one roll-out round, before their scores are judged.
 struct RolledOut {
     trajectories: Vec<Trajectory>,
@@ -212,6 +292,7 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
         mode: UpdateMode,
         init: &Path,
         device: &B::Device,
+        world: &'a World,
     ) -> anyhow::Result<Self> {
         let c = cfg.cogrpo_section()?;
         let dcfg = denoiser_config(cfg, task);
@@ -221,6 +302,7 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
             task,
             mode,
             device: device.clone(),
+            world,
             reference: c.reference_sampler(),
             reward_set: crate::reward_models::reward_set(cfg, task.name())?,
             verifiers: rewards::verifiers_for(task.name()),
@@ -287,8 +369,9 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
         Ok(groups)
     }
 
-    /// Rolls out G trajectories for the prompts in `slots` (all rows at
-    /// once) and scores them. Round 0 is the iteration's draw; resampling
+    /// Rolls out G trajectories for the prompts in `slots` and scores them:
+    /// each rank its share of the slots, then every rank gathers all of
+    /// them, in slot order. Round 0 is the iteration's draw; resampling
     /// rounds key their own.
     fn roll_out(
         &self,
@@ -298,6 +381,30 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
         round: u64,
         slots: &[usize],
     ) -> anyhow::Result<RolledOut> {
+        let t0 = Instant::now();
+        let mine = self.world.share(slots);
+        let shard = match mine.is_empty() {
+            true => None,
+            false => Some(self.roll_out_shard(model, policy, it, round, mine)?),
+        };
+        let shards = self
+            .world
+            .gather::<B::InnerBackend, _>(shard, &self.device)?;
+        RolledOut::concat(
+            shards.into_iter().flatten().collect(),
+            t0.elapsed().as_secs_f64(),
+        )
+    }
+
+    /// [`Self::roll_out`] of this rank's `slots` (all rows at once).
+    fn roll_out_shard(
+        &self,
+        model: &Denoiser<B::InnerBackend>,
+        policy: &SchedulePolicy<B::InnerBackend>,
+        it: usize,
+        round: u64,
+        slots: &[usize],
+    ) -> anyhow::Result<Shard> {
         let (seed, g) = (self.cfg.run.seed, self.c.group_size);
         let layout = self.task.layout();
         let key = |parts: &[u64]| {
@@ -346,12 +453,10 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
             })
             .collect();
         let scored = self.reward_set.score(&items, &costs);
-        Ok(RolledOut {
+        Ok(Shard {
             trajectories,
             items,
-            nfe: stats.mean_nfe(),
             row_nfe: stats.nfe.clone(),
-            rollout_s,
             scored,
         })
     }
@@ -388,15 +493,27 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
         for _ in 0..c.mu {
             let used_model = used(c.beta);
             if train_theta && !used_model.is_empty() {
-                let (mut grads, st) = model_gradients(
+                // This rank's share; the ranks' gradients and parts summed.
+                let (grads, part) = model_partial(
                     &arm.model,
                     self.reference_model.as_ref().map(|m| (m, c.beta)),
-                    &used_model,
+                    self.world.share(&used_model),
                     self.clip,
                     self.cfg.run.threads,
                     c.micro_batch_tokens,
                     &self.device,
                 );
+                let (mut grads, _) =
+                    self.world
+                        .sum_gradients(&arm.model, grads, &[], &self.device)?;
+                let mut all = Partial::default();
+                for p in self
+                    .world
+                    .gather::<B::InnerBackend, _>(part, &self.device)?
+                {
+                    all.merge(p);
+                }
+                let st = all.stats(self.clip);
                 check_finite(&st, "model", it)?;
                 clip_global_norm::<B, _>(&arm.model, &mut grads, c.grad_clip);
                 arm.model = arm.optim_model.step(c.lr_model, arm.model.clone(), grads);

@@ -68,6 +68,30 @@ pub fn model_gradients<B: AutodiffKernels>(
     micro_batch_tokens: usize,
     device: &B::Device,
 ) -> (GradientsParams, FactorStats) {
+    let (grads, part) = model_partial(
+        model,
+        reference,
+        samples,
+        clip,
+        threads,
+        micro_batch_tokens,
+        device,
+    );
+    (grads, part.stats(clip))
+}
+
+/// [`model_gradients`] with what it measured per sample, before the
+/// statistics: the parts of a batch's shards (a distributed run's ranks)
+/// [`Partial::merge`] into the batch's.
+pub fn model_partial<B: AutodiffKernels>(
+    model: &Denoiser<B>,
+    reference: Option<(&Denoiser<B::InnerBackend>, f64)>,
+    samples: &[Sample<'_>],
+    clip: Clip,
+    threads: usize,
+    micro_batch_tokens: usize,
+    device: &B::Device,
+) -> (GradientsParams, Partial) {
     let canvas_len = samples.first().map_or(1, |s| s.record.canvas.len().max(1));
     let max_shard = match micro_batch_tokens {
         0 => 0,
@@ -115,7 +139,7 @@ pub fn model_gradients<B: AutodiffKernels>(
     for part in parts {
         all.merge(part);
     }
-    (grads, all.stats(clip))
+    (grads, all)
 }
 
 /// Gradient of the schedule factor's clipped loss (plus `beta` times the KL
@@ -162,8 +186,9 @@ pub fn schedule_gradients<B: AutodiffKernels>(
     (grads, part.stats(clip))
 }
 
-#[derive(Default)]
-struct Partial {
+/// A factor's loss and per-sample values over (a shard of) a batch.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub struct Partial {
     loss: f64,
     new: Vec<f64>,
     old: Vec<f64>,
@@ -174,7 +199,8 @@ struct Partial {
 }
 
 impl Partial {
-    fn merge(&mut self, o: Partial) {
+    /// Appends the shard after this one.
+    pub fn merge(&mut self, o: Partial) {
         self.loss += o.loss;
         self.new.extend(o.new);
         self.old.extend(o.old);
@@ -183,7 +209,7 @@ impl Partial {
         self.kl.extend(o.kl);
     }
 
-    fn stats(&self, clip: Clip) -> FactorStats {
+    pub fn stats(&self, clip: Clip) -> FactorStats {
         let n = self.new.len().max(1) as f64;
         let kl = self.kl.iter().sum::<f64>() / n;
         FactorStats {
