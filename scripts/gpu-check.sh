@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check in one call: CPU/GPU agreement on one checkpoint, a short
-# pre-training and evaluation on the device, float64 sampling, and a timing
-# table with GPU memory. Prints everything; exits non-zero if a check fails.
+# pre-training and evaluation on the device, float64 sampling, a timing
+# table with GPU memory, and data-parallel pre-training (several GPUs of the
+# machine, two processes on one). Prints everything; exits non-zero if a check fails.
 #
 #   scripts/gpu-check.sh [BINARY]            # on the GPU machine (BINARY built with --features cuda)
 #   DEVICE=cpu STEPS=20 BATCHES=64 TEXT_BATCH=16 scripts/gpu-check.sh target/debug/cogrpo   # dry run on a CPU
@@ -80,6 +81,25 @@ for b in $BATCHES; do
 done
 check "bench text batch $TEXT_BATCH" timeout 120 "$BIN" bench -c experiments/text.toml --device "$DEVICE" \
   --batch "$TEXT_BATCH" --steps 16 --train-steps 5 --set pretrain.batch_size="$TEXT_BATCH" --set run.threads=1
+
+step "6. data parallelism on $DEVICE: --devices over the GPUs there are, and 2 processes over 127.0.0.1"
+NGPU=2
+[ "$DEVICE" = cuda ] && NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+DP=(-c experiments/sudoku4.toml --device "$DEVICE" --set pretrain.steps="$STEPS"
+  --set pretrain.checkpoint_every=0 --set run.threads=1)
+if [ "$NGPU" -ge 2 ]; then
+  check "pretrain --devices $NGPU" timeout 240 "$BIN" pretrain "${DP[@]}" \
+    --set run.out_dir="$OUT/dp-devices" --devices "$NGPU"
+else
+  echo "(one GPU: --devices needs two; the two processes below share it)"
+fi
+PORT=$((30000 + RANDOM % 20000))
+timeout 240 "$BIN" pretrain "${DP[@]}" --set run.out_dir="$OUT/dp-nodes" \
+  --nodes 2 --node-rank 1 --coordinator "127.0.0.1:$PORT" > "$OUT/dp-node1.log" 2>&1 &
+NODE1=$!
+check "pretrain --nodes 2 (node 0; node 1 logs to $OUT/dp-node1.log)" timeout 240 "$BIN" pretrain \
+  "${DP[@]}" --set run.out_dir="$OUT/dp-nodes" --nodes 2 --node-rank 0 --coordinator "127.0.0.1:$PORT"
+check "pretrain --nodes 2 (node 1)" wait $NODE1
 
 if [ "$DEVICE" = cuda ]; then
   kill $MEM_PID 2>/dev/null

@@ -170,6 +170,33 @@ impl CheckpointDir {
         Ok(final_dir)
     }
 
+    /// The final checkpoint of a (distributed) training: rank 0 writes it
+    /// with `save`, the other ranks wait for that and read where it went,
+    /// since what follows (an arm starting from it) loads it on every rank.
+    pub fn save_final<B: burn::prelude::Backend>(
+        &self,
+        world: &crate::distributed::World,
+        device: &B::Device,
+        save: impl FnOnce() -> anyhow::Result<PathBuf>,
+    ) -> anyhow::Result<PathBuf> {
+        let saved = match world.is_writer() {
+            true => Some(save().context("cannot write the final checkpoint")?),
+            false => None,
+        };
+        world.barrier::<B>(device)?;
+        match saved {
+            Some(dir) => Ok(dir),
+            None => self.latest().with_context(|| {
+                format!(
+                    "rank {} cannot see rank 0's final checkpoint under {}: run.out_dir must be \
+                     on a filesystem every node mounts",
+                    world.rank,
+                    self.root.display()
+                )
+            }),
+        }
+    }
+
     /// Complete checkpoints, oldest first.
     pub fn list(&self) -> Vec<(usize, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {

@@ -242,15 +242,13 @@ pub(crate) mod tests {
         assert!(bounded_shards::<usize>(&[], 2, 4).is_empty());
     }
 
-    /// Sharding the batch across threads must give the same loss and the same
-    /// summed gradients as one thread (up to float summation order).
-    #[test]
-    fn sharded_gradients_equal_single_thread_gradients() {
-        let device = Default::default();
+    /// A small denoiser (vocabulary 7, 12 positions) and a noised batch of
+    /// `rows` random rows with 4-token prompts, for gradient tests.
+    pub(crate) fn tiny_model_and_batch(rows: usize) -> (Denoiser<B>, TrainingBatch) {
         let cfg = DenoiserConfig::new(7, 16, 2, 2, 32, 12);
-        let model: Denoiser<B> = cfg.init(5, &device);
+        let model: Denoiser<B> = cfg.init(5, &Default::default());
         let mut rng = StdRng::seed_from_u64(1);
-        let seqs: Vec<Vec<u32>> = (0..7)
+        let seqs: Vec<Vec<u32>> = (0..rows)
             .map(|_| (0..12).map(|_| rng.random_range(0..7)).collect())
             .collect();
         let rows: Vec<CleanRow> = seqs
@@ -260,13 +258,16 @@ pub(crate) mod tests {
                 prompt_len: 4,
             })
             .collect();
-        let batch = TrainingBatch::Tokens(ForwardProcess::default().corrupt(
-            &rows,
-            cfg.mask_id(),
-            0.0,
-            &mut rng,
-        ));
+        let noised = ForwardProcess::default().corrupt(&rows, cfg.mask_id(), 0.0, &mut rng);
+        (model, TrainingBatch::Tokens(noised))
+    }
 
+    /// Sharding the batch across threads must give the same loss and the same
+    /// summed gradients as one thread (up to float summation order).
+    #[test]
+    fn sharded_gradients_equal_single_thread_gradients() {
+        let device = Default::default();
+        let (model, batch) = tiny_model_and_batch(7);
         let (loss1, grads1) = loss_and_grads(&model, &batch, 0.5, 1, &device);
         let (loss3, grads3) = loss_and_grads(&model, &batch, 0.5, 3, &device);
         assert!(

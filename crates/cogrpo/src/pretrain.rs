@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use burn::optim::{GradientsAccumulator, Optimizer};
 use envs::Task;
 use envs::seeding::{derive_key, purpose, stream};
@@ -250,27 +250,10 @@ pub fn pretrain<B: AutodiffKernels>(
     }
     progress.finish();
     state.wall_s = wall_before + segment_start.elapsed().as_secs_f64();
-    let saved = match world.is_writer() {
-        true => Some(
-            ckpts
-                .save(&model, &optim, &state, &config_toml, p.keep_checkpoints)
-                .context("cannot write the final checkpoint")?,
-        ),
-        false => None,
-    };
     // The other ranks read the final checkpoint next (arms start from it).
-    world.barrier::<B::InnerBackend>(device)?;
-    let dir = match saved {
-        Some(dir) => dir,
-        None => ckpts.latest().with_context(|| {
-            format!(
-                "rank {} cannot see rank 0's final checkpoint under {}: run.out_dir must be on \
-                 a filesystem every node mounts",
-                world.rank,
-                ckpts.root().display()
-            )
-        })?,
-    };
+    let dir = ckpts.save_final::<B::InnerBackend>(world, device, || {
+        ckpts.save(&model, &optim, &state, &config_toml, p.keep_checkpoints)
+    })?;
     Ok(TrainSummary {
         steps: state.step,
         final_loss: state.last_loss,

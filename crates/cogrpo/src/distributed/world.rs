@@ -343,16 +343,9 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scatter<'_, B> {
 mod tests {
     use super::*;
     use crate::distributed::Launch;
-    use crate::families::TrainingBatch;
     use crate::parallel::loss_and_grads;
-    use crate::parallel::tests::flat_grads;
-    use burn::backend::{Autodiff, Flex};
-    use mdm::loss::{CleanRow, ForwardProcess};
-    use mdm::{Denoiser, DenoiserConfig};
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    type A = Autodiff<Flex>;
+    use crate::parallel::tests::{flat_grads, tiny_model_and_batch};
+    use burn::backend::Flex;
 
     /// Two ranks in one process (two "devices" of the CPU backend, through
     /// burn-collective's local all-reduce): the summed gradients of the two
@@ -361,25 +354,7 @@ mod tests {
     #[test]
     fn two_local_ranks_sum_gradients_and_gather_exactly() {
         let device = Default::default();
-        let cfg = DenoiserConfig::new(7, 16, 2, 2, 32, 12);
-        let model: Denoiser<A> = cfg.init(5, &device);
-        let mut rng = StdRng::seed_from_u64(1);
-        let seqs: Vec<Vec<u32>> = (0..6)
-            .map(|_| (0..12).map(|_| rng.random_range(0..7)).collect())
-            .collect();
-        let rows: Vec<CleanRow> = seqs
-            .iter()
-            .map(|s| CleanRow {
-                tokens: s,
-                prompt_len: 4,
-            })
-            .collect();
-        let batch = TrainingBatch::Tokens(ForwardProcess::default().corrupt(
-            &rows,
-            cfg.mask_id(),
-            0.0,
-            &mut rng,
-        ));
+        let (model, batch) = tiny_model_and_batch(6);
         let (loss, single) = loss_and_grads(&model, &batch, 1.0, 2, &device);
 
         let launch = Launch {

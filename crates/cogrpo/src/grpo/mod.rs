@@ -16,6 +16,7 @@
 
 pub mod arms;
 pub mod evaluate;
+mod groups;
 pub mod loss;
 pub mod plots;
 pub mod report;
