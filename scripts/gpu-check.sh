@@ -86,6 +86,7 @@ step "6. data parallelism on $DEVICE: --devices over the GPUs there are, and 2 p
 NGPU=2
 [ "$DEVICE" = cuda ] && NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
 DP=(-c experiments/sudoku4.toml --device "$DEVICE" --set pretrain.steps="$STEPS"
+  --set pretrain.warmup_steps=$((STEPS / 5)) --set pretrain.log_every=100
   --set pretrain.checkpoint_every=0 --set run.threads=1)
 if [ "$NGPU" -ge 2 ]; then
   check "pretrain --devices $NGPU" timeout 240 "$BIN" pretrain "${DP[@]}" \

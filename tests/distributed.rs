@@ -163,6 +163,50 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
         "{}",
         text(&o)
     );
+
+    // On two ranks it resumes, as one process on two threads does.
+    let more = "pretrain.steps=8";
+    let o = cogrpo(&[
+        "pretrain",
+        "-c",
+        CONFIG,
+        "--set",
+        &set_out(&single),
+        "--set",
+        "run.threads=2",
+        "--set",
+        more,
+        "--resume",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let port = free_ports(4);
+    let args = [
+        "pretrain",
+        "-c",
+        CONFIG,
+        "--set",
+        &out,
+        "--set",
+        "run.threads=1",
+        "--set",
+        more,
+        "--resume",
+    ];
+    let mut rank1 = spawn_rank(&args, 1, port, &logs[1]);
+    let mut rank0 = spawn_rank(&args, 0, port, &logs[0]);
+    let (c0, c1) = (wait_for(&mut rank0, limit), wait_for(&mut rank1, limit));
+    assert_eq!(
+        (c0, c1),
+        (Some(0), Some(0)),
+        "{}\n{}",
+        read(&logs[0]),
+        read(&logs[1])
+    );
+    let file = "checkpoints/step-00000008/model.safetensors";
+    assert!(
+        tensors(&single, file) == tensors(&dist, file),
+        "resumed: {file} differs"
+    );
 }
 
 #[test]
