@@ -9,6 +9,12 @@ as the ratio cogrpo / PyTorch (above 1: cogrpo is faster).
 
   bench/setup.sh && bench/.venv/bin/python bench/compare.py            # 1M and 10M
   bench/.venv/bin/python bench/compare.py --sizes 1M,10M,50M --seqs 64,256 --steps 16,64,256
+  python3 bench/compare.py --device cuda --precision tf32 --sizes 10M,50M,300M   # on a GPU
+
+--device cuda runs both sides on the GPU: cogrpo with a `--features cuda`
+build, PyTorch eager at --precision fp32 (float32 matmuls), tf32 (TF32
+tensor cores, what burn-cuda 0.21 uses for float32 matmuls) or bf16
+(autocast).
 """
 import argparse
 import json
@@ -23,6 +29,7 @@ SIZES = {  # d_model, layers, heads, d_ff (vocabulary: Tiny Shakespeare's 65 cha
     "1M": (128, 4, 4, 512),
     "10M": (288, 8, 6, 1152),
     "50M": (512, 12, 8, 2048),
+    "300M": (1024, 20, 16, 4096),
 }
 
 
@@ -71,7 +78,12 @@ def main():
     p.add_argument("--steps", default="16,64")
     p.add_argument("--grpo-steps", type=int, default=4, help="steps per trajectory of the Co-GRPO update row")
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                   help="PyTorch's matmul precision (--device cuda)")
     a = p.parse_args()
+    dev = ["--device", a.device]
+    ref_dev = dev + ["--precision", a.precision]
     if not os.path.exists(a.cogrpo):
         sys.exit(f"{a.cogrpo} not found: cargo build --release first")
     py = sys.executable
@@ -94,9 +106,9 @@ def main():
             inp = os.path.join(tmp, "rows.json")
             json.dump(rows_in, open(inp, "w"))
             run([a.cogrpo, "logits", "-c", cfg, "--checkpoint", w, "--input", inp,
-                 "--out", os.path.join(tmp, "ours.json")] + cogrpo_sets(size, seq))
+                 "--out", os.path.join(tmp, "ours.json")] + dev + cogrpo_sets(size, seq))
             run([py, ref, "logits", "--weights", w, "--heads", str(heads), "--input", inp,
-                 "--out", os.path.join(tmp, "theirs.json")])
+                 "--out", os.path.join(tmp, "theirs.json")] + ref_dev)
             ours = json.load(open(os.path.join(tmp, "ours.json")))["logits"]
             theirs = json.load(open(os.path.join(tmp, "theirs.json")))["logits"]
             diff = max(abs(x - y) for x, y in zip(ours, theirs))
@@ -108,11 +120,13 @@ def main():
             ours_out, ours_rss = peak_rss(
                 [a.cogrpo, "bench", "-c", cfg, "--json", "--batch", str(a.sample_batch), "--forward-batch",
                  a.forward_batches, "--steps", a.steps, "--train-steps", str(a.train_steps),
-                 "--grpo-steps", str(a.grpo_steps), "--set", f"pretrain.batch_size={a.train_batch}"] + cogrpo_sets(size, seq))
+                 "--grpo-steps", str(a.grpo_steps), "--set", f"pretrain.batch_size={a.train_batch}"]
+                + dev + cogrpo_sets(size, seq))
             theirs_out, theirs_rss = peak_rss(
                 [py, ref, "bench", "--weights", w, "--heads", str(heads), "--seq", str(seq), "--batch",
                  str(a.sample_batch), "--forward-batch", a.forward_batches, "--train-batch", str(a.train_batch),
-                 "--train-steps", str(a.train_steps), "--grpo-steps", str(a.grpo_steps), "--steps", a.steps])
+                 "--train-steps", str(a.train_steps), "--grpo-steps", str(a.grpo_steps), "--steps", a.steps]
+                + ref_dev)
             ours_rows = [json.loads(l) for l in ours_out.splitlines() if l.startswith("{")]
             theirs_rows = [json.loads(l) for l in theirs_out.splitlines() if l.startswith('{"what"')]
             key = lambda r: (r["what"].split(" ")[0].split("(")[0], r["batch"], r["steps"] if not r["what"].startswith("train") else 0)

@@ -13,6 +13,11 @@ would: batched on tensors, categorical draws in float64.
   reference.py bench  --weights W --heads H --seq L --batch 64 --train-batch 16 \\
                       --steps 16,64 --train-steps 3
 Bench rows are JSON lines with cogrpo bench --json's fields.
+
+Every command takes --device cpu|cuda and --precision: fp32 (float32
+matmuls), tf32 (float32 storage, TF32 tensor-core matmuls on CUDA) or bf16
+(autocast: bfloat16 matmuls and activations, float32 weights, optimizer
+state and loss accumulation).
 """
 import argparse
 import json
@@ -21,9 +26,59 @@ import resource
 import sys
 import time
 
+import contextlib
+import struct
+
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+
+try:
+    from safetensors.torch import load_file
+except ImportError:  # a machine with PyTorch but without safetensors
+    def load_file(path):
+        """The tensors of a safetensors file (float32/float16/bfloat16)."""
+        dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            data = bytearray(f.read())
+        out = {}
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            a, b = t["data_offsets"]
+            out[name] = torch.frombuffer(data[a:b], dtype=dtypes[t["dtype"]]).reshape(t["shape"]).clone()
+        return out
+
+# Where and in what precision everything runs (set by main from --device
+# and --precision).
+DEVICE = torch.device("cpu")
+PRECISION = "fp32"
+
+
+def set_precision(precision):
+    """fp32: float32 matmuls everywhere; tf32: TF32 tensor cores for float32
+    matmuls on CUDA (PyTorch's default for convolutions, opt-in for
+    matmuls); bf16: autocast regions (see `autocast`)."""
+    global PRECISION
+    PRECISION = precision
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+def autocast():
+    """bfloat16 autocast under --precision bf16, else nothing."""
+    if PRECISION != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=DEVICE.type, dtype=torch.bfloat16)
+
+
+def sync():
+    """Waits for the device's queued work (timings on CUDA are asynchronous)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 class RMSNorm(torch.nn.Module):
@@ -122,12 +177,13 @@ def diffusion_loss(model, tokens, eps=1e-3):
     """SMDM's ELBO: t ~ U(0, 1) per row, mask with p = (1 - eps) t + eps,
     cross-entropy at masked positions weighted 1/p, divided by B * L."""
     b, n = tokens.shape
-    t = torch.rand(b, 1)
+    t = torch.rand(b, 1, device=tokens.device)
     p = (1 - eps) * t + eps
-    masked = torch.rand(b, n) < p
+    masked = torch.rand(b, n, device=tokens.device) < p
     x = torch.where(masked, torch.full_like(tokens, model.vocab), tokens)
-    logits = model(x)
-    ce = F.cross_entropy(logits.reshape(b * n, -1), tokens.reshape(-1), reduction="none").view(b, n)
+    with autocast():
+        logits = model(x)
+    ce = F.cross_entropy(logits.float().reshape(b * n, -1), tokens.reshape(-1), reduction="none").view(b, n)
     return (ce * masked / p).sum() / (b * n)
 
 
@@ -135,7 +191,7 @@ def grpo_records(trajectories, steps, n, vocab, gen):
     """Recorded steps of the shape cogrpo's bench uses: each row revealed in
     `steps` equal chunks of a random order. Returns canvases [R*T, n], the
     flat indices of revealed positions, their tokens, and per-record
-    advantages (+1, -1 alternating by row)."""
+    advantages (+1, -1 alternating by row), on DEVICE."""
     chunk = -(-n // steps)
     canvases, index, targets, adv = [], [], [], []
     for r in range(trajectories):
@@ -149,14 +205,15 @@ def grpo_records(trajectories, steps, n, vocab, gen):
             targets.append(clean[revealed])
             adv.append(torch.full((len(revealed),), 1.0 if r % 2 == 0 else -1.0))
             canvas[revealed] = clean[revealed]
-    return torch.stack(canvases), torch.cat(index), torch.cat(targets), torch.cat(adv)
+    return tuple(t.to(DEVICE) for t in (torch.stack(canvases), torch.cat(index), torch.cat(targets), torch.cat(adv)))
 
 
 def grpo_loss(model, canvases, index, targets, adv, old, n, low=0.2, high=0.28):
     """The model factor's clipped surrogate (DAPO's asymmetric clip),
     sequence-level weights 1/n: as cogrpo's `grpo::loss::clipped_loss`."""
-    logits = model(canvases)
-    logp = torch.log_softmax(logits.reshape(-1, logits.shape[-1])[index], -1)
+    with autocast():
+        logits = model(canvases)
+    logp = torch.log_softmax(logits.float().reshape(-1, logits.shape[-1])[index], -1)
     new = logp.gather(1, targets[:, None]).squeeze(1)
     ratio = torch.exp(new - old)
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - low, 1 + high) * adv)
@@ -174,7 +231,8 @@ def draw(logits, temperature, gen):
 def generate(model, b, n, kind, steps, gen, temperature=1.0):
     """Fills b all-mask rows of length n in `steps` steps; returns (tokens, NFE)."""
     mask = model.vocab
-    x = torch.full((b, n), mask, dtype=torch.long)
+    x = torch.full((b, n), mask, dtype=torch.long, device=DEVICE)
+    positions = torch.arange(n, device=DEVICE).expand(b, n)
     n0 = n
     nfe = 0
     for s in range(steps):
@@ -183,38 +241,40 @@ def generate(model, b, n, kind, steps, gen, temperature=1.0):
         if kind == "ancestral":
             # From t to s every masked position is revealed w.p. (t - s) / t.
             remaining = steps - s
-            pick = masked & (torch.rand(b, n, generator=gen) < 1.0 / remaining) if remaining > 1 else masked
+            pick = masked & (torch.rand(b, n, generator=gen, device=DEVICE) < 1.0 / remaining) if remaining > 1 else masked
         else:
             # Linear schedule: n0 (1 - (s + 1)/T) positions stay masked.
             target = round(n0 * (1 - (s + 1) / steps)) if s + 1 < steps else 0
             k = (left - target).clamp(min=0)
             if kind == "first_hitting":
-                score = torch.rand(b, n, generator=gen)
+                score = torch.rand(b, n, generator=gen, device=DEVICE)
             else:  # confidence: a candidate everywhere, keep the most likely
                 score = None
             if score is not None:
                 score = torch.where(masked, score, torch.full_like(score, -1.0))
                 order = score.argsort(dim=1, descending=True)
                 rank = torch.empty_like(order)
-                rank.scatter_(1, order, torch.arange(n).expand(b, n))
+                rank.scatter_(1, order, positions)
                 pick = masked & (rank < k.unsqueeze(1))
         if kind == "confidence":
-            logits = model(x)
+            with autocast():
+                logits = model(x).float()
             nfe += 1
             cand = draw(logits[masked], temperature, gen)
-            conf = torch.full((b, n), float("-inf"), dtype=torch.float64)
+            conf = torch.full((b, n), float("-inf"), dtype=torch.float64, device=DEVICE)
             conf[masked] = torch.log_softmax(logits[masked].double(), -1).gather(1, cand[:, None]).squeeze(1)
-            full = torch.full((b, n), mask, dtype=torch.long)
+            full = torch.full((b, n), mask, dtype=torch.long, device=DEVICE)
             full[masked] = cand
             order = conf.argsort(dim=1, descending=True)
             rank = torch.empty_like(order)
-            rank.scatter_(1, order, torch.arange(n).expand(b, n))
+            rank.scatter_(1, order, positions)
             pick = masked & (rank < k.unsqueeze(1))
             x = torch.where(pick, full, x)
             continue
         if not pick.any():
             continue  # no reveal, no forward (the denoiser has no time input)
-        logits = model(x)
+        with autocast():
+            logits = model(x).float()
         nfe += 1
         x[pick] = draw(logits[pick], temperature, gen)
     return x, nfe
@@ -236,60 +296,68 @@ def timed_optimizer_steps(model, opt, loss_fn, steps):
         opt.step()
 
     step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return time.perf_counter() - t0
 
 
 def bench(a):
     torch.manual_seed(0)
-    model = Denoiser.load(a.weights, a.heads, a.seq)
+    model = Denoiser.load(a.weights, a.heads, a.seq).to(DEVICE)
     n, vocab = a.seq, model.vocab
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    where = f"{torch.get_num_threads()} thr" if DEVICE.type == "cpu" else f"{DEVICE.type} {PRECISION}"
     # Training: ELBO loss, backward, AdamW (as cogrpo's pretrain step).
     if a.train_steps > 0:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01)
-        tokens = torch.randint(0, vocab, (a.train_batch, n), generator=gen)
+        tokens = torch.randint(0, vocab, (a.train_batch, n), generator=gen, device=DEVICE)
         secs = timed_optimizer_steps(model, opt, lambda: diffusion_loss(model, tokens), a.train_steps)
-        row(f"train ({torch.get_num_threads()} thr)", a.train_batch, a.train_steps,
+        row(f"train ({where})", a.train_batch, a.train_steps,
             a.train_batch * n * a.train_steps, secs, secs / a.train_steps, 0.0)
     # The Co-GRPO model update: recomputed token log-probs, clipped
     # surrogate, backward, clipping, AdamW (as cogrpo's grpo_update row).
     if a.train_steps > 0 and a.grpo_steps > 0:
         t = min(a.grpo_steps, n)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
-        canvases, index, targets, adv = grpo_records(a.train_batch, t, n, vocab, gen)
-        old = torch.full(targets.shape, -math.log(vocab))
+        canvases, index, targets, adv = grpo_records(a.train_batch, t, n, vocab, torch.Generator().manual_seed(1))
+        old = torch.full(targets.shape, -math.log(vocab), device=DEVICE)
         secs = timed_optimizer_steps(
             model, opt, lambda: grpo_loss(model, canvases, index, targets, adv, old, n), a.train_steps)
-        row(f"grpo_update ({torch.get_num_threads()} thr)", a.train_batch, t,
+        row(f"grpo_update ({where})", a.train_batch, t,
             a.train_batch * t * n * a.train_steps, secs, secs / a.train_steps, 0.0)
     model.eval()
     for b in a.forward_batch:
-        x = torch.full((b, n), vocab, dtype=torch.long)
-        with torch.no_grad():
-            model(x).numpy()
+        x = torch.full((b, n), vocab, dtype=torch.long, device=DEVICE)
+        with torch.no_grad(), autocast():
+            model(x).float().cpu().numpy()
             t0 = time.perf_counter()
             for _ in range(3):
-                model(x).numpy()
+                model(x).float().cpu().numpy()
         secs = time.perf_counter() - t0
         row("forward", b, 3, b * n * 3, secs, secs / 3, 1.0)
     for kind in a.samplers:
         for steps in a.steps:
             generate(model, a.batch, n, kind, steps, gen)
+            sync()
             t0 = time.perf_counter()
             _, nfe = generate(model, a.batch, n, kind, steps, gen)
+            sync()
             secs = time.perf_counter() - t0
             row(kind, a.batch, steps, a.batch * n, secs, secs, float(nfe))
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+    peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if DEVICE.type == "cuda":
+        peak["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(peak), flush=True)
 
 
 def logits(a):
     rows = json.load(open(a.input))
-    model = Denoiser.load(a.weights, a.heads, len(rows[0]))
-    with torch.no_grad():
-        out = model(torch.tensor(rows, dtype=torch.long))
+    model = Denoiser.load(a.weights, a.heads, len(rows[0])).to(DEVICE)
+    with torch.no_grad(), autocast():
+        out = model(torch.tensor(rows, dtype=torch.long, device=DEVICE)).float().cpu()
     json.dump({"shape": list(out.shape), "logits": out.flatten().tolist()}, open(a.out, "w"))
 
 
@@ -299,16 +367,18 @@ def grads(a):
     compared with the gradients in `--compare` (SMDM names and layout):
     prints, per tensor, max |ours - torch| / max |torch|, as JSON."""
     rows, targets = json.load(open(a.input)), json.load(open(a.targets))
-    model = Denoiser.load(a.weights, a.heads, len(rows[0]))
-    x, y = torch.tensor(rows, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
+    model = Denoiser.load(a.weights, a.heads, len(rows[0])).to(DEVICE)
+    x = torch.tensor(rows, dtype=torch.long, device=DEVICE)
+    y = torch.tensor(targets, dtype=torch.long, device=DEVICE)
     masked = (x == model.vocab).float()
-    logits = model(x)
+    with autocast():
+        logits = model(x).float()
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view(x.shape)
     ((ce * masked).sum() / masked.sum()).backward()
     ours = load_file(a.compare)
     errors = {}
     for name, param in model.named_parameters():
-        theirs = param.grad
+        theirs = param.grad.float().cpu()
         mine = ours[model.smdm_names[name]]
         assert mine.shape == theirs.shape, f"{name}: {tuple(mine.shape)} vs {tuple(theirs.shape)}"
         errors[model.smdm_names[name]] = ((mine - theirs).abs().max() / theirs.abs().max().clamp_min(1e-30)).item()
@@ -341,7 +411,15 @@ def main():
     bn.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[16])
     bn.add_argument("--samplers", type=lambda s: s.split(","), default=["ancestral", "first_hitting", "confidence"])
     bn.add_argument("--threads", type=int, default=0)
+    for q in (lg, gr, bn):
+        q.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+        q.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
     a = p.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: this PyTorch sees no CUDA device")
+    set_precision(a.precision)
     if getattr(a, "threads", 0):
         torch.set_num_threads(a.threads)
     {"logits": logits, "grads": grads, "bench": bench}[a.cmd](a)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check in one call: CPU/GPU agreement on one checkpoint, a short
 # pre-training and evaluation on the device, float64 sampling, a timing
-# table with GPU memory, and data-parallel pre-training (several GPUs of the
-# machine, two processes on one). Prints everything; exits non-zero if a check fails.
+# table with GPU memory, data-parallel pre-training (several GPUs of the
+# machine, two processes on one), and cogrpo against PyTorch eager on the
+# same device (bench/compare.py). Prints everything; exits non-zero if a check fails.
 #
 #   scripts/gpu-check.sh [BINARY]            # on the GPU machine (BINARY built with --features cuda)
-#   DEVICE=cpu STEPS=20 BATCHES=64 TEXT_BATCH=16 scripts/gpu-check.sh target/debug/cogrpo   # dry run on a CPU
+#   DEVICE=cpu STEPS=20 BATCHES=64 TEXT_BATCH=16 PYTHON=bench/.venv/bin/python CMP_SIZES=1M CMP_SEQS=64 \
+#     scripts/gpu-check.sh target/release/cogrpo   # dry run on a CPU
 #
 # Outputs land in $OUT (default /tmp/gpu-check): logs, run folders, mem.csv.
 set -uo pipefail
@@ -17,6 +19,13 @@ OUT=${OUT:-/tmp/gpu-check}
 STEPS=${STEPS:-300}
 BATCHES=${BATCHES:-256 1024}
 TEXT_BATCH=${TEXT_BATCH:-256}
+# Step 7: PyTorch's precision (tf32 matches burn-cuda's float32 matmuls),
+# the model sizes and sequence lengths of the comparison, its time bound.
+PYTHON=${PYTHON:-python3}
+CMP_PRECISION=${CMP_PRECISION:-tf32}
+CMP_SIZES=${CMP_SIZES:-10M,50M,300M}
+CMP_SEQS=${CMP_SEQS:-256}
+CMP_TIMEOUT=${CMP_TIMEOUT:-420}
 mkdir -p "$OUT"
 fail=0
 step() { echo; echo "== $*"; }
@@ -101,6 +110,15 @@ NODE1=$!
 check "pretrain --nodes 2 (node 0; node 1 logs to $OUT/dp-node1.log)" timeout 240 "$BIN" pretrain \
   "${DP[@]}" --set run.out_dir="$OUT/dp-nodes" --nodes 2 --node-rank 0 --coordinator "127.0.0.1:$PORT"
 check "pretrain --nodes 2 (node 1)" wait $NODE1
+
+step "7. cogrpo against PyTorch eager on $DEVICE (bench/compare.py, PyTorch at $CMP_PRECISION, sizes $CMP_SIZES)"
+if "$PYTHON" -c "import torch" 2>/dev/null; then
+  check "compare.py" timeout "$CMP_TIMEOUT" "$PYTHON" bench/compare.py --cogrpo "$BIN" --device "$DEVICE" \
+    --precision "$CMP_PRECISION" --sizes "$CMP_SIZES" --seqs "$CMP_SEQS" --steps 16 --train-steps 3 \
+    --json "$OUT/compare-$DEVICE.json"
+else
+  echo "SKIP compare.py: $PYTHON cannot import torch"
+fi
 
 if [ "$DEVICE" = cuda ]; then
   kill $MEM_PID 2>/dev/null
