@@ -1,5 +1,7 @@
 //! The random choices of a generation step, on the host in float64: which
-//! positions (uniformly, or by Gumbel-perturbed confidence) and which tokens.
+//! positions (uniformly, or by Gumbel-perturbed confidence) and which tokens
+//! (on a device, the tokens are drawn there the same way:
+//! [`crate::device_draw`]).
 //!
 //! Zheng et al. 2024: Gumbel-max in float32 truncates the noise (at about
 //! 16.6) and silently lowers the temperature, so tokens are drawn by

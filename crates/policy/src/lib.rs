@@ -14,6 +14,7 @@
 pub mod autoregressive;
 pub mod categorical;
 mod decide;
+pub mod device_draw;
 pub mod draw;
 pub mod factors;
 pub mod insertion;

@@ -13,7 +13,8 @@
 //! 3. **logits** of the rows that reveal something, with guidance: the
 //!    observation's logits, or one batched forward at only the positions
 //!    read (Zheng et al.: a first-hitting step reads one position, not all);
-//! 4. **tokens**, drawn in float64 ([`crate::draw`]); confidence selection
+//! 4. **tokens**, drawn in float64 ([`crate::draw`], on a device
+//!    [`crate::device_draw`]); confidence selection
 //!    keeps the most confident candidates. The transition writes them.
 //!
 //! A step where no row reveals anything and no policy observes costs no
@@ -44,6 +45,7 @@ use mdm::Denoiser;
 use rand::rngs::StdRng;
 
 use crate::decide::Decision;
+use crate::device_draw::draw_on_device;
 use crate::draw::{Draw, most_confident};
 use crate::learned::SchedulePolicy;
 use crate::learned::components::Component;
@@ -52,6 +54,7 @@ use crate::network::scale_column;
 use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
 use crate::sampler::{GenerationStats, SamplerError};
 use crate::schedule::{SamplerConfig, SamplerKind};
+use envs::seeding::uniform_f64;
 use mdm::Kernels;
 
 /// How the schedule policy acts.
@@ -106,10 +109,29 @@ impl<B: Kernels> Observation<B> {
     }
 }
 
-/// Token logits on the host and each revealing row's block of them.
-struct TokenLogits {
-    host: Vec<f32>,
+/// Token logits on the device (and on the host when an observation already
+/// brought them there), and each revealing row's block of them.
+struct TokenLogits<B: Backend> {
+    logits: Tensor<B, 2>,
+    host: Option<Vec<f32>>,
     blocks: Vec<Block>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests run step 4 on either side on the CPU backend.
+    pub(crate) static DRAW_ON_DEVICE: std::cell::Cell<Option<bool>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Whether step 4 draws on the device: unless the backend's tensors are in
+/// host memory anyway ([`Kernels::HOST_MEMORY`]).
+fn draws_on_device<B: Kernels>() -> bool {
+    #[cfg(test)]
+    if let Some(forced) = DRAW_ON_DEVICE.with(|c| c.get()) {
+        return forced;
+    }
+    !B::HOST_MEMORY
 }
 
 impl<B: Kernels> Rollout<'_, B> {
@@ -260,14 +282,13 @@ impl<B: Kernels> Rollout<'_, B> {
         if !revealing.is_empty() {
             let logits = self.token_logits(canvas, &decisions, &revealing, observed, stats);
             // 4. Tokens, and the transition.
-            for (block, &a) in logits.blocks.iter().zip(&revealing) {
+            let draws = match draws_on_device::<B>() {
+                true => device_draws(&decisions, &revealing, logits, &mut rngs),
+                false => self.host_draws(&decisions, &revealing, logits, &mut rngs),
+            };
+            for (row_draws, &a) in draws.into_iter().zip(&revealing) {
                 let d = &mut decisions[a];
-                let at = |pos: usize| {
-                    let i = block.0.binary_search(&pos).expect("a position read");
-                    let v = self.model.vocab_size();
-                    &logits.host[(block.1 + i) * v..(block.1 + i + 1) * v]
-                };
-                for draw in draw_tokens(d, at, &mut rngs[a]) {
+                for draw in row_draws {
                     canvas.reveal(d.row, draw.position, draw.token);
                     if let Some(rec) = &mut d.record {
                         rec.revealed.push(draw.position);
@@ -317,6 +338,31 @@ impl<B: Kernels> Rollout<'_, B> {
         }
     }
 
+    /// Step 4 on the host: each revealing row's draws from the logits read
+    /// back.
+    fn host_draws(
+        &self,
+        decisions: &[Decision],
+        revealing: &[usize],
+        logits: TokenLogits<B>,
+        rngs: &mut [StdRng],
+    ) -> Vec<Vec<Draw>> {
+        let host = logits.host.unwrap_or_else(|| logits_to_host(logits.logits));
+        let v = self.model.vocab_size();
+        logits
+            .blocks
+            .iter()
+            .zip(revealing)
+            .map(|(block, &a)| {
+                let at = |pos: usize| {
+                    let i = block.0.binary_search(&pos).expect("a position read");
+                    &host[(block.1 + i) * v..(block.1 + i + 1) * v]
+                };
+                draw_tokens(&decisions[a], at, &mut rngs[a])
+            })
+            .collect()
+    }
+
     /// Step 3: the guided logits of the `revealing` decisions at the
     /// positions their tokens are drawn from. A guided row costs one more
     /// denoiser evaluation (the prompt-masked branch).
@@ -327,7 +373,7 @@ impl<B: Kernels> Rollout<'_, B> {
         revealing: &[usize],
         observed: Option<Observation<B>>,
         stats: &mut GenerationStats,
-    ) -> TokenLogits {
+    ) -> TokenLogits<B> {
         let rows: Vec<usize> = revealing.iter().map(|&a| decisions[a].row).collect();
         let guidance: Vec<f64> = revealing
             .iter()
@@ -335,11 +381,11 @@ impl<B: Kernels> Rollout<'_, B> {
             .collect();
         let guided_any = guidance.iter().any(|&w| w != 0.0);
         let network = Instant::now();
-        let (host, blocks) = match observed {
+        let (logits, host, blocks) = match observed {
             // The observation already holds the conditional logits.
             Some(obs) if !guided_any => {
                 let blocks = revealing.iter().map(|&a| obs.blocks[a].clone()).collect();
-                (obs.host, blocks)
+                (obs.logits, Some(obs.host), blocks)
             }
             Some(obs) => {
                 let queries: Vec<Vec<usize>> = revealing
@@ -370,7 +416,7 @@ impl<B: Kernels> Rollout<'_, B> {
                     uncond,
                     scale_column(&queries, &guidance, &self.device),
                 );
-                (logits_to_host(logits), blocks_of(queries))
+                (logits, None, blocks_of(queries))
             }
             None => {
                 let queries: Vec<Vec<usize>> = revealing
@@ -388,7 +434,7 @@ impl<B: Kernels> Rollout<'_, B> {
                 for &r in &rows {
                     stats.nfe[r] += 1;
                 }
-                (logits_to_host(logits), blocks_of(queries))
+                (logits, None, blocks_of(queries))
             }
         };
         stats.network_s += network.elapsed().as_secs_f64();
@@ -397,7 +443,11 @@ impl<B: Kernels> Rollout<'_, B> {
                 stats.nfe[r] += 1;
             }
         }
-        TokenLogits { host, blocks }
+        TokenLogits {
+            logits,
+            host,
+            blocks,
+        }
     }
 }
 
@@ -410,6 +460,66 @@ fn blocks_of(queries: Vec<Vec<usize>>) -> Vec<Block> {
             let start = offset;
             offset += q.len();
             (q, start)
+        })
+        .collect()
+}
+
+/// Step 4 on the device ([`crate::device_draw`]): every revealing row's
+/// positions in the host path's order (the picks, or every masked position
+/// for confidence selection), one uniform each from the row's stream as
+/// the host path reads them, all drawn at once; then confidence selection
+/// on the host, from the rows' streams as before.
+fn device_draws<B: Kernels>(
+    decisions: &[Decision],
+    revealing: &[usize],
+    logits: TokenLogits<B>,
+    rngs: &mut [StdRng],
+) -> Vec<Vec<Draw>> {
+    let (mut index, mut positions, mut temperatures, mut uniforms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut counts = Vec::with_capacity(revealing.len());
+    for (block, &a) in logits.blocks.iter().zip(revealing) {
+        let d = &decisions[a];
+        let at = d.picks.as_ref().unwrap_or(&d.masked);
+        for &pos in at {
+            let i = block.0.binary_search(&pos).expect("a position read");
+            index.push((block.1 + i) as i32);
+            positions.push(pos);
+            let t = d.action.temperature;
+            temperatures.push(t);
+            uniforms.push(if t > 0.0 {
+                uniform_f64(&mut rngs[a])
+            } else {
+                0.0
+            });
+        }
+        counts.push(at.len());
+    }
+    let device = logits.logits.device();
+    let k = index.len();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), &device);
+    let drawn = draw_on_device(
+        logits.logits.select(0, index),
+        &positions,
+        &temperatures,
+        &uniforms,
+    );
+    let mut drawn = drawn.into_iter();
+    revealing
+        .iter()
+        .zip(counts)
+        .map(|(&a, count)| {
+            let d = &decisions[a];
+            let row: Vec<Draw> = drawn.by_ref().take(count).collect();
+            match d.picks {
+                Some(_) => row,
+                None => most_confident(
+                    row,
+                    d.action.reveal,
+                    d.action.remask_temperature,
+                    &mut rngs[a],
+                ),
+            }
         })
         .collect()
 }

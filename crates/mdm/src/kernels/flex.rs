@@ -142,6 +142,8 @@ pub(super) fn attention_lse(
 }
 
 impl Kernels for Flex {
+    const HOST_MEMORY: bool = true;
+
     fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
         if !all_f32(&[x.dtype(), gamma.dtype()]) {
             return generic::rms_norm(x, gamma, eps);

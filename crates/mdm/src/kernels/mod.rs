@@ -62,6 +62,13 @@ pub struct Heads {
 /// `[rows, width]`; attention's `q`, `k`, `v` and output are
 /// `[batch * len, n_heads * head_dim]` with heads side by side in a row.
 pub trait Kernels: Backend {
+    /// Whether this backend's tensors live in host memory, so that reading
+    /// them on the host costs no transfer. The generation step then draws
+    /// tokens on the host; on a device it draws there and brings back three
+    /// numbers per position instead of a vocabulary of logits
+    /// (`policy::device_draw`).
+    const HOST_MEMORY: bool = false;
+
     /// `x / sqrt(mean(x^2) + eps) * gamma` over each row.
     fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
         generic::rms_norm(x, gamma, eps)
@@ -127,6 +134,8 @@ pub trait Kernels: Backend {
 }
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    const HOST_MEMORY: bool = B::HOST_MEMORY;
+
     fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
         B::rms_norm_ad(x, gamma, eps)
     }
