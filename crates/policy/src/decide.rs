@@ -96,7 +96,6 @@ impl<B: Kernels> Rollout<'_, B> {
         rngs: &mut [StdRng],
     ) -> Vec<Decision> {
         let keep = keep_records || self.policy.is_some();
-        let vocab = self.model.vocab_size();
         // The reference action, and the record of what the policy saw.
         let mut values = Vec::with_capacity(active.len());
         let mut decisions = Vec::with_capacity(active.len());
@@ -105,7 +104,7 @@ impl<B: Kernels> Rollout<'_, B> {
             let proposed = reference.action(n0[r], masked.len(), step, &mut rngs[a]);
             let v = Values::of(&proposed, masked.len());
             let record = keep.then(|| {
-                let seen = observed.map(|o| o.position_stats(a, vocab));
+                let seen = observed.map(|o| o.position_stats(a));
                 self.record(canvas, r, step, &masked, &v, seen.as_deref())
             });
             values.push(v);

@@ -1,4 +1,6 @@
-//! The token draws of a generation step on the device, in float64.
+//! What a generation step reads from the logits, on the device, in
+//! float64: the token draws, and the learned schedule's statistics of each
+//! position.
 //!
 //! On a GPU, copying the logits of every position a step draws at to the
 //! host bound the confidence sampler (a candidate at every masked position:
@@ -11,13 +13,15 @@
 //! the host from the rows' streams, in the host path's order, so a
 //! trajectory is the same on either path: the same tokens wherever a
 //! uniform does not fall within rounding (~1e-16) of a CDF boundary, and
-//! log-probabilities equal to rounding.
+//! log-probabilities equal to rounding. Likewise a learned schedule's
+//! observation computes its [`PositionStats`] where the logits are.
 
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use mdm::Kernels;
 
 use crate::draw::Draw;
+use crate::learned::features::PositionStats;
 
 /// One draw per row of `logits` (`[n, vocab]`, untempered, on the device):
 /// row `i` at `temperatures[i]` with `uniforms[i]` (greedy at temperature
@@ -93,6 +97,41 @@ pub fn draw_on_device<B: Kernels>(
         .collect()
 }
 
+/// [`PositionStats::of`] of every row of `logits` (`[n, vocab]`), in
+/// float64 on the device: the learned schedule's view of each position
+/// (top probability, margin to the second, entropy over `ln V`), three
+/// numbers per row brought back.
+pub fn position_stats_on_device<B: Kernels>(logits: Tensor<B, 2>) -> Vec<PositionStats> {
+    let [n, vocab] = logits.dims();
+    if n == 0 {
+        return Vec::new();
+    }
+    let z = logits.cast(FloatDType::F64);
+    let e = (z.clone() - z.max_dim(1)).exp();
+    let p = e.clone() / e.sum_dim(1);
+    let top = match vocab {
+        1 => Tensor::cat(vec![p.clone(), p.zeros_like()], 1),
+        _ => p.clone().topk(2, 1),
+    };
+    let (p1, p2) = (top.clone().narrow(1, 0, 1), top.narrow(1, 1, 1));
+    // -sum p ln p, with 0 ln 0 = 0.
+    let zero = p.clone().lower_equal_elem(0.0);
+    let h = (p.clone() * p.log()).mask_fill(zero, 0.0).sum_dim(1).neg();
+    let norm = (vocab.max(2) as f64).ln();
+    let host: Vec<f64> = Tensor::cat(vec![p1.clone(), p1 - p2, h / norm], 1)
+        .into_data()
+        .convert::<f64>()
+        .to_vec()
+        .expect("float64 statistics");
+    host.chunks(3)
+        .map(|r| PositionStats {
+            confidence: r[0],
+            margin: r[1],
+            entropy: r[2],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +180,33 @@ mod tests {
             assert_eq!((h.position, h.token), (d.position, d.token));
             assert!((h.log_prob - d.log_prob).abs() < 1e-12, "{h:?} {d:?}");
             assert!((h.confidence - d.confidence).abs() < 1e-12, "{h:?} {d:?}");
+        }
+    }
+
+    /// The policy's statistics of each position, on the device, are the
+    /// host's (random logits, a one-hot row, ties for the top).
+    #[test]
+    fn device_position_stats_are_the_host_ones() {
+        let mut rng = stream(&[43]);
+        let mut rows: Vec<Vec<f32>> = (0..60)
+            .map(|_| (0..23).map(|_| rng.random_range(-8.0..8.0)).collect())
+            .collect();
+        rows.push(
+            (0..23)
+                .map(|i| if i == 4 { 200.0 } else { -200.0 })
+                .collect(),
+        );
+        rows.push((0..23).map(|i| if i < 2 { 3.0 } else { 0.0 }).collect());
+        let device = position_stats_on_device(device_logits(&rows));
+        for (row, d) in rows.iter().zip(&device) {
+            let h = PositionStats::of(row);
+            for (a, b) in [
+                (h.confidence, d.confidence),
+                (h.margin, d.margin),
+                (h.entropy, d.entropy),
+            ] {
+                assert!((a - b).abs() < 1e-12, "{h:?} vs {d:?}");
+            }
         }
     }
 
@@ -200,6 +266,13 @@ mod tests {
             };
             let (host, device) = (run(false), run(true));
             let case = format!("{:?} policy {with_policy}", reference.kind);
+            let observed = host
+                .iter()
+                .any(|t| t.steps.iter().any(|s| !s.state_features.is_empty()));
+            assert_eq!(
+                observed, *with_policy,
+                "{case}: the policy's features are compared"
+            );
             for (h, d) in host.iter().zip(&device) {
                 assert_eq!(h.final_tokens, d.final_tokens, "{case}");
                 assert_eq!(h.steps.len(), d.steps.len(), "{case}");
@@ -212,6 +285,13 @@ mod tests {
                     for (a, b) in hs.token_log_probs.iter().zip(&ds.token_log_probs) {
                         assert!((a - b).abs() < 1e-12, "{case}: {a} vs {b}");
                     }
+                    // What the policy saw and did: features, the schedule
+                    // sample and its log-probability.
+                    assert_eq!(hs.state_features, ds.state_features, "{case}");
+                    assert_eq!(hs.candidate_features, ds.candidate_features, "{case}");
+                    assert_eq!(hs.schedule_raw, ds.schedule_raw, "{case}");
+                    let (a, b) = (hs.schedule_log_prob, ds.schedule_log_prob);
+                    assert!((a - b).abs() < 1e-12, "{case}: {a} vs {b}");
                 }
             }
         }

@@ -45,7 +45,7 @@ use mdm::Denoiser;
 use rand::rngs::StdRng;
 
 use crate::decide::Decision;
-use crate::device_draw::draw_on_device;
+use crate::device_draw::{draw_on_device, position_stats_on_device};
 use crate::draw::{Draw, most_confident};
 use crate::learned::SchedulePolicy;
 use crate::learned::components::Component;
@@ -90,8 +90,11 @@ pub struct Rollout<'a, B: Kernels> {
 pub(crate) struct Observation<B: Backend> {
     /// `[sum of masked counts, vocab]` on the device (conditional, untempered).
     pub logits: Tensor<B, 2>,
-    /// The same on the host.
-    pub host: Vec<f32>,
+    /// The same on the host, where the step draws there.
+    pub host: Option<Vec<f32>>,
+    /// What the policy reads of each row of `logits` (computed where the
+    /// logits are).
+    pub stats: Vec<PositionStats>,
     /// Per active row: its masked positions and their first row in `logits`.
     pub blocks: Vec<Block>,
 }
@@ -101,11 +104,9 @@ pub(crate) type Block = (Vec<usize>, usize);
 
 impl<B: Kernels> Observation<B> {
     /// What active row `a`'s policy features are computed from.
-    pub fn position_stats(&self, a: usize, vocab: usize) -> Vec<PositionStats> {
+    pub fn position_stats(&self, a: usize) -> Vec<PositionStats> {
         let (positions, start) = &self.blocks[a];
-        (0..positions.len())
-            .map(|i| PositionStats::of(&self.host[(start + i) * vocab..][..vocab]))
-            .collect()
+        self.stats[*start..start + positions.len()].to_vec()
     }
 }
 
@@ -119,14 +120,15 @@ struct TokenLogits<B: Backend> {
 
 #[cfg(test)]
 thread_local! {
-    /// Tests run step 4 on either side on the CPU backend.
+    /// Tests run the step's reads on either side on the CPU backend.
     pub(crate) static DRAW_ON_DEVICE: std::cell::Cell<Option<bool>> =
         const { std::cell::Cell::new(None) };
 }
 
-/// Whether step 4 draws on the device: unless the backend's tensors are in
-/// host memory anyway ([`Kernels::HOST_MEMORY`]).
-fn draws_on_device<B: Kernels>() -> bool {
+/// Whether the step reads the logits on the device (the policy's features,
+/// the token draws): unless the backend's tensors are in host memory anyway
+/// ([`Kernels::HOST_MEMORY`]).
+fn on_device<B: Kernels>() -> bool {
     #[cfg(test)]
     if let Some(forced) = DRAW_ON_DEVICE.with(|c| c.get()) {
         return forced;
@@ -282,7 +284,7 @@ impl<B: Kernels> Rollout<'_, B> {
         if !revealing.is_empty() {
             let logits = self.token_logits(canvas, &decisions, &revealing, observed, stats);
             // 4. Tokens, and the transition.
-            let draws = match draws_on_device::<B>() {
+            let draws = match on_device::<B>() {
                 true => device_draws(&decisions, &revealing, logits, &mut rngs),
                 false => self.host_draws(&decisions, &revealing, logits, &mut rngs),
             };
@@ -325,7 +327,15 @@ impl<B: Kernels> Rollout<'_, B> {
             &masked,
             &self.device,
         );
-        let host = logits_to_host(logits.clone());
+        let (host, position_stats) = match on_device::<B>() {
+            true => (None, position_stats_on_device(logits.clone())),
+            false => {
+                let host = logits_to_host(logits.clone());
+                let v = self.model.vocab_size();
+                let stats = host.chunks(v).map(PositionStats::of).collect();
+                (Some(host), stats)
+            }
+        };
         stats.network_s += network.elapsed().as_secs_f64();
         stats.forwards += 1;
         for &r in active {
@@ -334,6 +344,7 @@ impl<B: Kernels> Rollout<'_, B> {
         Observation {
             logits,
             host,
+            stats: position_stats,
             blocks: blocks_of(masked),
         }
     }
@@ -385,7 +396,7 @@ impl<B: Kernels> Rollout<'_, B> {
             // The observation already holds the conditional logits.
             Some(obs) if !guided_any => {
                 let blocks = revealing.iter().map(|&a| obs.blocks[a].clone()).collect();
-                (obs.logits, Some(obs.host), blocks)
+                (obs.logits, obs.host, blocks)
             }
             Some(obs) => {
                 let queries: Vec<Vec<usize>> = revealing
