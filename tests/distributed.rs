@@ -139,6 +139,27 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
     );
     let file = "arms/joint/checkpoints/step-00000003/schedule.mpk";
     assert!(bytes(&single, file) == bytes(&dist, file), "{file} differs");
+    // One process with two ranks (`--devices 2`: burn-collective's local
+    // all-reduce between two replicas) sums the same way.
+    let local = tmp.path().join("local");
+    let o = cogrpo(&[
+        "run",
+        "-c",
+        CONFIG,
+        "--set",
+        &set_out(&local),
+        "--set",
+        "run.threads=1",
+        "--devices",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let file = "arms/joint/checkpoints/step-00000003/model.safetensors";
+    assert!(
+        tensors(&single, file) == tensors(&local, file),
+        "--devices 2: {file} differs"
+    );
+
     // Rank 0 reports; rank 1 only computes.
     assert!(log0.contains("report:"), "{log0}");
     assert!(
