@@ -343,8 +343,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scatter<'_, B> {
 mod tests {
     use super::*;
     use crate::distributed::Launch;
-    use crate::parallel::loss_and_grads;
     use crate::parallel::tests::{flat_grads, tiny_model_and_batch};
+    use crate::parallel::{loss_and_grads, replica};
     use burn::backend::Flex;
 
     /// Two ranks in one process (two "devices" of the CPU backend, through
@@ -367,7 +367,9 @@ mod tests {
         let results: Vec<(f64, GradientsParams, Vec<Shared>)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..2)
                 .map(|local| {
-                    let (cluster, model, shards) = (&cluster, model.clone(), &shards);
+                    // Each rank its own replica: threads that share one
+                    // autodiff graph can deadlock in burn 0.21.
+                    let (cluster, model, shards) = (&cluster, replica(&model), &shards);
                     s.spawn(move || {
                         let world = World::join::<Flex>(cluster, local, &device)?;
                         let mine = (
