@@ -28,10 +28,7 @@ impl Job for Pretrain {
     fn run<B: AutodiffKernels>(self, device: B::Device, world: &World) -> anyhow::Result<()> {
         let task = tasks::build(&self.cfg)?;
         let run = run_dir::<B>(&self.cfg, world, &device)?;
-        let mut log = match world.is_writer() {
-            true => Scalars::open(&run.tb_dir())?,
-            false => Scalars::disabled(),
-        };
+        let mut log = Scalars::for_rank(&run.tb_dir(), world)?;
         let result = pretrain::pretrain::<B>(
             &self.cfg,
             task.as_ref(),
@@ -181,10 +178,7 @@ impl Job for TrainJob {
         }
         let run = run_dir::<B>(cfg, world, &device)?;
         let dir = grpo::arms::arm_dir(&run, self.mode);
-        let mut log = match world.is_writer() {
-            true => Scalars::open(&run.tb_dir().join(self.mode.name()))?,
-            false => Scalars::disabled(),
-        };
+        let mut log = Scalars::for_rank(&run.tb_dir().join(self.mode.name()), world)?;
         let trained = grpo::trainer::train_arm::<B>(
             cfg,
             task.as_ref(),

@@ -62,6 +62,15 @@ impl Scalars {
         }
     }
 
+    /// The log of rank 0 in `dir`; the other ranks of a distributed run
+    /// record nothing (they compute what rank 0 logs).
+    pub fn for_rank(dir: &Path, world: &crate::distributed::World) -> anyhow::Result<Self> {
+        match world.is_writer() {
+            true => Self::open(dir),
+            false => Ok(Self::disabled()),
+        }
+    }
+
     /// A log that records nothing (for tests and benchmarks).
     pub fn disabled() -> Self {
         Self {

@@ -178,10 +178,17 @@ pub fn pretrain<B: AutodiffKernels>(
                 (dcfg.vocab_size, dcfg.max_len),
                 &mut rng,
             );
-            let (value, grads) = match batch.split(world.size).get(world.rank) {
+            // This rank's rows (one rank: the batch itself, not a copy);
+            // none when the batch has fewer rows than there are ranks.
+            let rows = batch.rows();
+            let mine = match world.size {
+                1 => Some(batch),
+                n => batch.split(n).into_iter().nth(world.rank),
+            };
+            let (value, grads) = match &mine {
                 Some(mine) => {
                     let scale = 1.0 / p.grad_accum as f64;
-                    shard_loss_and_grads(&model, mine, batch.rows(), scale, threads, device)
+                    shard_loss_and_grads(&model, mine, rows, scale, threads, device)
                 }
                 None => (0.0, Default::default()),
             };
