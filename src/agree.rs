@@ -2,6 +2,10 @@
 //! the same logits. The GPU's float32 kernels (fused attention, other
 //! reduction orders) differ from the CPU's by rounding only; a relative
 //! error above the bound means a kernel or a weight transfer is wrong.
+//!
+//! The bound depends on `run.precision` (`mdm::kernels::precision`): TF32
+//! matmuls keep 11 significant bits of each operand, float32-accurate
+//! split products about 20.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +15,21 @@ use envs::Task;
 use mdm::Denoiser;
 use mdm::Kernels;
 
-/// Largest `max |cpu - gpu| / max |cpu|` accepted, in float32.
-pub const BOUND: f64 = 1e-3;
+/// Largest `max |cpu - gpu| / max |cpu|` accepted with float32-accurate
+/// matmuls (`--precision f32`).
+pub const F32_BOUND: f64 = 1e-4;
+
+/// The same with TF32 matmuls (`--precision tf32`, the default): 2^-11 per
+/// product, grown through the layers; 3.1e-3 was measured on an H200
+/// (docs/performance.md), PyTorch's own TF32 mode deviates likewise.
+pub const TF32_BOUND: f64 = 1e-2;
+
+fn bound() -> f64 {
+    match mdm::kernels::precision::matmul_precision() {
+        mdm::MatmulPrecision::F32 => F32_BOUND,
+        mdm::MatmulPrecision::Tf32 => TF32_BOUND,
+    }
+}
 
 /// Inputs: test prompts with the answer fully masked (even rows) or with
 /// its first half revealed (odd rows), the states a sampler sees.
@@ -68,13 +85,13 @@ fn gpu_logits(
             &device,
         )
     };
-    let gpu: Vec<f32> = t(&a)
-        .matmul(t(&b))
+    let gpu: Vec<f32> = mdm::kernels::precision::matmul(t(&a), t(&b))
         .into_data()
         .to_vec()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     println!(
-        "agree: 256x256x256 float32 matmul on the GPU: relative error {:.3e} (TF32 would give ~1e-3)",
+        "agree: 256x256x256 float32 matmul on the GPU ({:?}): relative error {:.3e} (TF32 gives ~1e-3)",
+        mdm::kernels::precision::matmul_precision(),
         Deviation::of(&exact, &gpu).relative()
     );
     let flex = burn::backend::flex::FlexDevice;
@@ -146,7 +163,7 @@ fn gpu_logits(
 }
 
 /// Compares CPU and GPU logits of `source` on `rows` test inputs; an error
-/// when they disagree beyond [`BOUND`].
+/// when they disagree beyond the bound of the precision in use.
 pub fn agree(cfg: &ExperimentConfig, source: PathBuf, rows: usize) -> anyhow::Result<()> {
     let task = tasks::build(cfg)?;
     let mask_id = task.vocab().mask_id();
@@ -168,17 +185,19 @@ pub fn agree(cfg: &ExperimentConfig, source: PathBuf, rows: usize) -> anyhow::Re
     let deviation = Deviation::of(&cpu, &gpu);
     let (max_diff, scale, rel) = (deviation.max_diff, deviation.scale, deviation.relative());
     let finite = gpu.iter().all(|x| x.is_finite());
+    let bound = bound();
     println!(
-        "agree: {} ({} rows x {} positions x {} logits): max |cpu - gpu| = {max_diff:.3e}, max |cpu| = {scale:.3}, relative {rel:.3e} (bound {BOUND:.0e})",
+        "agree: {} ({} rows x {} positions x {} logits, {:?} matmuls): max |cpu - gpu| = {max_diff:.3e}, max |cpu| = {scale:.3}, relative {rel:.3e} (bound {bound:.0e})",
         source.display(),
         input.1,
         input.2,
-        cpu.len() / (input.1 * input.2).max(1)
+        cpu.len() / (input.1 * input.2).max(1),
+        mdm::kernels::precision::matmul_precision(),
     );
     anyhow::ensure!(finite, "the GPU logits contain NaN or infinity");
     anyhow::ensure!(
-        rel < BOUND,
-        "CPU and GPU logits disagree: relative error {rel:.3e} >= {BOUND:.0e}"
+        rel < bound,
+        "CPU and GPU logits disagree: relative error {rel:.3e} >= {bound:.0e}"
     );
     println!("agree: OK");
     Ok(())

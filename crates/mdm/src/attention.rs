@@ -8,6 +8,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 pub use crate::kernels::Visibility;
+use crate::kernels::precision::linear;
 use crate::kernels::{Heads, Kernels, RopeAt};
 use crate::rope::Rope;
 
@@ -110,9 +111,9 @@ impl<B: Kernels> Attention<B> {
         };
         // softmax(q k^T / sqrt(d_h)) v, with the scale folded into q's rotation.
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = B::rope(self.q.forward(x.clone()), rope, at(scale));
-        let k = B::rope(self.k.forward(x.clone()), rope, at(1.0));
-        let v = self.v.forward(x);
+        let q = B::rope(linear(&self.q, x.clone()), rope, at(scale));
+        let k = B::rope(linear(&self.k, x.clone()), rope, at(1.0));
+        let v = linear(&self.v, x);
         let (k, v) = match ctx.cache.as_mut() {
             Some(cache) => cache.append(layer, k, v, batch),
             None => (k, v),
@@ -121,6 +122,6 @@ impl<B: Kernels> Attention<B> {
             batch,
             n_heads: self.n_heads,
         };
-        self.proj.forward(B::attend(q, k, v, heads, ctx.visibility))
+        linear(&self.proj, B::attend(q, k, v, heads, ctx.visibility))
     }
 }

@@ -32,5 +32,6 @@ pub mod weights;
 
 pub use attention::KvCache;
 pub use config::{ConfigError, DenoiserConfig, Family};
+pub use kernels::precision::{MatmulPrecision, set_matmul_precision};
 pub use kernels::{AutodiffKernels, Kernels};
 pub use model::Denoiser;

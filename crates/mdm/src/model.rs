@@ -19,6 +19,7 @@ use crate::attention::{Attention, Context, KvCache, Visibility};
 use crate::config::{DenoiserConfig, Family};
 use crate::init::ParamFactory;
 use crate::kernels::Kernels;
+use crate::kernels::precision::linear;
 use crate::rope::Rope;
 
 /// Model parameter ids start here (see `init`); other modules use other bases.
@@ -37,8 +38,8 @@ pub struct SwiGlu<B: Backend> {
 
 impl<B: Kernels> SwiGlu<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.w3
-            .forward(B::swiglu(self.w1.forward(x.clone()), self.w2.forward(x)))
+        let (w1, w2) = (linear(&self.w1, x.clone()), linear(&self.w2, x));
+        linear(&self.w3, B::swiglu(w1, w2))
     }
 }
 
@@ -207,18 +208,13 @@ impl<B: Kernels> Denoiser<B> {
         let x = norm(&self.ln_f, x);
         let bos_rows: Vec<i32> = (0..batch).map(|b| (b * len) as i32).collect();
         let bos_rows = Tensor::from_data(TensorData::new(bos_rows, [batch]), &x.device());
-        let stop = stop_head
-            .forward(x.clone().select(0, bos_rows))
-            .reshape([batch]);
-        let logits = self
-            .lm_head
-            .forward(x)
-            .reshape([batch, len, self.vocab_size]);
+        let stop = linear(stop_head, x.clone().select(0, bos_rows)).reshape([batch]);
+        let logits = linear(&self.lm_head, x).reshape([batch, len, self.vocab_size]);
         (logits, stop)
     }
 
     fn head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.lm_head.forward(norm(&self.ln_f, x))
+        linear(&self.lm_head, norm(&self.ln_f, x))
     }
 
     fn visibility(&self) -> Visibility {

@@ -6,9 +6,8 @@
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-#[cfg(doc)]
-use crate::kernels::Kernels;
-use crate::kernels::RopeAt;
+use crate::kernels::precision::matmul;
+use crate::kernels::{Kernels, RopeAt};
 
 /// Rotary tables for all heads at once: `cos` and `sin` of shape
 /// `[max_len, n_heads * head_dim]` (each head's half-table repeated), and the
@@ -67,7 +66,9 @@ impl<B: Backend> Rope<B> {
     pub fn head_dim(&self) -> usize {
         self.rotate.dims()[0]
     }
+}
 
+impl<B: Kernels> Rope<B> {
     /// Rotates the projection `x` of shape `[batch * len, n_heads * head_dim]`
     /// (positions `start..start + len` in each sequence) and multiplies it by
     /// `scale`, in burn's generic ops (fused backends: [`Kernels::rope`]).
@@ -84,11 +85,8 @@ impl<B: Backend> Rope<B> {
         // sequence: the broadcast shape burn's CPU kernels vectorise.
         let row =
             |t: &Tensor<B, 2>| (t.clone().narrow(0, start, len) * scale).reshape([1, len * width]);
-        let rotated = x
-            .clone()
-            .reshape([n * width / head_dim, head_dim])
-            .matmul(self.rotate.clone())
-            .reshape([batch, len * width]);
+        let heads = x.clone().reshape([n * width / head_dim, head_dim]);
+        let rotated = matmul(heads, self.rotate.clone()).reshape([batch, len * width]);
         (x.reshape([batch, len * width]) * row(&self.cos) + rotated * row(&self.sin))
             .reshape([n, width])
     }

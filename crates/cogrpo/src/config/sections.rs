@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use envs::{Problems, Validate};
-use mdm::{DenoiserConfig, Family};
+use mdm::{DenoiserConfig, Family, MatmulPrecision};
 use policy::SamplerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,11 @@ pub struct RunConfig {
     /// core; 1 on CUDA). Results are reproducible for a fixed count.
     #[serde(default)]
     pub threads: usize,
+    /// Float32 matmuls on a GPU: "tf32" (tensor cores, burn's default) or
+    /// "f32" (float32-accurate split products, `mdm::kernels::precision`).
+    /// The CPU computes in float32 either way.
+    #[serde(default)]
+    pub precision: MatmulPrecision,
     /// Continue a checkpoint even though the config changed what shapes its
     /// training (`config::resume`); the changed keys are printed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -7,7 +7,8 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::attention as fused_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::{Heads, Visibility};
+use super::precision::{self, matmul};
+use super::{Heads, Kernels, Visibility};
 
 /// Added to the score of a key a query may not see: far below any real
 /// score, so its softmax weight is exactly 0 in float32, yet finite (no NaN
@@ -54,7 +55,7 @@ impl Visibility {
 
 /// Attention on `[batch * len, n_heads * head_dim]` rows: split into heads,
 /// attend, merge.
-pub fn attention<B: Backend>(
+pub fn attention<B: Kernels>(
     q: Tensor<B, 2>,
     k: Tensor<B, 2>,
     v: Tensor<B, 2>,
@@ -78,7 +79,7 @@ pub fn attention<B: Backend>(
 }
 
 /// `softmax(q k^T + hidden) v` on `[batch, heads, len, head_dim]`.
-fn attend<B: Backend>(
+fn attend<B: Kernels>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
@@ -88,11 +89,12 @@ fn attend<B: Backend>(
     let k_len = k.dims()[2];
     let device = q.device();
     let hidden = visibility.hidden(batch, q_len, k_len);
-    if B::ad_enabled(&device) {
+    if B::ad_enabled(&device) || precision::splits::<B>() {
         // Training: burn differentiates softmax op by op, and its 4-D
         // broadcasts are strided loops on the CPU; in 2-D they take the
-        // fast paths (2.4x faster forward + backward here).
-        let mut scores = q.matmul(k.swap_dims(2, 3));
+        // fast paths (2.4x faster forward + backward here). Float32
+        // precision on TF32 hardware: the fused kernel's products are TF32.
+        let mut scores = matmul(q, k.swap_dims(2, 3));
         if let Some(hidden) = hidden {
             let bias: Vec<f32> = hidden
                 .iter()
@@ -103,9 +105,8 @@ fn attend<B: Backend>(
             scores = scores + bias.expand([batch, n_heads, q_len, k_len]);
         }
         let rows = batch * n_heads * q_len;
-        softmax(scores.reshape([rows, k_len]), 1)
-            .reshape([batch, n_heads, q_len, k_len])
-            .matmul(v)
+        let weights = softmax(scores.reshape([rows, k_len]), 1);
+        matmul(weights.reshape([batch, n_heads, q_len, k_len]), v)
     } else {
         // Inference: the backend's fused attention kernel.
         let mask = hidden.map(|h| {

@@ -13,6 +13,7 @@ pub mod cpu;
 mod flex;
 mod flex_ad;
 pub mod generic;
+pub mod precision;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +69,10 @@ pub trait Kernels: Backend {
     /// numbers per position instead of a vocabulary of logits
     /// (`policy::device_draw`).
     const HOST_MEMORY: bool = false;
+
+    /// Whether this backend runs float32 matmuls as TF32 on tensor cores,
+    /// so that [`precision::MatmulPrecision::F32`] has to split them.
+    const TF32_MATMUL: bool = false;
 
     /// `x / sqrt(mean(x^2) + eps) * gamma` over each row.
     fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
@@ -135,6 +140,7 @@ pub trait Kernels: Backend {
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     const HOST_MEMORY: bool = B::HOST_MEMORY;
+    const TF32_MATMUL: bool = B::TF32_MATMUL;
 
     fn rms_norm(x: Tensor<Self, 2>, gamma: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
         B::rms_norm_ad(x, gamma, eps)
@@ -160,8 +166,11 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 }
 
 /// The GPU keeps burn's generic ops (and its fused attention for inference).
+/// Its float32 matmuls are TF32 (`precision`).
 #[cfg(feature = "cuda")]
-impl Kernels for burn::backend::Cuda {}
+impl Kernels for burn::backend::Cuda {
+    const TF32_MATMUL: bool = true;
+}
 
 /// An autodiff backend whose inner (inference) backend runs the denoiser
 /// too: what training code asks for.
