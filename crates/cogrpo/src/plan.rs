@@ -40,7 +40,7 @@ impl Plan {
             // The rollouts of one iteration are sampled as one batch; the
             // update runs micro-batches of `micro_batch_tokens` (0: all).
             let rollout_rows = (c.prompts_per_iteration as u64 * c.group_size as u64) * l;
-            let update_rows = match c.micro_batch_tokens {
+            let update_rows = match c.micro_batch_tokens_on(cfg.run.device) {
                 0 => rollout_rows,
                 n => (n as u64).min(rollout_rows),
             };

@@ -20,7 +20,7 @@ use mdm::{Denoiser, Family};
 use policy::{Sampler, SamplerConfig, SamplerKind};
 use serde::Serialize;
 
-use crate::config::{DEFAULT_MICRO_BATCH_TOKENS, ExperimentConfig};
+use crate::config::{ExperimentConfig, micro_batch_tokens};
 use crate::families::{Decoding, TrainingBatch, training_row};
 use crate::optim::adamw;
 use crate::parallel::loss_and_grads;
@@ -118,14 +118,13 @@ pub fn bench<B: AutodiffKernels>(
         let t = opts.grpo_steps.min(seq_len);
         let (records, adv) =
             grpo_update::synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
-        let micro = cfg
-            .cogrpo
-            .as_ref()
-            .map_or(DEFAULT_MICRO_BATCH_TOKENS, |c| c.micro_batch_tokens);
+        let configured = cfg.cogrpo.as_ref().and_then(|c| c.micro_batch_tokens);
+        let micro = micro_batch_tokens(configured, cfg.run.device);
         let mut optim = AdamWConfig::new().init::<B, Denoiser<B>>();
         let mut update =
             |model| grpo_update::update(model, &mut optim, &records, &adv, threads, micro, device);
         model = update(model);
+        wait_for_device(&model, seq_len, device);
         let start = Instant::now();
         for _ in 0..opts.train_steps {
             model = update(model);

@@ -18,6 +18,8 @@ use envs::{Problems, Validate};
 use policy::{SamplerConfig, SamplerKind, SchedulePolicyConfig};
 use serde::{Deserialize, Serialize};
 
+use super::DeviceKind;
+
 /// What an arm updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,9 +145,10 @@ pub struct CogrpoConfig {
     /// Tokens (recorded canvases x canvas length) per forward/backward pass
     /// of the model update on each thread. The passes' gradients are summed,
     /// so only peak memory and float summation order depend on it; 0 puts a
-    /// thread's whole share in one pass.
-    #[serde(default = "default_micro_batch_tokens")]
-    pub micro_batch_tokens: usize,
+    /// thread's whole share in one pass. Unset: the device's default
+    /// ([`CogrpoConfig::micro_batch_tokens_on`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch_tokens: Option<usize>,
     /// Global gradient-norm bound of each optimizer; 0 off.
     #[serde(default = "default_grad_clip")]
     pub grad_clip: f64,
@@ -209,14 +212,30 @@ fn default_lr_schedule() -> f64 {
 fn default_alternate_every() -> usize {
     10
 }
-/// Default of [`CogrpoConfig::micro_batch_tokens`]. On a 64-canvas update
-/// of the 10M model at length 256 (2 threads), the process peaked at 10.1 GB
-/// with one pass per thread and at 2.5 GB with 2048 tokens per pass, which
-/// was also 14% faster (docs/performance.md, change 4).
+/// Default of [`CogrpoConfig::micro_batch_tokens`] on the CPU. On a
+/// 64-canvas update of the 10M model at length 256 (2 threads), the process
+/// peaked at 10.1 GB with one pass per thread and at 2.5 GB with 2048 tokens
+/// per pass, which was also 14% faster (docs/performance.md, change 4).
 pub const DEFAULT_MICRO_BATCH_TOKENS: usize = 2048;
 
-fn default_micro_batch_tokens() -> usize {
-    DEFAULT_MICRO_BATCH_TOKENS
+/// The same on a GPU, where small passes leave the device idle between
+/// launches: 2048 tokens per pass made the 50M update 0.16x PyTorch's
+/// one-pass update on an H200 (docs/performance.md, GPU).
+pub const DEFAULT_GPU_MICRO_BATCH_TOKENS: usize = 32768;
+
+/// The update's canvas tokens per pass: `configured`, else `device`'s default.
+pub fn micro_batch_tokens(configured: Option<usize>, device: DeviceKind) -> usize {
+    configured.unwrap_or(match device {
+        DeviceKind::Cpu => DEFAULT_MICRO_BATCH_TOKENS,
+        DeviceKind::Cuda => DEFAULT_GPU_MICRO_BATCH_TOKENS,
+    })
+}
+
+impl CogrpoConfig {
+    /// [`micro_batch_tokens`] of this config on `device`.
+    pub fn micro_batch_tokens_on(&self, device: DeviceKind) -> usize {
+        micro_batch_tokens(self.micro_batch_tokens, device)
+    }
 }
 fn default_weight_decay() -> f64 {
     0.0
@@ -478,18 +497,38 @@ mod tests {
         assert_eq!(UpdateMode::Joint.phase(5, 1, 3), (true, true));
     }
 
+    /// A minimal `[cogrpo]` section plus `extra` lines.
+    fn c(extra: &str) -> super::CogrpoConfig {
+        toml::from_str(&format!(
+            "iterations = 1\nsteps = 2\nreference = {{ kind = \"confidence\" }}\n{extra}"
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn evaluation_samples_tasks_without_prompts_unless_told_otherwise() {
-        let c = |extra: &str| -> super::CogrpoConfig {
-            toml::from_str(&format!(
-                "iterations = 1\nsteps = 2\nreference = {{ kind = \"confidence\" }}\n{extra}"
-            ))
-            .unwrap()
-        };
         // Greedy decoding of an empty prompt would score copies of one string.
         assert_eq!(c("").eval_temperature_for(0), 1.0);
         assert_eq!(c("").eval_temperature_for(16), 0.0);
         assert_eq!(c("eval_temperature = 0.0").eval_temperature_for(0), 0.0);
         assert_eq!(c("eval_temperature = 0.7").eval_temperature_for(16), 0.7);
+    }
+
+    #[test]
+    fn update_passes_default_by_device_and_a_set_value_wins() {
+        use super::super::DeviceKind::{Cpu, Cuda};
+        assert_eq!(c("").micro_batch_tokens_on(Cpu), 2048);
+        assert_eq!(c("").micro_batch_tokens_on(Cuda), 32768);
+        for set in [0, 512] {
+            let cfg = c(&format!("micro_batch_tokens = {set}"));
+            assert_eq!(cfg.micro_batch_tokens_on(Cpu), set);
+            assert_eq!(cfg.micro_batch_tokens_on(Cuda), set);
+        }
+        // Unset stays unset when the config is written back (run folders).
+        assert!(
+            !toml::to_string(&c(""))
+                .unwrap()
+                .contains("micro_batch_tokens")
+        );
     }
 }

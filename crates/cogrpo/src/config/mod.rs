@@ -19,7 +19,10 @@ use envs::{Problems, Validate};
 use policy::{SamplerConfig, SamplerKind};
 use serde::{Deserialize, Serialize};
 
-pub use grpo::{CogrpoConfig, DEFAULT_MICRO_BATCH_TOKENS, LossAggregation, TuneConfig, UpdateMode};
+pub use grpo::{
+    CogrpoConfig, DEFAULT_GPU_MICRO_BATCH_TOKENS, DEFAULT_MICRO_BATCH_TOKENS, LossAggregation,
+    TuneConfig, UpdateMode, micro_batch_tokens,
+};
 pub use load::{ConfigError, load, load_str, parse_override};
 pub use sections::{
     DeviceKind, EvalConfig, ModelConfig, PretrainConfig, RunConfig, TaskConfig, TaskKind,

@@ -260,7 +260,7 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
                     self.world.share(&used_model),
                     self.clip,
                     self.cfg.run.threads,
-                    c.micro_batch_tokens,
+                    c.micro_batch_tokens_on(self.cfg.run.device),
                     &self.device,
                 );
                 let (mut grads, _) =
