@@ -89,6 +89,12 @@ pub trait Kernels: Backend {
         rope.apply(x, at)
     }
 
+    /// `a @ b` as float32-accurate split products
+    /// ([`precision::split_matmul`]); only called on the split path.
+    fn split_matmul<const D: usize>(a: Tensor<Self, D>, b: Tensor<Self, D>) -> Tensor<Self, D> {
+        precision::split_matmul(a, b, Tensor::matmul)
+    }
+
     /// `softmax(q k^T + hidden) v` per head, for a pre-scaled `q`.
     fn attend(
         q: Tensor<Self, 2>,
@@ -127,6 +133,13 @@ pub trait Kernels: Backend {
         rope.apply(x, at)
     }
 
+    fn split_matmul_ad<C: CheckpointStrategy, const D: usize>(
+        a: Tensor<Autodiff<Self, C>, D>,
+        b: Tensor<Autodiff<Self, C>, D>,
+    ) -> Tensor<Autodiff<Self, C>, D> {
+        precision::split_matmul_ad(a, b)
+    }
+
     fn attend_ad<C: CheckpointStrategy>(
         q: Tensor<Autodiff<Self, C>, 2>,
         k: Tensor<Autodiff<Self, C>, 2>,
@@ -152,6 +165,10 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 
     fn rope(x: Tensor<Self, 2>, rope: &Rope<Self>, at: RopeAt) -> Tensor<Self, 2> {
         B::rope_ad(x, rope, at)
+    }
+
+    fn split_matmul<const D: usize>(a: Tensor<Self, D>, b: Tensor<Self, D>) -> Tensor<Self, D> {
+        B::split_matmul_ad(a, b)
     }
 
     fn attend(

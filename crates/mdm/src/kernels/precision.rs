@@ -24,15 +24,21 @@
 //!
 //! The setting is process-wide (set once from `run.precision`); backends
 //! without TF32 ([`Kernels::TF32_MATMUL`] false: the CPU) ignore it.
-//! Forward passes (sampling, evaluation, `cogrpo agree`) get float32
-//! accuracy; under autodiff the gradients of the four products are burn's
-//! own matmuls, so they stay TF32-accurate.
+//! Under autodiff the product is one graph node ([`split_matmul_ad`]) whose
+//! backward computes both gradients as split products too, so training is
+//! float32-accurate as well, not only forward passes.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::FloatDType;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{FloatDType, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use super::Kernels;
@@ -65,15 +71,40 @@ pub fn matmul_precision() -> MatmulPrecision {
 
 /// Whether `B`'s matmuls take the split path now.
 pub fn splits<B: Kernels>() -> bool {
+    #[cfg(test)]
+    if FORCE_SPLIT.with(std::cell::Cell::get) {
+        return true;
+    }
     B::TF32_MATMUL && matmul_precision() == MatmulPrecision::F32
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests run the split path on the CPU, whose matmuls are float32.
+    static FORCE_SPLIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every matmul of this thread on the split path (tests: the
+/// path a TF32 GPU takes in `f32` mode, on the CPU).
+#[cfg(test)]
+pub(crate) fn with_split<R>(f: impl FnOnce() -> R) -> R {
+    FORCE_SPLIT.with(|s| s.set(true));
+    let out = f();
+    FORCE_SPLIT.with(|s| s.set(false));
+    out
 }
 
 /// `a @ b` at the process's precision.
 pub fn matmul<B: Kernels, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
-    if splits::<B>() {
-        split_matmul(a, b, Tensor::matmul)
+    if !splits::<B>() {
+        return a.matmul(b);
+    }
+    // The graph node's backward assumes no broadcast batch dimension (the
+    // denoiser's products have none); anything else is split op by op.
+    if a.dims()[..D - 2] == b.dims()[..D - 2] {
+        B::split_matmul(a, b)
     } else {
-        a.matmul(b)
+        split_matmul(a, b, Tensor::matmul)
     }
 }
 
@@ -103,6 +134,55 @@ pub fn split_matmul<B: Backend, const D: usize>(
         + product(a_lo, b_hi.clone())
         + product(a_hi.clone(), b_lo)
         + product(a_hi, b_hi)
+}
+
+/// [`split_matmul`] as one autodiff node: the forward and both gradients
+/// (`dA = dY B^T`, `dB = A^T dY`) are split products on the inner backend,
+/// so gradients are float32-accurate too. Operands have equal batch
+/// dimensions ([`matmul`] checks).
+pub fn split_matmul_ad<B: Backend, C: CheckpointStrategy, const D: usize>(
+    a: Tensor<Autodiff<B, C>, D>,
+    b: Tensor<Autodiff<B, C>, D>,
+) -> Tensor<Autodiff<B, C>, D> {
+    #[derive(Debug)]
+    struct SplitMatmulBackward<const D: usize>;
+
+    impl<B: Backend, const D: usize> Backward<B, 2> for SplitMatmulBackward<D> {
+        type State = (FloatTensor<B>, FloatTensor<B>);
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let [node_a, node_b] = ops.parents;
+            let dy = inner::<B, D>(grads.consume::<B>(&ops.node));
+            let (a, b) = (inner::<B, D>(ops.state.0), inner::<B, D>(ops.state.1));
+            let t = |x: Tensor<B, D>| x.swap_dims(D - 2, D - 1);
+            if let Some(node) = node_a {
+                let da = split_matmul(dy.clone(), t(b), Tensor::matmul);
+                grads.register::<B>(node.id, da.into_primitive().tensor());
+            }
+            if let Some(node) = node_b {
+                let db = split_matmul(t(a), dy, Tensor::matmul);
+                grads.register::<B>(node.id, db.into_primitive().tensor());
+            }
+        }
+    }
+
+    let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
+    let (ap, bp) = (a.primitive, b.primitive);
+    let y = split_matmul(inner::<B, D>(ap.clone()), inner(bp.clone()), Tensor::matmul);
+    let y = y.into_primitive().tensor();
+    let out = match SplitMatmulBackward::<D>
+        .prepare::<C>([a.node, b.node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((ap, bp), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+fn inner<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 /// `(bf16(x), x - bf16(x))`, both float32.

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::precision::with_split;
 use super::{Heads, Kernels, RopeAt, Visibility, generic};
 use crate::rope::Rope;
 
@@ -164,4 +165,68 @@ fn attention_matches_the_generic_path() {
             &format!("{what} inference"),
         );
     }
+}
+
+/// The split matmuls of `--precision f32` (the GPU's path) on the CPU, where
+/// matmuls are exact float32: each operation that uses them gives the plain
+/// path's outputs and gradients, so the split is wired in everywhere and
+/// differentiates correctly (bf16 casts included).
+#[test]
+fn the_split_matmul_path_matches_the_plain_one() {
+    let (batch, len, n_heads, hd) = (2, 9, 2, 8);
+    let d = n_heads * hd;
+    let heads = Heads { batch, n_heads };
+    for vis in [Visibility::All, Visibility::Causal] {
+        check(
+            &format!("split attention {vis:?}"),
+            [[batch * len, d], [batch * len, d], [batch * len, d]],
+            |[q, k, v]| with_split(|| generic::attention(q, k, v, heads, &vis)),
+            |[q, k, v]| generic::attention(q, k, v, heads, &vis),
+        );
+        // Inference leaves the fused kernel for the explicit form.
+        let qkv = [11, 12, 13].map(|s| random::<Flex, 2>([batch * len, d], s));
+        let [q, k, v] = qkv.clone();
+        let split = with_split(|| generic::attention(q, k, v, heads, &vis));
+        let [q, k, v] = qkv;
+        assert_close(
+            &host(split),
+            &host(generic::attention(q, k, v, heads, &vis)),
+            "split attention inference",
+        );
+    }
+    let rope = Rope::<Ad>::new(16, hd, n_heads, 10_000.0, &Default::default());
+    let at = RopeAt {
+        batch,
+        start: 3,
+        len,
+        scale: 0.5,
+    };
+    check(
+        "split rope",
+        [[batch * len, d]],
+        |[x]| with_split(|| rope.apply(x, at)),
+        |[x]| rope.apply(x, at),
+    );
+    let layer = burn::nn::LinearConfig::new(d, 3 * d).init::<Ad>(&Default::default());
+    check(
+        "split linear",
+        [[batch * len, d]],
+        |[x]| with_split(|| super::precision::linear(&layer, x)),
+        |[x]| layer.forward(x),
+    );
+}
+
+/// The whole denoiser on the split path gives the plain logits.
+#[test]
+fn the_denoiser_on_the_split_path_gives_the_same_logits() {
+    let cfg = crate::DenoiserConfig::new(7, 32, 2, 4, 64, 16);
+    let dev = Default::default();
+    let model = cfg.init::<Flex>(0, &dev);
+    let tokens = || crate::Denoiser::<Flex>::input(&[7, 1, 2, 7, 0, 7, 3, 7], 2, 4, &dev);
+    let split = with_split(|| model.forward(tokens()));
+    assert_close(
+        &host(split.flatten::<2>(0, 1)),
+        &host(model.forward(tokens()).flatten::<2>(0, 1)),
+        "denoiser logits",
+    );
 }
