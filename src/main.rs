@@ -324,9 +324,10 @@ struct Common {
     /// Backend: cpu (default) or cuda (needs a build with `--features cuda`).
     #[arg(long, value_enum)]
     device: Option<DeviceArg>,
-    /// Float32 matmuls on a GPU (sets run.precision): tf32 (tensor cores,
-    /// ~5e-4 per product) or f32 (float32-accurate, about 4x the matmul
-    /// time). The CPU is float32 either way.
+    /// Matmul precision (sets run.precision): tf32 (a GPU's tensor cores,
+    /// ~5e-4 per product; float32 on the CPU), f32 (float32-accurate on a
+    /// GPU too, about 4x the matmul time) or bf16 (autocast's bfloat16
+    /// matmuls; emulated on the CPU).
     #[arg(long, value_enum)]
     precision: Option<PrecisionArg>,
     /// Overrides run.seed.
@@ -399,6 +400,7 @@ enum KindArg {
 enum PrecisionArg {
     Tf32,
     F32,
+    Bf16,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -436,6 +438,7 @@ impl Common {
             let name = match p {
                 PrecisionArg::Tf32 => "tf32",
                 PrecisionArg::F32 => "f32",
+                PrecisionArg::Bf16 => "bf16",
             };
             sets.push(format!("run.precision=\"{name}\""));
         }

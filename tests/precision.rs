@@ -1,12 +1,13 @@
 //! `--precision` / `run.precision` from the command line: recorded in the
-//! run's config, a no-op on the CPU (float32 either way), bad values named.
+//! run's config; `f32` a no-op on the CPU (float32 already), `bf16`
+//! emulated there (so it changes the numbers); bad values named.
 //! Its effect on a GPU is measured by scripts/gpu-check.sh (docs/gpu.md).
 
 mod common;
 use common::{cogrpo, set_out, text};
 
 #[test]
-fn precision_is_recorded_ignored_on_the_cpu_and_bad_values_are_named() {
+fn precision_is_recorded_applied_on_the_cpu_and_bad_values_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = "experiments/smoke/sudoku4.toml";
     let loss = |name: &str, extra: &[&str]| -> f64 {
@@ -29,6 +30,11 @@ fn precision_is_recorded_ignored_on_the_cpu_and_bad_values_are_named() {
     };
     let default = loss("default", &[]);
     assert_eq!(loss("f32", &["--precision", "f32"]), default);
+    let bf16 = loss("bf16", &["--precision", "bf16"]);
+    assert!(
+        bf16 != default && (bf16 - default).abs() < 0.05 * default,
+        "{bf16} vs {default}"
+    );
 
     let o = cogrpo(&["check", "-c", cfg, "--precision", "f16"]);
     assert_eq!(o.status.code(), Some(2));

@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::kernels::precision::matmul;
+use crate::kernels::precision::permute_matmul;
 use crate::kernels::{Kernels, RopeAt};
 
 /// Rotary tables for all heads at once: `cos` and `sin` of shape
@@ -86,7 +86,7 @@ impl<B: Kernels> Rope<B> {
         let row =
             |t: &Tensor<B, 2>| (t.clone().narrow(0, start, len) * scale).reshape([1, len * width]);
         let heads = x.clone().reshape([n * width / head_dim, head_dim]);
-        let rotated = matmul(heads, self.rotate.clone()).reshape([batch, len * width]);
+        let rotated = permute_matmul(heads, self.rotate.clone()).reshape([batch, len * width]);
         (x.reshape([batch, len * width]) * row(&self.cos) + rotated * row(&self.sin))
             .reshape([n, width])
     }

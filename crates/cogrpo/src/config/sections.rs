@@ -36,9 +36,10 @@ pub struct RunConfig {
     /// core; 1 on CUDA). Results are reproducible for a fixed count.
     #[serde(default)]
     pub threads: usize,
-    /// Float32 matmuls on a GPU: "tf32" (tensor cores, burn's default) or
-    /// "f32" (float32-accurate split products, `mdm::kernels::precision`).
-    /// The CPU computes in float32 either way.
+    /// The denoiser's matmuls (`mdm::kernels::precision`): "tf32" (burn's
+    /// default: a GPU's tensor cores, float32 on the CPU), "f32"
+    /// (float32-accurate on a GPU too) or "bf16" (autocast's bfloat16
+    /// matmuls, float32 master weights; emulated on the CPU).
     #[serde(default)]
     pub precision: MatmulPrecision,
     /// Continue a checkpoint even though the config changed what shapes its

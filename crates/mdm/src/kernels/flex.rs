@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorPrimitive};
 
 use super::cpu::{attention as attn, norm, rope as rotary, swiglu as glu};
+use super::precision::{self, Product};
 use super::{Heads, Kernels, RopeAt, Visibility, flex_ad, generic};
 use crate::rope::Rope;
 
@@ -32,6 +33,12 @@ pub(super) fn wrap<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
 }
 
 /// The kernels are float32 only; other dtypes take the generic path.
+/// Whether matmuls take the float32-accurate split now (only forced by
+/// tests on the CPU): RoPE's rotation then runs as the GPU's generic form.
+fn split<B: Kernels>() -> bool {
+    precision::product::<B>() == Some(Product::Split)
+}
+
 fn all_f32(dtypes: &[DType]) -> bool {
     dtypes.iter().all(|&d| d == DType::F32)
 }
@@ -159,7 +166,7 @@ impl Kernels for Flex {
     }
 
     fn rope(x: Tensor<Self, 2>, rope: &Rope<Self>, at: RopeAt) -> Tensor<Self, 2> {
-        if !all_f32(&[x.dtype()]) {
+        if !all_f32(&[x.dtype()]) || split::<Self>() {
             return rope.apply(x, at);
         }
         wrap(RopeTables::of(rope).apply(raw(x), at, false))
@@ -172,7 +179,7 @@ impl Kernels for Flex {
         heads: Heads,
         visibility: &Visibility,
     ) -> Tensor<Self, 2> {
-        if !all_f32(&[q.dtype(), k.dtype(), v.dtype()]) {
+        if !all_f32(&[q.dtype(), k.dtype(), v.dtype()]) || precision::product::<Self>().is_some() {
             return generic::attention(q, k, v, heads, visibility);
         }
         wrap(attention_lse(&raw(q), &raw(k), &raw(v), heads, visibility).0)
@@ -204,7 +211,7 @@ impl Kernels for Flex {
         rope: &Rope<Autodiff<Self, C>>,
         at: RopeAt,
     ) -> Tensor<Autodiff<Self, C>, 2> {
-        if !all_f32(&[x.dtype()]) {
+        if !all_f32(&[x.dtype()]) || split::<Self>() {
             return rope.apply(x, at);
         }
         flex_ad::rope(x, RopeTables::of(&rope.inner()), at)
@@ -217,7 +224,7 @@ impl Kernels for Flex {
         heads: Heads,
         visibility: &Visibility,
     ) -> Tensor<Autodiff<Self, C>, 2> {
-        if !all_f32(&[q.dtype(), k.dtype(), v.dtype()]) {
+        if !all_f32(&[q.dtype(), k.dtype(), v.dtype()]) || precision::product::<Self>().is_some() {
             return generic::attention(q, k, v, heads, visibility);
         }
         flex_ad::attention(q, k, v, heads, visibility)

@@ -89,11 +89,11 @@ fn attend<B: Kernels>(
     let k_len = k.dims()[2];
     let device = q.device();
     let hidden = visibility.hidden(batch, q_len, k_len);
-    if B::ad_enabled(&device) || precision::splits::<B>() {
+    if B::ad_enabled(&device) || precision::product::<B>().is_some() {
         // Training: burn differentiates softmax op by op, and its 4-D
         // broadcasts are strided loops on the CPU; in 2-D they take the
-        // fast paths (2.4x faster forward + backward here). Float32
-        // precision on TF32 hardware: the fused kernel's products are TF32.
+        // fast paths (2.4x faster forward + backward here). Under
+        // `--precision f32|bf16` too: the fused kernel's products are TF32.
         let mut scores = matmul(q, k.swap_dims(2, 3));
         if let Some(hidden) = hidden {
             let bias: Vec<f32> = hidden

@@ -89,10 +89,14 @@ pub trait Kernels: Backend {
         rope.apply(x, at)
     }
 
-    /// `a @ b` as float32-accurate split products
-    /// ([`precision::split_matmul`]); only called on the split path.
-    fn split_matmul<const D: usize>(a: Tensor<Self, D>, b: Tensor<Self, D>) -> Tensor<Self, D> {
-        precision::split_matmul(a, b, Tensor::matmul)
+    /// `a @ b` with one of [`precision`]'s products (`--precision f32` or
+    /// `bf16`).
+    fn precise_matmul<const D: usize>(
+        a: Tensor<Self, D>,
+        b: Tensor<Self, D>,
+        product: precision::Product,
+    ) -> Tensor<Self, D> {
+        product.apply(a, b)
     }
 
     /// `softmax(q k^T + hidden) v` per head, for a pre-scaled `q`.
@@ -133,11 +137,12 @@ pub trait Kernels: Backend {
         rope.apply(x, at)
     }
 
-    fn split_matmul_ad<C: CheckpointStrategy, const D: usize>(
+    fn precise_matmul_ad<C: CheckpointStrategy, const D: usize>(
         a: Tensor<Autodiff<Self, C>, D>,
         b: Tensor<Autodiff<Self, C>, D>,
+        product: precision::Product,
     ) -> Tensor<Autodiff<Self, C>, D> {
-        precision::split_matmul_ad(a, b)
+        precision::product_ad(a, b, product)
     }
 
     fn attend_ad<C: CheckpointStrategy>(
@@ -167,8 +172,12 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         B::rope_ad(x, rope, at)
     }
 
-    fn split_matmul<const D: usize>(a: Tensor<Self, D>, b: Tensor<Self, D>) -> Tensor<Self, D> {
-        B::split_matmul_ad(a, b)
+    fn precise_matmul<const D: usize>(
+        a: Tensor<Self, D>,
+        b: Tensor<Self, D>,
+        product: precision::Product,
+    ) -> Tensor<Self, D> {
+        B::precise_matmul_ad(a, b, product)
     }
 
     fn attend(

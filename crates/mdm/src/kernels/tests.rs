@@ -7,7 +7,7 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::precision::with_split;
+use super::precision::{Product, with_product};
 use super::{Heads, Kernels, RopeAt, Visibility, generic};
 use crate::rope::Rope;
 
@@ -180,13 +180,13 @@ fn the_split_matmul_path_matches_the_plain_one() {
         check(
             &format!("split attention {vis:?}"),
             [[batch * len, d], [batch * len, d], [batch * len, d]],
-            |[q, k, v]| with_split(|| generic::attention(q, k, v, heads, &vis)),
+            |[q, k, v]| with_product(Product::Split, || generic::attention(q, k, v, heads, &vis)),
             |[q, k, v]| generic::attention(q, k, v, heads, &vis),
         );
         // Inference leaves the fused kernel for the explicit form.
         let qkv = [11, 12, 13].map(|s| random::<Flex, 2>([batch * len, d], s));
         let [q, k, v] = qkv.clone();
-        let split = with_split(|| generic::attention(q, k, v, heads, &vis));
+        let split = with_product(Product::Split, || generic::attention(q, k, v, heads, &vis));
         let [q, k, v] = qkv;
         assert_close(
             &host(split),
@@ -204,29 +204,53 @@ fn the_split_matmul_path_matches_the_plain_one() {
     check(
         "split rope",
         [[batch * len, d]],
-        |[x]| with_split(|| rope.apply(x, at)),
+        |[x]| with_product(Product::Split, || rope.apply(x, at)),
         |[x]| rope.apply(x, at),
     );
     let layer = burn::nn::LinearConfig::new(d, 3 * d).init::<Ad>(&Default::default());
     check(
         "split linear",
         [[batch * len, d]],
-        |[x]| with_split(|| super::precision::linear(&layer, x)),
+        |[x]| with_product(Product::Split, || super::precision::linear(&layer, x)),
         |[x]| layer.forward(x),
     );
+}
+
+/// A small denoiser's logits (flattened) under `product`, and plain.
+fn denoiser_logits(product: Product) -> (Vec<f32>, Vec<f32>) {
+    let cfg = crate::DenoiserConfig::new(7, 32, 2, 4, 64, 16);
+    let dev = Default::default();
+    let model = cfg.init::<Flex>(0, &dev);
+    let tokens = || crate::Denoiser::<Flex>::input(&[7, 1, 2, 7, 0, 7, 3, 7], 2, 4, &dev);
+    let with = with_product(product, || model.forward(tokens()));
+    let plain = model.forward(tokens());
+    (
+        host(with.flatten::<2>(0, 1)),
+        host(plain.flatten::<2>(0, 1)),
+    )
 }
 
 /// The whole denoiser on the split path gives the plain logits.
 #[test]
 fn the_denoiser_on_the_split_path_gives_the_same_logits() {
-    let cfg = crate::DenoiserConfig::new(7, 32, 2, 4, 64, 16);
-    let dev = Default::default();
-    let model = cfg.init::<Flex>(0, &dev);
-    let tokens = || crate::Denoiser::<Flex>::input(&[7, 1, 2, 7, 0, 7, 3, 7], 2, 4, &dev);
-    let split = with_split(|| model.forward(tokens()));
-    assert_close(
-        &host(split.flatten::<2>(0, 1)),
-        &host(model.forward(tokens()).flatten::<2>(0, 1)),
-        "denoiser logits",
+    let (split, plain) = denoiser_logits(Product::Split);
+    assert_close(&split, &plain, "denoiser logits");
+}
+
+/// The denoiser under autocast's bfloat16 matmuls (emulated on the CPU):
+/// logits within bfloat16's error of the float32 ones, and not equal to
+/// them (the rounding is really applied).
+#[test]
+fn the_denoiser_with_bf16_matmuls_stays_within_bfloat16_error() {
+    let (bf16, plain) = denoiser_logits(Product::Bf16 { native: false });
+    let scale = plain.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let diff = bf16
+        .iter()
+        .zip(&plain)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff / scale > 1e-4 && diff / scale < 5e-2,
+        "relative {:e}",
+        diff / scale
     );
 }
