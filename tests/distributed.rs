@@ -18,12 +18,14 @@ const CONFIG: &str = "tests/distributed.toml";
 /// A base port with the three above it free (control, orchestrator and
 /// one tensor service per node).
 fn free_ports(count: u16) -> u16 {
+    // Below Linux's ephemeral range (32768-60999), so that no outgoing
+    // connection (of the test running beside this one) can take a port
+    // between this check and the rank's bind.
+    use rand::Rng;
+    let mut rng = rand::rng();
     for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        if base < 60000 && (0..count).all(|i| TcpListener::bind(("0.0.0.0", base + i)).is_ok()) {
+        let base = rng.random_range(20000..32000);
+        if (0..count).all(|i| TcpListener::bind(("0.0.0.0", base + i)).is_ok()) {
             return base;
         }
     }

@@ -394,8 +394,27 @@ impl Control {
     }
 
     /// This node's job finished: the peers expect the connections to close.
+    ///
+    /// Node 0 hosts burn-collective's orchestrator, so it waits (at most
+    /// [`SILENCE`]) for every other node's `done` first. Leaving earlier
+    /// reset their connections to the orchestrator while they were still
+    /// leaving the collective, and burn-collective's worker panics on that
+    /// (seen in CI as an exit 101 of node 1 after a successful run).
     pub fn done(&self) {
-        self.broadcast(&Msg::Done);
+        // To every peer, also one that said `done` already: node 0 waits
+        // for this one's.
+        for p in &self.peers {
+            let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = send(&mut s, &Msg::Done);
+        }
+        if self.shape.node == 0 {
+            let deadline = Instant::now() + SILENCE;
+            while Instant::now() < deadline
+                && !self.peers.iter().all(|p| p.done.load(Ordering::SeqCst))
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         self.finished.store(true, Ordering::SeqCst);
     }
 

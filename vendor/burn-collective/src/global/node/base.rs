@@ -43,6 +43,35 @@ where
     _n: PhantomData<P>,
 }
 
+/// Waits until this node's tensor service (spawned in [`Node::new`])
+/// accepts connections at `address`.
+///
+/// cogrpo patch: the orchestrator announces a node to the others as soon as
+/// it registers, they connect to its tensor service at their first
+/// all-reduce, and burn-communication 0.21 panics on a refused connection
+/// (no retry). Under load the spawned server could still be binding then.
+async fn wait_for_own_server(address: &Address) -> Result<(), GlobalCollectiveError> {
+    let text = address.to_string();
+    let host_port = text
+        .split("://")
+        .last()
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if tokio::net::TcpStream::connect(&host_port).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(GlobalCollectiveError::Server(format!(
+                "this node's tensor service at {text} does not accept connections after 60 s"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 impl<B, P> Node<B, P>
 where
     B: Backend,
@@ -86,6 +115,7 @@ where
         peers: Vec<PeerId>,
         global_params: GlobalRegisterParams,
     ) -> Result<(), GlobalCollectiveError> {
+        wait_for_own_server(&global_params.node_address).await?;
         let req = RemoteRequest::Register {
             node_addr: global_params.node_address,
             num_nodes: global_params.num_nodes,
