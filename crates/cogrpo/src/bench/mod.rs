@@ -16,7 +16,7 @@ use burn::prelude::*;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Task};
 use mdm::loss::{CleanRow, ForwardProcess};
-use mdm::{Denoiser, Family};
+use mdm::{Denoiser, DenoiserConfig, Family};
 use policy::{Sampler, SamplerConfig, SamplerKind};
 use serde::Serialize;
 
@@ -59,16 +59,35 @@ pub fn bench<B: AutodiffKernels>(
     mut report: impl FnMut(&BenchRow),
 ) -> anyhow::Result<Vec<BenchRow>> {
     let dcfg = denoiser_config(cfg, task);
-    let seq_len = dcfg.max_len;
     let mut rows = Vec::new();
     let mut push = |row: BenchRow| {
         report(&row);
         rows.push(row);
     };
+    let (mut model, row) = train_row::<B>(cfg, task, &dcfg, device, opts);
+    push(row);
+    if opts.grpo_steps > 0 && dcfg.family == Family::Mdm {
+        let (updated, row) = grpo_update_row(cfg, &dcfg, model, device, opts);
+        model = updated;
+        push(row);
+    }
+    let infer = model.valid();
+    forward_rows::<B>(cfg, &dcfg, &infer, device, opts, &mut push);
+    sampler_rows::<B>(cfg, task, &dcfg, &infer, device, opts, &mut push)?;
+    Ok(rows)
+}
 
-    // Training: forward + backward + AdamW on the configured batch.
-    let batch = cfg.pretrain.batch_size;
-    let mut model = dcfg.init::<B>(init_seed(cfg.run.seed), device);
+/// Training: forward + backward + AdamW on the configured batch, after one
+/// warm-up step. Returns the trained model for the rows after it.
+fn train_row<B: AutodiffKernels>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    dcfg: &DenoiserConfig,
+    device: &B::Device,
+    opts: &BenchOptions,
+) -> (Denoiser<B>, BenchRow) {
+    let (batch, seq_len, threads) = (cfg.pretrain.batch_size, dcfg.max_len, cfg.run.threads);
+    let model = dcfg.init::<B>(init_seed(cfg.run.seed), device);
     let mut optim = adamw(&cfg.pretrain).init();
     let seqs: Vec<(Vec<u32>, usize)> = (0..batch)
         .map(|i| training_row(task, dcfg.family, task.train_example(i as u64)))
@@ -80,7 +99,6 @@ pub fn bench<B: AutodiffKernels>(
             prompt_len: *p,
         })
         .collect();
-    let threads = cfg.run.threads;
     let mut time_train = |model: Denoiser<B>, n: usize| {
         let start = Instant::now();
         let mut model = model;
@@ -101,51 +119,68 @@ pub fn bench<B: AutodiffKernels>(
         wait_for_device(&model, seq_len, device);
         (model, start.elapsed().as_secs_f64())
     };
-    let (m, _) = time_train(model, 1);
-    let (m, secs) = time_train(m, opts.train_steps);
-    model = m;
-    push(BenchRow {
+    let (model, _) = time_train(model, 1);
+    let (model, secs) = time_train(model, opts.train_steps);
+    let row = BenchRow {
         what: format!("train ({threads} thr)"),
         batch,
         steps: opts.train_steps,
         tokens_per_s: (batch * seq_len * opts.train_steps) as f64 / secs,
         seconds: secs / opts.train_steps as f64,
         nfe: 0.0,
-    });
+    };
+    (model, row)
+}
 
-    // The Co-GRPO model update on `batch` recorded trajectories (MDMs only).
-    if opts.grpo_steps > 0 && dcfg.family == Family::Mdm {
-        let t = opts.grpo_steps.min(seq_len);
-        let (records, adv) =
-            grpo_update::synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
-        let configured = cfg.cogrpo.as_ref().and_then(|c| c.micro_batch_tokens);
-        let micro = micro_batch_tokens(configured, cfg.run.device);
-        let mut optim = AdamWConfig::new().init::<B, Denoiser<B>>();
-        let mut update =
-            |model| grpo_update::update(model, &mut optim, &records, &adv, threads, micro, device);
+/// The Co-GRPO model update on `batch` synthetic recorded trajectories of
+/// `grpo_steps` steps (MDMs), after one warm-up update.
+fn grpo_update_row<B: AutodiffKernels>(
+    cfg: &ExperimentConfig,
+    dcfg: &DenoiserConfig,
+    mut model: Denoiser<B>,
+    device: &B::Device,
+    opts: &BenchOptions,
+) -> (Denoiser<B>, BenchRow) {
+    let (batch, seq_len, threads) = (cfg.pretrain.batch_size, dcfg.max_len, cfg.run.threads);
+    let t = opts.grpo_steps.min(seq_len);
+    let (records, adv) =
+        grpo_update::synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
+    let configured = cfg.cogrpo.as_ref().and_then(|c| c.micro_batch_tokens);
+    let micro = micro_batch_tokens(configured, cfg.run.device);
+    let mut optim = AdamWConfig::new().init::<B, Denoiser<B>>();
+    let mut update =
+        |model| grpo_update::update(model, &mut optim, &records, &adv, threads, micro, device);
+    model = update(model);
+    wait_for_device(&model, seq_len, device);
+    let start = Instant::now();
+    for _ in 0..opts.train_steps {
         model = update(model);
-        wait_for_device(&model, seq_len, device);
-        let start = Instant::now();
-        for _ in 0..opts.train_steps {
-            model = update(model);
-        }
-        wait_for_device(&model, seq_len, device);
-        let secs = start.elapsed().as_secs_f64();
-        push(BenchRow {
-            what: format!("grpo_update ({threads} thr)"),
-            batch,
-            steps: t,
-            tokens_per_s: (batch * t * seq_len * opts.train_steps) as f64 / secs,
-            seconds: secs / opts.train_steps as f64,
-            nfe: 0.0,
-        });
     }
+    wait_for_device(&model, seq_len, device);
+    let secs = start.elapsed().as_secs_f64();
+    let row = BenchRow {
+        what: format!("grpo_update ({threads} thr)"),
+        batch,
+        steps: t,
+        tokens_per_s: (batch * t * seq_len * opts.train_steps) as f64 / secs,
+        seconds: secs / opts.train_steps as f64,
+        nfe: 0.0,
+    };
+    (model, row)
+}
 
-    // Inference forward.
-    let infer = model.valid();
-    let b = opts.sample_batch;
+/// Inference forward passes of all-mask rows, one row per batch size.
+fn forward_rows<B: AutodiffKernels>(
+    cfg: &ExperimentConfig,
+    dcfg: &DenoiserConfig,
+    infer: &Denoiser<B::InnerBackend>,
+    device: &B::Device,
+    opts: &BenchOptions,
+    push: &mut impl FnMut(BenchRow),
+) {
+    let (seq_len, threads) = (dcfg.max_len, cfg.run.threads);
     let forward_batches = if opts.forward_batches.is_empty() {
-        vec![b]
+        vec![opts.sample_batch]
     } else {
         opts.forward_batches.clone()
     };
@@ -195,8 +230,20 @@ pub fn bench<B: AutodiffKernels>(
             nfe: 1.0,
         });
     }
+}
 
-    // Samplers: complete answers for `b` prompts.
+/// Samplers completing answers for `sample_batch` prompts: each kind at
+/// each step count (an ARM or ILM: its one decoding).
+fn sampler_rows<B: AutodiffKernels>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    dcfg: &DenoiserConfig,
+    infer: &Denoiser<B::InnerBackend>,
+    device: &B::Device,
+    opts: &BenchOptions,
+    push: &mut impl FnMut(BenchRow),
+) -> anyhow::Result<()> {
+    let (b, seq_len, threads) = (opts.sample_batch, dcfg.max_len, cfg.run.threads);
     let prompts: Vec<Vec<u32>> = (0..b)
         .map(|i| task.train_example(i as u64).prompt)
         .collect();
@@ -213,7 +260,7 @@ pub fn bench<B: AutodiffKernels>(
         let run = || -> anyhow::Result<(f64, f64)> {
             let start = Instant::now();
             let (_, stats) =
-                decoding.complete(&infer, task, &prompts, &keys, answer, seed, device)?;
+                decoding.complete(infer, task, &prompts, &keys, answer, seed, device)?;
             Ok((start.elapsed().as_secs_f64(), stats.mean_nfe()))
         };
         push(sampling_row(
@@ -223,7 +270,7 @@ pub fn bench<B: AutodiffKernels>(
             answer,
             run,
         )?);
-        return Ok(rows);
+        return Ok(());
     }
     let kinds = if opts.samplers.is_empty() {
         vec![
@@ -243,7 +290,7 @@ pub fn bench<B: AutodiffKernels>(
                     canvas.push_row(p, i as u64)?;
                 }
                 let start = Instant::now();
-                let stats = Sampler::new(&infer, device, seed).generate_threads(
+                let stats = Sampler::new(infer, device, seed).generate_threads(
                     &mut canvas,
                     &sampler,
                     threads,
@@ -254,7 +301,7 @@ pub fn bench<B: AutodiffKernels>(
             push(sampling_row(what, b, t, answer, run)?);
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A sampler's row: `run` generates `batch` answers of `answer` tokens and
