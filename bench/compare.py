@@ -12,9 +12,10 @@ as the ratio cogrpo / PyTorch (above 1: cogrpo is faster).
   python3 bench/compare.py --device cuda --precision tf32 --sizes 10M,50M,300M   # on a GPU
 
 --device cuda runs both sides on the GPU: cogrpo with a `--features cuda`
-build, PyTorch eager at --precision fp32 (float32 matmuls), tf32 (TF32
-tensor cores, what burn-cuda 0.21 uses for float32 matmuls) or bf16
-(autocast).
+build, and PyTorch eager. --precision sets both sides' matmuls:
+- fp32: float32 matmuls (cogrpo --precision f32);
+- tf32: TF32 tensor cores, burn-cuda 0.21's default for float32 matmuls;
+- bf16: autocast, cogrpo --precision bf16.
 """
 import argparse
 import json
@@ -82,8 +83,11 @@ def main():
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
                    help="PyTorch's matmul precision (--device cuda)")
     a = p.parse_args()
-    dev = ["--device", a.device]
-    ref_dev = dev + ["--precision", a.precision]
+    # Both sides at the same matmul precision: PyTorch's fp32 / tf32 / bf16
+    # autocast are cogrpo's --precision f32 / tf32 / bf16.
+    ours_precision = {"fp32": "f32", "tf32": "tf32", "bf16": "bf16"}[a.precision]
+    ref_dev = ["--device", a.device, "--precision", a.precision]
+    dev = ["--device", a.device, "--precision", ours_precision]
     if not os.path.exists(a.cogrpo):
         sys.exit(f"{a.cogrpo} not found: cargo build --release first")
     py = sys.executable

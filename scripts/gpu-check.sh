@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check in one call, bounded in time: CPU/GPU agreement at both
-# matmul precisions (tf32, f32) and each mode's deviation next to
-# PyTorch's (bench/precision.py), evaluation with the device-side draws,
-# the Co-GRPO experiment end to end (all arms, reduced budget), a timing
-# table, cogrpo against PyTorch eager on the same GPU (bench/compare.py),
+# The GPU check in one call, bounded in time: CPU/GPU agreement (logits
+# and gradients) at each matmul precision (f32, tf32, bf16) and each mode's
+# deviation next to PyTorch's (bench/precision.py), evaluation with the
+# device-side draws, the Co-GRPO experiment end to end (all arms, reduced
+# budget), a timing table (text at tf32 and bf16), cogrpo against PyTorch
+# eager on the same GPU (bench/compare.py),
 # and data-parallel pre-training (two processes on the GPU). Prints
 # everything; exits non-zero if a check fails. Steps run in order of
 # importance; one that would start past BUDGET seconds is skipped (and
@@ -72,9 +73,9 @@ check pretrain timeout 120 "$BIN" pretrain -c experiments/sudoku4.toml --device 
   --set pretrain.log_every=100 --set pretrain.warmup_steps=$((STEPS / 5)) --set run.threads=1
 latest="$RUN/checkpoints/$(cat "$RUN/checkpoints/latest" 2>/dev/null)"
 
-step "2. CPU and $DEVICE logits on that checkpoint, both matmul precisions; PyTorch's modes beside them"
+step "2. CPU and $DEVICE logits on that checkpoint, each matmul precision; PyTorch's modes beside them"
 if [ "$DEVICE" = cuda ]; then
-  for p in f32 tf32; do
+  for p in f32 tf32 bf16; do
     due "agree $p" && check "agree --precision $p" timeout 90 "$BIN" agree -c experiments/sudoku4.toml \
       --set run.out_dir="$RUN" --rows 256 --precision "$p"
   done
@@ -111,8 +112,11 @@ for b in $BATCHES; do
   due "bench $b" && check "bench sudoku4 batch $b" timeout 120 "$BIN" bench -c experiments/sudoku4.toml --device "$DEVICE" \
     --batch "$b" --steps 1,16 --train-steps 5 --set pretrain.batch_size="$b" --set run.threads=1
 done
-due "bench text" && check "bench text batch $TEXT_BATCH" timeout 120 "$BIN" bench -c experiments/text.toml --device "$DEVICE" \
-  --batch "$TEXT_BATCH" --steps 16 --train-steps 5 --set pretrain.batch_size="$TEXT_BATCH" --set run.threads=1
+for p in tf32 bf16; do
+  due "bench text $p" && check "bench text batch $TEXT_BATCH --precision $p" timeout 120 "$BIN" bench \
+    -c experiments/text.toml --device "$DEVICE" --precision "$p" --batch "$TEXT_BATCH" --steps 16 \
+    --train-steps 5 --set pretrain.batch_size="$TEXT_BATCH" --set run.threads=1
+done
 
 step "6. cogrpo against PyTorch eager on $DEVICE (bench/compare.py, PyTorch at $CMP_PRECISION, sizes $CMP_SIZES)"
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
