@@ -82,6 +82,21 @@ fn inputs(task: &dyn Task, rows: usize, mask_id: u32) -> Input {
     }
 }
 
+/// The checkpoint's model on `device`, and its logits of `input`.
+fn forward<B: Kernels>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    source: &Path,
+    device: &B::Device,
+    input: &Input,
+) -> anyhow::Result<(Denoiser<B>, burn::tensor::Tensor<B, 3>)> {
+    let d = tasks::denoiser_config(cfg, task);
+    let model: Denoiser<B> = checkpoint::load_model::<B>(source, &d, device)?;
+    let tokens = Denoiser::input(&input.tokens, input.batch, input.len, device);
+    let logits = model.forward(tokens);
+    Ok((model, logits))
+}
+
 fn logits<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
@@ -89,15 +104,7 @@ fn logits<B: Kernels>(
     device: &B::Device,
     input: &Input,
 ) -> anyhow::Result<Vec<f32>> {
-    let d = tasks::denoiser_config(cfg, task);
-    let model: Denoiser<B> = checkpoint::load_model::<B>(source, &d, device)?;
-    let out = model.forward(Denoiser::input(
-        &input.tokens,
-        input.batch,
-        input.len,
-        device,
-    ));
-    host(out)
+    host(forward::<B>(cfg, task, source, device, input)?.1)
 }
 
 fn host<B: burn::prelude::Backend, const D: usize>(
@@ -135,18 +142,11 @@ fn gradients<B: AutodiffKernels>(
         }
     }
 
-    let d = tasks::denoiser_config(cfg, task);
-    let model: Denoiser<B> = checkpoint::load_model::<B>(source, &d, device)?;
+    let (model, logits) = forward::<B>(cfg, task, source, device, input)?;
     let shape = [input.batch, input.len];
     let ids: Vec<i32> = input.targets.iter().map(|&t| t as i32).collect();
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), device);
     let masked = Tensor::<B, 2>::from_data(TensorData::new(input.masked.clone(), shape), device);
-    let logits = model.forward(Denoiser::input(
-        &input.tokens,
-        input.batch,
-        input.len,
-        device,
-    ));
     let grads = mdm::loss::weighted_cross_entropy(logits, targets, masked)
         .sum()
         .backward();

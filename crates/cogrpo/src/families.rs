@@ -197,6 +197,16 @@ pub fn training_row(task: &dyn Task, family: Family, example: Example) -> (Vec<u
     (tokens, prompt_len)
 }
 
+/// [`training_row`]s as the forward process reads them.
+pub fn clean_rows(rows: &[(Vec<u32>, usize)]) -> Vec<CleanRow<'_>> {
+    rows.iter()
+        .map(|(tokens, prompt_len)| CleanRow {
+            tokens,
+            prompt_len: *prompt_len,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,13 +17,13 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
 use envs::Task;
 use envs::seeding::{derive_key, purpose, stream};
-use mdm::loss::{CleanRow, ForwardProcess};
+use mdm::loss::ForwardProcess;
 
 use crate::checkpoint::{self, FORMAT_VERSION, TrainState};
 use crate::config::ExperimentConfig;
 use crate::config::resume::Scope;
 use crate::distributed::World;
-use crate::families::{TrainingBatch, training_row};
+use crate::families::{TrainingBatch, clean_rows, training_row};
 use crate::logging::{Progress, Scalars};
 use crate::optim::{adamw, clip_global_norm, learning_rate};
 use crate::parallel::shard_loss_and_grads;
@@ -245,13 +245,7 @@ fn micro_batch(
             training_row(task, dcfg.family, task.train_example(key))
         })
         .collect();
-    let rows: Vec<CleanRow> = seqs
-        .iter()
-        .map(|(t, p)| CleanRow {
-            tokens: t,
-            prompt_len: *p,
-        })
-        .collect();
+    let rows = clean_rows(&seqs);
     let mut rng = stream(&[purpose::NOISE, seed, step as u64, micro as u64]);
     TrainingBatch::new(
         dcfg.family,

@@ -15,13 +15,13 @@ use burn::optim::{AdamWConfig, Optimizer};
 use burn::prelude::*;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Task};
-use mdm::loss::{CleanRow, ForwardProcess};
+use mdm::loss::ForwardProcess;
 use mdm::{Denoiser, DenoiserConfig, Family};
 use policy::{Sampler, SamplerConfig, SamplerKind};
 use serde::Serialize;
 
 use crate::config::{ExperimentConfig, micro_batch_tokens};
-use crate::families::{Decoding, TrainingBatch, training_row};
+use crate::families::{Decoding, TrainingBatch, clean_rows, training_row};
 use crate::optim::adamw;
 use crate::parallel::loss_and_grads;
 use crate::pretrain::init_seed;
@@ -92,13 +92,7 @@ fn train_row<B: AutodiffKernels>(
     let seqs: Vec<(Vec<u32>, usize)> = (0..batch)
         .map(|i| training_row(task, dcfg.family, task.train_example(i as u64)))
         .collect();
-    let rows_in: Vec<CleanRow> = seqs
-        .iter()
-        .map(|(t, p)| CleanRow {
-            tokens: t,
-            prompt_len: *p,
-        })
-        .collect();
+    let rows_in = clean_rows(&seqs);
     let mut time_train = |model: Denoiser<B>, n: usize| {
         let start = Instant::now();
         let mut model = model;

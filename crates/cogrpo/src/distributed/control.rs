@@ -300,7 +300,7 @@ impl Control {
                     if c.finished.load(Ordering::SeqCst) {
                         break;
                     }
-                    c.broadcast(&Msg::Beat);
+                    c.broadcast(&Msg::Beat, false);
                     drop(c);
                     std::thread::sleep(BEAT);
                 }
@@ -309,9 +309,11 @@ impl Control {
         control
     }
 
-    fn broadcast(&self, msg: &Msg) {
+    /// `msg` to every peer that has not said `done` (with `to_done`, to
+    /// those too); a broken connection is the reader's to report.
+    fn broadcast(&self, msg: &Msg, to_done: bool) {
         for p in &self.peers {
-            if !p.done.load(Ordering::SeqCst) {
+            if to_done || !p.done.load(Ordering::SeqCst) {
                 let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = send(&mut s, msg);
             }
@@ -386,9 +388,10 @@ impl Control {
             return;
         }
         if self.shape.node == 0 {
-            self.broadcast(&Msg::Abort {
+            let abort = Msg::Abort {
                 why: why.to_string(),
-            });
+            };
+            self.broadcast(&abort, false);
         }
         super::stop_process(why)
     }
@@ -401,12 +404,9 @@ impl Control {
     /// leaving the collective, and burn-collective's worker panics on that
     /// (seen in CI as an exit 101 of node 1 after a successful run).
     pub fn done(&self) {
-        // To every peer, also one that said `done` already: node 0 waits
-        // for this one's.
-        for p in &self.peers {
-            let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = send(&mut s, &Msg::Done);
-        }
+        // Also to a peer that said `done` already: node 0 waits for this
+        // one's.
+        self.broadcast(&Msg::Done, true);
         if self.shape.node == 0 {
             let deadline = Instant::now() + SILENCE;
             while Instant::now() < deadline
@@ -427,7 +427,7 @@ impl Control {
             },
             _ => Msg::Failed { why },
         };
-        self.broadcast(&msg);
+        self.broadcast(&msg, false);
         self.finished.store(true, Ordering::SeqCst);
     }
 }
