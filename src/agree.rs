@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
-use cogrpo_train::config::ExperimentConfig;
-use cogrpo_train::{checkpoint, tasks};
+use cogrpo_config::{ExperimentConfig, tasks};
+use cogrpo_runtime::checkpoint;
 use envs::Task;
 use mdm::{AutodiffKernels, Denoiser, Kernels};
 
@@ -306,7 +306,7 @@ mod tests {
     /// zero, and the same twice (what `agree` compares with the GPU's).
     #[test]
     fn gradients_cover_every_parameter_and_are_deterministic() {
-        let cfg = cogrpo_train::config::load(
+        let cfg = cogrpo_config::load(
             Path::new(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/experiments/smoke/sudoku4.toml"

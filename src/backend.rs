@@ -1,8 +1,8 @@
 //! The one place where a concrete backend is chosen, and where the ranks of
 //! a distributed run are started (one thread per local device).
 
-use cogrpo_train::config::DeviceKind;
-use cogrpo_train::distributed::{Cluster, Launch, World};
+use cogrpo_config::DeviceKind;
+use cogrpo_runtime::distributed::{Cluster, Launch, World};
 use mdm::AutodiffKernels;
 
 /// Work that runs on any autodiff backend, as one rank of `world`.

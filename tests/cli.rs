@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{cogrpo, out_dir, set_out, summary, text};
+use common::{
+    cogrpo, fresh_run, out_dir, run_fails, run_fails_saying, run_ok, run_ok_saying, set_out,
+    summary, text,
+};
 
 #[test]
 fn every_experiment_config_checks() {
@@ -18,47 +21,50 @@ fn every_experiment_config_checks() {
     }
     assert!(files.len() >= 4, "{files:?}");
     for f in files {
-        let o = cogrpo(&["check", "--config", f.to_str().unwrap()]);
-        assert!(o.status.success(), "{}: {}", f.display(), text(&o));
+        let o = run_ok(&["check", "--config", f.to_str().unwrap()]);
         assert!(text(&o).contains("OK"));
     }
 }
 
 #[test]
 fn config_errors_name_the_key_and_exit_with_2() {
-    let o = cogrpo(&[
-        "check",
-        "-c",
-        "experiments/smoke/sudoku4.toml",
-        "--set",
-        "model.d_modl=3",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("model.d_modl"), "{}", text(&o));
-    let o = cogrpo(&[
-        "pretrain",
-        "-c",
-        "experiments/smoke/sudoku4.toml",
-        "--set",
-        "pretrain.batch_size=0",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).contains("`pretrain.batch_size`: must lie in 1..="),
-        "{}",
-        text(&o)
+    run_fails_saying(
+        &[
+            "check",
+            "-c",
+            "experiments/smoke/sudoku4.toml",
+            "--set",
+            "model.d_modl=3",
+        ],
+        2,
+        "model.d_modl",
     );
-    let o = cogrpo(&["check", "-c", "experiments/does-not-exist.toml"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("does-not-exist.toml"), "{}", text(&o));
-    let o = cogrpo(&[
-        "check",
-        "-c",
-        "experiments/smoke/sudoku4.toml",
-        "--set",
-        "task.data_dir=/nope",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
+    run_fails_saying(
+        &[
+            "pretrain",
+            "-c",
+            "experiments/smoke/sudoku4.toml",
+            "--set",
+            "pretrain.batch_size=0",
+        ],
+        2,
+        "`pretrain.batch_size`: must lie in 1..=",
+    );
+    run_fails_saying(
+        &["check", "-c", "experiments/does-not-exist.toml"],
+        2,
+        "does-not-exist.toml",
+    );
+    let o = run_fails(
+        &[
+            "check",
+            "-c",
+            "experiments/smoke/sudoku4.toml",
+            "--set",
+            "task.data_dir=/nope",
+        ],
+        1,
+    );
     assert!(
         text(&o).contains("/nope") && text(&o).contains("task.data_dir"),
         "{}",
@@ -68,11 +74,8 @@ fn config_errors_name_the_key_and_exit_with_2() {
 
 #[test]
 fn sudoku_smoke_pretrain_eval_sample_and_resume() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = out_dir(&tmp, "sudoku");
     let cfg = "experiments/smoke/sudoku4.toml";
-    let o = cogrpo(&["pretrain", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (_tmp, dir, _) = fresh_run("pretrain", cfg, "sudoku");
     let s = summary(&dir);
     assert_eq!(s["command"], "pretrain");
     assert_eq!(s["task"], "sudoku4");
@@ -100,30 +103,33 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
     );
 
     // A second pretrain without --resume refuses and keeps the checkpoint.
-    let o = cogrpo(&["pretrain", "-c", cfg, "--set", &set_out(&dir)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("--resume"), "{}", text(&o));
+    run_fails_saying(
+        &["pretrain", "-c", cfg, "--set", &set_out(&dir)],
+        1,
+        "--resume",
+    );
     assert!(
         dir.join("checkpoints/step-00000006/model.safetensors")
             .is_file()
     );
 
     // Resume with more steps continues from step 6.
-    let o = cogrpo(&[
-        "pretrain",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--set",
-        "pretrain.steps=8",
-        "--resume",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("at step 6"), "{}", text(&o));
+    run_ok_saying(
+        &[
+            "pretrain",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--set",
+            "pretrain.steps=8",
+            "--resume",
+        ],
+        "at step 6",
+    );
     assert_eq!(summary(&dir)["train"]["steps"], 8);
 
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "eval",
         "-c",
         cfg,
@@ -132,7 +138,6 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
         "--set",
         "pretrain.steps=8",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let s = summary(&dir);
     assert_eq!(s["command"], "eval");
     assert_eq!(s["train"]["steps"], 8, "eval keeps the training summary");
@@ -154,7 +159,7 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
     assert_eq!(solved16["nfe"], 16.0);
     assert!(text(&o).contains("d1_cell_accuracy"));
 
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "sample",
         "-c",
         cfg,
@@ -167,7 +172,6 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
         "-n",
         "2",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
@@ -176,26 +180,25 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
             .all(|l| l.starts_with("3102200002100320 -> ") && l.len() == 36),
         "{lines:?}"
     );
-    let o = cogrpo(&[
-        "sample",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--prompt",
+    run_fails_saying(
+        &[
+            "sample",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--prompt",
+            "31x2",
+        ],
+        1,
         "31x2",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("31x2"), "{}", text(&o));
+    );
 }
 
 #[test]
 fn text_smoke_run_reports_bits_per_token_and_samples() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = out_dir(&tmp, "text");
     let cfg = "experiments/smoke/text.toml";
-    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (_tmp, dir, _) = fresh_run("run", cfg, "text");
     let s = summary(&dir);
     assert_eq!(s["command"], "run");
     let row = &s["eval"][0];
@@ -210,7 +213,7 @@ fn text_smoke_run_reports_bits_per_token_and_samples() {
         "{}",
         text(&o)
     );
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "sample",
         "-c",
         cfg,
@@ -221,7 +224,6 @@ fn text_smoke_run_reports_bits_per_token_and_samples() {
         "-n",
         "1",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("ROMEO:"), "{out}");
 }
@@ -232,17 +234,19 @@ fn cuda_without_the_feature_is_a_clear_error() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let o = cogrpo(&[
-        "pretrain",
-        "-c",
-        "experiments/smoke/sudoku4.toml",
-        "--device",
-        "cuda",
-        "--set",
-        &set_out(&out_dir(&tmp, "c")),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("--features cuda"), "{}", text(&o));
+    run_fails_saying(
+        &[
+            "pretrain",
+            "-c",
+            "experiments/smoke/sudoku4.toml",
+            "--device",
+            "cuda",
+            "--set",
+            &set_out(&out_dir(&tmp, "c")),
+        ],
+        1,
+        "--features cuda",
+    );
 }
 
 /// Every benchmark task runs end to end (tiny model, a few steps) and
@@ -269,7 +273,7 @@ fn every_task_runs_and_reports_its_metrics() {
     for (task, metrics) in cases {
         let dir = out_dir(&tmp, task);
         let cfg = format!("experiments/{task}.toml");
-        let o = cogrpo(&[
+        let o = run_ok(&[
             "run",
             "-c",
             &cfg,
@@ -300,7 +304,6 @@ fn every_task_runs_and_reports_its_metrics() {
             "--set",
             "eval.nll_samples=1",
         ]);
-        assert!(o.status.success(), "{task}: {}", text(&o));
         let s = summary(&dir);
         assert_eq!(s["task"], task);
         let rows = s["eval"].as_array().unwrap();
@@ -319,29 +322,26 @@ fn every_task_runs_and_reports_its_metrics() {
 
 #[test]
 fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = out_dir(&tmp, "export");
     let cfg = "experiments/smoke/sudoku4.toml";
-    let o = cogrpo(&["pretrain", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (tmp, dir, _) = fresh_run("pretrain", cfg, "export");
     let file = tmp.path().join("smdm.safetensors");
-    let o = cogrpo(&[
-        "export",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("SMDM layout"), "{}", text(&o));
+    run_ok_saying(
+        &[
+            "export",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        "SMDM layout",
+    );
     let out = set_out(&dir);
     let eval = |extra: &[&str]| {
         let mut args = vec!["eval", "-c", cfg, "--set", out.as_str()];
         args.extend_from_slice(extra);
-        let o = cogrpo(&args);
-        assert!(o.status.success(), "{}", text(&o));
+        run_ok(&args);
         summary(&dir)["eval"].clone()
     };
     let native = eval(&[]);
@@ -355,22 +355,20 @@ fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
     };
     assert_eq!(values(&native), values(&smdm));
     // A file for another shape is refused, naming the tensor.
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--set",
-        "model.d_ff=32",
-        "--checkpoint",
-        file.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).contains("mlp.swiglu.w1.weight` has shape [64, 32], the config needs [32, 32]"),
-        "{}",
-        text(&o)
+    run_fails_saying(
+        &[
+            "eval",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--set",
+            "model.d_ff=32",
+            "--checkpoint",
+            file.to_str().unwrap(),
+        ],
+        2,
+        "mlp.swiglu.w1.weight` has shape [64, 32], the config needs [32, 32]",
     );
 }
 
@@ -383,7 +381,7 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
     let cfg = "experiments/smoke/text.toml";
     let family = |f: &str| format!("model.family=\"{f}\"");
     let arm = out_dir(&tmp, "arm");
-    let o = cogrpo(&[
+    run_ok(&[
         "run",
         "-c",
         cfg,
@@ -392,13 +390,12 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         "--set",
         &family("arm"),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     // The ARM's likelihood is exact: an untrained one sits near log2(65).
     let row = &summary(&arm)["eval"][0];
     assert_eq!(row["sampler"], "nll");
     let bits = row["value"].as_f64().unwrap();
     assert!(bits > 4.0 && bits < 8.0, "{bits}");
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "sample",
         "-c",
         cfg,
@@ -411,24 +408,25 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         "-n",
         "2",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).matches("ROMEO:").count(),
         2
     );
 
     // An ARM checkpoint does not load as an ILM (exit 2: bad input).
-    let o = cogrpo(&[
-        "eval",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&arm),
-        "--set",
-        &family("ilm"),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("holds an ARM model"), "{}", text(&o));
+    run_fails_saying(
+        &[
+            "eval",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&arm),
+            "--set",
+            &family("ilm"),
+        ],
+        2,
+        "holds an ARM model",
+    );
     // Nor does --infill work without an ILM.
     let o = cogrpo(&[
         "sample",
@@ -445,7 +443,7 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
     assert!(text(&o).contains("--infill needs an ILM"), "{}", text(&o));
 
     let ilm = out_dir(&tmp, "ilm");
-    let o = cogrpo(&[
+    run_ok(&[
         "run",
         "-c",
         cfg,
@@ -454,8 +452,7 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         "--set",
         &family("ilm"),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "sample",
         "-c",
         cfg,
@@ -468,7 +465,6 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         "-n",
         "3",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let fills: Vec<&str> = out.split("--- infill ").skip(1).collect();
     assert_eq!(fills.len(), 3, "{out}");
@@ -480,13 +476,15 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         );
     }
     // A family cannot run Co-GRPO.
-    let o = cogrpo(&[
-        "check",
-        "-c",
-        "experiments/smoke/sudoku4-cogrpo.toml",
-        "--set",
-        &family("ilm"),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("Co-GRPO trains MDMs"), "{}", text(&o));
+    run_fails_saying(
+        &[
+            "check",
+            "-c",
+            "experiments/smoke/sudoku4-cogrpo.toml",
+            "--set",
+            &family("ilm"),
+        ],
+        2,
+        "Co-GRPO trains MDMs",
+    );
 }

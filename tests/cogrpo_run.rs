@@ -4,15 +4,14 @@
 use std::path::Path;
 
 mod common;
-use common::{cogrpo, out_dir, report, set_out, summary, text};
+use common::{
+    cogrpo, fresh_run, report, run_fails_saying, run_ok, run_ok_saying, set_out, summary, text,
+};
 
 #[test]
 fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = out_dir(&tmp, "cogrpo");
     let cfg = "experiments/smoke/sudoku4-cogrpo.toml";
-    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (_tmp, dir, _) = fresh_run("run", cfg, "cogrpo");
     let report = report(&dir);
     assert_eq!(report["task"], "sudoku4");
     assert_eq!(report["budget"]["rollouts"], 4 * 2 * 4);
@@ -60,17 +59,19 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
     eval_and_sample_agree_with_the_report(cfg, &dir, &report);
 
     // `train` refuses to overwrite an arm; a second `run` reuses everything.
-    let o = cogrpo(&[
-        "train",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--arm",
-        "joint",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("nothing was overwritten"), "{}", text(&o));
+    run_fails_saying(
+        &[
+            "train",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--arm",
+            "joint",
+        ],
+        1,
+        "nothing was overwritten",
+    );
     let o = cogrpo(&[
         "train",
         "-c",
@@ -85,32 +86,26 @@ fn cogrpo_smoke_run_trains_every_arm_and_writes_the_report() {
         "{}",
         text(&o)
     );
-    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("reusing the finished arm `alternate`"),
-        "{}",
-        text(&o)
+    run_ok_saying(
+        &["run", "-c", cfg, "--set", &set_out(&dir)],
+        "reusing the finished arm `alternate`",
     );
 
     // A resumed arm with a larger budget continues from its checkpoint.
-    let o = cogrpo(&[
-        "train",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--arm",
-        "model",
-        "--resume",
-        "--set",
-        "cogrpo.iterations=6",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("resuming arm `model` at iteration 4"),
-        "{}",
-        text(&o)
+    run_ok_saying(
+        &[
+            "train",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--arm",
+            "model",
+            "--resume",
+            "--set",
+            "cogrpo.iterations=6",
+        ],
+        "resuming arm `model` at iteration 4",
     );
     assert!(
         dir.join("arms/model/checkpoints/step-00000006/state.json")
@@ -132,7 +127,7 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
             .map(|r| (r["value"].as_f64().unwrap(), r["nfe"].as_f64().unwrap()))
             .unwrap_or_else(|| panic!("no {metric} at {steps} in {rows}"))
     };
-    let o = cogrpo(&[
+    run_ok(&[
         "eval",
         "-c",
         cfg,
@@ -143,7 +138,6 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
         "--set",
         "eval.steps=[2,4]",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let evaluated = summary(dir)["eval"].clone();
     for steps in [2, 4] {
         for metric in ["solved", "d1_cell_accuracy", "valid_cells"] {
@@ -156,7 +150,7 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
     }
 
     let arm = dir.join("arms/schedule");
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "eval",
         "-c",
         cfg,
@@ -165,7 +159,6 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
         "--arm",
         arm.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     for r in report["arms"]["schedule"]["eval"].as_array().unwrap() {
         let line = format!(
             "{:<34} {:>6} {:<18} {:>9.4}",
@@ -176,7 +169,7 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
         );
         assert!(text(&o).contains(&line), "{line}\n{}", text(&o));
     }
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "sample",
         "-c",
         cfg,
@@ -187,7 +180,6 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
         "--prompt",
         "3102200002100320",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let line = text(&o);
     assert!(line.contains("arm `schedule`"), "{line}");
     let completion = line
@@ -219,11 +211,8 @@ fn eval_and_sample_agree_with_the_report(cfg: &str, dir: &Path, report: &serde_j
 
 #[test]
 fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = out_dir(&tmp, "digits");
     let cfg = "experiments/smoke/digits-cogrpo.toml";
-    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (_tmp, dir, _) = fresh_run("run", cfg, "digits");
     let report = report(&dir);
     for arm in ["base", "tuned", "alternate"] {
         let eval = report["arms"][arm]["eval"]
@@ -243,7 +232,7 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
         );
         // A row per prompt (10 classes), 3 samples each (30 test examples).
         let png = std::fs::read(dir.join(format!("samples_{arm}_T2.png"))).unwrap();
-        let (w, h, _) = cogrpo_train::images::read_gray_png(&png).unwrap();
+        let (w, h, _) = cogrpo_vision::images::read_gray_png(&png).unwrap();
         assert_eq!((w, h), (4 + 3 * (8 * 4 + 4), 4 + 10 * (8 * 4 + 4)), "{arm}");
     }
     // The realism discriminator learned real `train` digits against the
@@ -269,7 +258,7 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
 
     // `sample` shows images in the terminal and writes a grid.
     let png = dir.join("sevens.png");
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "sample",
         "-c",
         cfg,
@@ -282,19 +271,20 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
         "--png",
         png.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(text(&o).matches('┌').count(), 3, "{}", text(&o));
-    let (w, h, _) = cogrpo_train::images::read_gray_png(&std::fs::read(&png).unwrap()).unwrap();
+    let (w, h, _) = cogrpo_vision::images::read_gray_png(&std::fs::read(&png).unwrap()).unwrap();
     assert_eq!((w, h), (4 + 3 * 36, 4 + 36));
-    let o = cogrpo(&[
-        "sample",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&dir),
-        "--prompt",
-        "12",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("class 0..9"), "{}", text(&o));
+    run_fails_saying(
+        &[
+            "sample",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--prompt",
+            "12",
+        ],
+        1,
+        "class 0..9",
+    );
 }

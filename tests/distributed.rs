@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cogrpo, set_out, text};
+use common::{run_fails_saying, run_ok, set_out};
 
 const CONFIG: &str = "tests/distributed.toml";
 
@@ -94,7 +94,7 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
     let dist: PathBuf = tmp.path().join("dist");
 
     // One process, the global batch split over two threads.
-    let o = cogrpo(&[
+    run_ok(&[
         "run",
         "-c",
         CONFIG,
@@ -103,7 +103,6 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
         "--set",
         "run.threads=2",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
 
     // Two processes of one thread, the global batch split over the two.
     let port = free_ports(4);
@@ -144,7 +143,7 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
     // One process with two ranks (`--devices 2`: burn-collective's local
     // all-reduce between two replicas) sums the same way.
     let local = tmp.path().join("local");
-    let o = cogrpo(&[
+    run_ok(&[
         "run",
         "-c",
         CONFIG,
@@ -155,7 +154,6 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
         "--devices",
         "2",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let file = "arms/joint/checkpoints/step-00000003/model.safetensors";
     assert!(
         tensors(&single, file) == tensors(&local, file),
@@ -170,26 +168,24 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
     );
 
     // The checkpoint of two ranks does not resume on one.
-    let o = cogrpo(&[
-        "pretrain",
-        "-c",
-        CONFIG,
-        "--set",
-        &out,
-        "--set",
-        "pretrain.steps=8",
-        "--resume",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("written by a run of 2 rank(s); this one has 1"),
-        "{}",
-        text(&o)
+    run_fails_saying(
+        &[
+            "pretrain",
+            "-c",
+            CONFIG,
+            "--set",
+            &out,
+            "--set",
+            "pretrain.steps=8",
+            "--resume",
+        ],
+        2,
+        "written by a run of 2 rank(s); this one has 1",
     );
 
     // On two ranks it resumes, as one process on two threads does.
     let more = "pretrain.steps=8";
-    let o = cogrpo(&[
+    run_ok(&[
         "pretrain",
         "-c",
         CONFIG,
@@ -201,7 +197,6 @@ fn two_processes_train_bit_for_bit_as_one_process_on_two_threads() {
         more,
         "--resume",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let port = free_ports(4);
     let args = [
         "pretrain",

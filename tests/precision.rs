@@ -4,7 +4,7 @@
 //! Its effect on a GPU is measured by scripts/gpu-check.sh (docs/gpu.md).
 
 mod common;
-use common::{cogrpo, set_out, text};
+use common::{cogrpo, run_fails, run_ok, set_out, text};
 
 #[test]
 fn precision_is_recorded_applied_on_the_cpu_and_bad_values_are_named() {
@@ -16,8 +16,7 @@ fn precision_is_recorded_applied_on_the_cpu_and_bad_values_are_named() {
         let out = set_out(&dir);
         args.extend(["--set", out.as_str()]);
         args.extend(extra);
-        let o = cogrpo(&args);
-        assert!(o.status.success(), "{}", text(&o));
+        run_ok(&args);
         let written = std::fs::read_to_string(dir.join("config.toml")).unwrap();
         let want = extra.last().map_or("tf32", |p| p);
         assert!(
@@ -36,8 +35,7 @@ fn precision_is_recorded_applied_on_the_cpu_and_bad_values_are_named() {
         "{bf16} vs {default}"
     );
 
-    let o = cogrpo(&["check", "-c", cfg, "--precision", "f16"]);
-    assert_eq!(o.status.code(), Some(2));
+    let o = run_fails(&["check", "-c", cfg, "--precision", "f16"], 2);
     assert!(
         text(&o).contains("tf32") && text(&o).contains("f32"),
         "{}",

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{cogrpo, set_out, text};
+use common::{cogrpo, run_fails_saying, run_ok, run_ok_saying, set_out, text};
 
 #[test]
 fn a_second_writer_on_a_run_directory_is_refused_naming_the_first() {
@@ -87,8 +87,7 @@ fn a_damaged_checkpoint_is_refused_by_name_and_resume_falls_back_to_the_previous
     let dir = tmp.path().join("run");
     let out = set_out(&dir);
     let config = "experiments/smoke/sudoku4.toml";
-    let first = cogrpo(&["pretrain", "-c", config, "--set", &out]);
-    assert!(first.status.success(), "{}", text(&first));
+    run_ok(&["pretrain", "-c", config, "--set", &out]);
     let ckpts = dir.join("checkpoints");
     let (older, newest) = (ckpts.join("step-00000003"), ckpts.join("step-00000006"));
     assert!(newest.join("checksums.sha256").is_file());
@@ -147,27 +146,20 @@ fn resuming_under_a_changed_training_config_names_the_keys_unless_allowed() {
         "--set",
         "pretrain.warmup_steps=1",
     ];
-    let first = cogrpo(&first_run);
-    assert!(first.status.success(), "{}", text(&first));
+    run_ok(&first_run);
     let base = [&first_run[..], &["--resume"]].concat();
     let changed = [
         &base[..],
         &["--set", "pretrain.lr=0.5", "--set", "pretrain.batch_size=4"],
     ]
     .concat();
-    let o = cogrpo(&changed);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("pretrain.batch_size, pretrain.lr changed"),
-        "{}",
-        text(&o)
-    );
+    run_fails_saying(&changed, 2, "pretrain.batch_size, pretrain.lr changed");
     // Logging keys may change freely.
-    let o = cogrpo(&[&base[..], &["--set", "pretrain.log_every=1"]].concat());
-    assert!(o.status.success(), "{}", text(&o));
-    let o = cogrpo(&[&changed[..], &["--allow-config-change"]].concat());
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("--allow-config-change"), "{}", text(&o));
+    run_ok(&[&base[..], &["--set", "pretrain.log_every=1"]].concat());
+    run_ok_saying(
+        &[&changed[..], &["--allow-config-change"]].concat(),
+        "--allow-config-change",
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -221,14 +213,13 @@ fn a_flaky_plugin_never_stops_a_300_iteration_run_and_a_stopped_run_resumes_afte
     };
     let dir = tmp.path().join("run");
     let out = set_out(&dir);
-    let pre = cogrpo(&[
+    run_ok(&[
         "pretrain",
         "-c",
         "experiments/smoke/sudoku4-cogrpo.toml",
         "--set",
         &out,
     ]);
-    assert!(pre.status.success(), "{}", text(&pre));
     let ckpt = dir.join("checkpoints/step-00000020").display().to_string();
 
     // 10% of requests fail, in ten ways; 300 iterations of 2 x 4 rollouts.

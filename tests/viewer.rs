@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use cogrpo_train::dumps::{self, DumpKind};
-use common::{cogrpo, set_out, text};
+use cogrpo_eval::dumps::{self, DumpKind};
+use common::{cogrpo, run_fails_saying, run_ok, set_out, text};
 
 const CFG: &str = "experiments/smoke/sudoku4-cogrpo.toml";
 
@@ -22,7 +22,7 @@ fn run() -> &'static Path {
     &RUN.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run");
-        let o = cogrpo(&[
+        run_ok(&[
             "run",
             "-c",
             CFG,
@@ -31,7 +31,6 @@ fn run() -> &'static Path {
             "--set",
             "cogrpo.dump_every=2",
         ]);
-        assert!(o.status.success(), "{}", text(&o));
         (tmp, dir)
     })
     .1
@@ -91,7 +90,7 @@ fn every_arm_dumps_its_rollouts_and_samples_prints_them() {
         assert!(sum.abs() < 1e-4, "{sum}");
     }
 
-    let o = cogrpo(&[
+    let o = run_ok(&[
         "samples",
         dir.to_str().unwrap(),
         "--arm",
@@ -102,7 +101,6 @@ fn every_arm_dumps_its_rollouts_and_samples_prints_them() {
         "2",
         "--steps",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert_eq!(
         out.matches("== joint | train | iteration 4").count(),
@@ -123,12 +121,10 @@ fn every_arm_dumps_its_rollouts_and_samples_prints_them() {
         "{}",
         text(&o)
     );
-    let o = cogrpo(&["samples", dir.to_str().unwrap(), "--arm", "sideways"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o).contains("arms with dumps here: alternate, base"),
-        "{}",
-        text(&o)
+    run_fails_saying(
+        &["samples", dir.to_str().unwrap(), "--arm", "sideways"],
+        1,
+        "arms with dumps here: alternate, base",
     );
 }
 
@@ -161,8 +157,7 @@ fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
 )]
 fn the_viewer_replays_a_trajectory_in_chromium() {
     let dir = run();
-    let o = cogrpo(&["view", dir.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
+    run_ok(&["view", dir.to_str().unwrap()]);
     let page = dir.join("view.html");
     let url = format!("file://{}", page.display());
     let tmp = tempfile::tempdir().unwrap();
@@ -226,8 +221,7 @@ fn the_viewer_replays_a_trajectory_in_chromium() {
     let bare = tmp.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();
     std::fs::copy(dir.join("report.json"), bare.join("report.json")).unwrap();
-    let o = cogrpo(&["view", bare.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
+    run_ok(&["view", bare.to_str().unwrap()]);
     let url = format!("file://{}", bare.join("view.html").display());
     let o = chromium(&tmp.path().join("p3"), &["--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&o.stdout);
@@ -276,8 +270,7 @@ fn run_says_its_plan_quiet_keeps_only_results_and_completions_print() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = "experiments/smoke/sudoku4.toml";
     let dir = tmp.path().join("a");
-    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = run_ok(&["run", "-c", cfg, "--set", &set_out(&dir)]);
     let said = String::from_utf8_lossy(&o.stderr);
     // The plan `check` prints, the output folder and how to watch it.
     assert!(
@@ -294,8 +287,7 @@ fn run_says_its_plan_quiet_keeps_only_results_and_completions_print() {
     assert!(said.contains("step "), "progress lines by default: {said}");
 
     let dir = tmp.path().join("b");
-    let o = cogrpo(&["-q", "run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = run_ok(&["-q", "run", "-c", cfg, "--set", &set_out(&dir)]);
     let said = String::from_utf8_lossy(&o.stderr);
     assert!(
         said.trim().is_empty(),
@@ -308,8 +300,7 @@ fn run_says_its_plan_quiet_keeps_only_results_and_completions_print() {
         text(&o)
     );
 
-    let o = cogrpo(&["completions", "bash"]);
-    assert!(o.status.success());
+    let o = run_ok(&["completions", "bash"]);
     let script = String::from_utf8_lossy(&o.stdout);
     assert!(
         script.contains("_cogrpo()") && script.contains("samples"),

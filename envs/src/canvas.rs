@@ -6,7 +6,8 @@
 //! Each row carries a key from which all its random draws are derived, so a
 //! row's generation does not depend on which batch it ran in.
 
-use crate::task::{Example, TaskError};
+use crate::error::TaskError;
+use crate::task::Example;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Canvas {

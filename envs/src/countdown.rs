@@ -15,9 +15,10 @@ use std::path::Path;
 use rand::Rng;
 use serde_json::json;
 
+use crate::error::TaskError;
 use crate::jsonl::{Record, data_error, read_string_fields};
 use crate::seeding::{purpose, stream};
-use crate::task::{Example, Layout, Task, TaskError};
+use crate::task::{Example, Layout, Task};
 use crate::vocab::Vocab;
 
 pub const TEST_FILE: &str = "countdown/countdown_cd3_test.jsonl";
@@ -87,80 +88,84 @@ pub struct Parsed {
     pub numbers: Vec<i128>,
 }
 
+/// A recursive-descent parser over the expression's bytes; it records
+/// every number it reads.
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+    numbers: Vec<i128>,
+}
+
+impl Parser<'_> {
+    fn skip(&mut self) {
+        while self.s.get(self.i) == Some(&b' ') {
+            self.i += 1;
+        }
+    }
+    fn peek(&mut self) -> Option<u8> {
+        self.skip();
+        self.s.get(self.i).copied()
+    }
+    // expr := term (('+'|'-') term)*
+    fn expr(&mut self, depth: usize) -> Result<Option<Rational>, String> {
+        let mut v = self.term(depth)?;
+        while let Some(op @ (b'+' | b'-')) = self.peek() {
+            self.i += 1;
+            let r = self.term(depth)?;
+            v = v.zip(r).and_then(|(a, b)| a.apply(op as char, b));
+        }
+        Ok(v)
+    }
+    // term := atom (('*'|'/') atom)*
+    fn term(&mut self, depth: usize) -> Result<Option<Rational>, String> {
+        let mut v = self.atom(depth)?;
+        while let Some(op @ (b'*' | b'/')) = self.peek() {
+            self.i += 1;
+            let r = self.atom(depth)?;
+            v = v.zip(r).and_then(|(a, b)| a.apply(op as char, b));
+        }
+        Ok(v)
+    }
+    // atom := integer | '(' expr ')'
+    fn atom(&mut self, depth: usize) -> Result<Option<Rational>, String> {
+        if depth > 64 {
+            return Err("parentheses nest too deep".into());
+        }
+        match self.peek() {
+            Some(b'(') => {
+                self.i += 1;
+                let v = self.expr(depth + 1)?;
+                if self.peek() != Some(b')') {
+                    return Err(format!("expected ')' at {}", self.i));
+                }
+                self.i += 1;
+                Ok(v)
+            }
+            Some(c) if c.is_ascii_digit() => {
+                let start = self.i;
+                while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII digits");
+                let n: i128 = text
+                    .parse()
+                    .map_err(|_| format!("number {text} is too large"))?;
+                if self.i - start > 12 {
+                    return Err(format!("number {text} is too large"));
+                }
+                self.numbers.push(n);
+                Ok(Some(Rational::int(n)))
+            }
+            Some(c) => Err(format!("unexpected {:?} at {}", c as char, self.i)),
+            None => Err("expression ends early".into()),
+        }
+    }
+}
+
 /// Parses `expr` (integers, `+ - * /`, parentheses, spaces) with the usual
 /// precedence. An error says where the expression stops making sense.
 pub fn parse_expression(expr: &str) -> Result<Parsed, String> {
-    struct P<'a> {
-        s: &'a [u8],
-        i: usize,
-        numbers: Vec<i128>,
-    }
-    impl P<'_> {
-        fn skip(&mut self) {
-            while self.s.get(self.i) == Some(&b' ') {
-                self.i += 1;
-            }
-        }
-        fn peek(&mut self) -> Option<u8> {
-            self.skip();
-            self.s.get(self.i).copied()
-        }
-        // expr := term (('+'|'-') term)*
-        fn expr(&mut self, depth: usize) -> Result<Option<Rational>, String> {
-            let mut v = self.term(depth)?;
-            while let Some(op @ (b'+' | b'-')) = self.peek() {
-                self.i += 1;
-                let r = self.term(depth)?;
-                v = v.zip(r).and_then(|(a, b)| a.apply(op as char, b));
-            }
-            Ok(v)
-        }
-        // term := atom (('*'|'/') atom)*
-        fn term(&mut self, depth: usize) -> Result<Option<Rational>, String> {
-            let mut v = self.atom(depth)?;
-            while let Some(op @ (b'*' | b'/')) = self.peek() {
-                self.i += 1;
-                let r = self.atom(depth)?;
-                v = v.zip(r).and_then(|(a, b)| a.apply(op as char, b));
-            }
-            Ok(v)
-        }
-        // atom := integer | '(' expr ')'
-        fn atom(&mut self, depth: usize) -> Result<Option<Rational>, String> {
-            if depth > 64 {
-                return Err("parentheses nest too deep".into());
-            }
-            match self.peek() {
-                Some(b'(') => {
-                    self.i += 1;
-                    let v = self.expr(depth + 1)?;
-                    if self.peek() != Some(b')') {
-                        return Err(format!("expected ')' at {}", self.i));
-                    }
-                    self.i += 1;
-                    Ok(v)
-                }
-                Some(c) if c.is_ascii_digit() => {
-                    let start = self.i;
-                    while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
-                        self.i += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII digits");
-                    let n: i128 = text
-                        .parse()
-                        .map_err(|_| format!("number {text} is too large"))?;
-                    if self.i - start > 12 {
-                        return Err(format!("number {text} is too large"));
-                    }
-                    self.numbers.push(n);
-                    Ok(Some(Rational::int(n)))
-                }
-                Some(c) => Err(format!("unexpected {:?} at {}", c as char, self.i)),
-                None => Err("expression ends early".into()),
-            }
-        }
-    }
-    let mut p = P {
+    let mut p = Parser {
         s: expr.as_bytes(),
         i: 0,
         numbers: Vec::new(),

@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use rand::seq::SliceRandom;
 use serde_json::json;
 
+use crate::error::TaskError;
 use crate::image::GrayImage;
 use crate::seeding::{purpose, stream};
-use crate::task::{Example, Layout, Task, TaskError};
+use crate::task::{Example, Layout, Task};
 use crate::vocab::Vocab;
 
 /// The data file, relative to the data directory.

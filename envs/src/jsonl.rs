@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::task::TaskError;
+use crate::error::TaskError;
 
 /// One non-blank line: its 1-based number and the requested fields.
 pub struct Record<const N: usize> {

@@ -8,6 +8,7 @@
 pub mod canvas;
 pub mod countdown;
 pub mod digits;
+pub mod error;
 pub mod image;
 pub mod jsonl;
 pub mod problems;
@@ -21,7 +22,8 @@ pub mod trajectory;
 pub mod vocab;
 
 pub use canvas::Canvas;
+pub use error::TaskError;
 pub use problems::{Problem, Problems, Validate};
-pub use task::{Example, Layout, Split, Task, TaskError};
+pub use task::{Example, Layout, Split, Task};
 pub use trajectory::{StepRecord, Trajectory};
 pub use vocab::Vocab;

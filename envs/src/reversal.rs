@@ -15,8 +15,9 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::error::TaskError;
 use crate::jsonl::{Record, data_error, read_string_fields};
-use crate::task::{Example, Layout, Task, TaskError};
+use crate::task::{Example, Layout, Task};
 use crate::vocab::Vocab;
 
 pub const DIR: &str = "reversal_curse";

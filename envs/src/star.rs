@@ -14,8 +14,9 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use serde_json::json;
 
+use crate::error::TaskError;
 use crate::seeding::{purpose, stream};
-use crate::task::{Example, Layout, Task, TaskError};
+use crate::task::{Example, Layout, Task};
 use crate::vocab::Vocab;
 
 pub const TRAIN_GRAPHS: u64 = 50_000;

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 use serde_json::json;
 
+use crate::error::TaskError;
 use crate::seeding::{purpose, stream};
-use crate::task::{Example, Layout, Task, TaskError};
+use crate::task::{Example, Layout, Task};
 use crate::vocab::Vocab;
 
 /// Cells per grid.

@@ -6,30 +6,11 @@
 //! a fixed held-out test split. Per-example metadata (stored solutions,
 //! offsets, ...) travels with the example for rewards and metrics.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
+use crate::error::TaskError;
 use crate::image::GrayImage;
 use crate::vocab::Vocab;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Data {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// Where the prompt and the answer sit in a sequence: `prompt_len` clean
 /// positions followed by `answer_len` positions that generation fills.

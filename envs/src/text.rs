@@ -11,8 +11,9 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::error::TaskError;
 use crate::seeding::{derive_key, purpose};
-use crate::task::{Example, Layout, Task, TaskError};
+use crate::task::{Example, Layout, Task};
 use crate::vocab::Vocab;
 
 /// The corpus, relative to the data directory.

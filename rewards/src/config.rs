@@ -24,14 +24,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use envs::{Problems, Validate};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Every key is optional; the defaults are [`Default`]'s.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Every key is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RewardsConfig {
-    /// The rewards; empty = the task's default verifier reward.
+    /// The rewards (`[[rewards.terms]]`); empty = the task's default
+    /// reward.
     pub terms: Vec<RewardTerm>,
+    /// The order of weighting and group normalization.
     pub aggregation: Aggregation,
     /// Share of a batch's items one reward may fail on before training
     /// stops (after writing a checkpoint).
@@ -41,20 +44,24 @@ pub struct RewardsConfig {
     pub cost: CostConfig,
 }
 
+/// Batches over which `max_failure_fraction` is judged unless
+/// `rewards.failure_window` says otherwise.
+pub const DEFAULT_FAILURE_WINDOW: usize = 10;
+
 impl Default for RewardsConfig {
     fn default() -> Self {
         Self {
             terms: Vec::new(),
             aggregation: Aggregation::default(),
             max_failure_fraction: 0.5,
-            failure_window: crate::compose::DEFAULT_FAILURE_WINDOW,
+            failure_window: DEFAULT_FAILURE_WINDOW,
             cost: CostConfig::default(),
         }
     }
 }
 
 /// The order of weighting and group normalization.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregation {
     /// Weighted sum of the rewards, then normalize within the group (GRPO).
@@ -68,17 +75,18 @@ pub enum Aggregation {
 
 /// The cost of a rollout: `penalty = nfe * NFE / answer_len + wall_s * seconds`.
 /// Every key is optional: no cost by default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CostConfig {
     /// Weight of the denoiser evaluations, per answer position.
     pub nfe: f64,
     /// Weight of the rollout's wall time, per second.
     pub wall_s: f64,
+    /// How the penalty meets the reward.
     pub mode: CostMode,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CostMode {
     /// `reward - penalty`.
@@ -89,58 +97,122 @@ pub enum CostMode {
     Gate,
 }
 
-/// One reward and its weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// One reward and its weight, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RewardTerm {
-    /// A verifier built into the task (`cogrpo check` lists them).
-    Builtin {
-        name: String,
-        #[serde(default = "default_weight")]
-        weight: f64,
-    },
+    /// A verifier built into the task, or a learned reward model of the
+    /// project (`cogrpo check` lists them).
+    Builtin(BuiltinTerm),
     /// A child process speaking JSON lines (`docs/reward-protocol.md`).
-    Subprocess {
-        name: String,
-        #[serde(default = "default_weight")]
-        weight: f64,
-        /// Program and arguments, run without a shell.
-        command: Vec<String>,
-        #[serde(default)]
-        cwd: Option<PathBuf>,
-        /// The child's environment besides `PATH` (nothing else is passed).
-        #[serde(default)]
-        env: BTreeMap<String, String>,
-        #[serde(default = "default_timeout_s")]
-        timeout_s: f64,
-        #[serde(default = "default_max_reply_bytes")]
-        max_reply_bytes: usize,
-        /// Items per request line: a crash costs one chunk, not the batch.
-        #[serde(default = "default_max_batch")]
-        max_batch: usize,
-        /// Extra attempts of a failed chunk, each on a restarted process.
-        #[serde(default = "default_subprocess_retries")]
-        retries: u32,
-    },
+    Subprocess(SubprocessTerm),
     /// A reward server taking POSTed batches (`docs/reward-protocol.md`).
-    Http {
-        name: String,
-        #[serde(default = "default_weight")]
-        weight: f64,
-        url: String,
-        #[serde(default = "default_timeout_s")]
-        timeout_s: f64,
-        #[serde(default = "default_concurrency")]
-        concurrency: usize,
-        #[serde(default = "default_max_batch")]
-        max_batch: usize,
-        #[serde(default = "default_retries")]
-        retries: u32,
-        #[serde(default = "default_backoff_s")]
-        backoff_s: f64,
-        #[serde(default = "default_max_reply_bytes")]
-        max_reply_bytes: usize,
-    },
+    Http(HttpTerm),
+}
+
+/// `kind = "builtin"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinTerm {
+    /// The reward's name (`valid_cells`, `digit_classifier`, ...).
+    #[schemars(extend("x-required" = true))]
+    pub name: String,
+    /// Its weight in the reward set.
+    pub weight: f64,
+}
+
+impl Default for BuiltinTerm {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            weight: 1.0,
+        }
+    }
+}
+
+/// `kind = "subprocess"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubprocessTerm {
+    /// The reward's name in logs and dumps.
+    #[schemars(extend("x-required" = true))]
+    pub name: String,
+    /// Its weight in the reward set.
+    pub weight: f64,
+    /// Program and arguments, run without a shell.
+    #[schemars(extend("x-required" = true))]
+    pub command: Vec<String>,
+    /// The child's working directory (unset: cogrpo's).
+    pub cwd: Option<PathBuf>,
+    /// The child's environment besides `PATH` (nothing else is passed).
+    pub env: BTreeMap<String, String>,
+    /// Seconds a reply may take before the chunk fails (and the process is
+    /// restarted).
+    pub timeout_s: f64,
+    /// Largest reply line accepted.
+    pub max_reply_bytes: usize,
+    /// Items per request line: a crash costs one chunk, not the batch.
+    pub max_batch: usize,
+    /// Extra attempts of a failed chunk, each on a restarted process.
+    pub retries: u32,
+}
+
+impl Default for SubprocessTerm {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            weight: 1.0,
+            command: Vec::new(),
+            cwd: None,
+            env: BTreeMap::new(),
+            timeout_s: 60.0,
+            max_reply_bytes: 16 << 20,
+            max_batch: 64,
+            retries: 1,
+        }
+    }
+}
+
+/// `kind = "http"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTerm {
+    /// The reward's name in logs and dumps.
+    #[schemars(extend("x-required" = true))]
+    pub name: String,
+    /// Its weight in the reward set.
+    pub weight: f64,
+    /// The server's address (`http://`; TLS belongs in a proxy).
+    #[schemars(extend("x-required" = true))]
+    pub url: String,
+    /// Seconds a request may take before it fails.
+    pub timeout_s: f64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Items per request: a failure costs one chunk, not the batch.
+    pub max_batch: usize,
+    /// Extra attempts of a failed request (not of an error reply).
+    pub retries: u32,
+    /// Seconds before the first retry, doubling after each.
+    pub backoff_s: f64,
+    /// Largest reply body accepted.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for HttpTerm {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            weight: 1.0,
+            url: String::new(),
+            timeout_s: 60.0,
+            concurrency: 8,
+            max_batch: 64,
+            retries: 2,
+            backoff_s: 0.25,
+            max_reply_bytes: 16 << 20,
+        }
+    }
 }
 
 // Bounds of the plugin settings: beyond them a value is a typo, and
@@ -156,45 +228,20 @@ const MAX_RETRIES: usize = 100;
 /// 4 GiB.
 const MAX_REPLY_BYTES: usize = 1 << 32;
 
-fn default_weight() -> f64 {
-    1.0
-}
-fn default_timeout_s() -> f64 {
-    60.0
-}
-fn default_concurrency() -> usize {
-    8
-}
-fn default_max_batch() -> usize {
-    64
-}
-fn default_retries() -> u32 {
-    2
-}
-fn default_subprocess_retries() -> u32 {
-    1
-}
-fn default_backoff_s() -> f64 {
-    0.25
-}
-fn default_max_reply_bytes() -> usize {
-    16 << 20
-}
-
 impl RewardTerm {
     pub fn name(&self) -> &str {
         match self {
-            RewardTerm::Builtin { name, .. }
-            | RewardTerm::Subprocess { name, .. }
-            | RewardTerm::Http { name, .. } => name,
+            RewardTerm::Builtin(t) => &t.name,
+            RewardTerm::Subprocess(t) => &t.name,
+            RewardTerm::Http(t) => &t.name,
         }
     }
 
     pub fn weight(&self) -> f64 {
         match self {
-            RewardTerm::Builtin { weight, .. }
-            | RewardTerm::Subprocess { weight, .. }
-            | RewardTerm::Http { weight, .. } => *weight,
+            RewardTerm::Builtin(t) => t.weight,
+            RewardTerm::Subprocess(t) => t.weight,
+            RewardTerm::Http(t) => t.weight,
         }
     }
 }
@@ -225,48 +272,35 @@ impl Validate for RewardTerm {
         }
         p.finite("weight", self.weight());
         match self {
-            RewardTerm::Builtin { .. } => {}
-            RewardTerm::Subprocess {
-                command,
-                timeout_s,
-                max_reply_bytes,
-                max_batch,
-                retries,
-                ..
-            } => {
-                p.count_within("max_batch", *max_batch, 1, MAX_BATCH);
-                p.count_within("retries", *retries as usize, 0, MAX_RETRIES);
-                if command.first().is_none_or(|program| program.is_empty()) {
+            RewardTerm::Builtin(_) => {}
+            RewardTerm::Subprocess(t) => {
+                p.count_within("max_batch", t.max_batch, 1, MAX_BATCH);
+                p.count_within("retries", t.retries as usize, 0, MAX_RETRIES);
+                if t.command.first().is_none_or(|program| program.is_empty()) {
                     p.bad(
                         "command",
                         "must name a program: [\"python3\", \"plugin.py\"]",
                     );
                 }
-                p.within("timeout_s", *timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S);
-                p.count_within("max_reply_bytes", *max_reply_bytes, 1, MAX_REPLY_BYTES);
+                p.within("timeout_s", t.timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S);
+                p.count_within("max_reply_bytes", t.max_reply_bytes, 1, MAX_REPLY_BYTES);
             }
-            RewardTerm::Http {
-                url,
-                timeout_s,
-                concurrency,
-                max_batch,
-                retries,
-                backoff_s,
-                max_reply_bytes,
-                ..
-            } => {
-                if !url.starts_with("http://") {
+            RewardTerm::Http(t) => {
+                if !t.url.starts_with("http://") {
                     p.bad(
                         "url",
-                        format!("must start with http:// (got {url:?}); TLS belongs in a proxy"),
+                        format!(
+                            "must start with http:// (got {:?}); TLS belongs in a proxy",
+                            t.url
+                        ),
                     );
                 }
-                p.within("timeout_s", *timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S);
-                p.count_within("concurrency", *concurrency, 1, MAX_CONCURRENCY);
-                p.count_within("max_batch", *max_batch, 1, MAX_BATCH);
-                p.count_within("max_reply_bytes", *max_reply_bytes, 1, MAX_REPLY_BYTES);
-                p.count_within("retries", *retries as usize, 0, MAX_RETRIES);
-                p.within("backoff_s", *backoff_s, 0.0, MAX_BACKOFF_S);
+                p.within("timeout_s", t.timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S);
+                p.count_within("concurrency", t.concurrency, 1, MAX_CONCURRENCY);
+                p.count_within("max_batch", t.max_batch, 1, MAX_BATCH);
+                p.count_within("max_reply_bytes", t.max_reply_bytes, 1, MAX_REPLY_BYTES);
+                p.count_within("retries", t.retries as usize, 0, MAX_RETRIES);
+                p.within("backoff_s", t.backoff_s, 0.0, MAX_BACKOFF_S);
             }
         }
     }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 
+use crate::failure::{FailureKind, RewardFailure};
 use crate::item::{BatchScores, RewardItem};
 use crate::protocol::{Request, parse_reply};
-use crate::reward::{BoxFuture, FailureKind, Reward, RewardFailure};
+use crate::reward::{BoxFuture, Reward};
 
 #[derive(Debug, Clone)]
 pub struct HttpSpec {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use envs::{Example, Vocab};
 use serde::{Deserialize, Serialize};
 
-use crate::reward::RewardFailure;
+use crate::failure::RewardFailure;
 
 /// One `(prompt, completion, metadata)` item to score. Text and token ids are
 /// both present so that a reward can work on whichever is natural for it.

@@ -12,6 +12,7 @@
 pub mod compose;
 pub mod config;
 pub mod countdown;
+pub mod failure;
 pub mod http;
 pub mod item;
 pub mod protocol;
@@ -26,8 +27,12 @@ pub mod sudoku;
 pub mod verifier;
 
 pub use compose::{Outcome, RewardSet, RolloutCost, ScoredBatch, TooManyFailures};
-pub use config::{Aggregation, CostConfig, CostMode, RewardTerm, RewardsConfig};
+pub use config::{
+    Aggregation, BuiltinTerm, CostConfig, CostMode, HttpTerm, RewardTerm, RewardsConfig,
+    SubprocessTerm,
+};
+pub use failure::{FailureKind, RewardFailure};
 pub use item::{BatchScores, RewardItem};
 pub use registry::{Registry, RewardFactory, build_reward_set, default_reward, verifiers_for};
-pub use reward::{BoxFuture, FailureKind, Reward, RewardFailure};
+pub use reward::{BoxFuture, Reward};
 pub use verifier::{Verifier, VerifierReward};

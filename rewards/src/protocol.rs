@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::failure::{FailureKind, RewardFailure};
 use crate::item::{BatchScores, RewardItem};
-use crate::reward::{FailureKind, RewardFailure};
 
 /// The protocol version both sides put in every message.
 pub const PROTOCOL: &str = "cogrpo-reward/1";

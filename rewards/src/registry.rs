@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::compose::RewardSet;
-use crate::config::{RewardTerm, RewardsConfig};
+use crate::config::{BuiltinTerm, HttpTerm, RewardTerm, RewardsConfig, SubprocessTerm};
 use crate::http::{HttpReward, HttpSpec};
 use crate::reward::Reward;
 use crate::subprocess::{SubprocessReward, SubprocessSpec};
@@ -140,10 +140,10 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
         let name = default_reward(task).ok_or_else(|| {
             format!("task `{task}` has no built-in reward: add a [[rewards.terms]] plugin (docs/reward-protocol.md)")
         })?;
-        default_terms = vec![RewardTerm::Builtin {
+        default_terms = vec![RewardTerm::Builtin(BuiltinTerm {
             name: name.into(),
-            weight: 1.0,
-        }];
+            ..BuiltinTerm::default()
+        })];
         &default_terms
     } else {
         &cfg.terms
@@ -151,7 +151,7 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
     for (i, term) in terms.iter().enumerate() {
         let at = |msg: String| format!("rewards.terms[{i}] ({:?}): {msg}", term.name());
         match term {
-            RewardTerm::Builtin { name, weight } => {
+            RewardTerm::Builtin(BuiltinTerm { name, weight }) => {
                 let reward = registry.builtin(task, name).ok_or_else(|| {
                     let known = registry.known(task);
                     at(format!(
@@ -160,7 +160,7 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
                 })?;
                 set.push(reward, *weight, None);
             }
-            RewardTerm::Subprocess {
+            RewardTerm::Subprocess(SubprocessTerm {
                 name,
                 weight,
                 command,
@@ -170,7 +170,7 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
                 max_reply_bytes,
                 max_batch,
                 retries,
-            } => {
+            }) => {
                 let spec = SubprocessSpec {
                     name: name.clone(),
                     command: command.clone(),
@@ -183,7 +183,7 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
                 };
                 set.push(Box::new(SubprocessReward::new(spec)), *weight, None);
             }
-            RewardTerm::Http {
+            RewardTerm::Http(HttpTerm {
                 name,
                 weight,
                 url,
@@ -193,7 +193,7 @@ fn build(cfg: &RewardsConfig, task: &str, registry: &Registry) -> Result<RewardS
                 retries,
                 backoff_s,
                 max_reply_bytes,
-            } => {
+            }) => {
                 let spec = HttpSpec {
                     name: name.clone(),
                     url: url.clone(),
@@ -242,10 +242,10 @@ mod tests {
     #[test]
     fn unknown_builtin_names_list_the_known_ones() {
         let cfg = RewardsConfig {
-            terms: vec![RewardTerm::Builtin {
+            terms: vec![RewardTerm::Builtin(BuiltinTerm {
                 name: "solvd".into(),
                 weight: 1.0,
-            }],
+            })],
             ..RewardsConfig::default()
         };
         let err = build_reward_set(&cfg, "sudoku4").err().unwrap();

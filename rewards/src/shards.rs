@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use crate::compose::Outcome;
     use crate::config::{Aggregation, CostMode};
-    use crate::reward::{FailureKind, RewardFailure};
+    use crate::failure::{FailureKind, RewardFailure};
 
     fn shard(scores: &[f32], part: Option<(&str, f32)>, failed: usize) -> ScoredBatch {
         let n = scores.len();

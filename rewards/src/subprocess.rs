@@ -14,9 +14,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
+use crate::failure::{FailureKind, RewardFailure};
 use crate::item::{BatchScores, RewardItem};
 use crate::protocol::{Request, parse_reply};
-use crate::reward::{BoxFuture, FailureKind, Reward, RewardFailure};
+use crate::reward::{BoxFuture, Reward};
 
 /// How to start the plugin.
 #[derive(Debug, Clone)]

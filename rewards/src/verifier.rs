@@ -1,8 +1,9 @@
 //! Deterministic, in-process scorers of single items, and the adapter that
 //! makes any of them a batch [`Reward`].
 
+use crate::failure::RewardFailure;
 use crate::item::{BatchScores, RewardItem};
-use crate::reward::{BoxFuture, Reward, RewardFailure};
+use crate::reward::{BoxFuture, Reward};
 
 /// A deterministic scorer of one completion: the task verifiers (Sudoku
 /// validity, Countdown arithmetic, path match, ...). The same scores serve

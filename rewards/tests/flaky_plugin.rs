@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use rewards::{FailureKind, RewardItem, RewardTerm, RewardsConfig, RolloutCost, build_reward_set};
+use rewards::{
+    FailureKind, RewardItem, RewardTerm, RewardsConfig, RolloutCost, SubprocessTerm,
+    build_reward_set,
+};
 use serde_json::json;
 
 const BATCHES: usize = 300;
@@ -80,7 +83,7 @@ fn a_plugin_failing_ten_percent_of_requests_in_ten_ways_never_stops_a_run_and_is
     let tmp = tempfile::tempdir().unwrap();
     let log_path = tmp.path().join("fixture.log");
     let cfg = RewardsConfig {
-        terms: vec![RewardTerm::Subprocess {
+        terms: vec![RewardTerm::Subprocess(SubprocessTerm {
             name: "flaky".into(),
             weight: 1.0,
             command: vec![env!("CARGO_BIN_EXE_cogrpo-reward-fixture").into()],
@@ -97,16 +100,16 @@ fn a_plugin_failing_ten_percent_of_requests_in_ten_ways_never_stops_a_run_and_is
             max_reply_bytes: 16 << 20,
             max_batch: 64,
             retries: 1,
-        }],
+        })],
         ..RewardsConfig::default()
     };
     // The defaults this test claims to run at.
     let defaults: RewardsConfig =
         toml::from_str("[[terms]]\nkind = \"subprocess\"\nname = \"x\"\ncommand = [\"x\"]\n")
             .unwrap();
-    let RewardTerm::Subprocess {
+    let RewardTerm::Subprocess(SubprocessTerm {
         max_batch, retries, ..
-    } = &defaults.terms[0]
+    }) = &defaults.terms[0]
     else {
         unreachable!()
     };

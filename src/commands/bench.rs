@@ -3,16 +3,79 @@
 //! `--scaling`, the first-hitting sampler against ancestral sampling over
 //! length and vocabulary. Both are read in docs/performance.md.
 
-use cogrpo_train::bench::{self, BenchOptions};
-use cogrpo_train::config::ExperimentConfig;
-use cogrpo_train::tasks;
-
-use crate::backend::Job;
-use cogrpo_train::distributed::World;
+use clap::Args;
+use cogrpo_bench::{self as bench, BenchOptions};
+use cogrpo_config::{ExperimentConfig, tasks};
+use cogrpo_runtime::distributed::World;
 use mdm::{AutodiffKernels, Kernels};
 
+use super::common::Common;
+use crate::backend::{Job, dispatch};
+
+/// Measure training, forward and sampling throughput.
+#[derive(Args)]
+#[command(after_help = "Example:\n  cogrpo bench --config experiments/sudoku4.toml --batch 64")]
+pub struct BenchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Rows per sampling batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Training steps timed (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    train_steps: usize,
+    /// Sampler step counts (default: eval.steps, else the answer length).
+    #[arg(long, value_delimiter = ',')]
+    steps: Vec<usize>,
+    /// Batches of the forward-pass rows (default: --batch).
+    #[arg(long, value_delimiter = ',')]
+    forward_batch: Vec<usize>,
+    /// Samplers timed: ancestral, first_hitting, confidence (default: all).
+    #[arg(long, value_delimiter = ',')]
+    samplers: Vec<String>,
+    /// Steps per trajectory of the Co-GRPO update row (0: skip it).
+    #[arg(long, default_value_t = 4)]
+    grpo_steps: usize,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Instead: first-hitting vs ancestral sampling over a grid of
+    /// lengths and vocabularies (the config's width, depth and heads).
+    #[arg(long)]
+    scaling: bool,
+    /// Sequence lengths of the --scaling grid.
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    lengths: Vec<usize>,
+    /// Vocabulary sizes of the --scaling grid.
+    #[arg(long, value_delimiter = ',', default_value = "64,1024,8192,50257")]
+    vocabs: Vec<usize>,
+}
+
+impl BenchArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let samplers = parse_samplers(&self.samplers)?;
+        let cfg = self.common.load()?;
+        anyhow::ensure!(
+            self.batch > 0 && self.train_steps > 0,
+            "--batch and --train-steps must be at least 1"
+        );
+        let job = Bench {
+            cfg,
+            batch: self.batch,
+            train_steps: self.train_steps,
+            steps: self.steps,
+            forward_batch: self.forward_batch,
+            samplers,
+            grpo_steps: self.grpo_steps,
+            json: self.json,
+            scaling: self.scaling.then_some((self.lengths, self.vocabs)),
+        };
+        dispatch(job.cfg.run.device, job)
+    }
+}
+
 /// `--samplers` names as the config spells them.
-pub(super) fn parse_samplers(names: &[String]) -> anyhow::Result<Vec<policy::SamplerKind>> {
+fn parse_samplers(names: &[String]) -> anyhow::Result<Vec<policy::SamplerKind>> {
     names
         .iter()
         .map(|s| {
@@ -27,17 +90,17 @@ pub(super) fn parse_samplers(names: &[String]) -> anyhow::Result<Vec<policy::Sam
 }
 
 #[derive(Clone)]
-pub(super) struct Bench {
-    pub(super) cfg: ExperimentConfig,
-    pub(super) batch: usize,
-    pub(super) train_steps: usize,
-    pub(super) steps: Vec<usize>,
-    pub(super) forward_batch: Vec<usize>,
-    pub(super) samplers: Vec<policy::SamplerKind>,
-    pub(super) grpo_steps: usize,
-    pub(super) json: bool,
+struct Bench {
+    cfg: ExperimentConfig,
+    batch: usize,
+    train_steps: usize,
+    steps: Vec<usize>,
+    forward_batch: Vec<usize>,
+    samplers: Vec<policy::SamplerKind>,
+    grpo_steps: usize,
+    json: bool,
     /// Lengths and vocabularies of the first-hitting scaling grid.
-    pub(super) scaling: Option<(Vec<usize>, Vec<usize>)>,
+    scaling: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 impl Bench {

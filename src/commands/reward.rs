@@ -5,19 +5,64 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cogrpo_train::{reward_models, tasks};
+use clap::{Args, Subcommand};
+use cogrpo_config::tasks;
+use cogrpo_vision::registry as reward_models;
 use rewards::Reward;
 
-use crate::RewardCommand;
+use super::common::Common;
 
-pub fn run(action: RewardCommand) -> anyhow::Result<()> {
-    match action {
-        RewardCommand::Serve {
+/// Reward models: serve them over the HTTP plugin protocol.
+#[derive(Args)]
+pub struct RewardArgs {
+    #[command(subcommand)]
+    action: RewardCommand,
+}
+
+#[derive(Subcommand)]
+enum RewardCommand {
+    /// Serve in-process rewards (the task's verifiers, the learned reward
+    /// models) as an HTTP reward server (docs/reward-protocol.md), so that
+    /// another process or machine scores with them through a `kind = "http"`
+    /// term. Runs until interrupted.
+    #[command(
+        after_help = "Example:\n  cogrpo reward serve --config experiments/digits.toml --name digit_classifier --port 8000\n\n\
+        then in the training config:\n  [[rewards.terms]]\n  kind = \"http\"\n  name = \"digit_classifier\"\n  \
+        url = \"http://127.0.0.1:8000/\""
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// A reward to serve (repeatable; default: the config's built-in rewards).
+    #[arg(long = "name")]
+    names: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+}
+
+impl RewardArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.action {
+            RewardCommand::Serve(args) => args.run(),
+        }
+    }
+}
+
+impl ServeArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ServeArgs {
             common,
             names,
             host,
             port,
-        } => {
+        } = self;
+        {
             let cfg = common.load()?;
             let task = tasks::build(&cfg)?;
             let names = if names.is_empty() {

@@ -3,21 +3,67 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use anyhow::bail;
-use cogrpo_train::dumps::{self, DumpKind, DumpRecord};
+use std::path::PathBuf;
 
-/// Which records `samples` prints.
-pub(super) struct Filter {
-    pub arm: Option<String>,
-    pub iteration: Option<usize>,
-    pub kind: Option<DumpKind>,
-    /// Print each step's writes.
-    pub steps: bool,
-    /// At most this many records per arm (the newest iteration first).
-    pub limit: usize,
+use anyhow::bail;
+use clap::Args;
+use cogrpo_eval::dumps::{self, DumpKind, DumpRecord};
+
+/// Print the rollouts a run dumped (dumps/<arm>.jsonl.gz): prompt,
+/// completion, rewards, advantage, and with --steps every step's writes.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  cogrpo samples runs/sudoku4-cogrpo\n  \
+    cogrpo samples runs/sudoku4-cogrpo --arm alternate --iteration 100 --steps\n  \
+    cogrpo samples runs/sudoku4-cogrpo --kind eval -n 4")]
+pub struct SamplesArgs {
+    /// The run directory (run.out_dir).
+    run: PathBuf,
+    #[command(flatten)]
+    filter: Filter,
 }
 
-pub(super) fn print(run: &Path, f: &Filter) -> anyhow::Result<()> {
+/// Which records `samples` prints.
+#[derive(Args)]
+struct Filter {
+    /// One arm (default: every arm with dumps).
+    #[arg(long)]
+    arm: Option<String>,
+    /// The iteration (default: the last one dumped).
+    #[arg(long)]
+    iteration: Option<usize>,
+    /// train or eval (default: both).
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
+    /// Show every step's revealed positions and tokens.
+    #[arg(long)]
+    steps: bool,
+    /// Rollouts shown per arm (the newest iteration first).
+    #[arg(short = 'n', long = "limit", default_value_t = 8)]
+    limit: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Train,
+    Eval,
+}
+
+impl KindArg {
+    fn dump_kind(self) -> DumpKind {
+        match self {
+            KindArg::Train => DumpKind::Train,
+            KindArg::Eval => DumpKind::Eval,
+        }
+    }
+}
+
+impl SamplesArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        print(&self.run, &self.filter)
+    }
+}
+
+fn print(run: &Path, f: &Filter) -> anyhow::Result<()> {
     let arms = match &f.arm {
         Some(a) => vec![a.clone()],
         None => dumps::arms(run),
@@ -57,7 +103,7 @@ pub(super) fn print(run: &Path, f: &Filter) -> anyhow::Result<()> {
 /// The records of the requested iteration (default: the last one dumped,
 /// evaluation dumps before training dumps of the same iteration) and kind.
 fn choose<'a>(records: &'a [DumpRecord], f: &Filter) -> Vec<&'a DumpRecord> {
-    let of_kind = |r: &&DumpRecord| f.kind.is_none_or(|k| r.kind == k);
+    let of_kind = |r: &&DumpRecord| f.kind.is_none_or(|k| r.kind == k.dump_kind());
     let iteration = f
         .iteration
         .or_else(|| records.iter().filter(of_kind).map(|r| r.iteration).max());
@@ -77,7 +123,7 @@ fn iterations(records: &[DumpRecord]) -> Vec<usize> {
 }
 
 /// One rollout as a few lines.
-pub(super) fn show(r: &DumpRecord, steps: bool) -> String {
+fn show(r: &DumpRecord, steps: bool) -> String {
     let kind = match r.kind {
         DumpKind::Train => "train",
         DumpKind::Eval => "eval",

@@ -9,18 +9,50 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use cogrpo_train::checkpoint::CheckpointDir;
-use cogrpo_train::dumps;
-use cogrpo_train::grpo::plots::{ARM_ORDER, arm_colour};
-use cogrpo_train::grpo::state::read_arm_state;
-use cogrpo_train::run_dir::write_atomic;
+use clap::Args;
+use cogrpo_eval::dumps;
+use cogrpo_grpo::plots::{ARM_ORDER, arm_colour};
+use cogrpo_grpo::state::read_arm_state;
+use cogrpo_runtime::checkpoint::CheckpointDir;
+use cogrpo_runtime::files::write_atomic;
 use serde_json::{Value, json};
 
 /// The page's script and layout; the run's data goes where `__DATA__` is.
 const TEMPLATE: &str = include_str!("view.html");
 
+/// Write a run's viewer: one self-contained HTML page (evaluation,
+/// training curves, schedule per step, trajectory replay).
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  cogrpo view runs/sudoku4-cogrpo            # writes runs/sudoku4-cogrpo/view.html\n  \
+    cogrpo view runs/sudoku4-cogrpo --serve    # and serves it on 127.0.0.1:8080"
+)]
+pub struct ViewArgs {
+    /// The run directory (run.out_dir).
+    run: PathBuf,
+    /// Where to write the page (default: RUN/view.html).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also serve the page on 127.0.0.1 until interrupted.
+    #[arg(long)]
+    serve: bool,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+}
+
+impl ViewArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let page = write(&self.run, self.out)?;
+        println!("{}", page.display());
+        if self.serve {
+            serve(&page, self.port)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the page to `out` (default `RUN/view.html`); returns its path.
-pub(super) fn write(run: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+fn write(run: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let data = collect(run)?;
     let out = out.unwrap_or_else(|| run.join("view.html"));
     write_atomic(&out, page(&data)?.as_bytes())?;
@@ -91,7 +123,7 @@ fn page(data: &Value) -> anyhow::Result<String> {
 }
 
 /// Serves the page at `http://127.0.0.1:PORT/` until interrupted.
-pub(super) fn serve(page_path: &Path, port: u16) -> anyhow::Result<()> {
+fn serve(page_path: &Path, port: u16) -> anyhow::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     tracing::info!(

@@ -12,6 +12,65 @@ pub fn cogrpo(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs `cogrpo args` and asserts that it succeeded, showing the command
+/// and what it said if not.
+pub fn run_ok(args: &[&str]) -> Output {
+    let o = cogrpo(args);
+    assert!(
+        o.status.success(),
+        "cogrpo {} failed ({}):\n{}",
+        args.join(" "),
+        o.status,
+        text(&o)
+    );
+    o
+}
+
+/// Runs `cogrpo args` and asserts that it exited with status `code`
+/// (2: bad config or input, 1: other errors), showing what it said if not.
+pub fn run_fails(args: &[&str], code: i32) -> Output {
+    let o = cogrpo(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "cogrpo {}: expected exit status {code}:\n{}",
+        args.join(" "),
+        text(&o)
+    );
+    o
+}
+
+/// [`run_ok`], and that what it said (stdout and stderr) contains `needle`.
+pub fn run_ok_saying(args: &[&str], needle: &str) -> String {
+    let said = text(&run_ok(args));
+    assert!(
+        said.contains(needle),
+        "cogrpo {} did not say {needle:?}:\n{said}",
+        args.join(" ")
+    );
+    said
+}
+
+/// [`run_fails`], and that what it said contains `needle`.
+pub fn run_fails_saying(args: &[&str], code: i32, needle: &str) -> String {
+    let said = text(&run_fails(args, code));
+    assert!(
+        said.contains(needle),
+        "cogrpo {} did not say {needle:?}:\n{said}",
+        args.join(" ")
+    );
+    said
+}
+
+/// A temporary folder holding run folder `name`, and `cogrpo <command> -c
+/// <config>` run into that folder (asserted to succeed).
+pub fn fresh_run(command: &str, config: &str, name: &str) -> (tempfile::TempDir, PathBuf, Output) {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = out_dir(&tmp, name);
+    let o = run_ok(&[command, "-c", config, "--set", &set_out(&dir)]);
+    (tmp, dir, o)
+}
+
 /// stdout then stderr.
 pub fn text(o: &Output) -> String {
     format!(

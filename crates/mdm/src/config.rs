@@ -18,12 +18,18 @@ pub struct ConfigError {
 /// - `Ilm`: insertion language model (Patel et al. 2025): bidirectional
 ///   attention, scores every (gap, token) insertion and has a stop head
 ///   ([`crate::ilm`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
+    /// Masked diffusion: bidirectional, the diffusion ELBO, the MDM samplers.
     #[default]
     Mdm,
+    /// Insertion: scores every (gap, token) insertion and stops (Patel et
+    /// al. 2025).
     Ilm,
+    /// Autoregressive: causal, next-token loss, a KV cache.
     Arm,
 }
 

@@ -165,45 +165,10 @@ pub fn import<B: Backend>(
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_err(e.to_string()))?;
     let mut model = cfg.init::<B>(0, device);
     let expected = smdm_tensors(&model);
-    let mut problems = Vec::new();
-    let mut loaded: BTreeMap<String, Host> = BTreeMap::new();
-    for (name, want) in &expected {
-        match file.tensor(name) {
-            Err(_) => problems.push(format!("tensor `{name}` {:?} is missing", want.shape)),
-            Ok(t) if t.shape() != want.shape.as_slice() => problems.push(format!(
-                "tensor `{name}` has shape {:?}, the config needs {:?}",
-                t.shape(),
-                want.shape
-            )),
-            Ok(t) => match floats(&t) {
-                Some(values) => {
-                    loaded.insert(
-                        name.clone(),
-                        Host {
-                            shape: want.shape.clone(),
-                            values,
-                        },
-                    );
-                }
-                None => problems.push(format!(
-                    "tensor `{name}` has dtype {:?}; float32, float16 or bfloat16 expected",
-                    t.dtype()
-                )),
-            },
-        }
-    }
-    for name in file.names() {
-        if !expected.contains_key(name) {
-            problems.push(format!("tensor `{name}` has no place in the denoiser"));
-        }
-    }
-    if !problems.is_empty() {
-        problems.sort();
-        return Err(WeightsError::Mismatch {
-            path: path.to_path_buf(),
-            message: problems.join("; "),
-        });
-    }
+    let loaded = read_expected(&file, &expected).map_err(|message| WeightsError::Mismatch {
+        path: path.to_path_buf(),
+        message,
+    })?;
     let take = |name: &str| loaded.get(name).expect("checked above");
     let set_linear = |l: &mut Linear<B>, m: &Host| {
         let t = transpose(m);
@@ -255,6 +220,52 @@ pub fn import<B: Backend>(
     );
     set_linear(&mut model.lm_head, take("lm_head.weight"));
     Ok(model)
+}
+
+/// Every tensor of `expected` from `file`, as float32 on the host; every
+/// missing, mis-shaped, unexpected or non-float tensor named (sorted, `; `
+/// between them).
+fn read_expected(
+    file: &safetensors::SafeTensors<'_>,
+    expected: &BTreeMap<String, Host>,
+) -> Result<BTreeMap<String, Host>, String> {
+    let mut problems = Vec::new();
+    let mut loaded: BTreeMap<String, Host> = BTreeMap::new();
+    for (name, want) in expected {
+        match file.tensor(name) {
+            Err(_) => problems.push(format!("tensor `{name}` {:?} is missing", want.shape)),
+            Ok(t) if t.shape() != want.shape.as_slice() => problems.push(format!(
+                "tensor `{name}` has shape {:?}, the config needs {:?}",
+                t.shape(),
+                want.shape
+            )),
+            Ok(t) => match floats(&t) {
+                Some(values) => {
+                    loaded.insert(
+                        name.clone(),
+                        Host {
+                            shape: want.shape.clone(),
+                            values,
+                        },
+                    );
+                }
+                None => problems.push(format!(
+                    "tensor `{name}` has dtype {:?}; float32, float16 or bfloat16 expected",
+                    t.dtype()
+                )),
+            },
+        }
+    }
+    for name in file.names() {
+        if !expected.contains_key(name) {
+            problems.push(format!("tensor `{name}` has no place in the denoiser"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(loaded);
+    }
+    problems.sort();
+    Err(problems.join("; "))
 }
 
 fn host_clone(h: &Host) -> Host {

@@ -10,8 +10,8 @@ use mdm::Denoiser;
 use rand::rngs::StdRng;
 
 use crate::draw::draw_token;
+use crate::generation::{GenerationStats, SamplerError};
 use crate::network::logits_to_host;
-use crate::sampler::{GenerationStats, SamplerError};
 use mdm::Kernels;
 
 /// How the next token is chosen.

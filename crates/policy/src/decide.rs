@@ -12,15 +12,61 @@ use envs::{Canvas, StepRecord};
 use rand::rngs::StdRng;
 
 use crate::draw::choose_uniform;
+use crate::generation::Act;
 use crate::learned::components::Component;
 use crate::learned::features::{
     CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
 };
 use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
 use crate::network::logits_to_host;
-use crate::rollout::{Act, Observation, Rollout};
 use crate::schedule::{SamplerConfig, SamplerKind, ScheduleAction, reveal_from_ratio};
 use mdm::Kernels;
+
+/// The model's logits at every masked position of the active rows, as a
+/// learned policy observed them before acting.
+pub(crate) struct Observation<B: Backend> {
+    /// `[sum of masked counts, vocab]` on the device (conditional, untempered).
+    pub logits: Tensor<B, 2>,
+    /// The same on the host, where the step draws there.
+    pub host: Option<Vec<f32>>,
+    /// What the policy reads of each row of `logits` (computed where the
+    /// logits are).
+    pub stats: Vec<PositionStats>,
+    /// Per active row: its masked positions and their first row in `logits`.
+    pub blocks: Vec<Block>,
+}
+
+/// A row's positions read and the first of its consecutive logit rows.
+pub(crate) type Block = (Vec<usize>, usize);
+
+impl<B: Kernels> Observation<B> {
+    /// What active row `a`'s policy features are computed from.
+    pub fn position_stats(&self, a: usize) -> Vec<PositionStats> {
+        let (positions, start) = &self.blocks[a];
+        self.stats[*start..start + positions.len()].to_vec()
+    }
+}
+
+/// The schedule side of a rollout: the reference schedule at the rollout's
+/// step count, and the learned policy acting over it.
+pub(crate) struct Decider<'a, B: Kernels> {
+    /// The learned schedule; `None` follows `reference`.
+    pub policy: Option<&'a SchedulePolicy<B>>,
+    pub reference: SamplerConfig,
+    pub steps: usize,
+    pub act: Act,
+    /// Replaces the reference's token temperature, never a learned one.
+    pub temperature: Option<f64>,
+    pub device: B::Device,
+}
+
+/// The rows a step decides for: the `active` rows (those with masks) and
+/// every row's masked count before the first step, at step `step`.
+pub(crate) struct StepRows<'a> {
+    pub active: &'a [usize],
+    pub n0: &'a [usize],
+    pub step: usize,
+}
 
 /// One row's decision at one step.
 pub(crate) struct Decision {
@@ -79,22 +125,23 @@ impl Values {
     }
 }
 
-impl<B: Kernels> Rollout<'_, B> {
-    /// The decision of every `active` row (draws in the documented order:
+impl<B: Kernels> Decider<'_, B> {
+    fn components(&self) -> &[Component] {
+        self.policy.map_or(&[], |p| p.components())
+    }
+
+    /// The decision of every active row (draws in the documented order:
     /// reference count, Gaussian components, positions); step records are
     /// made when `keep_records` or a policy reads them.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide(
         &self,
         canvas: &Canvas,
-        reference: &SamplerConfig,
-        active: &[usize],
-        n0: &[usize],
-        step: usize,
+        rows: &StepRows<'_>,
         observed: Option<&Observation<B>>,
         keep_records: bool,
         rngs: &mut [StdRng],
     ) -> Vec<Decision> {
+        let (reference, active, n0, step) = (&self.reference, rows.active, rows.n0, rows.step);
         let keep = keep_records || self.policy.is_some();
         // The reference action, and the record of what the policy saw.
         let mut values = Vec::with_capacity(active.len());

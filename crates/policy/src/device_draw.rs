@@ -23,6 +23,24 @@ use mdm::Kernels;
 use crate::draw::Draw;
 use crate::learned::features::PositionStats;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests run the step's reads on either side on the CPU backend.
+    pub(crate) static DRAW_ON_DEVICE: std::cell::Cell<Option<bool>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Whether the step reads the logits on the device (the policy's features,
+/// the token draws): unless the backend's tensors are in host memory anyway
+/// ([`Kernels::HOST_MEMORY`]).
+pub(crate) fn on_device<B: Kernels>() -> bool {
+    #[cfg(test)]
+    if let Some(forced) = DRAW_ON_DEVICE.with(|c| c.get()) {
+        return forced;
+    }
+    !B::HOST_MEMORY
+}
+
 /// One draw per row of `logits` (`[n, vocab]`, untempered, on the device):
 /// row `i` at `temperatures[i]` with `uniforms[i]` (greedy at temperature
 /// 0: the first largest logit, log-probability 0, no uniform read), at
@@ -206,93 +224,6 @@ mod tests {
                 (h.entropy, d.entropy),
             ] {
                 assert!((a - b).abs() < 1e-12, "{h:?} vs {d:?}");
-            }
-        }
-    }
-
-    /// The whole generation step with step 4 on the device or on the host
-    /// gives the same trajectories: fixed samplers (greedy, tempered,
-    /// Gumbel-perturbed confidence, guided first-hitting, ancestral) and a
-    /// learned schedule (whose observation brings the logits to the host).
-    #[test]
-    fn rollouts_are_the_same_with_draws_on_the_device() {
-        use crate::learned::{Component, HeadKind, SchedulePolicyConfig};
-        use crate::rollout::DRAW_ON_DEVICE;
-        use crate::{Act, Rollout, SamplerConfig, SamplerKind};
-        use envs::Canvas;
-        use mdm::{Denoiser, DenoiserConfig};
-
-        let dev = Default::default();
-        let m: Denoiser<B> = DenoiserConfig::new(5, 16, 1, 2, 32, 6).init(7, &dev);
-        let learned = SchedulePolicyConfig {
-            kind: HeadKind::PerStep,
-            learn: vec![Component::Ratio, Component::Temperature],
-            seed: 3,
-            ..Default::default()
-        }
-        .init::<B>(3, 4, true, &dev);
-        let fixed = |kind, temperature, remask, guidance| {
-            let mut c = SamplerConfig::new(kind, 3);
-            (c.temperature, c.remask_temperature, c.guidance) = (temperature, remask, guidance);
-            c
-        };
-        let cases = [
-            (fixed(SamplerKind::Confidence, 0.0, 0.0, 0.0), false),
-            (fixed(SamplerKind::Confidence, 1.0, 0.5, 0.0), false),
-            (fixed(SamplerKind::FirstHitting, 1.0, 0.0, 0.5), false),
-            (fixed(SamplerKind::Ancestral, 0.7, 0.0, 0.0), false),
-            (fixed(SamplerKind::Confidence, 1.0, 0.0, 0.0), true),
-        ];
-        for (reference, with_policy) in &cases {
-            let run = |on_device: bool| {
-                DRAW_ON_DEVICE.with(|c| c.set(Some(on_device)));
-                let mut canvas = Canvas::new(6, 5);
-                for r in 0..8 {
-                    canvas.push_row(&[1, 2], 1000 + r).expect("a row");
-                }
-                let rollout = Rollout {
-                    model: &m,
-                    policy: with_policy.then_some(&learned),
-                    reference,
-                    steps: 3,
-                    act: Act::Sample,
-                    temperature: None,
-                    seed: 11,
-                    device: dev,
-                };
-                let (trajectories, _) = rollout.run(&mut canvas, true).expect("a rollout");
-                DRAW_ON_DEVICE.with(|c| c.set(None));
-                trajectories
-            };
-            let (host, device) = (run(false), run(true));
-            let case = format!("{:?} policy {with_policy}", reference.kind);
-            let observed = host
-                .iter()
-                .any(|t| t.steps.iter().any(|s| !s.state_features.is_empty()));
-            assert_eq!(
-                observed, *with_policy,
-                "{case}: the policy's features are compared"
-            );
-            for (h, d) in host.iter().zip(&device) {
-                assert_eq!(h.final_tokens, d.final_tokens, "{case}");
-                assert_eq!(h.steps.len(), d.steps.len(), "{case}");
-                for (hs, ds) in h.steps.iter().zip(&d.steps) {
-                    assert_eq!(
-                        (&hs.revealed, &hs.tokens),
-                        (&ds.revealed, &ds.tokens),
-                        "{case}"
-                    );
-                    for (a, b) in hs.token_log_probs.iter().zip(&ds.token_log_probs) {
-                        assert!((a - b).abs() < 1e-12, "{case}: {a} vs {b}");
-                    }
-                    // What the policy saw and did: features, the schedule
-                    // sample and its log-probability.
-                    assert_eq!(hs.state_features, ds.state_features, "{case}");
-                    assert_eq!(hs.candidate_features, ds.candidate_features, "{case}");
-                    assert_eq!(hs.schedule_raw, ds.schedule_raw, "{case}");
-                    let (a, b) = (hs.schedule_log_prob, ds.schedule_log_prob);
-                    assert!((a - b).abs() < 1e-12, "{case}: {a} vs {b}");
-                }
             }
         }
     }

@@ -16,8 +16,8 @@ use mdm::Denoiser;
 use rand::rngs::StdRng;
 
 use crate::categorical::{Categorical, argmax};
+use crate::generation::{GenerationStats, SamplerError};
 use crate::network::logits_to_host;
-use crate::sampler::{GenerationStats, SamplerError};
 use mdm::Kernels;
 
 /// How insertions and the stop are chosen.
@@ -81,6 +81,85 @@ impl IlmRow {
     }
 }
 
+/// One forward pass over the live rows, padded to the longest: the
+/// (gap, token) logits and the stop logit of each.
+struct Pass {
+    logits: Vec<f32>,
+    stop: Vec<f32>,
+    /// Padded length: `<bos>` and the longest row.
+    len: usize,
+    /// Each row's real length (`<bos>` included).
+    lens: Vec<usize>,
+    vocab: usize,
+}
+
+impl Pass {
+    fn forward<B: Kernels>(
+        model: &Denoiser<B>,
+        rows: &[IlmRow],
+        live: &[usize],
+        device: &B::Device,
+        stats: &mut GenerationStats,
+    ) -> Self {
+        let len = 1 + live
+            .iter()
+            .map(|&r| rows[r].tokens.len())
+            .max()
+            .unwrap_or(0);
+        let mut input = Vec::with_capacity(live.len() * len);
+        let mut lens = Vec::with_capacity(live.len());
+        for &r in live {
+            input.push(model.bos_id());
+            input.extend(&rows[r].tokens);
+            input.resize(input.len() + len - 1 - rows[r].tokens.len(), model.bos_id());
+            lens.push(1 + rows[r].tokens.len());
+        }
+        let t0 = Instant::now();
+        let (logits, stop) =
+            model.forward_padded(Denoiser::input(&input, live.len(), len, device), &lens);
+        let (logits, stop) = (logits_to_host(logits), logits_to_host(stop));
+        stats.forwards += 1;
+        stats.network_s += t0.elapsed().as_secs_f64();
+        Self {
+            logits,
+            stop,
+            len,
+            lens,
+            vocab: model.vocab_size(),
+        }
+    }
+
+    /// Live row `i` of the pass (`row`) stops, or inserts one drawn
+    /// (gap, token) pair (returns `true`).
+    fn insert(&self, i: usize, row: &mut IlmRow, sampling: IlmSampling, rng: &mut StdRng) -> bool {
+        let (len, vocab) = (self.len, self.vocab);
+        let p_stop = 1.0 / (1.0 + (-(self.stop[i] as f64)).exp());
+        let stops = if sampling.temperature == 0.0 {
+            p_stop > 0.5
+        } else {
+            uniform_f64(rng) < p_stop
+        };
+        if stops {
+            return false;
+        }
+        // Scores of the open (gap, token) pairs, gap-major.
+        let gaps: Vec<usize> = (0..self.lens[i]).filter(|&g| row.open[g]).collect();
+        let mut pairs = Vec::with_capacity(gaps.len() * vocab);
+        for &g in &gaps {
+            let at = (i * len + g) * vocab;
+            pairs.extend_from_slice(&self.logits[at..at + vocab]);
+        }
+        crate::autoregressive::top_k(&mut pairs, sampling.top_k);
+        let pick = if sampling.temperature == 0.0 {
+            argmax(&pairs)
+        } else {
+            Categorical::from_logits(&pairs, sampling.temperature).sample(uniform_f64(rng))
+        };
+        row.insert(gaps[pick / vocab], (pick % vocab) as u32);
+        true
+    }
+}
+
 /// Generates until every row stops; row `r` draws from its own stream keyed
 /// by `keys[r]`. Returns the stats (NFE = insertions + the stopping pass).
 pub fn generate<B: Kernels>(
@@ -92,7 +171,6 @@ pub fn generate<B: Kernels>(
     device: &B::Device,
 ) -> Result<GenerationStats, SamplerError> {
     assert_eq!(rows.len(), keys.len(), "one key per row");
-    let vocab = model.vocab_size();
     let mut stats = GenerationStats {
         nfe: vec![0; rows.len()],
         ..Default::default()
@@ -119,54 +197,12 @@ pub fn generate<B: Kernels>(
         .filter(|&r| rows[r].inserted < budget(&rows[r]))
         .collect();
     while !live.is_empty() {
-        let len = 1 + live
-            .iter()
-            .map(|&r| rows[r].tokens.len())
-            .max()
-            .unwrap_or(0);
-        let mut input = Vec::with_capacity(live.len() * len);
-        let mut lens = Vec::with_capacity(live.len());
-        for &r in &live {
-            input.push(model.bos_id());
-            input.extend(&rows[r].tokens);
-            input.resize(input.len() + len - 1 - rows[r].tokens.len(), model.bos_id());
-            lens.push(1 + rows[r].tokens.len());
-        }
-        let t0 = Instant::now();
-        let (logits, stop) =
-            model.forward_padded(Denoiser::input(&input, live.len(), len, device), &lens);
-        let (logits, stop) = (logits_to_host(logits), logits_to_host(stop));
-        stats.forwards += 1;
-        stats.network_s += t0.elapsed().as_secs_f64();
+        let pass = Pass::forward(model, rows, &live, device, &mut stats);
         let mut still = Vec::with_capacity(live.len());
         for (i, &r) in live.iter().enumerate() {
             stats.nfe[r] += 1;
             let row = &mut rows[r];
-            let p_stop = 1.0 / (1.0 + (-(stop[i] as f64)).exp());
-            let stops = if sampling.temperature == 0.0 {
-                p_stop > 0.5
-            } else {
-                uniform_f64(&mut rngs[r]) < p_stop
-            };
-            if stops {
-                continue;
-            }
-            // Scores of the open (gap, token) pairs, gap-major.
-            let gaps: Vec<usize> = (0..lens[i]).filter(|&g| row.open[g]).collect();
-            let mut pairs = Vec::with_capacity(gaps.len() * vocab);
-            for &g in &gaps {
-                let at = (i * len + g) * vocab;
-                pairs.extend_from_slice(&logits[at..at + vocab]);
-            }
-            crate::autoregressive::top_k(&mut pairs, sampling.top_k);
-            let pick = if sampling.temperature == 0.0 {
-                argmax(&pairs)
-            } else {
-                Categorical::from_logits(&pairs, sampling.temperature)
-                    .sample(uniform_f64(&mut rngs[r]))
-            };
-            row.insert(gaps[pick / vocab], (pick % vocab) as u32);
-            if row.inserted < budget(row) {
+            if pass.insert(i, row, sampling, &mut rngs[r]) && row.inserted < budget(row) {
                 still.push(r);
             }
         }

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use envs::Canvas;
 use mdm::Denoiser;
 
-use crate::sampler::SamplerError;
+use crate::generation::SamplerError;
 use mdm::Kernels;
 
 /// Whether `canvas` fits `model`: its length and mask id.

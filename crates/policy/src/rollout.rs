@@ -44,28 +44,17 @@ use envs::{Canvas, Problems, StepRecord, Trajectory};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
 
-use crate::decide::Decision;
-use crate::device_draw::{draw_on_device, position_stats_on_device};
+use crate::decide::{Block, Decider, Decision, Observation, StepRows};
+use crate::device_draw::{draw_on_device, on_device, position_stats_on_device};
 use crate::draw::{Draw, most_confident};
+use crate::generation::{Act, GenerationStats, SamplerError};
 use crate::learned::SchedulePolicy;
-use crate::learned::components::Component;
 use crate::learned::features::PositionStats;
 use crate::network::scale_column;
 use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
-use crate::sampler::{GenerationStats, SamplerError};
 use crate::schedule::{SamplerConfig, SamplerKind};
 use envs::seeding::uniform_f64;
 use mdm::Kernels;
-
-/// How the schedule policy acts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    /// Draw from the policy (training rollouts).
-    Sample,
-    /// The most likely action: the Gaussian's mean, the top-scored positions
-    /// (evaluation).
-    Mode,
-}
 
 pub struct Rollout<'a, B: Kernels> {
     pub model: &'a Denoiser<B>,
@@ -85,55 +74,12 @@ pub struct Rollout<'a, B: Kernels> {
     pub device: B::Device,
 }
 
-/// The model's logits at every masked position of the active rows, as a
-/// learned policy observed them before acting.
-pub(crate) struct Observation<B: Backend> {
-    /// `[sum of masked counts, vocab]` on the device (conditional, untempered).
-    pub logits: Tensor<B, 2>,
-    /// The same on the host, where the step draws there.
-    pub host: Option<Vec<f32>>,
-    /// What the policy reads of each row of `logits` (computed where the
-    /// logits are).
-    pub stats: Vec<PositionStats>,
-    /// Per active row: its masked positions and their first row in `logits`.
-    pub blocks: Vec<Block>,
-}
-
-/// A row's positions read and the first of its consecutive logit rows.
-pub(crate) type Block = (Vec<usize>, usize);
-
-impl<B: Kernels> Observation<B> {
-    /// What active row `a`'s policy features are computed from.
-    pub fn position_stats(&self, a: usize) -> Vec<PositionStats> {
-        let (positions, start) = &self.blocks[a];
-        self.stats[*start..start + positions.len()].to_vec()
-    }
-}
-
 /// Token logits on the device (and on the host when an observation already
 /// brought them there), and each revealing row's block of them.
 struct TokenLogits<B: Backend> {
     logits: Tensor<B, 2>,
     host: Option<Vec<f32>>,
     blocks: Vec<Block>,
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Tests run the step's reads on either side on the CPU backend.
-    pub(crate) static DRAW_ON_DEVICE: std::cell::Cell<Option<bool>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// Whether the step reads the logits on the device (the policy's features,
-/// the token draws): unless the backend's tensors are in host memory anyway
-/// ([`Kernels::HOST_MEMORY`]).
-fn on_device<B: Kernels>() -> bool {
-    #[cfg(test)]
-    if let Some(forced) = DRAW_ON_DEVICE.with(|c| c.get()) {
-        return forced;
-    }
-    !B::HOST_MEMORY
 }
 
 impl<B: Kernels> Rollout<'_, B> {
@@ -145,7 +91,7 @@ impl<B: Kernels> Rollout<'_, B> {
         record: bool,
     ) -> Result<(Vec<Trajectory>, GenerationStats), SamplerError> {
         self.check(canvas)?;
-        let reference = self.reference.with_steps(self.steps);
+        let decider = self.decider();
         let rows = canvas.rows();
         let n0: Vec<usize> = (0..rows).map(|r| canvas.n_masked(r)).collect();
         let mut trajectories: Vec<Trajectory> = (0..rows)
@@ -161,7 +107,7 @@ impl<B: Kernels> Rollout<'_, B> {
             ..Default::default()
         };
         for step in 0..self.steps {
-            let records = self.step(canvas, &reference, &n0, step, record, &mut stats);
+            let records = self.step(&decider, canvas, &n0, step, record, &mut stats);
             if record {
                 for (r, rec) in records {
                     trajectories[r].steps.push(rec);
@@ -239,16 +185,25 @@ impl<B: Kernels> Rollout<'_, B> {
         check_canvas(self.model, canvas)
     }
 
-    pub(crate) fn components(&self) -> &[Component] {
-        self.policy.map_or(&[], |p| p.components())
+    /// Who decides each row's schedule action: the policy over the
+    /// reference at this rollout's step count.
+    fn decider(&self) -> Decider<'_, B> {
+        Decider {
+            policy: self.policy,
+            reference: self.reference.with_steps(self.steps),
+            steps: self.steps,
+            act: self.act,
+            temperature: self.temperature,
+            device: self.device.clone(),
+        }
     }
 
     /// One step for every row that still has masks; returns their records
     /// (all of them when `keep_records`, else at most a policy's).
     fn step(
         &self,
+        decider: &Decider<'_, B>,
         canvas: &mut Canvas,
-        reference: &SamplerConfig,
         n0: &[usize],
         step: usize,
         keep_records: bool,
@@ -267,16 +222,13 @@ impl<B: Kernels> Rollout<'_, B> {
         // 1. Observe.
         let observed = self.policy.map(|_| self.observe(canvas, &active, stats));
         // 2. Decide.
-        let mut decisions = self.decide(
-            canvas,
-            reference,
-            &active,
+        let rows = StepRows {
+            active: &active,
             n0,
             step,
-            observed.as_ref(),
-            keep_records,
-            &mut rngs,
-        );
+        };
+        let mut decisions =
+            decider.decide(canvas, &rows, observed.as_ref(), keep_records, &mut rngs);
         // 3. Logits of the rows that reveal something.
         let revealing: Vec<usize> = (0..active.len())
             .filter(|&a| decisions[a].action.reveal > 0)
@@ -374,6 +326,43 @@ impl<B: Kernels> Rollout<'_, B> {
             .collect()
     }
 
+    /// The guided logits of the `revealing` decisions (on canvas `rows`)
+    /// from the conditional logits a policy observed: the prompt-masked
+    /// branch at the same positions (one forward), mixed at each row's
+    /// `guidance`; with the positions queried per row.
+    fn guided_observation(
+        &self,
+        canvas: &Canvas,
+        decisions: &[Decision],
+        (revealing, rows): (&[usize], &[usize]),
+        obs: Observation<B>,
+        guidance: &[f64],
+    ) -> (Tensor<B, 2>, Vec<Vec<usize>>) {
+        let queries: Vec<Vec<usize>> = revealing
+            .iter()
+            .map(|&a| decisions[a].masked.clone())
+            .collect();
+        let index: Vec<i32> = revealing
+            .iter()
+            .flat_map(|&a| {
+                let (positions, start) = &obs.blocks[a];
+                (*start..start + positions.len()).map(|i| i as i32)
+            })
+            .collect();
+        let k = index.len();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), &self.device);
+        let cond = obs.logits.select(0, index);
+        let uncond = logits_at_queries(
+            self.model,
+            &canvas.tokens_with_prompt_masked(rows),
+            canvas.len(),
+            &queries,
+            &self.device,
+        );
+        let scale = scale_column(&queries, guidance, &self.device);
+        (guided(cond, uncond, scale), queries)
+    }
+
     /// Step 3: the guided logits of the `revealing` decisions at the
     /// positions their tokens are drawn from. A guided row costs one more
     /// denoiser evaluation (the prompt-masked branch).
@@ -399,34 +388,9 @@ impl<B: Kernels> Rollout<'_, B> {
                 (obs.logits, obs.host, blocks)
             }
             Some(obs) => {
-                let queries: Vec<Vec<usize>> = revealing
-                    .iter()
-                    .map(|&a| decisions[a].masked.clone())
-                    .collect();
-                let index: Vec<i32> = revealing
-                    .iter()
-                    .flat_map(|&a| {
-                        let (positions, start) = &obs.blocks[a];
-                        (*start..start + positions.len()).map(|i| i as i32)
-                    })
-                    .collect();
-                let k = index.len();
-                let index =
-                    Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), &self.device);
-                let cond = obs.logits.select(0, index);
-                let uncond = logits_at_queries(
-                    self.model,
-                    &canvas.tokens_with_prompt_masked(&rows),
-                    canvas.len(),
-                    &queries,
-                    &self.device,
-                );
+                let (logits, queries) =
+                    self.guided_observation(canvas, decisions, (revealing, &rows), obs, &guidance);
                 stats.forwards += 1;
-                let logits = guided(
-                    cond,
-                    uncond,
-                    scale_column(&queries, &guidance, &self.device),
-                );
                 (logits, None, blocks_of(queries))
             }
             None => {
@@ -560,6 +524,102 @@ fn draw_tokens<'l>(
                 d.action.remask_temperature,
                 rng,
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+
+    type B = Flex;
+
+    /// The whole generation step with step 4 on the device or on the host
+    /// gives the same trajectories: fixed samplers (greedy, tempered,
+    /// Gumbel-perturbed confidence, guided first-hitting, ancestral) and a
+    /// learned schedule (whose observation brings the logits to the host).
+    #[test]
+    fn rollouts_are_the_same_with_draws_on_the_device() {
+        use super::Rollout;
+        use crate::device_draw::DRAW_ON_DEVICE;
+        use crate::generation::Act;
+        use crate::learned::{Component, HeadKind, SchedulePolicyConfig};
+        use crate::schedule::{SamplerConfig, SamplerKind};
+        use envs::Canvas;
+        use mdm::{Denoiser, DenoiserConfig};
+
+        let dev = Default::default();
+        let m: Denoiser<B> = DenoiserConfig::new(5, 16, 1, 2, 32, 6).init(7, &dev);
+        let learned = SchedulePolicyConfig {
+            kind: HeadKind::PerStep,
+            learn: vec![Component::Ratio, Component::Temperature],
+            seed: 3,
+            ..Default::default()
+        }
+        .init::<B>(3, 4, true, &dev);
+        let fixed = |kind, temperature, remask, guidance| {
+            let mut c = SamplerConfig::new(kind, 3);
+            (c.temperature, c.remask_temperature, c.guidance) = (temperature, remask, guidance);
+            c
+        };
+        let cases = [
+            (fixed(SamplerKind::Confidence, 0.0, 0.0, 0.0), false),
+            (fixed(SamplerKind::Confidence, 1.0, 0.5, 0.0), false),
+            (fixed(SamplerKind::FirstHitting, 1.0, 0.0, 0.5), false),
+            (fixed(SamplerKind::Ancestral, 0.7, 0.0, 0.0), false),
+            (fixed(SamplerKind::Confidence, 1.0, 0.0, 0.0), true),
+        ];
+        for (reference, with_policy) in &cases {
+            let run = |on_device: bool| {
+                DRAW_ON_DEVICE.with(|c| c.set(Some(on_device)));
+                let mut canvas = Canvas::new(6, 5);
+                for r in 0..8 {
+                    canvas.push_row(&[1, 2], 1000 + r).expect("a row");
+                }
+                let rollout = Rollout {
+                    model: &m,
+                    policy: with_policy.then_some(&learned),
+                    reference,
+                    steps: 3,
+                    act: Act::Sample,
+                    temperature: None,
+                    seed: 11,
+                    device: dev,
+                };
+                let (trajectories, _) = rollout.run(&mut canvas, true).expect("a rollout");
+                DRAW_ON_DEVICE.with(|c| c.set(None));
+                trajectories
+            };
+            let (host, device) = (run(false), run(true));
+            let case = format!("{:?} policy {with_policy}", reference.kind);
+            let observed = host
+                .iter()
+                .any(|t| t.steps.iter().any(|s| !s.state_features.is_empty()));
+            assert_eq!(
+                observed, *with_policy,
+                "{case}: the policy's features are compared"
+            );
+            for (h, d) in host.iter().zip(&device) {
+                assert_eq!(h.final_tokens, d.final_tokens, "{case}");
+                assert_eq!(h.steps.len(), d.steps.len(), "{case}");
+                for (hs, ds) in h.steps.iter().zip(&d.steps) {
+                    assert_eq!(
+                        (&hs.revealed, &hs.tokens),
+                        (&ds.revealed, &ds.tokens),
+                        "{case}"
+                    );
+                    for (a, b) in hs.token_log_probs.iter().zip(&ds.token_log_probs) {
+                        assert!((a - b).abs() < 1e-12, "{case}: {a} vs {b}");
+                    }
+                    // What the policy saw and did: features, the schedule
+                    // sample and its log-probability.
+                    assert_eq!(hs.state_features, ds.state_features, "{case}");
+                    assert_eq!(hs.candidate_features, ds.candidate_features, "{case}");
+                    assert_eq!(hs.schedule_raw, ds.schedule_raw, "{case}");
+                    let (a, b) = (hs.schedule_log_prob, ds.schedule_log_prob);
+                    assert!((a - b).abs() < 1e-12, "{case}: {a} vs {b}");
+                }
+            }
         }
     }
 }

@@ -8,10 +8,11 @@
 use envs::{Problems, Validate};
 use rand::Rng;
 use rand_distr::{Binomial, Distribution};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The sampler families of the literature, all expressed as fixed schedules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     /// MDLM/SMDM ancestral sampling: from time t to s every masked position
@@ -27,7 +28,7 @@ pub enum SamplerKind {
 }
 
 /// How many positions are still masked after a share of the steps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RevealSchedule {
     /// Masked share 1 - s: the same number revealed at every step.
@@ -124,26 +125,35 @@ pub struct ScheduleAction {
 }
 
 /// A fixed sampler: kind, number of steps and its constant settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct SamplerConfig {
+    /// How positions are chosen and how many per step.
+    #[schemars(extend("x-required" = true))]
     pub kind: SamplerKind,
     /// Sampling steps; 0 leaves the choice to the caller (the answer length,
     /// i.e. one position per step, or an evaluation's list of step counts).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub steps: usize,
-    #[serde(default = "default_temperature")]
+    /// Token sampling temperature; 0 decodes greedily.
     pub temperature: f64,
-    #[serde(default)]
+    /// Classifier-free guidance scale w (SMDM: `l_u + (1 + w)(l_c - l_u)`,
+    /// the prompt masked in `l_u`); needs a model pre-trained with
+    /// `pretrain.prompt_dropout`.
     pub guidance: f64,
-    #[serde(default)]
+    /// How many positions are still masked after a share of the steps.
     pub schedule: RevealSchedule,
-    #[serde(default)]
+    /// `confidence` only: Gumbel noise on the confidence order at this
+    /// temperature (0: pure confidence order).
     pub remask_temperature: f64,
 }
 
-fn default_temperature() -> f64 {
-    1.0
+impl Default for SamplerConfig {
+    /// The first-hitting sampler, one position per step, temperature 1
+    /// (`kind` is required in a file).
+    fn default() -> Self {
+        Self::new(SamplerKind::FirstHitting, 0)
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -155,7 +165,7 @@ impl SamplerConfig {
         Self {
             kind,
             steps,
-            temperature: default_temperature(),
+            temperature: 1.0,
             guidance: 0.0,
             schedule: RevealSchedule::default(),
             remask_temperature: 0.0,

@@ -66,11 +66,95 @@ fn distinct_share(item: &Value) -> f64 {
     distinct.len() as f64 / tokens.len() as f64
 }
 
+/// The fixture's settings, from its environment.
+struct Settings {
+    /// With a rate, the fixture picks a fault per batch at this rate and
+    /// scores each item by its distinct-token share; without, each batch
+    /// does what its first item's `metadata.fixture` says.
+    fault_rate: Option<f64>,
+    seed: u64,
+    delay: Option<f64>,
+}
+
+/// What to do with a batch and the scores to reply with.
+fn plan(settings: &Settings, batch_id: u64, items: &[Value]) -> (String, Vec<Value>) {
+    match settings.fault_rate {
+        Some(rate) => {
+            let seed = settings.seed;
+            let mode = if uniform(seed, batch_id, 0) < rate {
+                FAULTS[(uniform(seed, batch_id, 1) * FAULTS.len() as f64) as usize]
+            } else {
+                "ok"
+            };
+            let scores = items.iter().map(|i| json!(distinct_share(i))).collect();
+            (mode.to_string(), scores)
+        }
+        None => {
+            let mode = items
+                .first()
+                .and_then(|i| i["metadata"]["fixture"].as_str())
+                .unwrap_or("ok")
+                .to_string();
+            let scores = items
+                .iter()
+                .map(|i| i["metadata"].get("score").cloned().unwrap_or(json!(1.0)))
+                .collect();
+            (mode, scores)
+        }
+    }
+}
+
+fn reply(scores: &[Value], id: u64) -> String {
+    json!({"protocol": "cogrpo-reward/1", "batch_id": id, "scores": scores}).to_string()
+}
+
+/// The reply line of `mode` (or the fault it acts out: an exit, a stall, a
+/// half-written line).
+fn answer(mode: &str, scores: &[Value], batch_id: u64, stdout: &mut impl Write) -> String {
+    match mode {
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            reply(scores, batch_id)
+        }
+        "crash" => std::process::exit(3),
+        "garbage" => "this is not json".to_string(),
+        "wrong_count" => reply(&scores[..scores.len().saturating_sub(1)], batch_id),
+        "nan" => {
+            // Python's json.dumps writes float('nan') as a bare NaN.
+            let rest: Vec<String> = scores.iter().skip(1).map(Value::to_string).collect();
+            let column = std::iter::once("NaN".to_string())
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join(",");
+            format!(r#"{{"protocol":"cogrpo-reward/1","batch_id":{batch_id},"scores":[{column}]}}"#)
+        }
+        "error" => {
+            json!({"protocol": "cogrpo-reward/1", "batch_id": batch_id, "error": "fixture says no"})
+                .to_string()
+        }
+        "stale" => reply(scores, batch_id.wrapping_sub(1)),
+        "truncated" => {
+            let full = reply(scores, batch_id);
+            let _ = stdout.write_all(&full.as_bytes()[..full.len() / 2]);
+            let _ = stdout.flush();
+            std::process::exit(0)
+        }
+        "eof" => std::process::exit(0),
+        "wrong_type" => {
+            let strings: Vec<Value> = scores.iter().map(|v| json!(v.to_string())).collect();
+            reply(&strings, batch_id)
+        }
+        _ => reply(scores, batch_id),
+    }
+}
+
 fn main() {
     let env_f64 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
-    let fault_rate = env_f64("COGRPO_FIXTURE_FAULT_RATE");
-    let seed = env_f64("COGRPO_FIXTURE_SEED").map_or(0, |s| s as u64);
-    let delay = env_f64("COGRPO_FIXTURE_DELAY_S").filter(|d| *d > 0.0);
+    let settings = Settings {
+        fault_rate: env_f64("COGRPO_FIXTURE_FAULT_RATE"),
+        seed: env_f64("COGRPO_FIXTURE_SEED").map_or(0, |s| s as u64),
+        delay: env_f64("COGRPO_FIXTURE_DELAY_S").filter(|d| *d > 0.0),
+    };
     let mut log = std::env::var_os("COGRPO_FIXTURE_LOG").and_then(|p| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -91,67 +175,14 @@ fn main() {
         };
         let batch_id = request["batch_id"].as_u64().unwrap_or(0);
         let items = request["items"].as_array().cloned().unwrap_or_default();
-        let (mode, scores): (String, Vec<Value>) = match fault_rate {
-            Some(rate) => {
-                let mode = if uniform(seed, batch_id, 0) < rate {
-                    FAULTS[(uniform(seed, batch_id, 1) * FAULTS.len() as f64) as usize]
-                } else {
-                    "ok"
-                };
-                let scores = items.iter().map(|i| json!(distinct_share(i))).collect();
-                (mode.to_string(), scores)
-            }
-            None => {
-                let mode = items
-                    .first()
-                    .and_then(|i| i["metadata"]["fixture"].as_str())
-                    .unwrap_or("ok")
-                    .to_string();
-                let scores = items
-                    .iter()
-                    .map(|i| i["metadata"].get("score").cloned().unwrap_or(json!(1.0)))
-                    .collect();
-                (mode, scores)
-            }
-        };
+        let (mode, scores) = plan(&settings, batch_id, &items);
         if let Some(f) = &mut log {
             let _ = writeln!(f, "{batch_id} {mode} {}", items.len()).and_then(|()| f.flush());
         }
-        if let Some(d) = delay {
+        if let Some(d) = settings.delay {
             std::thread::sleep(std::time::Duration::from_secs_f64(d));
         }
-        let reply = |scores: &[Value], id: u64| {
-            json!({"protocol": "cogrpo-reward/1", "batch_id": id, "scores": scores}).to_string()
-        };
-        let text = match mode.as_str() {
-            "sleep" => {
-                std::thread::sleep(std::time::Duration::from_secs(3));
-                reply(&scores, batch_id)
-            }
-            "crash" => std::process::exit(3),
-            "garbage" => "this is not json".to_string(),
-            "wrong_count" => reply(&scores[..scores.len().saturating_sub(1)], batch_id),
-            "nan" => {
-                // Python's json.dumps writes float('nan') as a bare NaN.
-                let rest: Vec<String> = scores.iter().skip(1).map(Value::to_string).collect();
-                let column = std::iter::once("NaN".to_string()).chain(rest).collect::<Vec<_>>().join(",");
-                format!(r#"{{"protocol":"cogrpo-reward/1","batch_id":{batch_id},"scores":[{column}]}}"#)
-            }
-            "error" => json!({"protocol": "cogrpo-reward/1", "batch_id": batch_id, "error": "fixture says no"}).to_string(),
-            "stale" => reply(&scores, batch_id.wrapping_sub(1)),
-            "truncated" => {
-                let full = reply(&scores, batch_id);
-                let _ = stdout.write_all(&full.as_bytes()[..full.len() / 2]);
-                let _ = stdout.flush();
-                std::process::exit(0)
-            }
-            "eof" => std::process::exit(0),
-            "wrong_type" => {
-                let strings: Vec<Value> = scores.iter().map(|v| json!(v.to_string())).collect();
-                reply(&strings, batch_id)
-            }
-            _ => reply(&scores, batch_id),
-        };
+        let text = answer(&mode, &scores, batch_id, &mut stdout);
         if writeln!(stdout, "{text}")
             .and_then(|()| stdout.flush())
             .is_err()

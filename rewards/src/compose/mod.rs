@@ -9,9 +9,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Aggregation, CostConfig, CostMode};
+use crate::config::{Aggregation, CostConfig, CostMode, DEFAULT_FAILURE_WINDOW};
+use crate::failure::{FailureKind, RewardFailure};
 use crate::item::{BatchScores, RewardItem};
-use crate::reward::{FailureKind, Reward, RewardFailure};
+use crate::reward::Reward;
 
 /// What a rollout cost: denoiser evaluations and wall time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -46,10 +47,6 @@ pub struct TooManyFailures {
     pub limit: f64,
     pub last: RewardFailure,
 }
-
-/// Batches over which `max_failure_fraction` is judged unless
-/// `rewards.failure_window` says otherwise.
-pub const DEFAULT_FAILURE_WINDOW: usize = 10;
 
 struct Term {
     reward: Box<dyn Reward>,
@@ -226,42 +223,13 @@ impl RewardSet {
             let (outcomes, parts, last) = outcomes_of(reply, n);
             let failed: Vec<FailureKind> = outcomes
                 .iter()
-                .filter_map(|o| {
-                    if let Outcome::Failed(k) = o {
-                        Some(*k)
-                    } else {
-                        None
-                    }
+                .filter_map(|o| match o {
+                    Outcome::Failed(k) => Some(*k),
+                    _ => None,
                 })
                 .collect();
-            if !failed.is_empty() {
-                let mut counts = self.failures.lock().expect("not poisoned");
-                for kind in &failed {
-                    *counts
-                        .entry((term.reward.name().to_string(), *kind))
-                        .or_default() += 1;
-                }
-            }
-            let (window_failed, window_total, batches) =
-                self.record_window(term.reward.name(), failed.len(), n);
-            if window_total > 0
-                && window_failed as f64 > self.max_failure_fraction * window_total as f64
-                && budget_error.is_none()
-            {
-                budget_error = Some(TooManyFailures {
-                    reward: term.reward.name().to_string(),
-                    failed: window_failed,
-                    total: window_total,
-                    batches,
-                    limit: self.max_failure_fraction,
-                    last: last.clone().unwrap_or_else(|| {
-                        RewardFailure::new(
-                            failed.first().copied().unwrap_or(FailureKind::Crash),
-                            "see the failure counters",
-                        )
-                    }),
-                });
-            }
+            let over = self.count_failures(term.reward.name(), &failed, n, last.as_ref());
+            budget_error = budget_error.or(over);
             if let (false, Some(last)) = (failed.is_empty(), last) {
                 out.failures
                     .push((term.reward.name().to_string(), failed.len(), last));
@@ -273,6 +241,40 @@ impl RewardSet {
             Some(e) => Err(e),
             None => Ok(out),
         }
+    }
+
+    /// Counts `reward`'s failed items of a batch of `n` (per kind, and in
+    /// its window); the error to stop on when the window's share of failed
+    /// items is over `max_failure_fraction`.
+    fn count_failures(
+        &self,
+        reward: &str,
+        failed: &[FailureKind],
+        n: usize,
+        last: Option<&RewardFailure>,
+    ) -> Option<TooManyFailures> {
+        if !failed.is_empty() {
+            let mut counts = self.failures.lock().expect("not poisoned");
+            for kind in failed {
+                *counts.entry((reward.to_string(), *kind)).or_default() += 1;
+            }
+        }
+        let (window_failed, window_total, batches) = self.record_window(reward, failed.len(), n);
+        let over = window_total > 0
+            && window_failed as f64 > self.max_failure_fraction * window_total as f64;
+        over.then(|| TooManyFailures {
+            reward: reward.to_string(),
+            failed: window_failed,
+            total: window_total,
+            batches,
+            limit: self.max_failure_fraction,
+            last: last.cloned().unwrap_or_else(|| {
+                RewardFailure::new(
+                    failed.first().copied().unwrap_or(FailureKind::Crash),
+                    "see the failure counters",
+                )
+            }),
+        })
     }
 
     /// Adds one batch's `(failed, items)` to `reward`'s window; returns the

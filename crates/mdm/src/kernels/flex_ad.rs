@@ -184,19 +184,19 @@ pub(super) fn attention<C: CheckpointStrategy>(
             let dims = flex::dims(&s.q, &s.k, s.heads);
             let (nq, nk) = (s.q.layout().num_elements(), s.k.layout().num_elements());
             let (mut dq, mut dk, mut dv) = (vec![0.0; nq], vec![0.0; nk], vec![0.0; nk]);
-            attn::backward(
-                f32s(&s.q),
-                f32s(&s.k),
-                f32s(&s.v),
-                f32s(&s.o),
-                &s.lse,
-                f32s(&d_o),
-                dims,
-                flex::keys(&s.visibility),
-                &mut dq,
-                &mut dk,
-                &mut dv,
-            );
+            let saved = attn::Saved {
+                q: f32s(&s.q),
+                k: f32s(&s.k),
+                v: f32s(&s.v),
+                o: f32s(&s.o),
+                lse: &s.lse,
+            };
+            let written = attn::Grads {
+                dq: &mut dq,
+                dk: &mut dk,
+                dv: &mut dv,
+            };
+            attn::backward(saved, f32s(&d_o), dims, flex::keys(&s.visibility), written);
             for (node, grad, like) in [(node_q, dq, &s.q), (node_k, dk, &s.k), (node_v, dv, &s.v)] {
                 if let Some(node) = node {
                     grads.register::<Flex>(node.id, tensor(grad, shape(like)));

@@ -12,8 +12,10 @@
 pub mod cpu;
 mod flex;
 mod flex_ad;
+mod flex_backend;
 pub mod generic;
 pub mod precision;
+mod rotary;
 #[cfg(test)]
 mod tests;
 

@@ -6,9 +6,12 @@
 //! of the raw sample `u`, which the trajectory stores; no Jacobian is needed
 //! because old and new policies are compared on the same `u`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     /// Share of the still-masked positions revealed at the step, in (0, 1).

@@ -21,6 +21,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use envs::{Problems, StepRecord, Validate};
 use mdm::init::ParamFactory;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use components::Component;
@@ -34,21 +35,26 @@ const LOG_STD_MAX: f64 = 2.0;
 /// Score added to padded or taken candidates (exp underflows to exactly 0).
 const NEG: f32 = -1.0e9;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HeadKind {
-    /// No learned continuous components.
+    /// No learned continuous components: the reference schedule.
     #[default]
     Fixed,
+    /// A Gaussian per step and learned component, a residual on the
+    /// reference (a fresh policy reproduces it in the mean).
     PerStep,
+    /// An MLP from state features (t/T, masked share, confidence, entropy)
+    /// to the Gaussian: works for any T.
     Network,
 }
 
 /// `[cogrpo.schedule]`: which schedule components are learned, and how.
-/// Every key is optional; the defaults are [`Default`]'s.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Every key is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulePolicyConfig {
+    /// The Gaussian head of the continuous components.
     pub kind: HeadKind,
     /// Components the Gaussian head decides (the rest follow the reference).
     pub learn: Vec<Component>,

@@ -121,7 +121,6 @@ impl<K: HeadKernel> pulp::WithSimd for Dispatch<'_, K> {
 
 /// `dst[m x n] (+)= lhs[m x k] @ rhs[k x n]`; each operand given by its
 /// pointer, row stride and column stride.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
@@ -357,22 +356,28 @@ impl HeadKernel for Backward<'_> {
     }
 }
 
-/// Backward: from `q, k, v`, the forward's `o` and `lse`, and `d_o`,
-/// writes `dq`, `dk`, `dv` (overwritten).
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    o: &[f32],
-    lse: &[f32],
-    d_o: &[f32],
-    dims: Dims,
-    keys: Keys,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
+/// What the backward reads again of the forward: its inputs `q, k, v` and
+/// its outputs `o` and `lse`.
+pub struct Saved<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub o: &'a [f32],
+    pub lse: &'a [f32],
+}
+
+/// The gradients the backward writes (overwritten).
+pub struct Grads<'a> {
+    pub dq: &'a mut [f32],
+    pub dk: &'a mut [f32],
+    pub dv: &'a mut [f32],
+}
+
+/// Backward: from the forward's inputs and outputs and `d_o`, writes the
+/// gradients of `q`, `k` and `v`.
+pub fn backward(saved: Saved<'_>, d_o: &[f32], dims: Dims, keys: Keys, grads: Grads<'_>) {
+    let Saved { q, k, v, o, lse } = saved;
+    let Grads { dq, dk, dv } = grads;
     dims.check(q.len(), k.len(), &keys);
     assert!(v.len() == k.len() && o.len() == q.len() && d_o.len() == q.len());
     assert!(dq.len() == q.len() && dk.len() == k.len() && dv.len() == k.len());
@@ -495,9 +500,19 @@ mod tests {
             forward(&q, &k, &v, dims, keys, &mut o, &mut lse);
             let (mut dq, mut dk, mut dv) =
                 (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; k.len()]);
-            backward(
-                &q, &k, &v, &o, &lse, &g, dims, keys, &mut dq, &mut dk, &mut dv,
-            );
+            let saved = Saved {
+                q: &q,
+                k: &k,
+                v: &v,
+                o: &o,
+                lse: &lse,
+            };
+            let grads = Grads {
+                dq: &mut dq,
+                dk: &mut dk,
+                dv: &mut dv,
+            };
+            backward(saved, &g, dims, keys, grads);
             // Loss = sum(g * o), in float64; central differences on a sample
             // of entries of each input.
             let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {

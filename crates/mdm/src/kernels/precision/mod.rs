@@ -54,7 +54,9 @@ pub use product::{Product, product_ad, split_matmul};
 use super::Kernels;
 
 /// How the denoiser's float32 matmuls run (module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MatmulPrecision {
     /// burn's matmul: one TF32 tensor-core product on a GPU (fastest).

@@ -1,0 +1,149 @@
+//! What a config will do, in a few lines: task, model, memory against what
+//! the machine has free, budgets, metrics, rewards, output. `cogrpo check`
+//! prints it; `cogrpo run` says it before starting.
+
+use cogrpo_config::tasks::denoiser_config;
+use cogrpo_config::{CogrpoConfig, ExperimentConfig, TaskKind};
+use cogrpo_vision::{evaluation, registry, store};
+use envs::Task;
+
+use crate::plan::{Plan, available_memory, gib};
+
+/// The plan's lines, each indented and labelled (`  task      ...`).
+pub fn plan_lines(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    plan: &Plan,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = shape_lines(cfg, task, plan);
+    out.push(metrics_line(cfg, task));
+    out.push(rewards_line(cfg, task)?);
+    if let Some(c) = &cfg.cogrpo {
+        out.extend(cogrpo_lines(c));
+    }
+    out.push(format!("  output    {}", cfg.run.out_dir().display()));
+    out.push(format!(
+        "  watch     tensorboard --logdir {}",
+        cfg.run.out_dir().join("tb").display()
+    ));
+    Ok(out)
+}
+
+/// Task, model, memory and the pre-training and evaluation budgets.
+fn shape_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> Vec<String> {
+    let d = denoiser_config(cfg, task);
+    let layout = task.layout();
+    let p = &cfg.pretrain;
+    vec![
+        format!(
+            "  task      {} (vocabulary {}, prompt {} + answer {} tokens, {} test examples)",
+            task.name(),
+            task.vocab().len(),
+            layout.prompt_len,
+            layout.answer_len,
+            task.test_examples().len()
+        ),
+        format!(
+            "  model     {} parameters (d_model {}, {} layers, {} heads, d_ff {})",
+            d.num_params(),
+            d.d_model,
+            d.n_layers,
+            d.n_heads,
+            d.d_ff
+        ),
+        format!(
+            "  memory    peak about {} (pre-training {}, evaluation {}, Co-GRPO {}); {} free",
+            gib(plan.peak().0),
+            gib(plan.pretrain_bytes),
+            gib(plan.eval_bytes),
+            gib(plan.cogrpo_bytes),
+            gib(available_memory())
+        ),
+        format!(
+            "  pretrain  {} steps x {} sequences ({} tokens per step)",
+            p.steps,
+            p.batch_size * p.grad_accum,
+            p.batch_size * p.grad_accum * layout.seq_len()
+        ),
+        format!(
+            "  eval      {} sampler(s) x steps {:?}{}",
+            cfg.eval.samplers.len(),
+            cfg.eval.steps,
+            if cfg.eval.nll_samples > 0 {
+                format!(", ELBO with {} samples", cfg.eval.nll_samples)
+            } else {
+                String::new()
+            }
+        ),
+    ]
+}
+
+/// The metrics an evaluation reports.
+fn metrics_line(cfg: &ExperimentConfig, task: &dyn Task) -> String {
+    let mut metrics: Vec<&str> = rewards::verifiers_for(task.name())
+        .iter()
+        .map(|v| v.name())
+        .collect();
+    if cfg.task.kind == TaskKind::Digits {
+        metrics.extend(evaluation::METRICS);
+    }
+    format!(
+        "  metrics   {}",
+        if metrics.is_empty() {
+            "(none: ELBO only)".to_string()
+        } else {
+            metrics.join(", ")
+        }
+    )
+}
+
+/// The rewards Co-GRPO would optimize. Builds the reward set (names
+/// resolved, URLs parsed) without starting any plugin or sending a request;
+/// learned reward models are trained on first use, so nothing is written.
+fn rewards_line(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<String> {
+    let learned = registry::learned_names(cfg, task.name());
+    if !learned.is_empty() {
+        return Ok(format!(
+            "  rewards   {} (learned; trained on first use into {})",
+            learned.join(", "),
+            store::models_dir(cfg).display()
+        ));
+    }
+    match rewards::build_reward_set(&cfg.rewards, task.name()) {
+        Ok(set) => Ok(format!(
+            "  rewards   {} ({:?})",
+            set.names().join(", "),
+            cfg.rewards.aggregation
+        )),
+        Err(e) if cfg.rewards.terms.is_empty() => Ok(format!("  rewards   none yet: {e}")),
+        Err(e) => Err(anyhow::anyhow!(e)),
+    }
+}
+
+/// The arms, their budget and what the schedule learns.
+fn cogrpo_lines(c: &CogrpoConfig) -> [String; 2] {
+    let arms: Vec<&str> = c.arms.iter().map(|a| a.name()).collect();
+    let learned: Vec<&str> = c.schedule.components().iter().map(|x| x.name()).collect();
+    [
+        format!(
+            "  cogrpo    arms base, {}: {} iterations x {} prompts x {} rollouts, T = {}, \
+             reference {}",
+            arms.join(", "),
+            c.iterations,
+            c.prompts_per_iteration,
+            c.group_size,
+            c.steps,
+            c.reference.label()
+        ),
+        format!(
+            "  schedule  {:?} head learning [{}]{}",
+            c.schedule.kind,
+            learned.join(", "),
+            if c.schedule.order {
+                ", plus the position order"
+            } else {
+                ""
+            }
+        ),
+    ]
+}

@@ -1,0 +1,165 @@
+//! What a config asks of the machine, estimated before anything runs: peak
+//! memory of pre-training, sampling and the Co-GRPO update, against the
+//! memory the machine has free. `check` prints it; every command refuses a
+//! plan that cannot fit (exit 2, naming the keys that size it) unless
+//! `--force`, because an allocation failure aborts the process without a
+//! checkpoint or a message.
+
+use mdm::DenoiserConfig;
+
+use cogrpo_config::ExperimentConfig;
+
+/// Bytes of one float32.
+const F32: u64 = 4;
+
+/// Peak memory of each phase, in bytes (float32, the CPU backend).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub params: u64,
+    /// Weights, gradients and both Adam moments, plus the activations the
+    /// backward pass keeps for one micro-batch.
+    pub pretrain_bytes: u64,
+    /// One evaluation batch's forward pass (nothing kept between layers).
+    pub eval_bytes: u64,
+    /// A Co-GRPO update micro-batch's forward and backward, with the policy,
+    /// reference and old models resident; 0 without `[cogrpo]`.
+    pub cogrpo_bytes: u64,
+}
+
+impl Plan {
+    /// `d`: the denoiser the task and `[model]` give; `seq_len`: the task's
+    /// prompt plus answer.
+    pub fn estimate(cfg: &ExperimentConfig, d: &DenoiserConfig, seq_len: usize) -> Self {
+        let params = d.num_params() as u64;
+        let l = seq_len as u64;
+        let train_rows = (cfg.pretrain.batch_size as u64).saturating_mul(l);
+        let pretrain_bytes = (4 * params * F32).saturating_add(activations(d, l, train_rows, true));
+        let eval_rows = (cfg.eval.batch_size as u64).saturating_mul(l);
+        let eval_bytes = (params * F32).saturating_add(activations(d, l, eval_rows, false));
+        let cogrpo_bytes = cfg.cogrpo.as_ref().map_or(0, |c| {
+            // The rollouts of one iteration are sampled as one batch; the
+            // update runs micro-batches of `micro_batch_tokens` (0: all).
+            let rollout_rows = (c.prompts_per_iteration as u64 * c.group_size as u64) * l;
+            let update_rows = match c.micro_batch_tokens_on(cfg.run.device) {
+                0 => rollout_rows,
+                n => (n as u64).min(rollout_rows),
+            };
+            (6 * params * F32)
+                .saturating_add(activations(d, l, update_rows, true))
+                .max(activations(d, l, rollout_rows, false))
+        });
+        Self {
+            params,
+            pretrain_bytes,
+            eval_bytes,
+            cogrpo_bytes,
+        }
+    }
+
+    /// The largest phase and the keys that size it.
+    pub fn peak(&self) -> (u64, &'static str) {
+        [
+            (
+                self.pretrain_bytes,
+                "model.*, pretrain.batch_size and the sequence length",
+            ),
+            (
+                self.eval_bytes,
+                "model.*, eval.batch_size and the sequence length",
+            ),
+            (
+                self.cogrpo_bytes,
+                "model.*, cogrpo.prompts_per_iteration x group_size, micro_batch_tokens",
+            ),
+        ]
+        .into_iter()
+        .max_by_key(|(b, _)| *b)
+        .unwrap_or((0, ""))
+    }
+
+    /// Refuses a plan whose peak exceeds `available` bytes.
+    pub fn fits(&self, available: u64) -> Result<(), String> {
+        let (peak, keys) = self.peak();
+        if peak <= available {
+            return Ok(());
+        }
+        Err(format!(
+            "the plan needs about {} of memory at its peak, and this machine has {} free; \
+             reduce {keys} (or pass --force to try anyway)",
+            gib(peak),
+            gib(available)
+        ))
+    }
+}
+
+/// Activations of `rows` token positions through the denoiser: per layer and
+/// token the residual, two norms, q/k/v, the rotated q/k, the attention
+/// output, the projection, the SwiGLU gate, up, activation and product
+/// (12 d + 4 d_ff), plus the attention scores and probabilities (2 heads x
+/// L), plus the logits and their softmax (2 vocab). `keep`: autodiff keeps
+/// every layer's (times two for the backward's temporaries); inference
+/// holds about two layers' at a time.
+fn activations(d: &DenoiserConfig, seq_len: u64, rows: u64, keep: bool) -> u64 {
+    let per_token_layer =
+        12 * d.d_model as u64 + 4 * d.d_ff as u64 + 2 * d.n_heads as u64 * seq_len;
+    let layers = if keep { 2 * d.n_layers as u64 } else { 2 };
+    let head = 2 * (d.vocab_size as u64 + 1);
+    rows.saturating_mul(per_token_layer.saturating_mul(layers).saturating_add(head))
+        .saturating_mul(F32)
+}
+
+/// Memory the operating system can give this process now, in bytes.
+pub fn available_memory() -> u64 {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    sys.available_memory()
+}
+
+/// `12.3 GiB`.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cogrpo_config::load_str;
+
+    fn plan(toml: &str, seq_len: usize) -> Plan {
+        let cfg = load_str(toml, "test", &[]).unwrap();
+        let d = DenoiserConfig::new(
+            10,
+            cfg.model.d_model,
+            cfg.model.n_layers,
+            cfg.model.n_heads,
+            cfg.model.d_ff,
+            seq_len,
+        );
+        Plan::estimate(&cfg, &d, seq_len)
+    }
+
+    const SMALL: &str = "[run]\nname = \"t\"\n[task]\nkind = \"sudoku4\"\n[model]\nd_model = 64\n\
+        n_layers = 2\nn_heads = 4\nd_ff = 128\n[pretrain]\nsteps = 10\nbatch_size = 32\nlr = 1e-3\n";
+
+    #[test]
+    fn the_pretraining_estimate_counts_optimizer_state_and_kept_activations() {
+        let p = plan(SMALL, 32);
+        // 4 copies of the weights plus per token 2 layers x 2 x (12*64 +
+        // 4*128 + 2*4*32) floats and 2 x 11 logits floats, 32 x 32 tokens.
+        let per_token = 2 * 2 * (12 * 64 + 4 * 128 + 2 * 4 * 32) + 2 * 11;
+        assert_eq!(p.pretrain_bytes, 16 * p.params + 4 * 32 * 32 * per_token);
+        assert_eq!(p.cogrpo_bytes, 0);
+        assert!(p.fits(1 << 30).is_ok());
+    }
+
+    #[test]
+    fn a_plan_beyond_the_memory_is_refused_naming_its_keys() {
+        let huge = SMALL.replace("batch_size = 32", "batch_size = 1000000");
+        let p = plan(&huge, 4096);
+        let err = p.fits(24 << 30).unwrap_err();
+        assert!(
+            err.contains("pretrain.batch_size") && err.contains("--force"),
+            "{err}"
+        );
+    }
+}

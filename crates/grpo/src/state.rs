@@ -1,0 +1,342 @@
+//! What an arm checkpoint holds besides weights and optimizer states: the
+//! iteration count, the rollout budget spent and the per-iteration log the
+//! report draws its curves from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::optim::Optimizer;
+use cogrpo_config::tasks::denoiser_config;
+use cogrpo_config::{CogrpoConfig, ExperimentConfig, UpdateMode};
+use cogrpo_runtime::checkpoint::{self, CheckpointDir, load_record, save_record};
+use cogrpo_runtime::training::{Checkpointed, RunRecord, RunState, read_run_state};
+use envs::Task;
+use mdm::{AutodiffKernels, Denoiser};
+use policy::SamplerKind;
+use policy::learned::SchedulePolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::factor::{Factor, Trainable};
+
+/// Bumped when an arm checkpoint's layout changes incompatibly.
+pub const ARM_FORMAT_VERSION: u32 = 1;
+
+/// What one iteration measured (kept for the report's curves).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationLog {
+    pub iteration: usize,
+    #[serde(with = "nan_as_null")]
+    pub reward_mean: f64,
+    /// Mean of the task's first verifier (e.g. solved) over the rollouts.
+    pub solve_rate: Option<f64>,
+    /// Share of groups whose rewards were all equal (no gradient).
+    pub zero_variance_share: f64,
+    /// The same after `resample_rounds` replaced such groups.
+    pub zero_variance_after_resampling: f64,
+    pub nfe: f64,
+    pub updated_model: bool,
+    pub updated_schedule: bool,
+    /// Mean action per step: `reveal` (positions) and each learned component
+    /// (NaN where the policy did not act, e.g. the last step's ratio).
+    #[serde(with = "per_step_nan_as_null")]
+    pub schedule: BTreeMap<String, Vec<f64>>,
+}
+
+/// NaN ("no value") floats as JSON null, which JSON can hold and NaN cannot.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_nan() {
+            s.serialize_none()
+        } else {
+            s.serialize_some(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+mod per_step_nan_as_null {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type PerStep = BTreeMap<String, Vec<f64>>;
+
+    pub fn serialize<S: Serializer>(v: &PerStep, s: S) -> Result<S::Ok, S::Error> {
+        let m: BTreeMap<&String, Vec<Option<f64>>> = v
+            .iter()
+            .map(|(k, xs)| (k, xs.iter().map(|x| (!x.is_nan()).then_some(*x)).collect()))
+            .collect();
+        m.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PerStep, D::Error> {
+        let m = BTreeMap::<String, Vec<Option<f64>>>::deserialize(d)?;
+        Ok(m.into_iter()
+            .map(|(k, xs)| (k, xs.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()))
+            .collect())
+    }
+}
+
+/// `state.json` of an arm checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmState {
+    /// Format, seed, wall time and ranks, as every run records them.
+    #[serde(flatten)]
+    pub run: RunRecord,
+    pub arm: UpdateMode,
+    /// Iterations completed.
+    pub iteration: usize,
+    /// Trajectories rolled out so far.
+    pub rollouts: u64,
+    /// The pre-trained checkpoint the arm started from.
+    pub init: PathBuf,
+    pub history: Vec<IterationLog>,
+}
+
+impl RunState for ArmState {
+    const FORMAT_VERSION: u32 = ARM_FORMAT_VERSION;
+    const WHAT: &'static str = "a Co-GRPO arm state";
+    const UNIT: &'static str = "iteration";
+    fn record(&self) -> &RunRecord {
+        &self.run
+    }
+    fn done(&self) -> usize {
+        self.iteration
+    }
+}
+
+/// A trained arm: its weights and state.
+pub struct TrainedArm<B: AutodiffKernels> {
+    pub model: Denoiser<B>,
+    pub policy: SchedulePolicy<B>,
+    pub state: ArmState,
+    pub checkpoint: PathBuf,
+}
+
+/// The model factor theta of an arm.
+pub type Theta<B> = Factor<B, Denoiser<B>>;
+/// The schedule factor phi of an arm.
+pub type Phi<B> = Factor<B, SchedulePolicy<B>>;
+
+/// An arm in training: what its checkpoint holds (`model.safetensors` and
+/// `optimizer.mpk` of theta, `schedule.mpk` and `schedule_optimizer.mpk` of
+/// phi, `state.json`, `config.toml`). [`load_arm`] reads the same files for
+/// inference.
+pub struct ArmTraining<B: AutodiffKernels> {
+    pub theta: Theta<B>,
+    pub phi: Phi<B>,
+    pub state: ArmState,
+}
+
+impl<B: AutodiffKernels> Checkpointed for ArmTraining<B> {
+    type State = ArmState;
+    fn state(&self) -> &ArmState {
+        &self.state
+    }
+    fn write_files(&self, dir: &Path) -> anyhow::Result<()> {
+        mdm::weights::save(&self.theta.module, &dir.join("model.safetensors"))?;
+        save_record::<_, B>(
+            Optimizer::<Denoiser<B>, B>::to_record(&self.theta.optim),
+            &dir.join("optimizer"),
+        )?;
+        save_record::<_, B>(self.phi.module.clone().into_record(), &dir.join("schedule"))?;
+        save_record::<_, B>(
+            Optimizer::<SchedulePolicy<B>, B>::to_record(&self.phi.optim),
+            &dir.join("schedule_optimizer"),
+        )
+    }
+}
+
+impl<B: AutodiffKernels> ArmTraining<B> {
+    /// A fresh arm of `mode` from the pre-trained checkpoint `init`.
+    pub fn fresh(
+        cfg: &ExperimentConfig,
+        task: &dyn Task,
+        mode: UpdateMode,
+        init: &Path,
+        ranks: usize,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        let model = checkpoint::load_model::<B>(init, &denoiser_config(cfg, task), device)
+            .with_context(|| format!("cannot load the pre-trained model {}", init.display()))?;
+        let c = cfg.cogrpo_section()?;
+        let state = ArmState {
+            run: RunRecord {
+                format_version: ARM_FORMAT_VERSION,
+                seed: cfg.run.seed,
+                wall_s: 0.0,
+                ranks,
+            },
+            arm: mode,
+            iteration: 0,
+            rollouts: 0,
+            init: init.to_path_buf(),
+            history: Vec::new(),
+        };
+        Self::with_factors(
+            cfg,
+            task,
+            (model, init_policy::<B>(c, task, device)),
+            init,
+            state,
+            device,
+        )
+    }
+
+    /// The arm checkpoint `dir` (whose `state` the scaffold read and
+    /// checked), continued from the pre-trained `init`.
+    pub fn load(
+        cfg: &ExperimentConfig,
+        task: &dyn Task,
+        mode: UpdateMode,
+        (dir, state): (&Path, ArmState),
+        init: &Path,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        if state.arm != mode {
+            bail!(
+                "{} holds arm `{}`, not `{}`",
+                dir.display(),
+                state.arm.name(),
+                mode.name()
+            );
+        }
+        let (model, policy) = load_weights::<B>(cfg, task, dir, device)?;
+        let mut arm = Self::with_factors(cfg, task, (model, policy), init, state, device)?;
+        arm.theta.optim = arm
+            .theta
+            .optim
+            .load_record(load_record(&dir.join("optimizer"), device)?);
+        arm.phi.optim = arm
+            .phi
+            .optim
+            .load_record(load_record(&dir.join("schedule_optimizer"), device)?);
+        Ok(arm)
+    }
+
+    /// Both factors with their optimizers and, where `cogrpo.beta` /
+    /// `beta_schedule` ask for a KL term, their frozen references: the
+    /// pre-trained model `init` and the initial schedule policy.
+    fn with_factors(
+        cfg: &ExperimentConfig,
+        task: &dyn Task,
+        (model, policy): (Denoiser<B>, SchedulePolicy<B>),
+        init: &Path,
+        state: ArmState,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        let c = cfg.cogrpo_section()?;
+        let reference_model = (c.beta > 0.0)
+            .then(|| {
+                checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)
+            })
+            .transpose()?
+            .map(|m| (m, c.beta));
+        let reference_policy = (c.beta_schedule > 0.0)
+            .then(|| (init_policy::<B>(c, task, device).no_grad(), c.beta_schedule));
+        Ok(Self {
+            theta: Factor::new(
+                model,
+                (c.lr_model, c.weight_decay, c.grad_clip),
+                reference_model,
+            ),
+            phi: Factor::new(policy, (c.lr_schedule, 0.0, c.grad_clip), reference_policy),
+            state,
+        })
+    }
+
+    /// The factors phase `(theta, phi)` trains, in that order.
+    pub fn factors(&mut self, (theta, phi): (bool, bool)) -> Vec<&mut dyn Trainable<B>> {
+        let mut out: Vec<&mut dyn Trainable<B>> = Vec::new();
+        if theta {
+            out.push(&mut self.theta);
+        }
+        if phi {
+            out.push(&mut self.phi);
+        }
+        out
+    }
+
+    /// The trained arm, for inference and the report.
+    pub fn finished(self, checkpoint: PathBuf) -> TrainedArm<B> {
+        TrainedArm {
+            model: self.theta.module,
+            policy: self.phi.module,
+            state: self.state,
+            checkpoint,
+        }
+    }
+}
+
+/// The schedule policy of a fresh arm.
+pub fn init_policy<B: burn::prelude::Backend>(
+    c: &CogrpoConfig,
+    task: &dyn Task,
+    device: &B::Device,
+) -> SchedulePolicy<B> {
+    c.schedule.init::<B>(
+        c.steps,
+        task.layout().answer_len,
+        c.reference.kind == SamplerKind::Confidence,
+        device,
+    )
+}
+
+/// Reads an arm checkpoint's `state.json` (after verifying the folder).
+pub fn read_arm_state(dir: &Path) -> anyhow::Result<ArmState> {
+    read_run_state(dir)
+}
+
+/// Loads an arm checkpoint's model, schedule policy and state.
+pub fn load_arm<B: burn::prelude::Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    dir: &Path,
+    device: &B::Device,
+) -> anyhow::Result<(Denoiser<B>, SchedulePolicy<B>, ArmState)> {
+    let state = read_arm_state(dir)?;
+    let (model, policy) = load_weights::<B>(cfg, task, dir, device)?;
+    Ok((model, policy, state))
+}
+
+/// An arm checkpoint's model and schedule policy.
+fn load_weights<B: burn::prelude::Backend>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    dir: &Path,
+    device: &B::Device,
+) -> anyhow::Result<(Denoiser<B>, SchedulePolicy<B>)> {
+    let c = cfg.cogrpo_section()?;
+    let model = checkpoint::load_model::<B>(
+        &dir.join("model.safetensors"),
+        &denoiser_config(cfg, task),
+        device,
+    )?;
+    let policy =
+        init_policy::<B>(c, task, device).load_record(load_record(&dir.join("schedule"), device)?);
+    Ok((model, policy))
+}
+
+/// The arm checkpoint `path` names: a checkpoint folder (with `state.json`)
+/// as it is, or an arm folder (`runs/<name>/arms/<arm>`) by its newest
+/// checkpoint.
+pub fn find_arm_checkpoint(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.join("state.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let ckpts = CheckpointDir::new(path.join("checkpoints"));
+    ckpts.latest().with_context(|| {
+        format!(
+            "{} is neither an arm folder with checkpoints (runs/<name>/arms/<arm>) nor an arm \
+             checkpoint: train the arm first (`cogrpo train` or `cogrpo run`)",
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,202 @@
+//! The schedule factor learns in the right direction: a bandit-sized
+//! problem whose reward prefers a known reveal ratio at the first step.
+//!
+//! Each iteration rolls out groups with a `per_step` ratio policy over a
+//! first-hitting reference (4 masked positions, T = 2: the reference reveals
+//! 2, ratio 0.5), scores every rollout with a reward plugged into a
+//! `RewardSet` (`-|k/4 - target|`, k = positions revealed at step 0), turns
+//! the scores into group advantages and the samples of the loss as the
+//! trainer does, and takes an AdamW step of the clipped surrogate. After a
+//! fixed number of iterations (fixed seed) the policy's mean ratio must have
+//! moved from 0.5 toward the target, for a target above and one below.
+
+use std::path::Path;
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use cogrpo_config::{ExperimentConfig, load_str};
+use cogrpo_grpo::factor::{Factor, Trainable, UpdateRun};
+use cogrpo_grpo::loss::Clip;
+use cogrpo_grpo::samples::build_samples;
+use cogrpo_runtime::distributed::World;
+use envs::Canvas;
+use mdm::{Denoiser, DenoiserConfig};
+use policy::learned::{Component, ScheduleBatch, SchedulePolicy};
+use policy::{Act, Rollout, SamplerConfig, SamplerKind};
+use rewards::{
+    Aggregation, BatchScores, BoxFuture, CostConfig, Reward, RewardFailure, RewardItem, RewardSet,
+    RolloutCost,
+};
+
+type B = Autodiff<Flex>;
+
+const ITERATIONS: usize = 25;
+const PROMPTS: usize = 4;
+const GROUP: usize = 8;
+
+/// Prefers revealing `target` of the 4 masked positions at the first step.
+struct PreferredRatio {
+    target: f32,
+}
+
+impl Reward for PreferredRatio {
+    fn name(&self) -> &str {
+        "preferred_ratio"
+    }
+
+    fn score<'a>(
+        &'a self,
+        batch: &'a [RewardItem],
+    ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+        Box::pin(async move {
+            let scores = batch
+                .iter()
+                .map(|it| {
+                    let k = it.metadata["revealed_first"].as_f64()? as f32;
+                    Some(-(k / 4.0 - self.target).abs())
+                })
+                .collect();
+            Ok(BatchScores::new(scores))
+        })
+    }
+}
+
+fn config() -> ExperimentConfig {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let text = format!(
+        r#"
+[run]
+name = "bandit"
+[task]
+kind = "sudoku4"
+data_dir = "{}"
+[model]
+d_model = 16
+n_layers = 1
+n_heads = 2
+d_ff = 32
+[pretrain]
+steps = 1
+batch_size = 1
+lr = 1e-3
+[cogrpo]
+iterations = {ITERATIONS}
+prompts_per_iteration = {PROMPTS}
+group_size = {GROUP}
+steps = 2
+arms = ["schedule"]
+reference = {{ kind = "first_hitting" }}
+lr_schedule = 5e-2
+[cogrpo.schedule]
+kind = "per_step"
+learn = ["ratio"]
+seed = 1
+"#,
+        data.display()
+    );
+    load_str(&text, "bandit", &[]).expect("a valid config")
+}
+
+/// The policy's mean reveal ratio at step 0 (the Gaussian's mean, mapped).
+fn mean_ratio(policy: &SchedulePolicy<Flex>, record: &envs::StepRecord) -> f64 {
+    let batch = ScheduleBatch::new(
+        &[record],
+        1,
+        policy.table_steps(),
+        false,
+        &Default::default(),
+    );
+    let (mean, _) = policy.gaussian(&batch).expect("a Gaussian head");
+    let u: Vec<f32> = mean.into_data().to_vec().unwrap();
+    Component::Ratio.map(u[0] as f64)
+}
+
+/// Trains the ratio toward `target`; returns the mean ratio before and after.
+fn train_toward(target: f32) -> (f64, f64) {
+    let cfg = config();
+    let c = cfg.cogrpo.as_ref().unwrap();
+    let dev = Default::default();
+    let model: Denoiser<Flex> = DenoiserConfig::new(5, 16, 1, 2, 32, 6).init(3, &dev);
+    let policy: SchedulePolicy<B> = c.schedule.init(c.steps, 4, false, &dev);
+    // The arm's schedule factor: its own AdamW without weight decay.
+    let mut phi = Factor::new(policy, (c.lr_schedule, 0.0, c.grad_clip), None);
+    let world = World::single();
+    let mut rewards = RewardSet::new(Aggregation::SumThenNormalize, CostConfig::default(), 0.5);
+    rewards.push(Box::new(PreferredRatio { target }), 1.0, None);
+    let reference = SamplerConfig::new(SamplerKind::FirstHitting, c.steps);
+    let clip = Clip {
+        low: c.epsilon_low,
+        high: c.epsilon_high,
+    };
+    let mut first = None;
+    for it in 0..ITERATIONS {
+        let inner = phi.module.valid();
+        let mut canvas = Canvas::new(6, 5);
+        for row in 0..PROMPTS * GROUP {
+            canvas
+                .push_row(&[1, (row / GROUP) as u32], (it * 1000 + row) as u64)
+                .unwrap();
+        }
+        let rollout = Rollout {
+            model: &model,
+            policy: Some(&inner),
+            reference: &reference,
+            steps: c.steps,
+            act: Act::Sample,
+            temperature: None,
+            seed: it as u64,
+            device: dev,
+        };
+        let (trajectories, stats) = rollout.run(&mut canvas, true).unwrap();
+        let items: Vec<RewardItem> = trajectories
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RewardItem {
+                id: format!("{i}"),
+                prompt: String::new(),
+                completion: String::new(),
+                prompt_tokens: Vec::new(),
+                completion_tokens: t.answer().to_vec(),
+                metadata: serde_json::json!({ "revealed_first": t.steps[0].revealed.len() }),
+            })
+            .collect();
+        let costs = vec![RolloutCost::default(); items.len()];
+        assert_eq!(stats.nfe.len(), items.len());
+        let scored = rewards.score(&items, &costs).unwrap();
+        let advantages = scored.advantages_scaled(GROUP, c.scale_advantages);
+        let samples = build_samples(c, &trajectories, &advantages, 0, it);
+        let first_record = first.get_or_insert_with(|| trajectories[0].steps[0].clone());
+        if it == 0 {
+            assert!((mean_ratio(&inner, first_record) - 0.5).abs() < 1e-3);
+        }
+        let run = UpdateRun::<B> {
+            clip,
+            iteration: it,
+            ..UpdateRun::single(&world, (1, 0), dev)
+        };
+        // Samples without advantage carry no gradient: no step without any.
+        if let Some(st) = phi.update(&samples, &run).unwrap() {
+            assert!(st.loss.is_finite());
+        }
+    }
+    let record = first.expect("a recorded step");
+    let after = mean_ratio(&phi.module.valid(), &record);
+    eprintln!("target {target}: mean ratio 0.5 -> {after:.3} after {ITERATIONS} iterations");
+    (0.5, after)
+}
+
+#[test]
+fn the_mean_reveal_ratio_moves_toward_the_rewarded_one() {
+    // Up: reward prefers 3 of 4 positions first (ratio 0.75).
+    let (before, after) = train_toward(0.75);
+    assert!(
+        after > before + 0.1,
+        "toward 0.75: mean ratio {before} -> {after}"
+    );
+    // Down: reward prefers 1 of 4 (ratio 0.25).
+    let (before, after) = train_toward(0.25);
+    assert!(
+        after < before - 0.1,
+        "toward 0.25: mean ratio {before} -> {after}"
+    );
+}
