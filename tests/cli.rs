@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 use common::{
-    cogrpo, fresh_run, out_dir, run_fails, run_fails_saying, run_ok, run_ok_saying, set_out,
-    summary, text,
+    fresh_run, out_dir, run_fails, run_fails_saying, run_ok, run_ok_saying, set_out, summary, text,
 };
 
 #[test]
@@ -207,12 +206,7 @@ fn text_smoke_run_reports_bits_per_token_and_samples() {
     // An untrained model sits near log2(65) = 6.02 bits; allow for noise.
     assert!(bits > 3.0 && bits < 8.0, "{bits}");
     // `run` again reuses the finished pre-training.
-    let o = cogrpo(&["run", "-c", cfg, "--set", &set_out(&dir)]);
-    assert!(
-        o.status.success() && text(&o).contains("reusing"),
-        "{}",
-        text(&o)
-    );
+    run_ok_saying(&["run", "-c", cfg, "--set", &set_out(&dir)], "reusing");
     let o = run_ok(&[
         "sample",
         "-c",
@@ -428,19 +422,21 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         "holds an ARM model",
     );
     // Nor does --infill work without an ILM.
-    let o = cogrpo(&[
-        "sample",
-        "-c",
-        cfg,
-        "--set",
-        &set_out(&arm),
-        "--set",
-        &family("arm"),
-        "--infill",
-        "ROMEO:<gap>JULIET:",
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("--infill needs an ILM"), "{}", text(&o));
+    run_fails_saying(
+        &[
+            "sample",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&arm),
+            "--set",
+            &family("arm"),
+            "--infill",
+            "ROMEO:<gap>JULIET:",
+        ],
+        1,
+        "--infill needs an ILM",
+    );
 
     let ilm = out_dir(&tmp, "ilm");
     run_ok(&[
