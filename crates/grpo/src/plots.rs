@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::anyhow;
+use cogrpo_runtime::files::write_atomic;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -86,6 +88,33 @@ fn draw_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> anyhow::Error + '
     move |e| anyhow!("cannot draw {}: {e}", path.display())
 }
 
+/// Draws a `size` picture in memory with `draw` and writes it to `path` as
+/// an RGB PNG, atomically (a killed run leaves the previous plot, never
+/// half of one).
+fn render_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let err = draw_err(path);
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        draw(&root)?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, size.0, size.1);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut w| w.write_image_data(&rgb))
+        .map_err(|e| err(&e))?;
+    write_atomic(path, &bytes)
+}
+
 /// Draws `series` over a continuous x (iterations) into `path`.
 pub fn line_chart(
     path: &Path,
@@ -108,15 +137,34 @@ pub fn line_chart(
         x1 = x0 + 1.0;
     }
     let (y0, y1) = y_range(series);
-    let err = draw_err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
+    render_png(path, SIZE, |root| {
+        draw_lines(
+            root,
+            draw_err(path),
+            title,
+            (x, y),
+            (x0..x1, y0..y1),
+            series,
+        )
+    })
+}
+
+/// [`line_chart`]'s drawing, onto `root`.
+fn draw_lines(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    err: impl Fn(&dyn std::fmt::Display) -> anyhow::Error,
+    title: &str,
+    (x, y): (&str, &str),
+    (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
+    series: &[Series],
+) -> anyhow::Result<()> {
+    let (x0, x1) = (xs.start, xs.end);
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, y0..y1)
+        .build_cartesian_2d(xs, ys)
         .map_err(|e| err(&e))?;
     let whole = |v: &f64| {
         if (v - v.round()).abs() < 1e-6 {
@@ -156,7 +204,6 @@ pub fn line_chart(
         }
     }
     legend(&mut chart).map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 
@@ -192,11 +239,23 @@ pub fn category_panels(
     join: Join,
 ) -> anyhow::Result<()> {
     register_font();
-    let err = draw_err(path);
-    let n = categories.len().max(1) as i32;
     let width = (panels.len().max(1) as u32 * 450).max(SIZE.0);
-    let root = BitMapBackend::new(path, (width, SIZE.1)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
+    render_png(path, (width, SIZE.1), |root| {
+        draw_panels(root, draw_err(path), title, x, categories, panels, join)
+    })
+}
+
+/// [`category_panels`]' drawing, onto `root`.
+fn draw_panels(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    err: impl Fn(&dyn std::fmt::Display) -> anyhow::Error,
+    title: &str,
+    x: &str,
+    categories: &[usize],
+    panels: &[(String, Vec<Series>)],
+    join: Join,
+) -> anyhow::Result<()> {
+    let n = categories.len().max(1) as i32;
     let root = root
         .titled(title, ("sans-serif", 22))
         .map_err(|e| err(&e))?;
@@ -259,7 +318,6 @@ pub fn category_panels(
         }
         legend(&mut chart).map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 
