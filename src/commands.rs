@@ -6,6 +6,7 @@ mod check;
 mod common;
 mod config;
 mod evaluate;
+mod inspect;
 mod interchange;
 mod reward;
 mod samples;
@@ -26,7 +27,8 @@ use clap::{Parser, Subcommand};
   cogrpo pretrain --config experiments/text.toml --set pretrain.steps=500
   cogrpo eval --config experiments/sudoku4.toml --set eval.steps=[1,2,4,8,16]
   cogrpo sample --config experiments/text.toml --prompt 'ROMEO:' -n 3
-  cogrpo check --config experiments/smoke/sudoku4.toml"
+  cogrpo check --config experiments/smoke/sudoku4.toml
+  cogrpo inspect ~/models/LLaDA-8B-Instruct"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -54,6 +56,7 @@ enum Command {
     Run(train::RunArgs),
     Reward(reward::RewardArgs),
     Check(check::CheckArgs),
+    Inspect(inspect::InspectArgs),
     Config(config::ConfigArgs),
     Agree(interchange::AgreeArgs),
     Export(interchange::ExportArgs),
@@ -79,6 +82,7 @@ impl Command {
             Command::Run(a) => a.run(),
             Command::Reward(a) => a.run(),
             Command::Check(a) => a.run(),
+            Command::Inspect(a) => a.run(),
             Command::Config(a) => a.run(),
             Command::Agree(a) => a.run(),
             Command::Export(a) => a.run(),

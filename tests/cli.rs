@@ -484,3 +484,34 @@ fn arm_and_ilm_pretrain_evaluate_sample_and_keep_to_their_family() {
         "Co-GRPO trains MDMs",
     );
 }
+
+/// `cogrpo inspect` reads a released model's config alone: LLaDA-8B's
+/// published shape counts 8.0B parameters; a directory it cannot read is
+/// bad input (exit 2) naming the file and key.
+#[test]
+fn inspect_describes_a_model_directory_from_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("LLaDA-8B-Instruct");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = r#"{"architectures": ["LLaDAModelLM"], "model_type": "llada",
+        "activation_type": "silu", "block_type": "llama", "d_model": 4096,
+        "embedding_size": 126464, "layer_norm_type": "rms", "mask_token_id": 126336,
+        "max_sequence_length": 4096, "mlp_hidden_size": 12288, "n_heads": 32,
+        "n_kv_heads": 32, "n_layers": 32, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+        "vocab_size": 126464, "weight_tying": false}"#;
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = run_ok_saying(&["inspect", d], "8.0B (8015581184)");
+    assert!(out.contains("architecture  LLaDA"), "{out}");
+    assert!(out.contains("mask token    126336"), "{out}");
+    assert!(out.contains("none (config.json only)"), "{out}");
+    std::fs::write(
+        dir.join("config.json"),
+        config
+            .replace("\"llada\"", "\"gpt2\"")
+            .replace("LLaDAModelLM", "GPT2LMHeadModel"),
+    )
+    .unwrap();
+    run_fails_saying(&["inspect", d], 2, "`model_type` is \"gpt2\"");
+    run_fails_saying(&["inspect", "no/such/dir"], 2, "config.json");
+}

@@ -165,6 +165,54 @@ pub struct ModelConfig {
     /// Hidden width of the SwiGLU feed-forward.
     #[schemars(extend("x-required" = true))]
     pub d_ff: usize,
+    /// Key/value heads of grouped-query attention (a divisor of `n_heads`;
+    /// Dream's layout). Unset: one per query head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_kv_heads: Option<usize>,
+    /// Biases on the query, key and value projections (Qwen2 / Dream).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub qkv_bias: bool,
+    /// The output head is the embedding's transpose instead of a matrix of
+    /// its own.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tied_head: bool,
+    /// Dream's shifted logits: position i is read from the output at i - 1
+    /// (MDM family only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub logit_shift: bool,
+    /// Rotary base (`rope_theta` in Hugging Face configs). Unset: 10000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// RMSNorm's epsilon. Unset: 1e-5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub norm_eps: Option<f64>,
+}
+
+impl ModelConfig {
+    /// The denoiser of this shape over `vocab_size` real tokens and
+    /// sequences of up to `max_len` (which the task supplies).
+    pub fn denoiser(&self, vocab_size: usize, max_len: usize) -> DenoiserConfig {
+        let mut d = DenoiserConfig::new(
+            vocab_size,
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.d_ff,
+            max_len,
+        )
+        .with_family(self.family);
+        d.n_kv_heads = self.n_kv_heads;
+        d.qkv_bias = self.qkv_bias;
+        d.tied_head = self.tied_head;
+        d.logit_shift = self.logit_shift;
+        if let Some(theta) = self.rope_theta {
+            d.rope_base = theta;
+        }
+        if let Some(eps) = self.norm_eps {
+            d.norm_eps = eps;
+        }
+        d
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -362,9 +410,14 @@ impl Validate for TaskConfig {
 /// the task has supplied the vocabulary and the length.
 impl Validate for ModelConfig {
     fn check(&self, p: &mut Problems) {
-        let shape = DenoiserConfig::new(1, self.d_model, self.n_layers, self.n_heads, self.d_ff, 1);
-        if let Err(e) = shape.validate() {
-            p.bad(e.field, e.message);
+        if let Err(e) = self.denoiser(1, 1).validate() {
+            // The denoiser says `rope_base`; the config says `rope_theta`.
+            let field = if e.field == "rope_base" {
+                "rope_theta"
+            } else {
+                e.field
+            };
+            p.bad(field, e.message);
         }
     }
 }

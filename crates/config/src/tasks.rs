@@ -65,15 +65,7 @@ pub fn denoiser_config(cfg: &ExperimentConfig, task: &dyn Task) -> DenoiserConfi
     let m = &cfg.model;
     // The ILM reads `<bos>` before the sequence.
     let extra = usize::from(m.family == Family::Ilm);
-    DenoiserConfig::new(
-        task.vocab().len(),
-        m.d_model,
-        m.n_layers,
-        m.n_heads,
-        m.d_ff,
-        task.layout().seq_len() + extra,
-    )
-    .with_family(m.family)
+    m.denoiser(task.vocab().len(), task.layout().seq_len() + extra)
 }
 
 /// The answer an ILM learns to generate: the task's answer without the

@@ -81,12 +81,14 @@ pub struct Attention<B: Backend> {
     /// Query, key and value projections. SMDM/lit-gpt fuse them into one
     /// `attn.attn` matrix with rows interleaved per head; separate matrices
     /// avoid a strided split on every step (the weight import maps one onto
-    /// the other).
+    /// the other). Under grouped-query attention `k` and `v` are narrower
+    /// (`n_kv_heads` heads); with `qkv_bias` the three carry biases.
     pub(crate) q: Linear<B>,
     pub(crate) k: Linear<B>,
     pub(crate) v: Linear<B>,
     pub(crate) proj: Linear<B>,
     pub(crate) n_heads: usize,
+    pub(crate) n_kv_heads: usize,
 }
 
 impl<B: Kernels> Attention<B> {
@@ -121,6 +123,7 @@ impl<B: Kernels> Attention<B> {
         let heads = Heads {
             batch,
             n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
         };
         linear(&self.proj, B::attend(q, k, v, heads, ctx.visibility))
     }

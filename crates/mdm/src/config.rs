@@ -80,6 +80,25 @@ pub struct DenoiserConfig {
     pub norm_eps: f64,
     #[serde(default = "default_rope_base")]
     pub rope_base: f64,
+    /// Key/value heads of grouped-query attention (Ainslie et al. 2023):
+    /// each group of `n_heads / n_kv_heads` query heads shares one key and
+    /// value head (Dream's Qwen2 layout; LLaDA-8B has as many as query
+    /// heads). `None`: one per query head, multi-head attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_kv_heads: Option<usize>,
+    /// Biases on the query, key and value projections (Qwen2 / Dream).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qkv_bias: bool,
+    /// The output head is the embedding's transpose (`logits = h wte^T` over
+    /// the real vocabulary) instead of a matrix of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tied_head: bool,
+    /// Dream's shifted reading: the logits for position `i` are the network's
+    /// output at `i - 1` (position 0 reads its own), because Dream was
+    /// initialised from an autoregressive model (Qwen2.5) and kept its
+    /// next-token head. MDM family only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logit_shift: bool,
 }
 
 fn default_norm_eps() -> f64 {
@@ -118,6 +137,10 @@ impl DenoiserConfig {
             max_len,
             norm_eps: default_norm_eps(),
             rope_base: default_rope_base(),
+            n_kv_heads: None,
+            qkv_bias: false,
+            tied_head: false,
+            logit_shift: false,
         }
     }
 
@@ -134,14 +157,30 @@ impl DenoiserConfig {
         self.d_model / self.n_heads
     }
 
+    /// Key/value heads (`n_heads` unless grouped-query attention).
+    pub fn kv_heads(&self) -> usize {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    /// Width of the key and value projections.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads() * self.head_dim()
+    }
+
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
-        let d = self.d_model;
+        let (d, kv) = (self.d_model, self.kv_dim());
         let embed = (self.vocab_size + 1) * d;
-        // norm_1, qkv, proj, norm_2, three SwiGLU matrices
-        let block = d + 3 * d * d + d * d + d + 3 * d * self.d_ff;
+        let qkv = d * d + 2 * d * kv + if self.qkv_bias { d + 2 * kv } else { 0 };
+        // norm_1, q/k/v, proj, norm_2, three SwiGLU matrices
+        let block = d + qkv + d * d + d + 3 * d * self.d_ff;
+        let head = if self.tied_head {
+            0
+        } else {
+            d * self.vocab_size
+        };
         let stop_head = if self.family == Family::Ilm { d } else { 0 };
-        embed + self.n_layers * block + d + d * self.vocab_size + stop_head
+        embed + self.n_layers * block + d + head + stop_head
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -179,6 +218,26 @@ impl DenoiserConfig {
                 format!(
                     "head dimension d_model / n_heads = {} must be even for rotary embeddings",
                     self.head_dim()
+                ),
+            );
+        }
+        if let Some(kv) = self.n_kv_heads
+            && (kv == 0 || !self.n_heads.is_multiple_of(kv))
+        {
+            return err(
+                "n_kv_heads",
+                format!(
+                    "must divide n_heads {} (each key/value head serves a group of query heads), got {kv}",
+                    self.n_heads
+                ),
+            );
+        }
+        if self.logit_shift && self.family != Family::Mdm {
+            return err(
+                "logit_shift",
+                format!(
+                    "is Dream's reading of a masked diffusion model; the {} family reads its own positions",
+                    self.family
                 ),
             );
         }
@@ -222,5 +281,58 @@ mod tests {
         c.validate().unwrap();
         c.n_heads = 6; // head dim 5: odd
         assert!(c.validate().unwrap_err().message.contains("even"));
+    }
+
+    #[test]
+    fn grouped_query_attention_needs_groups_that_divide_the_heads() {
+        let mut c = DenoiserConfig::new(5, 32, 1, 4, 64, 8);
+        for (kv, ok) in [
+            (Some(1), true),
+            (Some(2), true),
+            (Some(3), false),
+            (Some(0), false),
+        ] {
+            c.n_kv_heads = kv;
+            assert_eq!(c.validate().is_ok(), ok, "{kv:?}");
+        }
+        c.n_kv_heads = Some(3);
+        assert_eq!(c.validate().unwrap_err().field, "n_kv_heads");
+    }
+
+    #[test]
+    fn knobs_change_the_parameter_count_by_their_tensors() {
+        let base = DenoiserConfig::new(10, 32, 2, 4, 64, 8);
+        let (d, v, layers) = (32, 10, 2);
+        let mut gqa = base.clone();
+        gqa.n_kv_heads = Some(1); // k and v shrink from d x d to d x 8
+        assert_eq!(
+            base.num_params() - gqa.num_params(),
+            layers * 2 * d * (d - 8)
+        );
+        let mut bias = base.clone();
+        bias.qkv_bias = true;
+        assert_eq!(bias.num_params() - base.num_params(), layers * 3 * d);
+        let mut tied = base.clone();
+        tied.tied_head = true;
+        assert_eq!(base.num_params() - tied.num_params(), d * v);
+    }
+
+    #[test]
+    fn defaults_serialise_as_before_the_knobs_existed() {
+        // Old checkpoints' config.json files read unchanged, and a default
+        // model writes the same config.json it wrote before.
+        let c = DenoiserConfig::new(5, 32, 1, 4, 64, 8);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"vocab_size":5,"d_model":32,"n_layers":1,"n_heads":4,"d_ff":64,"max_len":8,"norm_eps":0.00001,"rope_base":10000.0}"#
+        );
+        let back: DenoiserConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        let mut shifted = c.clone();
+        shifted.logit_shift = true;
+        shifted.validate().unwrap();
+        shifted.family = Family::Arm;
+        assert_eq!(shifted.validate().unwrap_err().field, "logit_shift");
     }
 }

@@ -62,3 +62,80 @@ impl<'a, B: Backend> ParamFactory<'a, B> {
         self.values(vec![0.0; shape.iter().product()], shape)
     }
 }
+
+/// Where a module's parameters come from as it is built, in creation
+/// order: drawn ([`ParamFactory`]) or read from a file (a released model's
+/// tensors, in the same order). Building from a source never makes a
+/// tensor twice, which matters at 8B parameters.
+pub trait ParamSource<B: Backend> {
+    /// A weight initialised as N(0, std^2).
+    fn normal<const D: usize>(&mut self, shape: [usize; D], std: f64) -> Param<Tensor<B, D>>;
+    /// A gain initialised to one.
+    fn ones(&mut self, len: usize) -> Param<Tensor<B, 1>>;
+    /// A bias initialised to zero.
+    fn zeros<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<B, D>>;
+}
+
+impl<B: Backend> ParamSource<B> for ParamFactory<'_, B> {
+    fn normal<const D: usize>(&mut self, shape: [usize; D], std: f64) -> Param<Tensor<B, D>> {
+        ParamFactory::normal(self, shape, std)
+    }
+
+    fn ones(&mut self, len: usize) -> Param<Tensor<B, 1>> {
+        ParamFactory::ones(self, len)
+    }
+
+    fn zeros<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<B, D>> {
+        ParamFactory::zeros(self, shape)
+    }
+}
+
+/// Parameters read in creation order from host tensors (streamed: a
+/// released model is never held twice), with the ids a [`ParamFactory`] at
+/// the same base would give.
+pub(crate) struct Loaded<'a, B: Backend> {
+    tensors: Box<dyn Iterator<Item = crate::host::Host> + 'a>,
+    next_id: u64,
+    device: &'a B::Device,
+}
+
+impl<'a, B: Backend> Loaded<'a, B> {
+    pub fn new(
+        tensors: impl Iterator<Item = crate::host::Host> + 'a,
+        id_base: u64,
+        device: &'a B::Device,
+    ) -> Self {
+        Self {
+            tensors: Box::new(tensors),
+            next_id: id_base,
+            device,
+        }
+    }
+
+    /// The next tensor, which the caller has checked has `shape`.
+    fn next<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<B, D>> {
+        let h = self.tensors.next().expect("one tensor per parameter");
+        assert_eq!(h.shape, shape, "tensors in the model's creation order");
+        self.next_id += 1;
+        crate::host::param(ParamId::from(self.next_id), h, self.device)
+    }
+
+    /// Whether every tensor was used.
+    pub fn is_done(&mut self) -> bool {
+        self.tensors.next().is_none()
+    }
+}
+
+impl<B: Backend> ParamSource<B> for Loaded<'_, B> {
+    fn normal<const D: usize>(&mut self, shape: [usize; D], _std: f64) -> Param<Tensor<B, D>> {
+        self.next(shape)
+    }
+
+    fn ones(&mut self, len: usize) -> Param<Tensor<B, 1>> {
+        self.next([len])
+    }
+
+    fn zeros<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<B, D>> {
+        self.next(shape)
+    }
+}

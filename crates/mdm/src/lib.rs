@@ -10,7 +10,9 @@
 //!   unconditional ELBO and conditional fine-tuning with a clean prompt.
 //! - [`likelihood`]: Monte Carlo ELBO bounds on negative log-likelihood.
 //! - [`weights`]: weights on disk as safetensors; [`smdm`]: the same in
-//!   SMDM's (lit-gpt's) tensor names, to exchange models with PyTorch.
+//!   SMDM's (lit-gpt's) tensor names, to exchange models with PyTorch;
+//!   [`hf`]: released models (LLaDA, Dream) in their Hugging Face
+//!   directories, read and written.
 //!
 //! Everything is generic over [`Kernels`]: a burn `Backend` with the
 //! denoiser's hot-path operations, fused on the CPU ([`kernels`]); the CLI
@@ -20,6 +22,8 @@ pub mod arm;
 pub mod atomic;
 pub mod attention;
 pub mod config;
+pub mod hf;
+mod host;
 pub mod ilm;
 pub mod init;
 pub mod kernels;

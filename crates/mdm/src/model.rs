@@ -3,8 +3,12 @@
 //!
 //! tokens -> embedding (with a `[MASK]` / `<bos>` row) -> N x [RMSNorm ->
 //! rotary multi-head self-attention -> residual, RMSNorm -> SwiGLU ->
-//! residual] -> RMSNorm -> untied head -> logits over the real vocabulary
+//! residual] -> RMSNorm -> head -> logits over the real vocabulary
 //! (and, for the ILM, a stop logit from the `<bos>` position).
+//!
+//! Released models need a few variations, each off by default
+//! ([`DenoiserConfig`]): grouped-query attention and q/k/v biases (Dream's
+//! Qwen2 layout), a head tied to the embedding, and Dream's shifted logits.
 //!
 //! MDMs need no time input: the share of masks in the input already tells the
 //! network how noisy it is (SMDM, Nie et al. 2024; Zheng et al. 2024). The
@@ -17,9 +21,9 @@ use burn::prelude::*;
 
 use crate::attention::{Attention, Context, KvCache, Visibility};
 use crate::config::{DenoiserConfig, Family};
-use crate::init::ParamFactory;
+use crate::init::{ParamFactory, ParamSource};
 use crate::kernels::Kernels;
-use crate::kernels::precision::linear;
+use crate::kernels::precision::{linear, matmul};
 use crate::rope::Rope;
 
 /// Model parameter ids start here (see `init`); other modules use other bases.
@@ -79,7 +83,9 @@ pub struct Denoiser<B: Backend> {
     pub(crate) wte: Embedding<B>,
     pub(crate) blocks: Vec<Block<B>>,
     pub(crate) ln_f: RmsNorm<B>,
-    pub(crate) lm_head: Linear<B>,
+    /// `None` when the head is tied: logits are `h wte^T` over the real
+    /// vocabulary's rows.
+    pub(crate) lm_head: Option<Linear<B>>,
     /// The ILM's stop logit, read at the `<bos>` position (`None` otherwise).
     pub(crate) stop_head: Option<Linear<B>>,
     rope: Rope<B>,
@@ -87,24 +93,48 @@ pub struct Denoiser<B: Backend> {
     max_len: usize,
     #[module(skip)]
     family: Family,
+    /// Dream's shifted reading ([`DenoiserConfig::logit_shift`]).
+    #[module(skip)]
+    pub(crate) logit_shift: bool,
 }
 
 impl DenoiserConfig {
     /// Builds a denoiser with weights drawn from `seed` (identical on every
     /// backend). Panics on an invalid config: call [`Self::validate`] first.
     pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> Denoiser<B> {
+        self.build(
+            &mut ParamFactory::<B>::new(seed, PARAM_ID_BASE, device),
+            device,
+        )
+    }
+
+    /// Builds a denoiser whose parameters come from `f` in creation order:
+    /// the embedding, then per block `norm_1`, `q`, `k`, `v` (each weight,
+    /// then its bias), `proj`, `norm_2`, `w1`, `w2`, `w3`; then `ln_f`, the
+    /// head (unless tied) and the ILM's stop head.
+    pub(crate) fn build<B: Backend, S: ParamSource<B>>(
+        &self,
+        f: &mut S,
+        device: &B::Device,
+    ) -> Denoiser<B> {
         if let Err(e) = self.validate() {
             panic!("invalid denoiser config: {e}");
         }
-        let mut f = ParamFactory::<B>::new(seed, PARAM_ID_BASE, device);
         let d = self.d_model;
         // Residual-branch outputs are scaled down with depth (GPT-2).
         let out_std = INIT_STD / (2.0 * self.n_layers as f64).sqrt();
-        let linear = |f: &mut ParamFactory<B>, d_in: usize, d_out: usize, std: f64| Linear {
+        let linear = |f: &mut S, d_in: usize, d_out: usize, std: f64| Linear {
             weight: f.normal([d_in, d_out], std),
             bias: None,
         };
-        let norm = |f: &mut ParamFactory<B>| RmsNorm {
+        // q/k/v biases start at zero (Qwen2's initialisation).
+        let qkv = |f: &mut S, d_out: usize| {
+            let mut l = linear(f, d, d_out, INIT_STD);
+            l.bias = self.qkv_bias.then(|| f.zeros([d_out]));
+            l
+        };
+        let kv = self.kv_dim();
+        let norm = |f: &mut S| RmsNorm {
             gamma: f.ones(d),
             epsilon: self.norm_eps,
         };
@@ -113,28 +143,29 @@ impl DenoiserConfig {
         };
         let blocks = (0..self.n_layers)
             .map(|_| Block {
-                norm_1: norm(&mut f),
+                norm_1: norm(&mut *f),
                 attn: Attention {
-                    q: linear(&mut f, d, d, INIT_STD),
-                    k: linear(&mut f, d, d, INIT_STD),
-                    v: linear(&mut f, d, d, INIT_STD),
-                    proj: linear(&mut f, d, d, out_std),
+                    q: qkv(&mut *f, d),
+                    k: qkv(&mut *f, kv),
+                    v: qkv(&mut *f, kv),
+                    proj: linear(&mut *f, d, d, out_std),
                     n_heads: self.n_heads,
+                    n_kv_heads: self.kv_heads(),
                 },
-                norm_2: norm(&mut f),
+                norm_2: norm(&mut *f),
                 mlp: SwiGlu {
-                    w1: linear(&mut f, d, self.d_ff, INIT_STD),
-                    w2: linear(&mut f, d, self.d_ff, INIT_STD),
-                    w3: linear(&mut f, self.d_ff, d, out_std),
+                    w1: linear(&mut *f, d, self.d_ff, INIT_STD),
+                    w2: linear(&mut *f, d, self.d_ff, INIT_STD),
+                    w3: linear(&mut *f, self.d_ff, d, out_std),
                 },
             })
             .collect();
         Denoiser {
             wte,
             blocks,
-            ln_f: norm(&mut f),
-            lm_head: linear(&mut f, d, self.vocab_size, INIT_STD),
-            stop_head: (self.family == Family::Ilm).then(|| linear(&mut f, d, 1, INIT_STD)),
+            ln_f: norm(&mut *f),
+            lm_head: (!self.tied_head).then(|| linear(&mut *f, d, self.vocab_size, INIT_STD)),
+            stop_head: (self.family == Family::Ilm).then(|| linear(&mut *f, d, 1, INIT_STD)),
             rope: Rope::new(
                 self.max_len,
                 self.head_dim(),
@@ -145,6 +176,7 @@ impl DenoiserConfig {
             vocab_size: self.vocab_size,
             max_len: self.max_len,
             family: self.family,
+            logit_shift: self.logit_shift,
         }
     }
 }
@@ -157,6 +189,15 @@ impl<B: Kernels> Denoiser<B> {
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, len] = tokens.dims();
         let x = self.hidden(tokens, &self.visibility(), None);
+        let x = if self.logit_shift && len > 1 {
+            // Position i reads row i - 1, position 0 its own.
+            let d = x.dims()[1];
+            let x = x.reshape([batch, len, d]);
+            let first = x.clone().narrow(1, 0, 1);
+            Tensor::cat(vec![first, x.narrow(1, 0, len - 1)], 1).reshape([batch * len, d])
+        } else {
+            x
+        };
         self.head(x).reshape([batch, len, self.vocab_size])
     }
 
@@ -166,6 +207,14 @@ impl<B: Kernels> Denoiser<B> {
     /// logits of a few positions per step, and the head is `vocab / d` times
     /// the cost of one layer's projections: at a 50k vocabulary it dominates.
     pub fn logits_at(&self, tokens: Tensor<B, 2, Int>, at: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        let len = tokens.dims()[1];
+        let at = if self.logit_shift {
+            // Flat position `row * len + i` reads `row * len + max(i - 1, 0)`.
+            let inside = at.clone().remainder_scalar(len as i64).greater_elem(0);
+            at - inside.int()
+        } else {
+            at
+        };
         let x = self.hidden(tokens, &self.visibility(), None).select(0, at);
         self.head(x)
     }
@@ -209,12 +258,24 @@ impl<B: Kernels> Denoiser<B> {
         let bos_rows: Vec<i32> = (0..batch).map(|b| (b * len) as i32).collect();
         let bos_rows = Tensor::from_data(TensorData::new(bos_rows, [batch]), &x.device());
         let stop = linear(stop_head, x.clone().select(0, bos_rows)).reshape([batch]);
-        let logits = linear(&self.lm_head, x).reshape([batch, len, self.vocab_size]);
+        let logits = self.project(x).reshape([batch, len, self.vocab_size]);
         (logits, stop)
     }
 
     fn head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        linear(&self.lm_head, norm(&self.ln_f, x))
+        self.project(norm(&self.ln_f, x))
+    }
+
+    /// Normed hidden states `[rows, d]` to logits `[rows, vocab]`: the head,
+    /// or the embedding's real-token rows when tied.
+    fn project(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.lm_head {
+            Some(head) => linear(head, x),
+            None => {
+                let wte = self.wte.weight.val().narrow(0, 0, self.vocab_size);
+                matmul(x, wte.transpose())
+            }
+        }
     }
 
     fn visibility(&self) -> Visibility {
@@ -288,253 +349,4 @@ impl<B: Backend> Denoiser<B> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::backend::Flex;
-
-    type B = Flex;
-
-    #[test]
-    fn forward_shapes_and_parameter_count() {
-        let cfg = DenoiserConfig::new(7, 32, 2, 4, 64, 16);
-        let dev = Default::default();
-        let model = cfg.init::<B>(0, &dev);
-        assert_eq!(model.num_params(), cfg.num_params());
-        let tokens = Denoiser::<B>::input(&[7, 1, 2, 7, 0, 7], 2, 3, &dev);
-        let logits = model.forward(tokens);
-        assert_eq!(logits.dims(), [2, 3, 7]);
-    }
-
-    #[test]
-    fn logits_at_equals_the_full_forward_at_those_positions() {
-        let cfg = DenoiserConfig::new(7, 32, 2, 4, 64, 16);
-        let dev = Default::default();
-        let model = cfg.init::<B>(1, &dev);
-        let ids = [7, 1, 2, 7, 0, 7, 3, 7];
-        let full: Vec<f32> = model
-            .forward(Denoiser::<B>::input(&ids, 2, 4, &dev))
-            .into_data()
-            .to_vec()
-            .unwrap();
-        let at = [6usize, 0, 3, 5];
-        let index = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(at.iter().map(|&i| i as i32).collect::<Vec<_>>(), [4]),
-            &dev,
-        );
-        let picked = model.logits_at(Denoiser::<B>::input(&ids, 2, 4, &dev), index);
-        assert_eq!(picked.dims(), [4, 7]);
-        let picked: Vec<f32> = picked.into_data().to_vec().unwrap();
-        for (k, &flat) in at.iter().enumerate() {
-            for v in 0..7 {
-                let (a, b) = (picked[k * 7 + v], full[flat * 7 + v]);
-                assert!(
-                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                    "{flat} {v}: {a} vs {b}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn same_seed_same_weights_different_seed_different_weights() {
-        let cfg = DenoiserConfig::new(5, 16, 1, 2, 32, 8);
-        let dev = Default::default();
-        let input = || Denoiser::<B>::input(&[5, 5, 1, 2], 1, 4, &dev);
-        let a = cfg.init::<B>(3, &dev).forward(input()).into_data();
-        let b = cfg.init::<B>(3, &dev).forward(input()).into_data();
-        let c = cfg.init::<B>(4, &dev).forward(input()).into_data();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-    }
-
-    fn host2(t: Tensor<B, 2>) -> (Vec<f32>, [usize; 2]) {
-        let dims = t.dims();
-        (t.into_data().to_vec().unwrap(), dims)
-    }
-
-    /// `x [n, a] @ w [a, b]` on the host.
-    fn matmul(x: &[f32], n: usize, w: &(Vec<f32>, [usize; 2])) -> Vec<f32> {
-        let [a, b] = w.1;
-        let mut out = vec![0.0; n * b];
-        for i in 0..n {
-            for k in 0..a {
-                for j in 0..b {
-                    out[i * b + j] += x[i * a + k] * w.0[k * b + j];
-                }
-            }
-        }
-        out
-    }
-
-    fn rms_norm(x: &[f32], d: usize, gamma: &[f32], eps: f32) -> Vec<f32> {
-        x.chunks(d)
-            .flat_map(|row| {
-                let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
-                let r = (ms + eps).sqrt();
-                row.iter().zip(gamma).map(move |(v, g)| v / r * g)
-            })
-            .collect()
-    }
-
-    /// The whole forward pass written out with loops, straight from SMDM's
-    /// definition, against the tensor implementation.
-    #[test]
-    fn forward_matches_a_host_reference() {
-        let (v, d, h, ff, len) = (7usize, 16usize, 2usize, 24usize, 5usize);
-        let cfg = DenoiserConfig::new(v, d, 2, h, ff, len);
-        let dev = Default::default();
-        // Scale the small initial weights up so that every part of the
-        // network changes the logits by far more than the tolerance.
-        struct Scale;
-        impl burn::module::ModuleMapper<B> for Scale {
-            fn map_float<const D: usize>(
-                &mut self,
-                p: burn::module::Param<Tensor<B, D>>,
-            ) -> burn::module::Param<Tensor<B, D>> {
-                let (id, t, mapper) = p.consume();
-                burn::module::Param::from_mapped_value(id, t * 15.0, mapper)
-            }
-        }
-        let m = cfg.init::<B>(9, &dev).map(&mut Scale);
-        let tokens = [3u32, 7, 1, 7, 0];
-        let got: Vec<f32> = m
-            .forward(Denoiser::<B>::input(&tokens, 1, len, &dev))
-            .into_data()
-            .to_vec()
-            .unwrap();
-
-        let emb = host2(m.wte.weight.val());
-        let mut x: Vec<f32> = tokens
-            .iter()
-            .flat_map(|&t| emb.0[t as usize * d..(t as usize + 1) * d].to_vec())
-            .collect();
-        let dh = d / h;
-        let half = dh / 2;
-        let rope = |vec: &mut [f32], pos: usize| {
-            for i in 0..half {
-                let theta = 1.0f32 / 10_000f32.powf((2 * i) as f32 / dh as f32);
-                let (c, s) = ((pos as f32 * theta).cos(), (pos as f32 * theta).sin());
-                let (a, b) = (vec[i], vec[i + half]);
-                vec[i] = a * c - b * s;
-                vec[i + half] = b * c + a * s;
-            }
-        };
-        for blk in &m.blocks {
-            let g1: Vec<f32> = blk.norm_1.gamma.val().into_data().to_vec().unwrap();
-            let xn = rms_norm(&x, d, &g1, 1e-5);
-            let proj_q = matmul(&xn, len, &host2(blk.attn.q.weight.val()));
-            let proj_k = matmul(&xn, len, &host2(blk.attn.k.weight.val()));
-            let proj_v = matmul(&xn, len, &host2(blk.attn.v.weight.val()));
-            let mut att = vec![0.0f32; len * d];
-            for head in 0..h {
-                let part = |p: usize, c: usize| -> Vec<f32> {
-                    let src = [&proj_q, &proj_k, &proj_v][c];
-                    src[p * d + head * dh..p * d + (head + 1) * dh].to_vec()
-                };
-                let q: Vec<Vec<f32>> = (0..len)
-                    .map(|p| {
-                        let mut q = part(p, 0);
-                        rope(&mut q, p);
-                        q
-                    })
-                    .collect();
-                let k: Vec<Vec<f32>> = (0..len)
-                    .map(|p| {
-                        let mut k = part(p, 1);
-                        rope(&mut k, p);
-                        k
-                    })
-                    .collect();
-                let vv: Vec<Vec<f32>> = (0..len).map(|p| part(p, 2)).collect();
-                for i in 0..len {
-                    let scores: Vec<f32> = (0..len)
-                        .map(|j| {
-                            q[i].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>()
-                                / (dh as f32).sqrt()
-                        })
-                        .collect();
-                    let mx = scores.iter().copied().fold(f32::MIN, f32::max);
-                    let e: Vec<f32> = scores.iter().map(|s| (s - mx).exp()).collect();
-                    let z: f32 = e.iter().sum();
-                    for j in 0..len {
-                        for c in 0..dh {
-                            att[i * d + head * dh + c] += e[j] / z * vv[j][c];
-                        }
-                    }
-                }
-            }
-            let proj = matmul(&att, len, &host2(blk.attn.proj.weight.val()));
-            for (a, b) in x.iter_mut().zip(&proj) {
-                *a += b;
-            }
-            let g2: Vec<f32> = blk.norm_2.gamma.val().into_data().to_vec().unwrap();
-            let xn = rms_norm(&x, d, &g2, 1e-5);
-            let a = matmul(&xn, len, &host2(blk.mlp.w1.weight.val()));
-            let b = matmul(&xn, len, &host2(blk.mlp.w2.weight.val()));
-            let hdn: Vec<f32> = a
-                .iter()
-                .zip(&b)
-                .map(|(a, b)| a / (1.0 + (-a).exp()) * b)
-                .collect();
-            let out = matmul(&hdn, len, &host2(blk.mlp.w3.weight.val()));
-            for (a, b) in x.iter_mut().zip(&out) {
-                *a += b;
-            }
-        }
-        let gf: Vec<f32> = m.ln_f.gamma.val().into_data().to_vec().unwrap();
-        let logits = matmul(
-            &rms_norm(&x, d, &gf, 1e-5),
-            len,
-            &host2(m.lm_head.weight.val()),
-        );
-        assert_eq!(got.len(), logits.len());
-        for (i, (a, b)) in got.iter().zip(&logits).enumerate() {
-            assert!(
-                (a - b).abs() < 1e-4 * (1.0 + b.abs()),
-                "logit {i}: {a} vs {b}"
-            );
-        }
-    }
-
-    /// Training (autodiff) and inference take different attention code
-    /// paths; they must compute the same function.
-    #[test]
-    fn training_and_inference_paths_agree() {
-        use burn::backend::Autodiff;
-        use burn::module::AutodiffModule;
-        let cfg = DenoiserConfig::new(7, 32, 2, 4, 48, 9);
-        let dev = Default::default();
-        let train = cfg.init::<Autodiff<B>>(4, &dev);
-        let infer = train.valid();
-        let tokens = [7u32, 1, 2, 7, 7, 3, 0, 7, 5, 1, 1, 7, 7, 7, 2, 6, 4, 7];
-        let a: Vec<f32> = train
-            .forward(Denoiser::<Autodiff<B>>::input(&tokens, 2, 9, &dev))
-            .into_data()
-            .to_vec()
-            .unwrap();
-        let b: Vec<f32> = infer
-            .forward(Denoiser::<B>::input(&tokens, 2, 9, &dev))
-            .into_data()
-            .to_vec()
-            .unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
-        }
-    }
-
-    #[test]
-    fn attention_is_bidirectional() {
-        // Changing the last token must change the first position's logits.
-        let cfg = DenoiserConfig::new(5, 16, 1, 2, 32, 8);
-        let dev = Default::default();
-        let m = cfg.init::<B>(1, &dev);
-        let a = m
-            .forward(Denoiser::<B>::input(&[5, 5, 5, 1], 1, 4, &dev))
-            .narrow(1, 0, 1);
-        let b = m
-            .forward(Denoiser::<B>::input(&[5, 5, 5, 2], 1, 4, &dev))
-            .narrow(1, 0, 1);
-        let diff: f32 = (a - b).abs().max().into_scalar();
-        assert!(diff > 1e-6, "first position ignores the last token");
-    }
-}
+mod tests;

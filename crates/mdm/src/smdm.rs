@@ -21,11 +21,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
+use crate::host::{Host, floats, param, to_host, transpose};
 use crate::weights::WeightsError;
 use crate::{Denoiser, DenoiserConfig};
 
@@ -40,38 +40,29 @@ pub fn is_smdm_file(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A row-major host matrix.
-struct Host {
-    shape: Vec<usize>,
-    values: Vec<f32>,
-}
-
-fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Host {
-    let shape = t.dims().to_vec();
-    let values = t
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("float weights");
-    Host { shape, values }
-}
-
-/// `[rows, cols]` -> `[cols, rows]`.
-fn transpose(m: &Host) -> Host {
-    let (r, c) = (m.shape[0], m.shape[1]);
-    let mut out = vec![0.0; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = m.values[i * c + j];
+/// What `model` has that SMDM's layout (lit-gpt's `TransEncoder`) cannot
+/// hold, in words; empty when it fits.
+fn beyond_smdm<B: Backend>(model: &Denoiser<B>) -> Vec<&'static str> {
+    let mut beyond = Vec::new();
+    if let Some(b) = model.blocks.first() {
+        if b.attn.n_kv_heads != b.attn.n_heads {
+            beyond.push("grouped-query attention");
+        }
+        if b.attn.q.bias.is_some() {
+            beyond.push("q/k/v biases");
         }
     }
-    Host {
-        shape: vec![c, r],
-        values: out,
+    if model.lm_head.is_none() {
+        beyond.push("a tied head");
     }
+    if model.logit_shift {
+        beyond.push("shifted logits");
+    }
+    beyond
 }
 
-/// The denoiser's tensors under SMDM's names, in PyTorch layout.
+/// The denoiser's tensors under SMDM's names, in PyTorch layout (a model
+/// that [`beyond_smdm`] passes).
 fn smdm_tensors<B: Backend>(model: &Denoiser<B>) -> BTreeMap<String, Host> {
     let mut out = BTreeMap::new();
     let linear_t = |l: &Linear<B>| transpose(&to_host(l.weight.val()));
@@ -113,7 +104,8 @@ fn smdm_tensors<B: Backend>(model: &Denoiser<B>) -> BTreeMap<String, Host> {
         "transformer.ln_f.weight".into(),
         to_host(model.ln_f.gamma.val()),
     );
-    out.insert("lm_head.weight".into(), linear_t(&model.lm_head));
+    let head = model.lm_head.as_ref().expect("checked by beyond_smdm");
+    out.insert("lm_head.weight".into(), linear_t(head));
     out
 }
 
@@ -123,6 +115,13 @@ pub fn export<B: Backend>(model: &Denoiser<B>, path: &Path) -> Result<(), Weight
         path: path.to_path_buf(),
         message,
     };
+    let beyond = beyond_smdm(model);
+    if !beyond.is_empty() {
+        return Err(err(format!(
+            "SMDM's layout (lit-gpt's TransEncoder) has no {}",
+            beyond.join(", ")
+        )));
+    }
     let tensors = smdm_tensors(model);
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .into_iter()
@@ -164,6 +163,13 @@ pub fn import<B: Backend>(
     let file =
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_err(e.to_string()))?;
     let mut model = cfg.init::<B>(0, device);
+    let beyond = beyond_smdm(&model);
+    if !beyond.is_empty() {
+        return Err(read_err(format!(
+            "SMDM's layout (lit-gpt's TransEncoder) has no {}, which the config asks for",
+            beyond.join(", ")
+        )));
+    }
     let expected = smdm_tensors(&model);
     let loaded = read_expected(&file, &expected).map_err(|message| WeightsError::Mismatch {
         path: path.to_path_buf(),
@@ -176,7 +182,7 @@ pub fn import<B: Backend>(
     };
     model.wte.weight = param(
         model.wte.weight.id,
-        host_clone(take("transformer.wte.weight")),
+        take("transformer.wte.weight").clone(),
         device,
     );
     let d = cfg.d_model;
@@ -185,12 +191,12 @@ pub fn import<B: Backend>(
         let p = format!("transformer.h.{i}");
         b.norm_1.gamma = param(
             b.norm_1.gamma.id,
-            host_clone(take(&format!("{p}.norm_1.weight"))),
+            take(&format!("{p}.norm_1.weight")).clone(),
             device,
         );
         b.norm_2.gamma = param(
             b.norm_2.gamma.id,
-            host_clone(take(&format!("{p}.norm_2.weight"))),
+            take(&format!("{p}.norm_2.weight")).clone(),
             device,
         );
         let fused = take(&format!("{p}.attn.attn.weight"));
@@ -215,10 +221,12 @@ pub fn import<B: Backend>(
     }
     model.ln_f.gamma = param(
         model.ln_f.gamma.id,
-        host_clone(take("transformer.ln_f.weight")),
+        take("transformer.ln_f.weight").clone(),
         device,
     );
-    set_linear(&mut model.lm_head, take("lm_head.weight"));
+    if let Some(head) = model.lm_head.as_mut() {
+        set_linear(head, take("lm_head.weight"));
+    }
     Ok(model)
 }
 
@@ -266,46 +274,6 @@ fn read_expected(
     }
     problems.sort();
     Err(problems.join("; "))
-}
-
-fn host_clone(h: &Host) -> Host {
-    Host {
-        shape: h.shape.clone(),
-        values: h.values.clone(),
-    }
-}
-
-fn param<B: Backend, const D: usize>(
-    id: burn::module::ParamId,
-    h: Host,
-    device: &B::Device,
-) -> Param<Tensor<B, D>> {
-    let shape: [usize; D] = h.shape.try_into().expect("rank checked against the model");
-    let t = Tensor::<B, D>::from_data(TensorData::new(h.values, shape), device);
-    Param::initialized(id, t.require_grad())
-}
-
-/// The tensor's values as float32, for the float dtypes.
-fn floats(t: &TensorView) -> Option<Vec<f32>> {
-    let b = t.data();
-    match t.dtype() {
-        Dtype::F32 => Some(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        Dtype::F16 => Some(
-            b.chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
-        Dtype::BF16 => Some(
-            b.chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -439,8 +407,8 @@ mod tests {
         let path = tmp("bf16");
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
         let back = import::<B>(&cfg, &path, &dev).unwrap();
-        let w0 = to_host(m.lm_head.weight.val());
-        let w1 = to_host(back.lm_head.weight.val());
+        let w0 = to_host(m.lm_head.as_ref().unwrap().weight.val());
+        let w1 = to_host(back.lm_head.as_ref().unwrap().weight.val());
         for (a, b) in w0.values.iter().zip(&w1.values) {
             assert!((a - b).abs() <= a.abs() / 128.0 + 1e-6, "{a} vs {b}");
         }

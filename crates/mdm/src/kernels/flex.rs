@@ -108,6 +108,7 @@ pub(super) fn dims(q: &FlexTensor, k: &FlexTensor, heads: Heads) -> attn::Dims {
         q_len: qs[0] / heads.batch,
         k_len: ks[0] / heads.batch,
         n_heads: heads.n_heads,
+        n_kv_heads: heads.n_kv_heads,
         head_dim: qs[1] / heads.n_heads,
     }
 }

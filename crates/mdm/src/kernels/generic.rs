@@ -53,8 +53,9 @@ impl Visibility {
     }
 }
 
-/// Attention on `[batch * len, n_heads * head_dim]` rows: split into heads,
-/// attend, merge.
+/// Attention on `[batch * len, heads * head_dim]` rows: split into heads,
+/// give each query head its group's key/value head (grouped-query
+/// attention), attend, merge.
 pub fn attention<B: Kernels>(
     q: Tensor<B, 2>,
     k: Tensor<B, 2>,
@@ -62,17 +63,32 @@ pub fn attention<B: Kernels>(
     heads: Heads,
     visibility: &Visibility,
 ) -> Tensor<B, 2> {
-    let Heads { batch, n_heads } = heads;
+    let Heads {
+        batch,
+        n_heads,
+        n_kv_heads,
+    } = heads;
     let [rows, d] = q.dims();
+    let head_dim = d / n_heads;
     let (q_len, k_len) = (rows / batch, k.dims()[0] / batch);
-    let split = |t: Tensor<B, 2>, len: usize| {
-        t.reshape([batch, len, n_heads, d / n_heads])
-            .swap_dims(1, 2)
+    let split = |t: Tensor<B, 2>, len: usize, heads: usize| {
+        t.reshape([batch, len, heads, head_dim]).swap_dims(1, 2)
+    };
+    // [batch, kv, len, hd] -> [batch, kv * group, len, hd], each kv head
+    // repeated for the query heads of its group.
+    let group = n_heads / n_kv_heads;
+    let repeat = |t: Tensor<B, 4>| {
+        if group == 1 {
+            return t;
+        }
+        t.unsqueeze_dim::<5>(2)
+            .expand([batch, n_kv_heads, group, k_len, head_dim])
+            .reshape([batch, n_heads, k_len, head_dim])
     };
     let out = attend(
-        split(q, q_len),
-        split(k, k_len),
-        split(v, k_len),
+        split(q, q_len, n_heads),
+        repeat(split(k, k_len, n_kv_heads)),
+        repeat(split(v, k_len, n_kv_heads)),
         visibility,
     );
     out.swap_dims(1, 2).reshape([rows, d])

@@ -53,17 +53,32 @@ pub struct RopeAt {
     pub scale: f64,
 }
 
-/// The batch and head count of an attention call; lengths follow from the
+/// The batch and head counts of an attention call; lengths follow from the
 /// row counts of `q` (`batch * q_len`) and `k` (`batch * k_len`).
 #[derive(Debug, Clone, Copy)]
 pub struct Heads {
     pub batch: usize,
     pub n_heads: usize,
+    /// Key/value heads: `n_heads` for multi-head attention, fewer (a
+    /// divisor) for grouped-query attention.
+    pub n_kv_heads: usize,
+}
+
+impl Heads {
+    /// Multi-head attention: a key/value head per query head.
+    pub fn multi(batch: usize, n_heads: usize) -> Self {
+        Self {
+            batch,
+            n_heads,
+            n_kv_heads: n_heads,
+        }
+    }
 }
 
 /// A backend that runs the denoiser. Shapes: activations are 2-D,
-/// `[rows, width]`; attention's `q`, `k`, `v` and output are
-/// `[batch * len, n_heads * head_dim]` with heads side by side in a row.
+/// `[rows, width]`; attention's `q` and output are
+/// `[batch * len, n_heads * head_dim]` with heads side by side in a row,
+/// its `k` and `v` `[batch * len, n_kv_heads * head_dim]`.
 pub trait Kernels: Backend {
     /// Whether this backend's tensors live in host memory, so that reading
     /// them on the host costs no transfer. The generation step then draws

@@ -9,8 +9,9 @@ use super::{Kernels, RopeAt};
 use crate::rope::Rope;
 
 impl<B: Kernels> Rope<B> {
-    /// Rotates the projection `x` of shape `[batch * len, n_heads * head_dim]`
-    /// (positions `start..start + len` in each sequence) and multiplies it by
+    /// Rotates the projection `x` of shape `[batch * len, heads * head_dim]`
+    /// (positions `start..start + len` in each sequence; `heads` up to the
+    /// tables' `n_heads`, fewer for grouped-query keys) and multiplies it by
     /// `scale`, in burn's generic ops (fused backends: [`Kernels::rope`]).
     pub fn apply(&self, x: Tensor<B, 2>, at: RopeAt) -> Tensor<B, 2> {
         let RopeAt {
@@ -23,8 +24,18 @@ impl<B: Kernels> Rope<B> {
         let head_dim = self.head_dim();
         // Tables flattened to one row `[1, len * width]` shared by every
         // sequence: the broadcast shape burn's CPU kernels vectorise.
-        let row =
-            |t: &Tensor<B, 2>| (t.clone().narrow(0, start, len) * scale).reshape([1, len * width]);
+        // Every head's columns of a table row are equal, so narrower
+        // projections (grouped-query keys) read the first `width` of them.
+        let table_width = self.cos.dims()[1];
+        let row = |t: &Tensor<B, 2>| {
+            let t = t.clone().narrow(0, start, len);
+            let t = if width < table_width {
+                t.narrow(1, 0, width)
+            } else {
+                t
+            };
+            (t * scale).reshape([1, len * width])
+        };
         let heads = x.clone().reshape([n * width / head_dim, head_dim]);
         let rotated = permute_matmul(heads, self.rotate.clone()).reshape([batch, len * width]);
         (x.reshape([batch, len * width]) * row(&self.cos) + rotated * row(&self.sin))

@@ -125,6 +125,13 @@ fn rope_matches_the_generic_path() {
         |[x]| Ad::rope(x, &rope_ad, at),
         |[x]| rope_ad.apply(x, at),
     );
+    // Grouped-query keys: one head's width against tables for two.
+    check(
+        "rope on fewer heads",
+        [[batch * len, hd]],
+        |[x]| Ad::rope(x, &rope_ad, at),
+        |[x]| rope_ad.apply(x, at),
+    );
     let rope = Rope::<Flex>::new(max_len, hd, heads, 10_000.0, &Default::default());
     let x = random::<Flex, 2>([batch * len, heads * hd], 8);
     assert_close(
@@ -137,27 +144,34 @@ fn rope_matches_the_generic_path() {
 #[test]
 fn attention_matches_the_generic_path() {
     let cases = [
-        // (batch, q_len, k_len, heads, head_dim, visibility)
-        (2, 70, 70, 3, 5, Visibility::All),
-        (2, 9, 9, 2, 8, Visibility::Causal),
-        (2, 3, 11, 2, 8, Visibility::Causal), // cached decoding
-        (3, 6, 6, 2, 4, Visibility::KeysUpTo(vec![6, 2, 1])),
+        // (batch, q_len, k_len, heads, kv heads, head_dim, visibility)
+        (2, 70, 70, 3, 3, 5, Visibility::All),
+        (2, 9, 9, 2, 2, 8, Visibility::Causal),
+        (2, 3, 11, 2, 2, 8, Visibility::Causal), // cached decoding
+        (3, 6, 6, 2, 2, 4, Visibility::KeysUpTo(vec![6, 2, 1])),
+        // Grouped-query attention (groups of 3, of 2).
+        (2, 70, 70, 6, 2, 4, Visibility::All),
+        (2, 3, 11, 4, 2, 8, Visibility::Causal),
     ];
-    for (batch, q_len, k_len, n_heads, hd, vis) in cases {
-        let d = n_heads * hd;
-        let heads = Heads { batch, n_heads };
-        let what = format!("attention {vis:?} q {q_len} k {k_len}");
+    for (batch, q_len, k_len, n_heads, n_kv_heads, hd, vis) in cases {
+        let (d, kv) = (n_heads * hd, n_kv_heads * hd);
+        let heads = Heads {
+            batch,
+            n_heads,
+            n_kv_heads,
+        };
+        let what = format!("attention {vis:?} q {q_len} k {k_len} kv heads {n_kv_heads}");
         check(
             &what,
-            [[batch * q_len, d], [batch * k_len, d], [batch * k_len, d]],
+            [[batch * q_len, d], [batch * k_len, kv], [batch * k_len, kv]],
             |[q, k, v]| Ad::attend(q, k, v, heads, &vis),
             |[q, k, v]| generic::attention(q, k, v, heads, &vis),
         );
         // Inference: Flex's fused kernel against burn's attention op.
         let (q, k, v) = (
             random::<Flex, 2>([batch * q_len, d], 11),
-            random::<Flex, 2>([batch * k_len, d], 12),
-            random::<Flex, 2>([batch * k_len, d], 13),
+            random::<Flex, 2>([batch * k_len, kv], 12),
+            random::<Flex, 2>([batch * k_len, kv], 13),
         );
         assert_close(
             &host(Flex::attend(q.clone(), k.clone(), v.clone(), heads, &vis)),
@@ -175,7 +189,7 @@ fn attention_matches_the_generic_path() {
 fn the_split_matmul_path_matches_the_plain_one() {
     let (batch, len, n_heads, hd) = (2, 9, 2, 8);
     let d = n_heads * hd;
-    let heads = Heads { batch, n_heads };
+    let heads = Heads::multi(batch, n_heads);
     for vis in [Visibility::All, Visibility::Causal] {
         check(
             &format!("split attention {vis:?}"),

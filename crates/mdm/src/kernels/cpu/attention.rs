@@ -5,7 +5,11 @@
 //! scheme of Rabe & Staats 2021 and Dao et al. 2022, blocked along queries:
 //! the model's sequences are short enough for a block's scores to fit in
 //! cache). Heads are read in place from the `[rows, n_heads * head_dim]`
-//! projections, so no split or merge copies are made.
+//! projections, so no split or merge copies are made. Grouped-query
+//! attention (Ainslie et al. 2023) reads each key/value head for its group
+//! of `n_heads / n_kv_heads` query heads in place too; the backward then
+//! runs one task per key/value head, so that the group's `dK`, `dV`
+//! accumulate in one thread.
 //!
 //! The forward saves each query's `lse = log sum_j exp(s_j)`; the backward
 //! recomputes `P = exp(S - lse)` from it (Dao et al. 2022, Alg. 4):
@@ -22,13 +26,15 @@ use super::{SendPtr, dot};
 pub const BLOCK: usize = 64;
 
 /// Sizes of one call: `q` is `[batch * q_len, n_heads * head_dim]`, `k` and
-/// `v` `[batch * k_len, n_heads * head_dim]`.
+/// `v` `[batch * k_len, n_kv_heads * head_dim]`; query head `h` reads
+/// key/value head `h / (n_heads / n_kv_heads)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Dims {
     pub batch: usize,
     pub q_len: usize,
     pub k_len: usize,
     pub n_heads: usize,
+    pub n_kv_heads: usize,
     pub head_dim: usize,
 }
 
@@ -62,35 +68,54 @@ struct Head {
 }
 
 impl Dims {
+    /// Row width of `q` (and `o`).
     fn width(&self) -> usize {
         self.n_heads * self.head_dim
     }
 
+    /// Row width of `k` and `v`.
+    fn kv_width(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// Query heads per key/value head.
+    fn group(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+
+    /// Query head `task` (`b * n_heads + h`).
     fn head(&self, task: usize) -> Head {
         let (b, h) = (task / self.n_heads, task % self.n_heads);
-        let col = h * self.head_dim;
         Head {
             b,
-            q0: b * self.q_len * self.width() + col,
-            k0: b * self.k_len * self.width() + col,
+            q0: b * self.q_len * self.width() + h * self.head_dim,
+            k0: b * self.k_len * self.kv_width() + (h / self.group()) * self.head_dim,
         }
     }
 
     fn check(&self, q: usize, k: usize, keys: &Keys) {
         let w = self.width();
         assert!(self.q_len <= self.k_len, "more queries than keys");
+        assert!(
+            self.n_kv_heads > 0 && self.n_heads.is_multiple_of(self.n_kv_heads),
+            "key/value heads must divide the query heads"
+        );
         assert_eq!(q, self.batch * self.q_len * w, "q's size");
-        assert_eq!(k, self.batch * self.k_len * w, "k's and v's size");
+        assert_eq!(
+            k,
+            self.batch * self.k_len * self.kv_width(),
+            "k's and v's size"
+        );
         if let Keys::UpTo(lens) = keys {
             assert_eq!(lens.len(), self.batch, "one key length per row");
         }
     }
 
-    /// Runs `kernel` on every (row, head) pair, in parallel when the work
-    /// is large enough to pay rayon's hand-off.
-    fn for_each_head<K: HeadKernel>(&self, kernel: &K) {
-        let tasks = self.batch * self.n_heads;
-        let work = tasks * self.q_len * self.k_len * self.head_dim;
+    /// Runs `kernel` on `tasks` tasks (each (row, head) pair, or each
+    /// (row, key/value head) pair), in parallel when the work is large
+    /// enough to pay rayon's hand-off.
+    fn for_each_head<K: HeadKernel>(&self, tasks: usize, kernel: &K) {
+        let work = self.batch * self.n_heads * self.q_len * self.k_len * self.head_dim;
         let arch = pulp::Arch::new();
         if tasks > 1 && work >= 1 << 17 {
             (0..tasks)
@@ -167,14 +192,14 @@ unsafe fn scores(
     n_keys: usize,
     out: &mut [f32],
 ) {
-    let (w, hd) = (dims.width(), dims.head_dim);
+    let (w, kw, hd) = (dims.width(), dims.kv_width(), dims.head_dim);
     unsafe {
         gemm(
             (bq, n_keys, hd),
             (out.as_mut_ptr(), n_keys, 1),
             false,
             (q, w, 1),
-            (k, 1, w), // k^T: element (c, j) at k[j * w + c]
+            (k, 1, kw), // k^T: element (c, j) at k[j * kw + c]
         );
     }
 }
@@ -217,7 +242,7 @@ impl HeadKernel for Forward<'_> {
                     (self.o.get().add(at.q0 + i0 * w), w, 1),
                     false,
                     (p.as_ptr(), n_keys, 1),
-                    (self.v.as_ptr().add(at.k0), w, 1),
+                    (self.v.as_ptr().add(at.k0), dims.kv_width(), 1),
                 );
             }
         }
@@ -247,7 +272,7 @@ pub fn forward(
         o: SendPtr(o.as_mut_ptr()),
         lse: SendPtr(lse.as_mut_ptr()),
     };
-    dims.for_each_head(&kernel);
+    dims.for_each_head(dims.batch * dims.n_heads, &kernel);
 }
 
 /// Softmax of `row[..seen]` in place, zeros after; returns log sum exp.
@@ -284,13 +309,28 @@ struct Backward<'a> {
 }
 
 impl HeadKernel for Backward<'_> {
+    /// Key/value head `task` (`b * n_kv_heads + g`) and the query heads of
+    /// its group, one after another: their `dK`, `dV` sum in this thread.
     #[inline(always)]
     fn head(&self, task: usize) {
-        let (dims, keys) = (&self.dims, &self.keys);
-        let (w, hd) = (dims.width(), dims.head_dim);
-        let at = dims.head(task);
+        let dims = &self.dims;
+        let (b, g) = (task / dims.n_kv_heads, task % dims.n_kv_heads);
         let cap = BLOCK.min(dims.q_len) * dims.k_len;
         let (mut p, mut ds) = (vec![0.0f32; cap], vec![0.0f32; cap]);
+        for h in g * dims.group()..(g + 1) * dims.group() {
+            self.query_head(b * dims.n_heads + h, &mut p, &mut ds);
+        }
+    }
+}
+
+impl Backward<'_> {
+    /// One query head's share of the gradients, with `p` and `ds` as
+    /// scratch.
+    #[inline(always)]
+    fn query_head(&self, task: usize, p: &mut [f32], ds: &mut [f32]) {
+        let (dims, keys) = (&self.dims, &self.keys);
+        let (w, kw, hd) = (dims.width(), dims.kv_width(), dims.head_dim);
+        let at = dims.head(task);
         let (q, k, v, d_o) = (
             self.q.as_ptr(),
             self.k.as_ptr(),
@@ -304,7 +344,8 @@ impl HeadKernel for Backward<'_> {
             // The block's first query row (the same offset in q, o, dO, dQ).
             let qb = at.q0 + i0 * w;
             // SAFETY: in bounds by `check`; each task writes only its own
-            // head's columns of `dq`, `dk` and `dv`.
+            // query heads' columns of `dq` and its own key/value head's
+            // columns of `dk` and `dv`.
             unsafe {
                 scores(dims, q.add(qb), k.add(at.k0), bq, n_keys, p);
                 // dP = dO V^T
@@ -313,7 +354,7 @@ impl HeadKernel for Backward<'_> {
                     (ds.as_mut_ptr(), n_keys, 1),
                     false,
                     (d_o.add(qb), w, 1),
-                    (v.add(at.k0), 1, w),
+                    (v.add(at.k0), 1, kw),
                 );
                 for ii in 0..bq {
                     let seen = keys.visible(dims, at.b, i0 + ii);
@@ -334,19 +375,19 @@ impl HeadKernel for Backward<'_> {
                     (self.dq.get().add(qb), w, 1),
                     false,
                     (ds.as_ptr(), n_keys, 1),
-                    (k.add(at.k0), w, 1),
+                    (k.add(at.k0), kw, 1),
                 );
                 // dK += dS^T Q, dV += P^T dO
                 gemm(
                     (n_keys, hd, bq),
-                    (self.dk.get().add(at.k0), w, 1),
+                    (self.dk.get().add(at.k0), kw, 1),
                     true,
                     (ds.as_ptr(), 1, n_keys),
                     (q.add(qb), w, 1),
                 );
                 gemm(
                     (n_keys, hd, bq),
-                    (self.dv.get().add(at.k0), w, 1),
+                    (self.dv.get().add(at.k0), kw, 1),
                     true,
                     (p.as_ptr(), 1, n_keys),
                     (d_o.add(qb), w, 1),
@@ -396,7 +437,7 @@ pub fn backward(saved: Saved<'_>, d_o: &[f32], dims: Dims, keys: Keys, grads: Gr
         dk: SendPtr(dk.as_mut_ptr()),
         dv: SendPtr(dv.as_mut_ptr()),
     };
-    dims.for_each_head(&kernel);
+    dims.for_each_head(dims.batch * dims.n_kv_heads, &kernel);
 }
 
 #[cfg(test)]
@@ -406,7 +447,7 @@ mod tests {
 
     /// Attention written out in float64, one query at a time.
     fn reference(q: &[f32], k: &[f32], v: &[f32], dims: Dims, keys: Keys) -> Vec<f64> {
-        let (w, hd) = (dims.width(), dims.head_dim);
+        let (w, kw, hd) = (dims.width(), dims.kv_width(), dims.head_dim);
         let mut o = vec![0.0; q.len()];
         for b in 0..dims.batch {
             for h in 0..dims.n_heads {
@@ -415,14 +456,14 @@ mod tests {
                     let qi = (b * dims.q_len + i) * w + h * hd;
                     let s: Vec<f64> = (0..seen)
                         .map(|j| {
-                            let kj = (b * dims.k_len + j) * w + h * hd;
+                            let kj = (b * dims.k_len + j) * kw + h / dims.group() * hd;
                             (0..hd).map(|c| q[qi + c] as f64 * k[kj + c] as f64).sum()
                         })
                         .collect();
                     let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let z: f64 = s.iter().map(|s| (s - m).exp()).sum();
                     for (j, s) in s.iter().enumerate() {
-                        let vj = (b * dims.k_len + j) * w + h * hd;
+                        let vj = (b * dims.k_len + j) * kw + h / dims.group() * hd;
                         for c in 0..hd {
                             o[qi + c] += (s - m).exp() / z * v[vj + c] as f64;
                         }
@@ -439,8 +480,10 @@ mod tests {
             q_len,
             k_len,
             n_heads,
+            n_kv_heads: n_heads,
             head_dim,
         };
+        let gqa = |n_kv_heads, dims: Dims| Dims { n_kv_heads, ..dims };
         vec![
             // Several query blocks with a short last one, odd head size.
             (d(2, 70, 70, 3, 5), vec![], "all"),
@@ -448,6 +491,9 @@ mod tests {
             // Cached decoding: 3 new queries after 66 keys.
             (d(2, 3, 69, 2, 8), vec![], "causal"),
             (d(3, 9, 9, 2, 4), vec![9, 4, 1], "upto"),
+            // Grouped-query attention: groups of 3 and of 2 query heads.
+            (gqa(2, d(2, 70, 70, 6, 4)), vec![], "all"),
+            (gqa(1, d(2, 5, 9, 2, 8)), vec![], "causal"),
         ]
     }
 
@@ -463,11 +509,11 @@ mod tests {
     fn forward_matches_float64_attention() {
         for (dims, lens, kind) in cases() {
             let keys = keys(kind, &lens);
-            let w = dims.width();
+            let (w, kw) = (dims.width(), dims.kv_width());
             let (q, k, v) = (
                 random(dims.batch * dims.q_len * w, 1),
-                random(dims.batch * dims.k_len * w, 2),
-                random(dims.batch * dims.k_len * w, 3),
+                random(dims.batch * dims.k_len * kw, 2),
+                random(dims.batch * dims.k_len * kw, 3),
             );
             let mut o = vec![0.0; q.len()];
             let mut lse = vec![0.0; dims.batch * dims.n_heads * dims.q_len];
@@ -488,11 +534,11 @@ mod tests {
     fn backward_matches_finite_differences() {
         for (dims, lens, kind) in cases() {
             let keys = keys(kind, &lens);
-            let w = dims.width();
+            let (w, kw) = (dims.width(), dims.kv_width());
             let (q, k, v) = (
                 random(dims.batch * dims.q_len * w, 4),
-                random(dims.batch * dims.k_len * w, 5),
-                random(dims.batch * dims.k_len * w, 6),
+                random(dims.batch * dims.k_len * kw, 5),
+                random(dims.batch * dims.k_len * kw, 6),
             );
             let g = random(q.len(), 7);
             let mut o = vec![0.0; q.len()];

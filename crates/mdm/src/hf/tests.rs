@@ -1,0 +1,318 @@
+//! Model directories written and read back in each layout, and every kind
+//! of bad directory refused by name.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+use super::*;
+use crate::DenoiserConfig;
+
+type B = Flex;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mdm-hf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Gives every vector parameter (norm gains, biases that start at zero)
+/// distinct values, so that a bias or gain read into the wrong place
+/// changes the logits.
+struct Distinct(usize);
+
+impl ModuleMapper<B> for Distinct {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, t, mapper) = p.consume();
+        let t = if D == 1 {
+            self.0 += 1;
+            let n = t.dims()[0];
+            let v: Vec<f32> = (0..n)
+                .map(|i| 1.0 + 0.3 * ((self.0 * 17 + i) as f32).sin())
+                .collect();
+            Tensor::from_data(TensorData::new(v, t.dims()), &Default::default())
+        } else {
+            t * 10.0
+        };
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+fn llada(tied: bool) -> HfConfig {
+    let mut d = DenoiserConfig::new(11, 16, 2, 4, 24, 32);
+    d.n_kv_heads = Some(2);
+    d.tied_head = tied;
+    d.rope_base = 500_000.0;
+    HfConfig {
+        architecture: Architecture::Llada,
+        denoiser: d,
+        mask_token_id: 9,
+        torch_dtype: None,
+    }
+}
+
+fn dream(tied: bool) -> HfConfig {
+    let mut d = DenoiserConfig::new(13, 16, 2, 4, 24, 32);
+    d.n_kv_heads = Some(1);
+    d.qkv_bias = true;
+    d.logit_shift = true;
+    d.tied_head = tied;
+    d.norm_eps = 1e-6;
+    HfConfig {
+        architecture: Architecture::Dream,
+        denoiser: d,
+        mask_token_id: 12,
+        torch_dtype: None,
+    }
+}
+
+fn logits(m: &Denoiser<B>, tokens: &[u32]) -> Vec<f32> {
+    let dev = Default::default();
+    m.forward(Denoiser::<B>::input(tokens, 1, tokens.len(), &dev))
+        .into_data()
+        .to_vec()
+        .unwrap()
+}
+
+/// Input ids with the denoiser's mask (`vocab_size`) and no released mask
+/// token (whose row the file does not keep).
+fn tokens(cfg: &HfConfig) -> Vec<u32> {
+    let v = cfg.denoiser.vocab_size as u32;
+    vec![1, v, 3, 0, v, 7, 2]
+}
+
+fn written(cfg: &HfConfig, name: &str, dtype: StoredDtype, shard: usize) -> (Denoiser<B>, PathBuf) {
+    let dev = Default::default();
+    let model = cfg.denoiser.init::<B>(5, &dev).map(&mut Distinct(0));
+    let dir = tmpdir(name);
+    write(&model, cfg, None, &dir, dtype, shard).unwrap();
+    (model, dir)
+}
+
+#[test]
+fn each_layout_round_trips_to_identical_logits() {
+    for (name, cfg) in [
+        ("llada", llada(false)),
+        ("llada-tied", llada(true)),
+        ("dream", dream(false)),
+        ("dream-tied", dream(true)),
+    ] {
+        let (model, dir) = written(&cfg, name, StoredDtype::F32, usize::MAX);
+        assert!(dir.join("model.safetensors").is_file() && !dir.join(shards::INDEX).exists());
+        let hf = HfModel::open(&dir).unwrap();
+        assert_eq!(hf.config.architecture, cfg.architecture, "{name}");
+        assert_eq!(hf.config.denoiser, cfg.denoiser, "{name}");
+        assert_eq!(hf.mask_token_id(), cfg.mask_token_id, "{name}");
+        let back = hf.load::<B>(None, &Default::default()).unwrap();
+        let t = tokens(&cfg);
+        let (v, m) = (cfg.denoiser.vocab_size, cfg.mask_token_id as usize);
+        // A tied head reads the mask token's logit from its embedding row,
+        // which the file gives the denoiser's mask row: that one logit
+        // (never a target) changes.
+        let keep = |l: Vec<f32>| -> Vec<f32> {
+            l.into_iter()
+                .enumerate()
+                .filter(|(i, _)| !cfg.denoiser.tied_head || i % v != m)
+                .map(|(_, x)| x)
+                .collect()
+        };
+        assert_eq!(keep(logits(&model, &t)), keep(logits(&back, &t)), "{name}");
+        // The released mask token's id reads the same row as the denoiser's.
+        let with = |id: usize| logits(&back, &[1, id as u32, 3]);
+        assert_eq!(with(v), with(m), "{name}");
+    }
+}
+
+#[test]
+fn bf16_shards_with_an_index_load_and_write_back_unchanged() {
+    let cfg = dream(false);
+    // Shards of ~2 KB: several files and an index.
+    let (model, dir) = written(&cfg, "bf16", StoredDtype::Bf16, 2048);
+    let index = std::fs::read_to_string(dir.join(shards::INDEX)).unwrap();
+    assert!(index.contains("model-00002-of-"), "{index}");
+    let hf = HfModel::open(&dir).unwrap();
+    let a = hf.load::<B>(Some(8), &Default::default()).unwrap();
+    // bfloat16 keeps 8 bits of mantissa: logits within a few percent.
+    let t = tokens(&cfg);
+    let (exact, rounded) = (logits(&model, &t), logits(&a, &t));
+    let scale = exact.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = exact
+        .iter()
+        .zip(&rounded)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff > 0.0 && diff / scale < 5e-2, "{diff} of {scale}");
+    // Values already in bfloat16 survive another round exactly.
+    let again = tmpdir("bf16-again");
+    write(
+        &a,
+        &hf.config,
+        Some(&hf.raw),
+        &again,
+        StoredDtype::Bf16,
+        2048,
+    )
+    .unwrap();
+    let b = HfModel::open(&again)
+        .unwrap()
+        .load::<B>(Some(8), &Default::default())
+        .unwrap();
+    assert_eq!(logits(&a, &t), logits(&b, &t));
+    // The context a load was trimmed to stays the model's in config.json.
+    let text = std::fs::read_to_string(again.join("config.json")).unwrap();
+    assert!(text.contains("\"max_position_embeddings\": 32"), "{text}");
+}
+
+fn err(dir: &Path) -> String {
+    match HfModel::open(dir).and_then(|hf| hf.load::<B>(None, &Default::default())) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json[key] = value;
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+#[test]
+fn damaged_shards_are_refused_by_file() {
+    let cfg = llada(false);
+    // A truncated shard.
+    let (_, dir) = written(&cfg, "trunc", StoredDtype::Bf16, 2048);
+    let shard = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("model-00002-of-"))
+        .expect("a second shard");
+    let shard_name = shard.file_name().unwrap().to_string_lossy().to_string();
+    let len = std::fs::metadata(&shard).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let e = err(&dir);
+    assert!(e.contains(&shard_name) && e.contains("truncated"), "{e}");
+    // An index naming a shard that is not there.
+    std::fs::remove_file(&shard).unwrap();
+    let e = err(&dir);
+    assert!(
+        e.contains(&format!("names shard `{shard_name}`")) && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn configs_the_denoiser_cannot_follow_are_refused_by_key() {
+    // A config that disagrees with the tensors' shapes.
+    let (_, dir) = written(&llada(false), "shape", StoredDtype::F32, usize::MAX);
+    edit_config(&dir, "mlp_hidden_size", 32.into());
+    let e = err(&dir);
+    assert!(
+        e.contains("`model.transformer.blocks.0.ff_proj.weight`") && e.contains("[32, 16]"),
+        "{e}"
+    );
+
+    // The mask token outside the vocabulary; an architecture cogrpo lacks;
+    // a setting its denoiser does not have.
+    edit_config(&dir, "mlp_hidden_size", 24.into());
+    edit_config(&dir, "mask_token_id", 11.into());
+    let e = err(&dir);
+    assert!(
+        e.contains("config.json") && e.contains("`mask_token_id` is 11, outside"),
+        "{e}"
+    );
+    edit_config(&dir, "mask_token_id", 9.into());
+    edit_config(&dir, "model_type", "gpt2".into());
+    edit_config(
+        &dir,
+        "architectures",
+        serde_json::json!(["GPT2LMHeadModel"]),
+    );
+    let e = err(&dir);
+    assert!(
+        e.contains("`model_type` is \"gpt2\"") && e.contains("LLaDA"),
+        "{e}"
+    );
+    edit_config(&dir, "model_type", "llada".into());
+    edit_config(&dir, "scale_logits", true.into());
+    let e = err(&dir);
+    assert!(e.contains("`scale_logits` is true"), "{e}");
+    edit_config(&dir, "scale_logits", false.into());
+    assert!(
+        HfModel::open(&dir)
+            .unwrap()
+            .load::<B>(None, &Default::default())
+            .is_ok()
+    );
+}
+
+#[test]
+fn tensors_of_the_wrong_dtype_or_with_no_place_are_named() {
+    let (_, dir) = written(&llada(false), "dtype", StoredDtype::F32, usize::MAX);
+    // An integer tensor where a weight belongs, and a tensor with no place.
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ints = vec![0u8; 16 * 4];
+    let mut views: Vec<(String, TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "model.transformer.ln_f.weight")
+        .collect();
+    views.push((
+        "model.transformer.ln_f.weight".into(),
+        TensorView::new(Dtype::I32, vec![16], &ints).unwrap(),
+    ));
+    views.push((
+        "model.transformer.extra.weight".into(),
+        TensorView::new(Dtype::F32, vec![16], &ints).unwrap(),
+    ));
+    let data = safetensors::serialize(views, None).unwrap();
+    std::fs::write(&path, data).unwrap();
+    let e = err(&dir);
+    assert!(
+        e.contains("`model.transformer.ln_f.weight`") && e.contains("I32"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`model.transformer.extra.weight` has no place"),
+        "{e}"
+    );
+}
+
+/// LLaDA-8B-Instruct's published `config.json` (its shape keys): cogrpo
+/// counts the parameters the release reports, 8.0B.
+#[test]
+fn llada_8b_config_counts_8_billion_parameters() {
+    let dir = tmpdir("llada8b");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"architectures": ["LLaDAModelLM"], "model_type": "llada",
+            "activation_type": "silu", "alibi": false, "block_type": "llama",
+            "d_model": 4096, "embedding_size": 126464, "include_bias": false,
+            "include_qkv_bias": false, "layer_norm_type": "rms", "mask_token_id": 126336,
+            "max_sequence_length": 4096, "mlp_hidden_size": 12288, "mlp_ratio": 4,
+            "multi_query_attention": null, "n_heads": 32, "n_kv_heads": 32, "n_layers": 32,
+            "rms_norm_eps": 1e-05, "rope": true, "rope_theta": 500000.0,
+            "scale_logits": false, "vocab_size": 126464, "weight_tying": false,
+            "torch_dtype": "bfloat16"}"#,
+    )
+    .unwrap();
+    let hf = HfModel::open(&dir).unwrap();
+    assert_eq!(hf.config.num_params(), 8_015_581_184);
+    assert_eq!(hf.config.denoiser.kv_heads(), 32);
+    assert_eq!(hf.config.torch_dtype.as_deref(), Some("bfloat16"));
+    // No weights: a clear error, not a panic.
+    let e = err(&dir);
+    assert!(e.contains("neither model.safetensors nor"), "{e}");
+}

@@ -1,0 +1,107 @@
+//! `cogrpo inspect DIR`: what a released model's directory holds, read
+//! from its `config.json` and its safetensors headers only (no weights are
+//! loaded, so it answers at once for an 8B model, or for a directory with
+//! only the config).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use cogrpo_experiment::plan::{available_memory, gib};
+use cogrpo_runtime::BadInput;
+use mdm::hf::HfModel;
+
+/// Describe a Hugging Face model directory (LLaDA, Dream): architecture,
+/// parameters, shape, stored dtype, and the memory its weights need.
+#[derive(Args)]
+#[command(after_help = "Example:\n  cogrpo inspect ~/models/LLaDA-8B-Instruct")]
+pub struct InspectArgs {
+    /// The model directory (config.json, and the weights if present).
+    dir: PathBuf,
+}
+
+impl InspectArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let bad = |e: mdm::hf::HfError| BadInput(e.to_string());
+        let hf = HfModel::open(&self.dir).map_err(bad)?;
+        let stored = hf.stored().map_err(bad)?;
+        for line in describe(&hf, stored.as_ref()) {
+            println!("{line}");
+        }
+        Ok(())
+    }
+}
+
+/// `8.0B`, `170.4M`.
+fn count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n => format!("{:.1}K", n as f64 / 1e3),
+    }
+}
+
+fn describe(hf: &HfModel, stored: Option<&mdm::hf::Stored>) -> Vec<String> {
+    let c = &hf.config;
+    let d = &c.denoiser;
+    let mut variations = Vec::new();
+    if d.kv_heads() != d.n_heads {
+        variations.push(format!(
+            "grouped-query attention ({} key/value heads)",
+            d.kv_heads()
+        ));
+    }
+    if d.qkv_bias {
+        variations.push("q/k/v biases".to_string());
+    }
+    if d.tied_head {
+        variations.push("tied head".to_string());
+    }
+    if d.logit_shift {
+        variations.push("shifted logits".to_string());
+    }
+    let weights = match stored {
+        None => "none (config.json only)".to_string(),
+        Some(s) => format!(
+            "{} in {} file(s), {}",
+            s.dtypes
+                .iter()
+                .map(|(t, n)| format!("{n} {t} tensors"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.files,
+            gib(s.bytes)
+        ),
+    };
+    let f32_bytes = 4 * d.num_params() as u64;
+    vec![
+        format!("{}", hf.dir.display()),
+        format!("  architecture  {}", c.architecture.name()),
+        format!(
+            "  parameters    {} ({})",
+            count(c.num_params()),
+            c.num_params()
+        ),
+        format!(
+            "  shape         d_model {}, {} layers, {} heads, d_ff {}, vocabulary {}, context {}",
+            d.d_model, d.n_layers, d.n_heads, d.d_ff, d.vocab_size, d.max_len
+        ),
+        format!(
+            "  attention     rope_theta {}, norm eps {:e}{}",
+            d.rope_base,
+            d.norm_eps,
+            if variations.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", variations.join(", "))
+            }
+        ),
+        format!("  mask token    {}", c.mask_token_id),
+        format!("  weights       {weights}"),
+        format!(
+            "  memory        {} as float32 (cogrpo's compute dtype); full fine-tuning with \
+             AdamW needs about 4x that; {} free here",
+            gib(f32_bytes),
+            gib(available_memory())
+        ),
+    ]
+}
