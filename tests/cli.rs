@@ -505,6 +505,43 @@ fn inspect_describes_a_model_directory_from_its_config() {
     assert!(out.contains("architecture  LLaDA"), "{out}");
     assert!(out.contains("mask token    126336"), "{out}");
     assert!(out.contains("none (config.json only)"), "{out}");
+    assert!(out.contains("tokenizer     none"), "{out}");
+    // Its tokenizer and chat template (the byte-level BPE the tokenizer
+    // agreement test uses, LLaDA's template).
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/text/tests/fixtures");
+    std::fs::copy(
+        fixtures.join("bpe.tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let template = "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\\n\\n\
+                    {{ m.content | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}\
+                    <|start_header_id|>assistant<|end_header_id|>\\n\\n{% endif %}";
+    let tokenizer_config =
+        |t: &str| format!(r#"{{"bos_token": "<|endoftext|>", "chat_template": "{t}"}}"#);
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        tokenizer_config(template),
+    )
+    .unwrap();
+    let out = run_ok_saying(&["inspect", d], "BPE, ByteLevel (1000 ids, 10 special");
+    assert!(
+        out.contains(r#"<|start_header_id|>user<|end_header_id|>\n\nWhat is 2 + 2?<|eot_id|><|start_header_id|>assistant"#),
+        "{out}"
+    );
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        tokenizer_config("{{ raise_exception('no') }}"),
+    )
+    .unwrap();
+    run_fails_saying(&["inspect", d], 2, "fails to render");
+    std::fs::remove_file(dir.join("tokenizer_config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("126464", "500").replace("126336", "499"),
+    )
+    .unwrap();
+    run_fails_saying(&["inspect", d], 2, "the tokenizer has 1000 ids");
     std::fs::write(
         dir.join("config.json"),
         config

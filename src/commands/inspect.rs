@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cogrpo_experiment::plan::{available_memory, gib};
+use cogrpo_experiment::released::ReleasedModel;
 use cogrpo_runtime::BadInput;
 use mdm::hf::HfModel;
+use text::Message;
 
 /// Describe a Hugging Face model directory (LLaDA, Dream): architecture,
-/// parameters, shape, stored dtype, and the memory its weights need.
+/// parameters, shape, stored dtype, the memory its weights need, its
+/// tokenizer and what its chat template makes of a message.
 #[derive(Args)]
 #[command(after_help = "Example:\n  cogrpo inspect ~/models/LLaDA-8B-Instruct")]
 pub struct InspectArgs {
@@ -21,10 +24,15 @@ pub struct InspectArgs {
 
 impl InspectArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let bad = |e: mdm::hf::HfError| BadInput(e.to_string());
-        let hf = HfModel::open(&self.dir).map_err(bad)?;
-        let stored = hf.stored().map_err(bad)?;
-        for line in describe(&hf, stored.as_ref()) {
+        let released = ReleasedModel::open(&self.dir)?;
+        let stored = released
+            .model
+            .stored()
+            .map_err(|e| BadInput(e.to_string()))?;
+        for line in describe(&released.model, stored.as_ref()) {
+            println!("{line}");
+        }
+        for line in describe_text(&released)? {
             println!("{line}");
         }
         Ok(())
@@ -104,4 +112,42 @@ fn describe(hf: &HfModel, stored: Option<&mdm::hf::Stored>) -> Vec<String> {
             gib(available_memory())
         ),
     ]
+}
+
+/// The tokenizer and the chat template's rendering of one user message.
+fn describe_text(released: &ReleasedModel) -> Result<Vec<String>, BadInput> {
+    let mut lines = Vec::new();
+    match &released.tokenizer {
+        None => lines.push("  tokenizer     none (no tokenizer.json)".to_string()),
+        Some(t) => {
+            let specials = t.special_tokens();
+            let shown: Vec<String> = specials
+                .iter()
+                .take(8)
+                .map(|(tok, id)| format!("{tok} {id}"))
+                .collect();
+            lines.push(format!(
+                "  tokenizer     {} ({} ids, {} special: {}{})",
+                t.kind(),
+                t.vocab_size(),
+                specials.len(),
+                shown.join(", "),
+                if specials.len() > 8 { ", ..." } else { "" }
+            ));
+        }
+    }
+    match &released.chat_template {
+        None => lines.push("  chat template none".to_string()),
+        Some(c) => {
+            let example = [Message::user("What is 2 + 2?")];
+            let prompt = c
+                .apply(&example, true)
+                .map_err(|e| BadInput(e.to_string()))?;
+            lines.push(format!(
+                "  chat template {:?} for one user message \"What is 2 + 2?\"",
+                prompt
+            ));
+        }
+    }
+    Ok(lines)
 }

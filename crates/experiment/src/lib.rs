@@ -9,6 +9,7 @@
 
 pub mod describe;
 pub mod plan;
+pub mod released;
 pub mod sources;
 pub mod summary;
 

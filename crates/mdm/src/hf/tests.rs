@@ -316,3 +316,28 @@ fn llada_8b_config_counts_8_billion_parameters() {
     let e = err(&dir);
     assert!(e.contains("neither model.safetensors nor"), "{e}");
 }
+
+/// Dream-v0-7B's `config.json` (Qwen2.5-7B's shape): 7.6B parameters,
+/// Qwen2.5-7B's published count, with grouped-query attention, biases and
+/// the shift read from the architecture.
+#[test]
+fn dream_7b_config_counts_qwen_2_5_7b_parameters() {
+    let dir = tmpdir("dream7b");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"architectures": ["DreamModel"], "model_type": "Dream", "hidden_size": 3584,
+            "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+            "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 131072,
+            "rope_theta": 1000000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": false,
+            "mask_token_id": 151666, "hidden_act": "silu", "rope_scaling": null,
+            "use_sliding_window": false}"#,
+    )
+    .unwrap();
+    let c = HfModel::open(&dir).unwrap().config;
+    assert_eq!(c.num_params(), 7_615_616_512);
+    let d = &c.denoiser;
+    assert_eq!(
+        (d.kv_heads(), d.qkv_bias, d.logit_shift, d.tied_head),
+        (4, true, true, false)
+    );
+}
