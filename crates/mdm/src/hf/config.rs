@@ -126,7 +126,7 @@ pub struct HfConfig {
     pub denoiser: DenoiserConfig,
     /// The released mask token's id, inside the vocabulary.
     pub mask_token_id: u32,
-    /// `torch_dtype`, when the file says.
+    /// `torch_dtype` (or `dtype`), when the file says.
     pub torch_dtype: Option<String>,
 }
 

@@ -210,7 +210,11 @@ fn parse(path: &Path, raw: &serde_json::Map<String, Value>) -> Result<HfConfig, 
         architecture,
         denoiser,
         mask_token_id: mask as u32,
-        torch_dtype: keys.text("torch_dtype").map(str::to_string),
+        // transformers >= 4.56 writes `dtype`, earlier ones `torch_dtype`.
+        torch_dtype: keys
+            .text("torch_dtype")
+            .or_else(|| keys.text("dtype"))
+            .map(str::to_string),
     })
 }
 
