@@ -1,6 +1,7 @@
 //! Fuzzing the binary with hostile inputs (issue 15): random mutations of
 //! every `experiments/*.toml` through `check` and, where accepted, a 2-step
-//! `pretrain`; random damage to a checkpoint through `eval`. Whatever the
+//! `pretrain`; random damage to a checkpoint through `eval`, and to a
+//! released model's directory through `inspect`. Whatever the
 //! input, the binary never panics (exit 101), never aborts (a signal), never
 //! hangs (a time limit per command), and a rejection exits 2 naming the key
 //! or the file.
@@ -343,6 +344,56 @@ fn damaged_checkpoints_never_panic_or_hang_and_are_refused_by_file() {
         check_outcome(&what, evaluated, &[d], &mut tally, &mut bad);
     }
     eprintln!("{cases} damaged checkpoints: eval {:?}", tally.0);
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// Random damage to copies of the released-model fixtures (LLaDA and Dream
+/// directories: config, two shards, index, tokenizer, chat template)
+/// through `cogrpo inspect`, which checks every file and every tensor's
+/// header: never a panic, a signal or a hang, and a rejection exits 2
+/// naming the directory or a file in it.
+#[test]
+fn damaged_model_directories_never_panic_or_hang_and_are_refused_by_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/mdm/tests/fixtures/hf");
+    let template = r#"{"bos_token": "<|endoftext|>", "chat_template": "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>{{ m.content | trim }}<|eot_id|>{% endfor %}"}"#;
+    let cases = env_usize("COGRPO_FUZZ_CASES", 24);
+    let mut rng = StdRng::seed_from_u64(env_usize("COGRPO_FUZZ_SEED", 15) as u64 + 2);
+    let (mut tally, mut bad) = (Tally::default(), Vec::new());
+    for case in 0..cases {
+        let arch = ["llada", "dream"][case % 2];
+        let good = tmp.path().join(format!("good-{arch}"));
+        if !good.exists() {
+            std::fs::create_dir_all(&good).unwrap();
+            for e in std::fs::read_dir(fixtures.join(arch)).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name().unwrap() != "reference.safetensors" {
+                    std::fs::copy(&p, good.join(p.file_name().unwrap())).unwrap();
+                }
+            }
+            std::fs::write(good.join("tokenizer_config.json"), template).unwrap();
+            let ok = run(
+                &["inspect", good.to_str().unwrap()],
+                Duration::from_secs(60),
+            );
+            assert!(matches!(ok, Some((Some(0), _))), "{arch}: {ok:?}");
+        }
+        let dst = tmp.path().join(format!("damaged-{case}"));
+        let what = damage(&good, &dst, &mut rng, false);
+        let d = dst.to_str().unwrap();
+        let inspected = run(&["inspect", d], Duration::from_secs(60));
+        let what = format!("case {case} ({arch}: {what})");
+        if let Some((Some(1), said)) = &inspected {
+            bad.push(format!("{what}: exit 1 instead of 2: {said}"));
+        }
+        check_outcome(&what, inspected, &[d], &mut tally, &mut bad);
+    }
+    eprintln!("{cases} damaged model directories: inspect {:?}", tally.0);
     assert!(
         bad.is_empty(),
         "{} bad outcomes:\n{}",

@@ -1,7 +1,8 @@
 //! `cogrpo inspect DIR`: what a released model's directory holds, read
-//! from its `config.json` and its safetensors headers only (no weights are
-//! loaded, so it answers at once for an 8B model, or for a directory with
-//! only the config).
+//! from its `config.json`, its safetensors headers (every tensor's name,
+//! shape and dtype checked against the config, none read, so it answers at
+//! once for an 8B model or a directory with only the config), its
+//! tokenizer and its chat template.
 
 use std::path::PathBuf;
 
@@ -27,7 +28,7 @@ impl InspectArgs {
         let released = ReleasedModel::open(&self.dir)?;
         let stored = released
             .model
-            .stored()
+            .verify()
             .map_err(|e| BadInput(e.to_string()))?;
         for line in describe(&released.model, stored.as_ref()) {
             println!("{line}");

@@ -140,13 +140,19 @@ pub struct Stored {
 }
 
 impl HfModel {
-    /// How the weights are stored; `None` when the directory holds only
-    /// the config (enough for `cogrpo check` and `inspect`).
-    pub fn stored(&self) -> Result<Option<Stored>, HfError> {
+    /// Every check [`Self::load`] makes before it reads a tensor (the
+    /// files, their headers, every tensor's name, shape and dtype against
+    /// the config), and how the weights are stored; `None` when the
+    /// directory holds only the config (enough for `cogrpo check` and
+    /// `inspect`). Reads no tensor, so it answers at once for 8B.
+    pub fn verify(&self) -> Result<Option<Stored>, HfError> {
         if !self.dir.join(shards::SINGLE).is_file() && !self.dir.join(shards::INDEX).is_file() {
             return Ok(None);
         }
         let shards = Shards::open(&self.dir)?;
+        let d = &self.config.denoiser;
+        let slots = layout::slots(self.architecture(), d, self.config.mask_token_id as usize);
+        check(&self.dir, &shards, &slots)?;
         let mut dtypes = std::collections::BTreeMap::new();
         let mut files = std::collections::BTreeSet::new();
         let mut bytes = 0;

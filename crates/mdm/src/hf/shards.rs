@@ -132,6 +132,14 @@ impl Shards {
                 format!("`{name}` is {:?}, not a float dtype", t.dtype),
             )
         })?;
+        // A NaN or infinite weight makes every output NaN: the file is damaged.
+        let bad_values = values.iter().filter(|v| !v.is_finite()).count();
+        if bad_values > 0 {
+            return Err(bad(
+                &t.file,
+                format!("`{name}` holds {bad_values} NaN or infinite values"),
+            ));
+        }
         Ok(Host {
             shape: t.shape.clone(),
             values,

@@ -257,6 +257,22 @@ fn configs_the_denoiser_cannot_follow_are_refused_by_key() {
 }
 
 #[test]
+fn a_non_finite_weight_is_named() {
+    let (_, dir) = written(&llada(false), "nan", StoredDtype::F32, usize::MAX);
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The last four bytes are the last float of the last tensor in the file.
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let e = err(&dir);
+    assert!(
+        e.contains("model.safetensors") && e.contains("1 NaN or infinite"),
+        "{e}"
+    );
+}
+
+#[test]
 fn tensors_of_the_wrong_dtype_or_with_no_place_are_named() {
     let (_, dir) = written(&llada(false), "dtype", StoredDtype::F32, usize::MAX);
     // An integer tensor where a weight belongs, and a tensor with no place.
