@@ -348,6 +348,53 @@ fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
             .collect()
     };
     assert_eq!(values(&native), values(&smdm));
+
+    // The same checkpoint as a Hugging Face directory in LLaDA's layout
+    // (bfloat16 storage): `inspect` reads it, and it computes what the
+    // SMDM file computes, within bfloat16's rounding of the weights.
+    let hf_dir = tmp.path().join("llada");
+    let said = run_ok_saying(
+        &[
+            "export",
+            "-c",
+            cfg,
+            "--set",
+            &set_out(&dir),
+            "--format",
+            "hf",
+        ]
+        .into_iter()
+        .chain(["--dtype", "bf16", "--out", hf_dir.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+        "LLaDA layout",
+    );
+    assert!(said.contains("mask token 5"), "{said}");
+    run_ok_saying(
+        &["inspect", hf_dir.to_str().unwrap()],
+        "architecture  LLaDA",
+    );
+    type B = burn::backend::Flex;
+    let dev = Default::default();
+    let hf = mdm::hf::HfModel::open(&hf_dir).unwrap();
+    let from_hf = hf.load::<B>(None, &dev).unwrap();
+    let from_smdm = mdm::smdm::import::<B>(&hf.config.denoiser, &file, &dev).unwrap();
+    let len = hf.config.denoiser.max_len;
+    let tokens: Vec<u32> = (0..len as u32)
+        .map(|i| [5, 1, 2, 3, 4][i as usize % 5])
+        .collect();
+    let logits = |m: &mdm::Denoiser<B>| -> Vec<f32> {
+        m.forward(mdm::Denoiser::<B>::input(&tokens, 1, len, &dev))
+            .into_data()
+            .to_vec()
+            .unwrap()
+    };
+    let (a, b) = (logits(&from_hf), logits(&from_smdm));
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff / scale < 0.05, "bf16 export off by {diff} of {scale}");
     // A file for another shape is refused, naming the tensor.
     run_fails_saying(
         &[

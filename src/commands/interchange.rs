@@ -1,5 +1,6 @@
-//! Weight interchange with SMDM's PyTorch code: `cogrpo export` writes the
-//! denoiser as SMDM-named safetensors, `cogrpo logits` runs a forward on
+//! Weight interchange with PyTorch code: `cogrpo export` writes the
+//! denoiser as SMDM-named safetensors or as a Hugging Face directory in
+//! LLaDA's or Dream's layout, `cogrpo logits` runs a forward on
 //! given token rows; `bench/compare.py` drives both against the PyTorch
 //! reference.
 
@@ -15,12 +16,18 @@ use mdm::AutodiffKernels;
 use super::common::{Common, ModelSource};
 use crate::backend::{Job, dispatch};
 
-/// Write a checkpoint's denoiser in SMDM's PyTorch layout (safetensors).
+/// Write a checkpoint's denoiser for PyTorch: SMDM's layout (one
+/// safetensors file) or a Hugging Face directory in LLaDA's or Dream's
+/// layout, which their own modeling code loads.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  cogrpo export -c experiments/sudoku4.toml --out sudoku4-smdm.safetensors\n  \
+    cogrpo export -c experiments/sudoku4.toml --format hf --out sudoku4-llada/   # LLaDA's layout\n  \
     cogrpo export -c experiments/text.toml --init --out random.safetensors   # fresh weights\n\n\
-    Any command's --checkpoint also reads SMDM files (e.g. a model trained with SMDM's code)."
+    Any command's --checkpoint also reads SMDM files (e.g. a model trained with SMDM's code).\n\
+    In a Hugging Face directory the denoiser's [MASK] is the last token of the vocabulary\n\
+    (mask_token_id = cogrpo_vocab_size), with a zero head row: PyTorch samplers should\n\
+    leave that logit out, as cogrpo never produces it."
 )]
 pub struct ExportArgs {
     #[command(flatten)]
@@ -30,21 +37,55 @@ pub struct ExportArgs {
     /// Export freshly initialized weights (seeded by run.seed) instead.
     #[arg(long, conflicts_with = "checkpoint")]
     init: bool,
-    /// Output file (.safetensors).
+    /// smdm: one safetensors file in SMDM's (lit-gpt's) names; hf: a
+    /// Hugging Face directory (config.json, safetensors shards).
+    #[arg(long, value_enum, default_value = "smdm")]
+    format: ExportFormat,
+    /// With --format hf: the layout (default: dream for a model with
+    /// shifted logits, else llada).
+    #[arg(long, value_enum)]
+    architecture: Option<ArchitectureArg>,
+    /// With --format hf: the stored dtype.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+    /// Output: a .safetensors file (smdm) or a directory (hf).
     #[arg(long)]
     out: PathBuf,
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum ExportFormat {
+    Smdm,
+    Hf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ArchitectureArg {
+    Llada,
+    Dream,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// Largest shard of an exported Hugging Face directory.
+const SHARD_BYTES: usize = 5 << 30;
+
 impl ExportArgs {
     /// Writes the checkpoint's denoiser (or, with `--init`, freshly
-    /// initialised weights) to `--out` in SMDM's layout.
+    /// initialised weights) to `--out`.
     pub fn run(self) -> anyhow::Result<()> {
         let (cfg, out) = (self.common.load()?, &self.out);
         let task = tasks::build(&cfg)?;
         let d = tasks::denoiser_config(&cfg, task.as_ref());
         anyhow::ensure!(
             d.family != mdm::Family::Ilm,
-            "export: SMDM's layout has no place for the ILM's stop head (MDMs and ARMs export)"
+            "export: neither SMDM's layout nor LLaDA's or Dream's has a place for the ILM's \
+             stop head (MDMs export, and ARMs to SMDM's layout)"
         );
         let dev = Default::default();
         let model: mdm::Denoiser<burn::backend::Flex> = if self.init {
@@ -53,16 +94,40 @@ impl ExportArgs {
             let source = checkpoint_source(&cfg, self.model.checkpoint)?;
             load_model(&cfg, task.as_ref(), &source, &dev)?
         };
-        mdm::smdm::export(&model, out)?;
+        let shape = format!(
+            "vocabulary {} + mask, d_model {}, {} layers, {} heads, d_ff {}",
+            d.vocab_size, d.d_model, d.n_layers, d.n_heads, d.d_ff
+        );
+        if self.format == ExportFormat::Smdm {
+            mdm::smdm::export(&model, out)?;
+            println!(
+                "wrote {} ({} parameters, SMDM layout: {shape})",
+                out.display(),
+                d.num_params()
+            );
+            return Ok(());
+        }
+        use mdm::hf::{Architecture, HfConfig, StoredDtype};
+        let architecture = match self.architecture {
+            Some(ArchitectureArg::Llada) => Architecture::Llada,
+            Some(ArchitectureArg::Dream) => Architecture::Dream,
+            None if d.logit_shift => Architecture::Dream,
+            None => Architecture::Llada,
+        };
+        let dtype = match self.dtype {
+            DtypeArg::F32 => StoredDtype::F32,
+            DtypeArg::F16 => StoredDtype::F16,
+            DtypeArg::Bf16 => StoredDtype::Bf16,
+        };
+        let hf = HfConfig::own(architecture, d);
+        mdm::hf::write(&model, &hf, None, out, dtype, SHARD_BYTES)
+            .map_err(|e| cogrpo_runtime::BadInput(e.to_string()))?;
         println!(
-            "wrote {} ({} parameters, SMDM layout: vocabulary {} + mask, d_model {}, {} layers, {} heads, d_ff {})",
+            "wrote {} ({} parameters, {} layout: {shape}; mask token {})",
             out.display(),
-            d.num_params(),
-            d.vocab_size,
-            d.d_model,
-            d.n_layers,
-            d.n_heads,
-            d.d_ff
+            hf.num_params(),
+            architecture.name(),
+            hf.mask_token_id
         );
         Ok(())
     }

@@ -124,8 +124,14 @@ pub struct HfConfig {
     /// (`vocab_size`) is an extra row holding a copy of the released mask
     /// token's embedding.
     pub denoiser: DenoiserConfig,
-    /// The released mask token's id, inside the vocabulary.
+    /// The mask token's id in the file's vocabulary.
     pub mask_token_id: u32,
+    /// A model cogrpo trained (`cogrpo_vocab_size` in `config.json`): the
+    /// file's vocabulary is the denoiser's plus its mask row, which is the
+    /// last one (`mask_token_id = vocab_size`); the head's row for it is
+    /// zero. Otherwise the mask token is one of the released vocabulary's,
+    /// copied into the denoiser's extra row.
+    pub own_mask: bool,
     /// `torch_dtype` (or `dtype`), when the file says.
     pub torch_dtype: Option<String>,
 }

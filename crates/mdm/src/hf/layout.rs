@@ -5,9 +5,9 @@
 
 use burn::prelude::*;
 
-use super::config::Architecture;
+use super::config::{Architecture, HfConfig};
+use crate::Denoiser;
 use crate::host::{Host, to_host, transpose};
-use crate::{Denoiser, DenoiserConfig};
 
 /// How a file's tensor becomes the denoiser's parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,10 @@ pub(crate) enum Transform {
     /// The embedding `[V, d]`: the denoiser appends a copy of the mask
     /// token's row as its own mask row `V`.
     Embedding { mask: usize },
+    /// The head `[V + 1, d]` of a model cogrpo trained: its last row (the
+    /// mask token's logit, which the denoiser does not produce) is zero in
+    /// the file and dropped on reading.
+    HeadWithMaskRow,
 }
 
 /// One tensor of the file.
@@ -30,10 +34,11 @@ pub(crate) struct Slot {
     pub transform: Transform,
 }
 
-/// The file's tensors for `cfg`, in creation order.
-pub(crate) fn slots(arch: Architecture, cfg: &DenoiserConfig, mask: usize) -> Vec<Slot> {
+/// The file's tensors for `hf`, in creation order.
+pub(crate) fn slots(hf: &HfConfig) -> Vec<Slot> {
+    let cfg = &hf.denoiser;
     let (d, kv, ff, v) = (cfg.d_model, cfg.kv_dim(), cfg.d_ff, cfg.vocab_size);
-    let names = Names::of(arch);
+    let names = Names::of(hf.architecture);
     let mut out = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, transform| {
         out.push(Slot {
@@ -42,11 +47,16 @@ pub(crate) fn slots(arch: Architecture, cfg: &DenoiserConfig, mask: usize) -> Ve
             transform,
         })
     };
-    push(
-        names.embedding.into(),
-        vec![v, d],
-        Transform::Embedding { mask },
-    );
+    if hf.own_mask {
+        push(names.embedding.into(), vec![v + 1, d], Transform::Same);
+    } else {
+        let mask = hf.mask_token_id as usize;
+        push(
+            names.embedding.into(),
+            vec![v, d],
+            Transform::Embedding { mask },
+        );
+    }
     for i in 0..cfg.n_layers {
         let at = |part: &str| format!("{}.{i}.{part}", names.blocks);
         push(at(names.norm_1), vec![d], Transform::Same);
@@ -67,7 +77,15 @@ pub(crate) fn slots(arch: Architecture, cfg: &DenoiserConfig, mask: usize) -> Ve
         push(at(names.down), vec![d, ff], Transform::Transpose);
     }
     push(names.final_norm.into(), vec![d], Transform::Same);
-    if !cfg.tied_head {
+    if cfg.tied_head {
+        // A tied head reads the embedding.
+    } else if hf.own_mask {
+        push(
+            names.head.into(),
+            vec![v + 1, d],
+            Transform::HeadWithMaskRow,
+        );
+    } else {
         push(names.head.into(), vec![v, d], Transform::Transpose);
     }
     out
@@ -141,6 +159,7 @@ pub(crate) fn to_param_shape(slot: &Slot) -> Vec<usize> {
         Transform::Same => slot.shape.clone(),
         Transform::Transpose => vec![slot.shape[1], slot.shape[0]],
         Transform::Embedding { .. } => vec![slot.shape[0] + 1, slot.shape[1]],
+        Transform::HeadWithMaskRow => vec![slot.shape[1], slot.shape[0] - 1],
     }
 }
 
@@ -149,6 +168,15 @@ pub(crate) fn to_param(slot: &Slot, h: Host) -> Host {
     match slot.transform {
         Transform::Same => h,
         Transform::Transpose => transpose(&h),
+        Transform::HeadWithMaskRow => {
+            let (rows, d) = (h.shape[0] - 1, h.shape[1]);
+            let mut values = h.values;
+            values.truncate(rows * d);
+            transpose(&Host {
+                shape: vec![rows, d],
+                values,
+            })
+        }
         Transform::Embedding { mask } => {
             let d = h.shape[1];
             let mut values = h.values;
@@ -170,6 +198,13 @@ pub(crate) fn from_param(slot: &Slot, h: Host) -> Host {
     match slot.transform {
         Transform::Same => h,
         Transform::Transpose => transpose(&h),
+        Transform::HeadWithMaskRow => {
+            let mut t = transpose(&h);
+            let d = t.shape[1];
+            t.values.extend(std::iter::repeat_n(0.0, d));
+            t.shape[0] += 1;
+            t
+        }
         Transform::Embedding { mask } => {
             let (rows, d) = (h.shape[0] - 1, h.shape[1]);
             let mut values = h.values;

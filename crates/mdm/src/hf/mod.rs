@@ -35,10 +35,10 @@ use layout::Slot;
 use shards::Shards;
 pub use write::{StoredDtype, write};
 
-use crate::Denoiser;
 use crate::host::Host;
 use crate::init::Loaded;
 use crate::model::PARAM_ID_BASE;
+use crate::{Denoiser, DenoiserConfig};
 
 /// A model directory whose `config.json` has been read (the weights are
 /// read by [`HfModel::load`]).
@@ -104,8 +104,7 @@ impl HfModel {
             cfg.max_len = len;
         }
         let shards = Shards::open(&self.dir)?;
-        let mask = self.config.mask_token_id as usize;
-        let slots = layout::slots(self.architecture(), &cfg, mask);
+        let slots = layout::slots(&self.config);
         check(&self.dir, &shards, &slots)?;
         let failure = RefCell::new(None);
         let tensors = slots.iter().map(|slot| match shards.read(&slot.name) {
@@ -150,8 +149,7 @@ impl HfModel {
             return Ok(None);
         }
         let shards = Shards::open(&self.dir)?;
-        let d = &self.config.denoiser;
-        let slots = layout::slots(self.architecture(), d, self.config.mask_token_id as usize);
+        let slots = layout::slots(&self.config);
         check(&self.dir, &shards, &slots)?;
         let mut dtypes = std::collections::BTreeMap::new();
         let mut files = std::collections::BTreeSet::new();
@@ -192,17 +190,42 @@ fn parse(path: &Path, raw: &serde_json::Map<String, Value>) -> Result<HfConfig, 
                  LLaDAModelLM) and Dream (`Dream`, DreamModel)"
             ),
         })?;
-    let denoiser = match architecture {
+    let mut denoiser = match architecture {
         Architecture::Llada => config::llada(&keys)?,
         Architecture::Dream => config::dream(&keys)?,
     };
+    // A model cogrpo wrote: its own vocabulary, the mask row last.
+    let own = keys.count_or("cogrpo_vocab_size", None)?;
+    if let Some(v) = own {
+        if v + 1 != denoiser.vocab_size {
+            return Err(HfError::Config {
+                path: path.to_path_buf(),
+                key: "cogrpo_vocab_size".into(),
+                message: format!(
+                    "is {v}; the embedding has {} rows, which must be one more",
+                    denoiser.vocab_size
+                ),
+            });
+        }
+        denoiser.vocab_size = v;
+    }
     denoiser.validate().map_err(|e| HfError::Config {
         path: path.to_path_buf(),
         key: e.field.into(),
         message: e.message,
     })?;
     let mask = keys.count("mask_token_id")?;
-    if mask >= denoiser.vocab_size {
+    if own.is_some_and(|v| mask != v) {
+        return Err(HfError::Config {
+            path: path.to_path_buf(),
+            key: "mask_token_id".into(),
+            message: format!(
+                "is {mask}; a model cogrpo wrote has its mask last, at {}",
+                denoiser.vocab_size
+            ),
+        });
+    }
+    if own.is_none() && mask >= denoiser.vocab_size {
         return Err(HfError::Config {
             path: path.to_path_buf(),
             key: "mask_token_id".into(),
@@ -216,6 +239,7 @@ fn parse(path: &Path, raw: &serde_json::Map<String, Value>) -> Result<HfConfig, 
         architecture,
         denoiser,
         mask_token_id: mask as u32,
+        own_mask: own.is_some(),
         // transformers >= 4.56 writes `dtype`, earlier ones `torch_dtype`.
         torch_dtype: keys
             .text("torch_dtype")
@@ -268,9 +292,27 @@ fn check(dir: &Path, shards: &Shards, slots: &[Slot]) -> Result<(), HfError> {
 }
 
 impl HfConfig {
-    /// The published parameter count (the file's tensors; the denoiser's
-    /// extra mask row not counted).
+    /// A model cogrpo trained, to be written in `architecture`'s layout:
+    /// its mask row becomes the last token of the file's vocabulary.
+    pub fn own(architecture: Architecture, denoiser: DenoiserConfig) -> Self {
+        Self {
+            architecture,
+            mask_token_id: denoiser.vocab_size as u32,
+            own_mask: true,
+            torch_dtype: None,
+            denoiser,
+        }
+    }
+
+    /// The parameters in the file (the published count for a release).
     pub fn num_params(&self) -> usize {
-        self.denoiser.num_params() - self.denoiser.d_model
+        let (n, d) = (self.denoiser.num_params(), self.denoiser.d_model);
+        match (self.own_mask, self.denoiser.tied_head) {
+            // The head's zero row for the mask.
+            (true, false) => n + d,
+            (true, true) => n,
+            // The denoiser's copy of the mask token's row.
+            (false, _) => n - d,
+        }
     }
 }

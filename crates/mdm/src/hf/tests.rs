@@ -52,6 +52,7 @@ fn llada(tied: bool) -> HfConfig {
         architecture: Architecture::Llada,
         denoiser: d,
         mask_token_id: 9,
+        own_mask: false,
         torch_dtype: None,
     }
 }
@@ -67,6 +68,7 @@ fn dream(tied: bool) -> HfConfig {
         architecture: Architecture::Dream,
         denoiser: d,
         mask_token_id: 12,
+        own_mask: false,
         torch_dtype: None,
     }
 }
@@ -125,6 +127,32 @@ fn each_layout_round_trips_to_identical_logits() {
         // The released mask token's id reads the same row as the denoiser's.
         let with = |id: usize| logits(&back, &[1, id as u32, 3]);
         assert_eq!(with(v), with(m), "{name}");
+    }
+}
+
+/// A model cogrpo trained keeps its own vocabulary: the file gets the mask
+/// row last and a zero head row for it, and reads back exactly.
+#[test]
+fn a_cogrpo_model_round_trips_exactly_with_its_mask_row_last() {
+    for (name, mut cfg) in [("own-llada", llada(false)), ("own-dream-tied", dream(true))] {
+        cfg = HfConfig::own(cfg.architecture, cfg.denoiser);
+        let (model, dir) = written(&cfg, name, StoredDtype::F32, usize::MAX);
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let v = cfg.denoiser.vocab_size;
+        assert!(
+            text.contains(&format!("\"cogrpo_vocab_size\": {v}")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("\"mask_token_id\": {v}")), "{text}");
+        let hf = HfModel::open(&dir).unwrap();
+        let read = HfConfig {
+            torch_dtype: None,
+            ..hf.config.clone()
+        };
+        assert_eq!(read, cfg, "{name}");
+        let back = hf.load::<B>(None, &Default::default()).unwrap();
+        let t = tokens(&cfg);
+        assert_eq!(logits(&model, &t), logits(&back, &t), "{name}");
     }
 }
 

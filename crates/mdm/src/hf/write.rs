@@ -101,7 +101,7 @@ pub fn write<B: Backend>(
             ),
         ));
     }
-    let slots = layout::slots(arch, d, cfg.mask_token_id as usize);
+    let slots = layout::slots(cfg);
     let params = layout::parameters(model);
     if params.len() != slots.len()
         || slots
@@ -189,6 +189,12 @@ fn write_weights(
 fn config_json(cfg: &HfConfig, base: Option<&Map<String, Value>>, dtype: StoredDtype) -> Value {
     let d = &cfg.denoiser;
     let mut out = base.cloned().unwrap_or_default();
+    // The file's vocabulary: a model cogrpo trained adds its mask row.
+    let rows = d.vocab_size + usize::from(cfg.own_mask);
+    out.remove("cogrpo_vocab_size");
+    if cfg.own_mask {
+        out.insert("cogrpo_vocab_size".into(), json!(d.vocab_size));
+    }
     // The context a loaded model was trimmed to is not the model's.
     let context = |key: &str| out.get(key).cloned().unwrap_or(json!(d.max_len));
     let keys = match cfg.architecture {
@@ -200,8 +206,8 @@ fn config_json(cfg: &HfConfig, base: Option<&Map<String, Value>>, dtype: StoredD
             "n_heads": d.n_heads,
             "n_kv_heads": d.kv_heads(),
             "mlp_hidden_size": d.d_ff,
-            "vocab_size": d.vocab_size,
-            "embedding_size": d.vocab_size,
+            "vocab_size": rows,
+            "embedding_size": rows,
             "max_sequence_length": context("max_sequence_length"),
             "rope_theta": d.rope_base,
             "rms_norm_eps": d.norm_eps,
@@ -225,7 +231,7 @@ fn config_json(cfg: &HfConfig, base: Option<&Map<String, Value>>, dtype: StoredD
             "num_attention_heads": d.n_heads,
             "num_key_value_heads": d.kv_heads(),
             "intermediate_size": d.d_ff,
-            "vocab_size": d.vocab_size,
+            "vocab_size": rows,
             "max_position_embeddings": context("max_position_embeddings"),
             "rope_theta": d.rope_base,
             "rms_norm_eps": d.norm_eps,
