@@ -349,35 +349,51 @@ fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
     };
     assert_eq!(values(&native), values(&smdm));
 
-    // The same checkpoint as a Hugging Face directory in LLaDA's layout
-    // (bfloat16 storage): `inspect` reads it, and it computes what the
-    // SMDM file computes, within bfloat16's rounding of the weights.
-    let hf_dir = tmp.path().join("llada");
-    let said = run_ok_saying(
+    hf_export_computes_what_the_smdm_file_computes(cfg, &dir, &tmp.path().join("llada"), &file);
+    // A file for another shape is refused, naming the tensor.
+    run_fails_saying(
         &[
-            "export",
+            "eval",
             "-c",
             cfg,
             "--set",
             &set_out(&dir),
-            "--format",
-            "hf",
-        ]
-        .into_iter()
-        .chain(["--dtype", "bf16", "--out", hf_dir.to_str().unwrap()])
-        .collect::<Vec<_>>(),
+            "--set",
+            "model.d_ff=32",
+            "--checkpoint",
+            file.to_str().unwrap(),
+        ],
+        2,
+        "mlp.swiglu.w1.weight` has shape [64, 32], the config needs [32, 32]",
+    );
+}
+
+/// The same checkpoint exported as a Hugging Face directory in LLaDA's
+/// layout (bfloat16 storage) into `hf_dir`: `inspect` reads it, and it
+/// computes what the SMDM export `file` computes, within bfloat16's rounding
+/// of the weights.
+fn hf_export_computes_what_the_smdm_file_computes(
+    cfg: &str,
+    dir: &Path,
+    hf_dir: &Path,
+    file: &Path,
+) {
+    let out = set_out(dir);
+    let hf_out = hf_dir.to_str().unwrap();
+    let said = run_ok_saying(
+        &[
+            "export", "-c", cfg, "--set", &out, "--format", "hf", "--dtype", "bf16", "--out",
+            hf_out,
+        ],
         "LLaDA layout",
     );
     assert!(said.contains("mask token 5"), "{said}");
-    run_ok_saying(
-        &["inspect", hf_dir.to_str().unwrap()],
-        "architecture  LLaDA",
-    );
+    run_ok_saying(&["inspect", hf_out], "architecture  LLaDA");
     type B = burn::backend::Flex;
     let dev = Default::default();
-    let hf = mdm::hf::HfModel::open(&hf_dir).unwrap();
+    let hf = mdm::hf::HfModel::open(hf_dir).unwrap();
     let from_hf = hf.load::<B>(None, &dev).unwrap();
-    let from_smdm = mdm::smdm::import::<B>(&hf.config.denoiser, &file, &dev).unwrap();
+    let from_smdm = mdm::smdm::import::<B>(&hf.config.denoiser, file, &dev).unwrap();
     let len = hf.config.denoiser.max_len;
     let tokens: Vec<u32> = (0..len as u32)
         .map(|i| [5, 1, 2, 3, 4][i as usize % 5])
@@ -395,22 +411,6 @@ fn an_exported_smdm_file_evaluates_like_its_checkpoint() {
         .zip(&b)
         .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(diff / scale < 0.05, "bf16 export off by {diff} of {scale}");
-    // A file for another shape is refused, naming the tensor.
-    run_fails_saying(
-        &[
-            "eval",
-            "-c",
-            cfg,
-            "--set",
-            &set_out(&dir),
-            "--set",
-            "model.d_ff=32",
-            "--checkpoint",
-            file.to_str().unwrap(),
-        ],
-        2,
-        "mlp.swiglu.w1.weight` has shape [64, 32], the config needs [32, 32]",
-    );
 }
 
 /// The ARM and the ILM go through the same commands as the MDM; each

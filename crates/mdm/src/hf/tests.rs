@@ -11,6 +11,7 @@ use safetensors::tensor::TensorView;
 
 use super::*;
 use crate::DenoiserConfig;
+use crate::kernels::cpu::testing::rel_err;
 
 type B = Flex;
 
@@ -168,12 +169,8 @@ fn bf16_shards_with_an_index_load_and_write_back_unchanged() {
     // bfloat16 keeps 8 bits of mantissa: logits within a few percent.
     let t = tokens(&cfg);
     let (exact, rounded) = (logits(&model, &t), logits(&a, &t));
-    let scale = exact.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let diff = exact
-        .iter()
-        .zip(&rounded)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(diff > 0.0 && diff / scale < 5e-2, "{diff} of {scale}");
+    let e = rel_err(&rounded, &exact);
+    assert!(e > 0.0 && e < 5e-2, "relative error {e:e}");
     // Values already in bfloat16 survive another round exactly.
     let again = tmpdir("bf16-again");
     write(
@@ -431,19 +428,8 @@ fn logits_agree_with_the_releases_pytorch_code() {
             .to_vec()
             .unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
-        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let diff = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        println!(
-            "{name}: max |cogrpo - PyTorch| / max |logit| = {:.2e}",
-            diff / scale
-        );
-        assert!(
-            diff / scale < 1e-5,
-            "{name}: relative error {:e}",
-            diff / scale
-        );
+        let e = rel_err(&got, &want);
+        println!("{name}: max |cogrpo - PyTorch| / max |logit| = {e:.2e}");
+        assert!(e < 1e-5, "{name}: relative error {e:e}");
     }
 }
