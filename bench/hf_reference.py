@@ -13,6 +13,13 @@ shifted, as its sampler reads them (`generation_utils.py`).
 Needs bench/setup.sh's venv plus transformers:
   bench/.venv/bin/pip install transformers==4.57.0 (the version dllm pins; 5.x dropped what Dream's code imports)
   bench/.venv/bin/python bench/hf_reference.py
+
+With --compare DIR ROWS LOGITS it instead loads a directory `cogrpo export
+--format hf` wrote into its architecture's own code and compares that
+forward on ROWS (a JSON list of token-id lists) with `cogrpo logits`' output
+LOGITS, printing the largest relative difference:
+  cogrpo logits -c EXP --model DIR --input rows.json --out logits.json
+  bench/.venv/bin/python bench/hf_reference.py --compare DIR rows.json logits.json
 """
 
 import json
@@ -100,7 +107,44 @@ def logits_of(model, ids, shifted):
     return logits
 
 
+def load_exported(d):
+    """A model directory in LLaDA's or Dream's layout, in its own code."""
+    cfg = json.loads((d / "config.json").read_text())
+    if cfg.get("model_type") == "llada":
+        config = LLaDAConfig(**cfg)
+        config.use_cache = False
+        inner = create_model_config_from_pretrained_config(config)
+        inner.init_device = "cpu"
+        model = LLaDAModelLM(config, model=LLaDAModel(inner, init_params=True))
+        shifted = False
+    else:
+        model, shifted = DreamModel(DreamConfig(**cfg)), True
+    files = sorted(d.glob("model*.safetensors"))
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.float(), shifted
+
+
+def compare(d, rows, theirs):
+    model, shifted = load_exported(Path(d))
+    ids = torch.tensor(json.loads(Path(rows).read_text()), dtype=torch.long)
+    ours = logits_of(model, ids, shifted)
+    got = json.loads(Path(theirs).read_text())
+    b, n, v = got["shape"]
+    cogrpo = torch.tensor(got["logits"], dtype=torch.float32).reshape(b, n, v)
+    # The exported vocabulary ends with cogrpo's mask row (a zero head row).
+    ours = ours[..., :v]
+    rel = float((ours - cogrpo).abs().max() / ours.abs().max())
+    print(f"{d}: {b}x{n} positions, {v} logits each; max |difference| / max |logit| = {rel:.2e}")
+    return rel
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--compare":
+        rel = compare(*sys.argv[2:])
+        sys.exit(0 if rel < 1e-5 else 1)
     torch.manual_seed(0)
     ids = torch.tensor([[5, MASK, 17, 300, MASK, 999, 2, 64],
                         [MASK, MASK, 40, 41, 42, MASK, 7, 8]], dtype=torch.long)

@@ -49,8 +49,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // Bad input: a config, a checkpoint or model file, a data file,
+            // a tokenizer or chat template.
             if e.downcast_ref::<ConfigError>().is_some()
                 || e.downcast_ref::<cogrpo_runtime::BadInput>().is_some()
+                || e.downcast_ref::<envs::TaskError>().is_some()
+                || e.downcast_ref::<text::TextError>().is_some()
             {
                 ExitCode::from(2)
             } else {

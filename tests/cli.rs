@@ -62,7 +62,7 @@ fn config_errors_name_the_key_and_exit_with_2() {
             "--set",
             "task.data_dir=/nope",
         ],
-        1,
+        2,
     );
     assert!(
         text(&o).contains("/nope") && text(&o).contains("task.data_dir"),
@@ -189,7 +189,7 @@ fn sudoku_smoke_pretrain_eval_sample_and_resume() {
             "--prompt",
             "31x2",
         ],
-        1,
+        2,
         "31x2",
     );
 }

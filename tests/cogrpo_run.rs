@@ -284,7 +284,7 @@ fn digits_smoke_run_reports_image_metrics_the_tuned_schedule_and_sample_grids() 
             "--prompt",
             "12",
         ],
-        1,
+        2,
         "class 0..9",
     );
 }

@@ -12,12 +12,14 @@ pub mod error;
 pub mod image;
 pub mod jsonl;
 pub mod problems;
+pub mod prompts;
 pub mod reversal;
 pub mod seeding;
 pub mod star;
 pub mod sudoku4;
 pub mod task;
 pub mod text;
+pub mod tokenized;
 pub mod trajectory;
 pub mod vocab;
 

@@ -54,6 +54,13 @@ pub trait Task: Send + Sync {
     /// The name used in configs and reports (`sudoku4`, `text`).
     fn name(&self) -> &str;
 
+    /// Which built-in verifiers and default reward score this task's
+    /// completions (`rewards::verifiers_for`): the task's own name, or for
+    /// a prompt set the task its prompts were written from.
+    fn verifiers(&self) -> &str {
+        self.name()
+    }
+
     fn vocab(&self) -> &Vocab;
 
     fn layout(&self) -> Layout;

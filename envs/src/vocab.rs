@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TaskError;
+use crate::tokenized::TokenizerVocab;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -20,6 +21,10 @@ pub enum Vocab {
     /// One token per listed word; text is words separated by whitespace
     /// (graph node labels, special tokens like `<pad>`).
     Words { symbols: Vec<String> },
+    /// A released model's tokenizer (`tokenizer.json`) over its embedding
+    /// rows; never written to a file.
+    #[serde(skip)]
+    Tokenizer(TokenizerVocab),
 }
 
 impl Vocab {
@@ -78,6 +83,7 @@ impl Vocab {
                 symbols.iter().position(|s| *s == c).map(|i| i as u32)
             }
             Vocab::Words { symbols } => symbols.iter().position(|s| s == symbol).map(|i| i as u32),
+            Vocab::Tokenizer(t) => t.text().tokenizer.token_to_id(symbol),
         }
     }
 
@@ -87,6 +93,7 @@ impl Vocab {
             Vocab::Bytes => 256,
             Vocab::Chars { symbols } => symbols.len(),
             Vocab::Words { symbols } => symbols.len(),
+            Vocab::Tokenizer(t) => t.len(),
         }
     }
 
@@ -130,6 +137,7 @@ impl Vocab {
                     })
                 })
                 .collect(),
+            Vocab::Tokenizer(t) => t.encode(text, false),
         }
     }
 
@@ -172,6 +180,7 @@ impl Vocab {
                 })
                 .collect::<Vec<_>>()
                 .join(" "),
+            Vocab::Tokenizer(t) => t.decode(ids),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Countdown verifiers (d1's scoring, on the bare expression).
+//! Countdown verifiers (d1's scoring, on the expression: the completion,
+//! or its last `<answer>` block).
 //!
 //! - [`CountdownReward`]: 1 when the expression uses exactly the given
 //!   numbers and is within 1e-5 of the target, 0.1 when it parses but is
@@ -8,6 +9,7 @@
 
 use envs::countdown::parse_expression;
 
+use crate::answer::answer_text;
 use crate::item::RewardItem;
 use crate::verifier::Verifier;
 
@@ -21,7 +23,7 @@ fn d1_score(item: &RewardItem) -> Option<f64> {
         .map(|n| n.as_i64().map(i128::from))
         .collect::<Option<_>>()?;
     given.sort_unstable();
-    let Ok(parsed) = parse_expression(item.completion.trim()) else {
+    let Ok(parsed) = parse_expression(answer_text(&item.completion).trim()) else {
         return Some(0.0);
     };
     let mut used = parsed.numbers;
@@ -83,6 +85,9 @@ mod tests {
         assert_eq!(CountdownReward.score(&item("93/(30-30)")), Some(0.1));
         assert_eq!(CountdownReward.score(&item("93-(100")), Some(0.0));
         assert_eq!(CountdownReward.score(&item("")), Some(0.0));
+        // d1's format, from a released model's completion.
+        let tagged = "<reasoning>93-70=23</reasoning>\n<answer> 93-(100-30) </answer>";
+        assert_eq!(CountdownReward.score(&item(tagged)), Some(1.0));
         assert_eq!(Solved.score(&item("30-(100-93)")), Some(1.0));
         assert_eq!(Solved.score(&item("93-100-30")), Some(0.0));
         let mut no_meta = item("1");

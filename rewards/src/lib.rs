@@ -9,6 +9,7 @@
 //! A [`RewardSet`] combines them with weights and a rollout cost into
 //! group-normalized advantages, and survives plugins that fail.
 
+pub mod answer;
 pub mod compose;
 pub mod config;
 pub mod countdown;

@@ -1,10 +1,12 @@
 //! `cogrpo check`: a config and its data files validated, and the plan
 //! printed, without running anything.
 
+use std::path::PathBuf;
+
 use clap::Args;
 use cogrpo_experiment::describe::plan_lines;
 
-use super::common::Common;
+use super::common::{Common, ModelSource};
 
 /// Validate a config (and its data files) without running anything.
 #[derive(Args)]
@@ -14,11 +16,19 @@ use super::common::Common;
 pub struct CheckArgs {
     #[command(flatten)]
     common: Common,
+    /// A Hugging Face model directory (sets model.source): its config.json
+    /// alone is enough for the parameter count and the memory plan.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
 }
 
 impl CheckArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let (cfg, task, plan) = self.common.load_planned()?;
+        let source = ModelSource {
+            checkpoint: None,
+            model: self.model.clone(),
+        };
+        let (cfg, task, plan) = self.common.with_model(&source).load_planned()?;
         println!("{}: OK", self.common.config.display());
         for line in plan_lines(&cfg, task.as_ref(), &plan)? {
             println!("{line}");

@@ -85,6 +85,16 @@ impl Common {
         Ok(cfg)
     }
 
+    /// These arguments with `--model DIR` as `--set model.source=DIR`.
+    pub fn with_model(&self, model: &ModelSource) -> Self {
+        let mut out = self.clone();
+        if let Some(dir) = &model.model {
+            let path = toml::Value::String(dir.display().to_string());
+            out.sets.push(format!("model.source={path}"));
+        }
+        out
+    }
+
     /// The config, refused (exit 2) when its plan cannot fit in the
     /// machine's free memory, unless `--force`.
     pub fn load_fitting(&self) -> anyhow::Result<ExperimentConfig> {
@@ -122,9 +132,20 @@ impl Common {
 #[derive(Args, Clone, Default)]
 pub struct ModelSource {
     /// A checkpoint directory or .safetensors file, in cogrpo's layout or
-    /// SMDM's (default: the run's newest checkpoint).
+    /// SMDM's (default: the run's newest checkpoint, else model.source).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// A Hugging Face model directory (LLaDA, Dream, or one `export
+    /// --format hf` wrote): sets model.source and reads its weights.
+    #[arg(long, value_name = "DIR", conflicts_with = "checkpoint")]
+    pub model: Option<PathBuf>,
+}
+
+impl ModelSource {
+    /// The model the command line names, if it names one.
+    pub fn explicit(&self) -> Option<PathBuf> {
+        self.checkpoint.clone().or_else(|| self.model.clone())
+    }
 }
 
 /// A checkpoint or a trained Co-GRPO arm (`eval`, `sample`).

@@ -32,7 +32,7 @@ pub struct EvalArgs {
 
 impl EvalArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let cfg = self.common.load_fitting()?;
+        let cfg = self.common.with_model(&self.source.model).load_fitting()?;
         dispatch(cfg.run.device, EvalJob { cfg, args: self })
     }
 }
@@ -62,7 +62,7 @@ impl Job for EvalJob {
             print!("{}", cogrpo_eval::table(&eval.rows));
             return Ok(());
         }
-        let source = checkpoint_source(cfg, self.args.source.model.checkpoint)?;
+        let source = checkpoint_source(cfg, self.args.source.model.explicit())?;
         Experiment::<B>::open(self.cfg, device, world)?.evaluate(&source, "eval")?;
         Ok(())
     }
@@ -101,7 +101,7 @@ pub struct SampleArgs {
 
 impl SampleArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let cfg = self.common.load_fitting()?;
+        let cfg = self.common.with_model(&self.source.model).load_fitting()?;
         anyhow::ensure!(self.n > 0, "-n must be at least 1");
         dispatch(cfg.run.device, SampleJob { cfg, args: self })
     }
@@ -125,7 +125,7 @@ impl Job for SampleJob {
                 &device,
             )?)),
             None => {
-                let path = checkpoint_source(cfg, args.source.model.checkpoint.clone())?;
+                let path = checkpoint_source(cfg, args.source.model.explicit())?;
                 Source::Model(Box::new(load_model::<B::InnerBackend>(
                     cfg,
                     task.as_ref(),

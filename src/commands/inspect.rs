@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use cogrpo_experiment::describe::short_count as count;
 use cogrpo_experiment::plan::{available_memory, gib};
 use cogrpo_experiment::released::ReleasedModel;
 use cogrpo_runtime::BadInput;
@@ -37,15 +38,6 @@ impl InspectArgs {
             println!("{line}");
         }
         Ok(())
-    }
-}
-
-/// `8.0B`, `170.4M`.
-fn count(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
-        n => format!("{:.1}K", n as f64 / 1e3),
     }
 }
 

@@ -79,7 +79,7 @@ impl ExportArgs {
     /// Writes the checkpoint's denoiser (or, with `--init`, freshly
     /// initialised weights) to `--out`.
     pub fn run(self) -> anyhow::Result<()> {
-        let (cfg, out) = (self.common.load()?, &self.out);
+        let (cfg, out) = (self.common.with_model(&self.model).load()?, &self.out);
         let task = tasks::build(&cfg)?;
         let d = tasks::denoiser_config(&cfg, task.as_ref());
         anyhow::ensure!(
@@ -91,7 +91,7 @@ impl ExportArgs {
         let model: mdm::Denoiser<burn::backend::Flex> = if self.init {
             d.init(cogrpo_pretrain::init_seed(cfg.run.seed), &dev)
         } else {
-            let source = checkpoint_source(&cfg, self.model.checkpoint)?;
+            let source = checkpoint_source(&cfg, self.model.explicit())?;
             load_model(&cfg, task.as_ref(), &source, &dev)?
         };
         let shape = format!(
@@ -107,30 +107,96 @@ impl ExportArgs {
             );
             return Ok(());
         }
-        use mdm::hf::{Architecture, HfConfig, StoredDtype};
-        let architecture = match self.architecture {
-            Some(ArchitectureArg::Llada) => Architecture::Llada,
-            Some(ArchitectureArg::Dream) => Architecture::Dream,
-            None if d.logit_shift => Architecture::Dream,
-            None => Architecture::Llada,
-        };
         let dtype = match self.dtype {
-            DtypeArg::F32 => StoredDtype::F32,
-            DtypeArg::F16 => StoredDtype::F16,
-            DtypeArg::Bf16 => StoredDtype::Bf16,
+            DtypeArg::F32 => mdm::hf::StoredDtype::F32,
+            DtypeArg::F16 => mdm::hf::StoredDtype::F16,
+            DtypeArg::Bf16 => mdm::hf::StoredDtype::Bf16,
         };
-        let hf = HfConfig::own(architecture, d);
-        mdm::hf::write(&model, &hf, None, out, dtype, SHARD_BYTES)
-            .map_err(|e| cogrpo_runtime::BadInput(e.to_string()))?;
+        let hf = self.write_hf(&cfg, &model, d.clone(), dtype)?;
         println!(
             "wrote {} ({} parameters, {} layout: {shape}; mask token {})",
             out.display(),
             hf.num_params(),
-            architecture.name(),
+            hf.architecture.name(),
             hf.mask_token_id
         );
         Ok(())
     }
+
+    /// The model as a Hugging Face directory: in the layout it was loaded
+    /// from (`model.source`, whose `config.json` keys it keeps), or the
+    /// one `--architecture` names; with the tokenizer files beside it.
+    fn write_hf(
+        &self,
+        cfg: &ExperimentConfig,
+        model: &mdm::Denoiser<burn::backend::Flex>,
+        d: mdm::DenoiserConfig,
+        dtype: mdm::hf::StoredDtype,
+    ) -> anyhow::Result<mdm::hf::HfConfig> {
+        use mdm::hf::{Architecture, HfConfig, HfModel};
+        let (hf, base) = match &cfg.model.source {
+            Some(dir) => {
+                let released = HfModel::open(dir)?;
+                let mut hf = released.config.clone();
+                anyhow::ensure!(
+                    self.architecture
+                        .is_none_or(|a| a.architecture() == hf.architecture),
+                    "--architecture: {} is in {}'s layout, and is written back in it",
+                    dir.display(),
+                    hf.architecture.name()
+                );
+                hf.denoiser = d;
+                hf.denoiser.max_len = released.config.denoiser.max_len;
+                (hf, Some(released.raw))
+            }
+            None => {
+                let architecture = match self.architecture {
+                    Some(a) => a.architecture(),
+                    None if d.logit_shift => Architecture::Dream,
+                    None => Architecture::Llada,
+                };
+                (HfConfig::own(architecture, d), None)
+            }
+        };
+        mdm::hf::write(model, &hf, base.as_ref(), &self.out, dtype, SHARD_BYTES)
+            .map_err(|e| cogrpo_runtime::BadInput(e.to_string()))?;
+        if let Some(from) = cfg.task.tokenizer.as_ref().or(cfg.model.source.as_ref()) {
+            copy_text_files(from, &self.out)?;
+        }
+        Ok(hf)
+    }
+}
+
+impl ArchitectureArg {
+    fn architecture(self) -> mdm::hf::Architecture {
+        match self {
+            ArchitectureArg::Llada => mdm::hf::Architecture::Llada,
+            ArchitectureArg::Dream => mdm::hf::Architecture::Dream,
+        }
+    }
+}
+
+/// The files a model directory's text side is (tokenizer, its config and
+/// special tokens, the chat template, generation defaults), copied from
+/// `from` to `to` where present, so that `transformers` and cogrpo read
+/// the exported model's text as the trained one's.
+fn copy_text_files(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    const FILES: [&str; 5] = [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+        "generation_config.json",
+    ];
+    for name in FILES {
+        let src = from.join(name);
+        if src.is_file() {
+            let bytes =
+                std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            cogrpo_runtime::files::write_atomic(&to.join(name), &bytes)?;
+        }
+    }
+    Ok(())
 }
 
 /// Print the logits of token rows (JSON) for a checkpoint: agreement checks.
@@ -152,12 +218,12 @@ pub struct LogitsArgs {
 
 impl LogitsArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let cfg = self.common.load()?;
+        let cfg = self.common.with_model(&self.model).load()?;
         dispatch(
             cfg.run.device,
             LogitsJob {
                 cfg,
-                checkpoint: self.model.checkpoint,
+                checkpoint: self.model.explicit(),
                 input: self.input,
                 out: self.out,
             },
@@ -239,8 +305,8 @@ pub struct AgreeArgs {
 
 impl AgreeArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let cfg = self.common.load()?;
-        let source = checkpoint_source(&cfg, self.model.checkpoint)?;
+        let cfg = self.common.with_model(&self.model).load()?;
+        let source = checkpoint_source(&cfg, self.model.explicit())?;
         crate::agree::agree(&cfg, source, self.rows)
     }
 }

@@ -66,7 +66,7 @@ impl ServeArgs {
             let cfg = common.load()?;
             let task = tasks::build(&cfg)?;
             let names = if names.is_empty() {
-                reward_models::builtin_names(&cfg, task.name())
+                reward_models::builtin_names(&cfg, task.verifiers())
                     .into_iter()
                     .collect()
             } else {
@@ -79,7 +79,7 @@ impl ServeArgs {
             let registry = reward_models::registry_with(&cfg, &names)?;
             let mut served: BTreeMap<String, Box<dyn Reward>> = BTreeMap::new();
             for name in &names {
-                let reward = registry.builtin(task.name(), name).with_context(|| {
+                let reward = registry.builtin(task.verifiers(), name).with_context(|| {
                     format!("task `{}` has no built-in reward {name:?}", task.name())
                 })?;
                 served.insert(name.clone(), reward);

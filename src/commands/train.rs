@@ -78,7 +78,7 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let cfg = self.common.load_fitting()?;
+        let cfg = self.common.with_model(&self.init).load_fitting()?;
         let Some(c) = cfg.cogrpo.as_ref() else {
             anyhow::bail!(
                 "{} has no [cogrpo] section; see experiments/sudoku4-cogrpo.toml",
@@ -89,7 +89,7 @@ impl TrainArgs {
             Some(name) => parse_arm(name)?,
             None => c.arms[0],
         };
-        let checkpoint = self.init.checkpoint;
+        let checkpoint = self.init.explicit();
         let print = fingerprint(
             &format!("train {} {checkpoint:?}", mode.name()),
             &toml::to_string(&cfg)?,

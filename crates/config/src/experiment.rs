@@ -17,6 +17,11 @@ pub struct ExperimentConfig {
     pub run: RunConfig,
     pub task: TaskConfig,
     pub model: ModelConfig,
+    /// Required, except with `model.source`, where it is supervised
+    /// fine-tuning of the model directory's weights (absent or `steps = 0`:
+    /// none).
+    #[serde(default)]
+    #[schemars(extend("x-required" = true))]
     pub pretrain: PretrainConfig,
     /// The sampler `cogrpo sample` uses; defaults to the exact first-hitting
     /// sampler with one position per step.
@@ -32,13 +37,41 @@ pub struct ExperimentConfig {
     pub cogrpo: Option<CogrpoConfig>,
 }
 
+impl ExperimentConfig {
+    /// `model.source` and the prompts task: what each needs of the other,
+    /// and `[pretrain]` optional with a model directory.
+    fn check_released(&self, p: &mut Problems) {
+        let released = self.model.source.is_some();
+        if !(released && self.pretrain.steps == 0) {
+            p.section("pretrain", &self.pretrain);
+        }
+        if released && self.task.kind != TaskKind::Prompts {
+            p.bad(
+                "model.source",
+                format!(
+                    "a model directory has its own vocabulary; task.kind = \"{}\" has a \
+                     vocabulary of its own (use kind = \"prompts\")",
+                    self.task.kind.name()
+                ),
+            );
+        }
+        if self.task.kind == TaskKind::Prompts && !released && self.task.tokenizer.is_none() {
+            p.bad(
+                "task.tokenizer",
+                "the prompts task needs a tokenizer: set model.source (a model directory) or \
+                 task.tokenizer (a directory with tokenizer.json)",
+            );
+        }
+    }
+}
+
 /// The sections check themselves; what spans sections is checked here.
 impl Validate for ExperimentConfig {
     fn check(&self, p: &mut Problems) {
         p.section("run", &self.run);
         p.section("task", &self.task);
         p.section("model", &self.model);
-        p.section("pretrain", &self.pretrain);
+        self.check_released(p);
         if let Some(s) = &self.sampler {
             p.section("sampler", s);
         }

@@ -16,6 +16,7 @@ mod cogrpo;
 mod experiment;
 mod load;
 pub mod reference;
+mod released;
 pub mod resume;
 mod sections;
 pub mod tasks;

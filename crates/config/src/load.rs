@@ -71,7 +71,12 @@ pub fn load_str(
     }
     // Serde fills every missing key from its section's `Default`: a key the
     // file must give is checked here, before that.
-    let missing = missing_keys(&table);
+    let mut missing = missing_keys(&table);
+    // A model directory gives the shape, and may be used as it is.
+    let has_source = table.get("model").and_then(|m| m.get("source")).is_some();
+    if has_source {
+        missing.retain(|k| !(k.starts_with("model.") || k.starts_with("pretrain")));
+    }
     if !missing.is_empty() {
         return Err(ConfigError::Invalid {
             origin: origin.into(),
@@ -105,7 +110,10 @@ pub fn load_str(
                     .to_string(),
             }
         })?;
-    let problems = cfg.problems();
+    let mut problems = crate::released::resolve(&mut cfg.model);
+    if problems.is_empty() {
+        problems = cfg.problems();
+    }
     if problems.is_empty() {
         cfg.run.resolve_threads();
         Ok(cfg)

@@ -103,6 +103,19 @@ pub enum TaskKind {
     Reversal,
     /// Class-conditional 8x8 handwritten digits, one token per gray level.
     Digits,
+    /// Prompts and answers as text (JSON Lines), through a released model's
+    /// tokenizer and chat template (docs/models.md).
+    Prompts,
+}
+
+impl TaskKind {
+    /// The name configs use (`sudoku4`, `star-easy`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -130,6 +143,33 @@ pub struct TaskConfig {
     /// reveal counts cover only the blanks (the answer copies the givens).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub prefill_givens: bool,
+    /// `prompts` only: a directory of `train.jsonl` and `test.jsonl` (and
+    /// optionally `validation.jsonl`), or one JSONL file of which
+    /// `holdout_fraction` (unset: 0.1) is held out. Each line is
+    /// `{"prompt": ..., "answer": ..., ...}`; other fields reach the rewards
+    /// as metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PathBuf>,
+    /// `prompts` only: answer tokens generated after each prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gen_length: Option<usize>,
+    /// `prompts` only: prompt positions; shorter prompts are left-padded
+    /// (unset: the longest prompt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_len: Option<usize>,
+    /// `prompts` only: wrap each prompt in the model's chat template as a
+    /// user turn, ending where the assistant's reply begins.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub chat_template: bool,
+    /// `prompts` only: the task whose built-in verifiers score the
+    /// completions' text (`sudoku4`, `countdown`; unset: none, so
+    /// `[rewards]` must name a plugin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifiers: Option<String>,
+    /// `prompts` only: a directory with `tokenizer.json` (and
+    /// `tokenizer_config.json`). Unset: `model.source`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for TaskConfig {
@@ -142,6 +182,12 @@ impl Default for TaskConfig {
             holdout_fraction: None,
             levels: None,
             prefill_givens: false,
+            prompts: None,
+            gen_length: None,
+            prompt_len: None,
+            chat_template: false,
+            verifiers: None,
+            tokenizer: None,
         }
     }
 }
@@ -150,6 +196,16 @@ impl Default for TaskConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
+    /// A Hugging Face model directory (LLaDA, Dream, or one `cogrpo export
+    /// --format hf` wrote): its `config.json` gives the shape, vocabulary
+    /// and mask, its weights are the starting point, and the other
+    /// `[model]` keys may only repeat what it says (docs/models.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// What `source`'s `config.json` says, read when the config loads.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub released: Option<mdm::hf::HfConfig>,
     /// One backbone, three objectives and samplers (docs/families.md).
     #[serde(skip_serializing_if = "Family::is_mdm")]
     pub family: Family,
@@ -369,13 +425,15 @@ impl Validate for TaskConfig {
             }
         };
         only(p, "seq_len", self.seq_len.is_some(), TaskKind::Text, "text");
-        only(
-            p,
-            "holdout_fraction",
-            self.holdout_fraction.is_some(),
-            TaskKind::Text,
-            "text",
-        );
+        if self.holdout_fraction.is_some()
+            && !matches!(self.kind, TaskKind::Text | TaskKind::Prompts)
+        {
+            p.bad(
+                "holdout_fraction",
+                "only the `text` and `prompts` tasks have this key",
+            );
+        }
+        self.check_prompts(p);
         only(
             p,
             "levels",
@@ -408,6 +466,50 @@ impl Validate for TaskConfig {
 
 /// The denoiser's own shape rules (`mdm::DenoiserConfig::validate`), before
 /// the task has supplied the vocabulary and the length.
+impl TaskConfig {
+    /// The keys of `kind = "prompts"`: given with it, absent without it.
+    fn check_prompts(&self, p: &mut Problems) {
+        let prompts = self.kind == TaskKind::Prompts;
+        let set = [
+            ("prompts", self.prompts.is_some()),
+            ("gen_length", self.gen_length.is_some()),
+            ("prompt_len", self.prompt_len.is_some()),
+            ("chat_template", self.chat_template),
+            ("verifiers", self.verifiers.is_some()),
+            ("tokenizer", self.tokenizer.is_some()),
+        ];
+        if !prompts {
+            for (key, _) in set.iter().filter(|(_, on)| *on) {
+                p.bad(key, "only the `prompts` task has this key");
+            }
+            return;
+        }
+        if self.prompts.is_none() {
+            p.bad(
+                "prompts",
+                "required with kind = \"prompts\": a JSONL file or a directory",
+            );
+        }
+        match self.gen_length {
+            None => p.bad("gen_length", "required with kind = \"prompts\""),
+            Some(n) => p.count_within("gen_length", n, 1, mdm::config::MAX_LEN),
+        }
+        if let Some(n) = self.prompt_len {
+            p.count_within("prompt_len", n, 1, mdm::config::MAX_LEN);
+        }
+        if let Some(v) = &self.verifiers
+            && rewards::verifiers_for(v).is_empty()
+        {
+            p.bad(
+                "verifiers",
+                format!(
+                    "{v:?} has no built-in verifiers (sudoku4, countdown, reversal, star-easy, ...)"
+                ),
+            );
+        }
+    }
+}
+
 impl Validate for ModelConfig {
     fn check(&self, p: &mut Problems) {
         if let Err(e) = self.denoiser(1, 1).validate() {

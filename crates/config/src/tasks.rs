@@ -4,6 +4,7 @@ use anyhow::Context;
 use envs::Task;
 use envs::countdown::Countdown;
 use envs::digits::Digits;
+use envs::prompts::{PromptsSpec, PromptsTask};
 use envs::reversal::Reversal;
 use envs::star::{StarTask, Variant};
 use envs::sudoku4::Sudoku4;
@@ -50,7 +51,54 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
             )
             .with_context(hint)?,
         ),
+        TaskKind::Prompts => Box::new(load_prompts(cfg)?),
     })
+}
+
+/// The prompt set, tokenized by `task.tokenizer` or `model.source`'s
+/// tokenizer, over the model's embedding rows (its own mask id mapped to
+/// cogrpo's).
+fn load_prompts(cfg: &ExperimentConfig) -> anyhow::Result<PromptsTask> {
+    let t = &cfg.task;
+    let m = &cfg.model;
+    let dir = t
+        .tokenizer
+        .as_ref()
+        .or(m.source.as_ref())
+        .context("task.kind = \"prompts\" needs task.tokenizer or model.source")?;
+    let text = text::ModelText::from_dir(dir)?;
+    let (rows, mask) = match &m.released {
+        Some(hf) => (hf.denoiser.vocab_size, Some(hf.mask_token_id)),
+        None => (text.tokenizer.vocab_size(), None),
+    };
+    let path = t
+        .prompts
+        .clone()
+        .context("task.prompts is required with kind = \"prompts\"")?;
+    let spec = PromptsSpec {
+        gen_length: t.gen_length.context("task.gen_length is required")?,
+        chat_template: t.chat_template,
+        prompt_len: t.prompt_len,
+        holdout_fraction: t.holdout_fraction.unwrap_or(DEFAULT_HOLDOUT),
+        data_seed: t.data_seed,
+        verifiers: t.verifiers.clone().unwrap_or_else(|| "prompts".into()),
+        path,
+    };
+    let task = PromptsTask::load(&spec, std::sync::Arc::new(text), rows, mask)
+        .with_context(|| format!("task.prompts = {:?}", spec.path))?;
+    if let Some(hf) = &m.released {
+        let len = task.layout().seq_len();
+        anyhow::ensure!(
+            len <= hf.denoiser.max_len,
+            "the prompts take {} positions and task.gen_length {} more: {len} in all, but the \
+             model in {:?} reads at most {}",
+            task.layout().prompt_len,
+            task.layout().answer_len,
+            m.source.as_deref().unwrap_or(std::path::Path::new("")),
+            hf.denoiser.max_len
+        );
+    }
+    Ok(task)
 }
 
 /// The digits task as `cfg` configures it (the image models read their
@@ -65,7 +113,13 @@ pub fn denoiser_config(cfg: &ExperimentConfig, task: &dyn Task) -> DenoiserConfi
     let m = &cfg.model;
     // The ILM reads `<bos>` before the sequence.
     let extra = usize::from(m.family == Family::Ilm);
-    m.denoiser(task.vocab().len(), task.layout().seq_len() + extra)
+    // A model directory's vocabulary is its embedding rows (which the
+    // prompt task's tokenizer vocabulary also reports).
+    let vocab = m
+        .released
+        .as_ref()
+        .map_or(task.vocab().len(), |hf| hf.denoiser.vocab_size);
+    m.denoiser(vocab, task.layout().seq_len() + extra)
 }
 
 /// The answer an ILM learns to generate: the task's answer without the

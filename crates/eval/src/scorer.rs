@@ -18,9 +18,9 @@ pub struct Scorer {
 
 impl Scorer {
     pub fn new(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Self> {
-        let verifiers = rewards::verifiers_for(task.name());
+        let verifiers = rewards::verifiers_for(task.verifiers());
         let rewards = if verifiers.is_empty() {
-            Some(registry::reward_set(cfg, task.name()).map_err(|e| {
+            Some(registry::reward_set(cfg, task.verifiers()).map_err(|e| {
                 anyhow::anyhow!(
                     "task `{}` has no verifier, so generated answers are scored with \
                      [rewards]: {e}; or leave eval.samplers empty and use \
@@ -53,7 +53,7 @@ impl Scorer {
     pub fn rewards_only(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Self> {
         Ok(Self {
             verifiers: Vec::new(),
-            rewards: Some(registry::reward_set(cfg, task.name())?),
+            rewards: Some(registry::reward_set(cfg, task.verifiers())?),
             images: None,
         })
     }

@@ -29,6 +29,15 @@ pub fn plan_lines(
     Ok(out)
 }
 
+/// `8.0B`, `170.4M`, `325.2K`: a parameter count as model cards write it.
+pub fn short_count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n => format!("{:.1}K", n as f64 / 1e3),
+    }
+}
+
 /// Task, model, memory and the pre-training and evaluation budgets.
 fn shape_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> Vec<String> {
     let d = denoiser_config(cfg, task);
@@ -44,7 +53,8 @@ fn shape_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> Vec<Stri
             task.test_examples().len()
         ),
         format!(
-            "  model     {} parameters (d_model {}, {} layers, {} heads, d_ff {})",
+            "  model     {} parameters ({}; d_model {}, {} layers, {} heads, d_ff {})",
+            short_count(d.num_params()),
             d.num_params(),
             d.d_model,
             d.n_layers,
@@ -59,12 +69,18 @@ fn shape_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> Vec<Stri
             gib(plan.cogrpo_bytes),
             gib(available_memory())
         ),
-        format!(
-            "  pretrain  {} steps x {} sequences ({} tokens per step)",
-            p.steps,
-            p.batch_size * p.grad_accum,
-            p.batch_size * p.grad_accum * layout.seq_len()
-        ),
+        match &cfg.model.source {
+            Some(dir) if p.steps == 0 => format!(
+                "  pretrain  none: the weights of {} as they are",
+                dir.display()
+            ),
+            _ => format!(
+                "  pretrain  {} steps x {} sequences ({} tokens per step)",
+                p.steps,
+                p.batch_size * p.grad_accum,
+                p.batch_size * p.grad_accum * layout.seq_len()
+            ),
+        },
         format!(
             "  eval      {} sampler(s) x steps {:?}{}",
             cfg.eval.samplers.len(),
@@ -80,7 +96,7 @@ fn shape_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> Vec<Stri
 
 /// The metrics an evaluation reports.
 fn metrics_line(cfg: &ExperimentConfig, task: &dyn Task) -> String {
-    let mut metrics: Vec<&str> = rewards::verifiers_for(task.name())
+    let mut metrics: Vec<&str> = rewards::verifiers_for(task.verifiers())
         .iter()
         .map(|v| v.name())
         .collect();
@@ -101,7 +117,7 @@ fn metrics_line(cfg: &ExperimentConfig, task: &dyn Task) -> String {
 /// resolved, URLs parsed) without starting any plugin or sending a request;
 /// learned reward models are trained on first use, so nothing is written.
 fn rewards_line(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<String> {
-    let learned = registry::learned_names(cfg, task.name());
+    let learned = registry::learned_names(cfg, task.verifiers());
     if !learned.is_empty() {
         return Ok(format!(
             "  rewards   {} (learned; trained on first use into {})",
@@ -109,7 +125,7 @@ fn rewards_line(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Strin
             store::models_dir(cfg).display()
         ));
     }
-    match rewards::build_reward_set(&cfg.rewards, task.name()) {
+    match rewards::build_reward_set(&cfg.rewards, task.verifiers()) {
         Ok(set) => Ok(format!(
             "  rewards   {} ({:?})",
             set.names().join(", "),

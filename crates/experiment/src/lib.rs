@@ -131,7 +131,7 @@ impl<'w, B: AutodiffKernels> Experiment<'w, B> {
         init: &Path,
         start: Start,
     ) -> anyhow::Result<Option<ArmOutcome>> {
-        if registry::needs_generator(&self.cfg, self.task.name()) {
+        if registry::needs_generator(&self.cfg, self.task.verifiers()) {
             let base = self.load_model(init)?;
             learned_rewards::prepare(&self.cfg, self.task.as_ref(), &base, &self.device)?;
         }
@@ -173,8 +173,13 @@ impl<'w, B: AutodiffKernels> Experiment<'w, B> {
     }
 
     /// Pre-training, unless the run's newest checkpoint already has every
-    /// step (under this config).
+    /// step (under this config), or the run starts from a model directory
+    /// without fine-tuning it.
     fn pretrain_or_reuse(&self) -> anyhow::Result<()> {
+        if self.cfg.model.source.is_some() && self.cfg.pretrain.steps == 0 {
+            tracing::info!("no fine-tuning (pretrain.steps = 0): the arms start from model.source");
+            return Ok(());
+        }
         let ckpts = self.run.checkpoints();
         if let Some(dir) = ckpts.latest() {
             check_resume(&dir, &self.cfg, cogrpo_config::resume::Scope::Pretrain)?;

@@ -33,7 +33,12 @@ impl Plan {
         let params = d.num_params() as u64;
         let l = seq_len as u64;
         let train_rows = (cfg.pretrain.batch_size as u64).saturating_mul(l);
-        let pretrain_bytes = (4 * params * F32).saturating_add(activations(d, l, train_rows, true));
+        // A model directory used as it is (no fine-tuning) trains nothing here.
+        let pretrain_bytes = if cfg.pretrain.steps == 0 {
+            0
+        } else {
+            (4 * params * F32).saturating_add(activations(d, l, train_rows, true))
+        };
         let eval_rows = (cfg.eval.batch_size as u64).saturating_mul(l);
         let eval_bytes = (params * F32).saturating_add(activations(d, l, eval_rows, false));
         let cogrpo_bytes = cfg.cogrpo.as_ref().map_or(0, |c| {

@@ -17,8 +17,9 @@ use envs::Task;
 use mdm::{Denoiser, Kernels};
 use policy::learned::SchedulePolicy;
 
-/// The pre-trained checkpoint a command reads: `explicit`, else the newest
-/// in the config's run directory.
+/// The pre-trained model a command reads: `explicit`, else the newest
+/// checkpoint in the config's run directory, else `model.source` (a model
+/// directory used as it is).
 pub fn checkpoint_source(
     cfg: &ExperimentConfig,
     explicit: Option<PathBuf>,
@@ -28,12 +29,19 @@ pub fn checkpoint_source(
         return Ok(p);
     }
     let dir = cfg.run.out_dir();
-    RunDir::open(&dir)?.checkpoints().latest().with_context(|| {
-        format!(
-            "{} holds no checkpoint: run `cogrpo pretrain` with this config first",
-            dir.display()
-        )
-    })
+    let newest = if dir.exists() || cfg.model.source.is_none() {
+        RunDir::open(&dir)?.checkpoints().latest()
+    } else {
+        None
+    };
+    newest
+        .or_else(|| cfg.model.source.clone())
+        .with_context(|| {
+            format!(
+                "{} holds no checkpoint: run `cogrpo pretrain` with this config first",
+                dir.display()
+            )
+        })
 }
 
 /// The denoiser of checkpoint `source`, of the shape `cfg` and `task` give.

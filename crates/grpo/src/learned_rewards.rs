@@ -21,7 +21,7 @@ pub fn prepare<B: Kernels>(
     base: &Denoiser<B>,
     device: &B::Device,
 ) -> anyhow::Result<()> {
-    if !registry::needs_generator(cfg, task.name()) {
+    if !registry::needs_generator(cfg, task.verifiers()) {
         return Ok(());
     }
     let c = cfg.cogrpo_section()?;

@@ -59,8 +59,8 @@ impl<'a, B: AutodiffKernels> Setup<'a, B> {
             c,
             mode,
             reference: c.reference_sampler(),
-            reward_set: registry::reward_set(arm.cfg, arm.task.name())?,
-            verifiers: rewards::verifiers_for(arm.task.name()),
+            reward_set: registry::reward_set(arm.cfg, arm.task.verifiers())?,
+            verifiers: rewards::verifiers_for(arm.task.verifiers()),
             clip: Clip {
                 low: c.epsilon_low,
                 high: c.epsilon_high,

@@ -297,8 +297,14 @@ fn fresh<B: AutodiffKernels>(
     world: &World,
 ) -> anyhow::Result<Pretraining<B>> {
     let seed = cfg.run.seed;
+    // With `model.source`, pre-training is supervised fine-tuning of the
+    // model directory's weights.
+    let model = match &cfg.model.source {
+        Some(dir) => checkpoint::load_model::<B>(dir, dcfg, device)?,
+        None => dcfg.init::<B>(init_seed(seed), device),
+    };
     Ok(Pretraining {
-        model: dcfg.init::<B>(init_seed(seed), device),
+        model,
         optim: adamw(&cfg.pretrain).init(),
         state: TrainState {
             run: RunRecord {

@@ -387,6 +387,9 @@ pub fn load_model<B: burn::prelude::Backend>(
         }
         _ => source,
     };
+    if mdm::hf::is_model_dir(source) {
+        return load_model_dir::<B>(source, expected, device);
+    }
     let (weights, cfg) = if source.is_dir() {
         let state: RecordedShape = read_state_json(source, "a cogrpo checkpoint state")?;
         if state.format_version != FORMAT_VERSION {
@@ -432,6 +435,28 @@ pub fn load_model<B: burn::prelude::Backend>(
         (source.to_path_buf(), expected.clone())
     };
     mdm::weights::load(cfg.init::<B>(0, device), &weights)
+        .map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// A Hugging Face model directory (`model.source`) as the denoiser
+/// `expected` describes (its shape, for the task's sequence length).
+fn load_model_dir<B: burn::prelude::Backend>(
+    dir: &Path,
+    expected: &DenoiserConfig,
+    device: &B::Device,
+) -> anyhow::Result<Denoiser<B>> {
+    let hf = mdm::hf::HfModel::open(dir).map_err(|e| BadInput(e.to_string()))?;
+    let mut shape = hf.config.denoiser.clone();
+    shape.max_len = expected.max_len;
+    if &shape != expected {
+        return Err(BadInput(format!(
+            "{} holds a denoiser of shape {shape:?}, but the config asks for {expected:?} \
+             (set model.source to this directory instead of giving the shape)",
+            dir.join("config.json").display()
+        ))
+        .into());
+    }
+    hf.load::<B>(Some(expected.max_len), device)
         .map_err(|e| BadInput(e.to_string()).into())
 }
 

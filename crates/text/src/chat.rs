@@ -11,6 +11,7 @@ use minijinja::{Environment, Error, ErrorKind, context};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TextError;
+use crate::special::{TOKENIZER_CONFIG, TokenizerConfig};
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,23 +39,6 @@ pub struct ChatTemplate {
     path: PathBuf,
 }
 
-/// `tokenizer_config.json`'s keys a template needs.
-#[derive(Deserialize)]
-struct TokenizerConfig {
-    chat_template: Option<serde_json::Value>,
-    bos_token: Option<serde_json::Value>,
-    eos_token: Option<serde_json::Value>,
-}
-
-/// A special token as `tokenizer_config.json` writes it: a string, or an
-/// added token `{"content": ...}`.
-fn token_text(v: Option<&serde_json::Value>) -> Option<String> {
-    match v? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => other.get("content")?.as_str().map(str::to_string),
-    }
-}
-
 impl ChatTemplate {
     pub fn new(
         source: impl Into<String>,
@@ -74,24 +58,14 @@ impl ChatTemplate {
     /// `tokenizer_config.json`'s `chat_template` (a string, or a list of
     /// named templates, of which `default`); `None` when there is none.
     pub fn from_dir(dir: &Path) -> Result<Option<Self>, TextError> {
-        let path = dir.join("tokenizer_config.json");
+        let path = dir.join(TOKENIZER_CONFIG);
         let bad = |path: &Path, message: String| TextError::File {
             path: path.to_path_buf(),
             message,
         };
-        let config: Option<TokenizerConfig> = match std::fs::read_to_string(&path) {
-            Ok(text) => Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| bad(&path, format!("not a tokenizer config ({e})")))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(bad(&path, e.to_string())),
-        };
+        let config = TokenizerConfig::read(dir)?;
         let (bos, eos) = config.as_ref().map_or((None, None), |c| {
-            (
-                token_text(c.bos_token.as_ref()),
-                token_text(c.eos_token.as_ref()),
-            )
+            (c.token("bos_token"), c.token("eos_token"))
         });
         let jinja = dir.join("chat_template.jinja");
         if jinja.is_file() {

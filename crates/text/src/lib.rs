@@ -10,8 +10,11 @@
 
 pub mod chat;
 mod error;
+pub mod model_text;
+mod special;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message};
 pub use error::TextError;
+pub use model_text::ModelText;
 pub use tokenizer::TextTokenizer;

@@ -129,6 +129,12 @@ impl HfModel {
     }
 }
 
+/// Whether `path` is a Hugging Face model directory (a `config.json`
+/// without cogrpo's checkpoint `state.json`).
+pub fn is_model_dir(path: &Path) -> bool {
+    path.join("config.json").is_file() && !path.join("state.json").exists()
+}
+
 /// How a directory's weights are stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
