@@ -239,3 +239,140 @@ fn bad_prompt_sets_and_contradicting_model_keys_exit_2_naming_file_and_key() {
     let contradiction = run_fails_saying(&args, 2, "`model.n_layers`: 3 here");
     assert!(contradiction.contains("says 1"), "{contradiction}");
 }
+
+/// A directory in LLaDA's own layout (the committed agreement fixture: 1,024
+/// embedding rows, a 1,000-id tokenizer, `<|mdm_mask|>` = 1 inside the
+/// vocabulary) read as the model of a prompts task: the 24 rows no token
+/// reaches are padding (their logits are the padding logit), and `sample`
+/// and `eval` run on it.
+#[test]
+fn a_released_directory_keeps_its_padding_rows_out_of_sampling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prompts = tmp.path().join("prompts");
+    std::fs::create_dir(&prompts).unwrap();
+    for (split, n) in [("train", 6), ("test", 3)] {
+        let lines: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"prompt": "Count to {i}:", "answer": "{i}"}}"#))
+            .collect();
+        std::fs::write(prompts.join(format!("{split}.jsonl")), lines.join("\n")).unwrap();
+    }
+    let toml = format!(
+        r#"[run]
+name = "fixture"
+out_dir = {out:?}
+[task]
+kind = "prompts"
+prompts = {prompts:?}
+tokenizer = {tokenizer:?}
+gen_length = 8
+[model]
+source = {model:?}
+[eval]
+max_examples = 3
+batch_size = 3
+nll_samples = 2
+"#,
+        out = tmp.path().join("run"),
+        tokenizer = root.join("data/tokenizers/shakespeare-bpe"),
+        model = root.join("crates/mdm/tests/fixtures/hf/llada"),
+    );
+    let exp = tmp.path().join("fixture.toml");
+    std::fs::write(&exp, toml).unwrap();
+    let exp = exp.to_str().unwrap();
+    run_ok_saying(&["check", "-c", exp], "none: the weights of");
+    let rows = tmp.path().join("rows.json");
+    std::fs::write(&rows, "[[5, 1024, 17, 300, 1024, 999, 2, 64]]").unwrap();
+    let out = tmp.path().join("logits.json");
+    let (rows, out_path) = (rows.to_str().unwrap(), out.to_str().unwrap());
+    run_ok(&["logits", "-c", exp, "--input", rows, "--out", out_path]);
+    let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(got["shape"], serde_json::json!([1, 8, 1024]));
+    let logits: Vec<f64> = got["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    for row in logits.chunks(1024) {
+        assert!(row[1000..].iter().all(|&x| x == -1.0e4), "padding rows");
+        assert!(row[..1000].iter().all(|&x| x.abs() < 1.0e3), "token rows");
+    }
+    run_ok(&["sample", "-c", exp, "-n", "2"]);
+    let said = text(&run_ok(&["eval", "-c", exp]));
+    assert!(said.contains("elbo"), "the answers' likelihood: {said}");
+}
+
+/// A model in SMDM's released layout (one lit-gpt safetensors file, no
+/// config; the tokenizer beside it): its shape is read off the tensors, the
+/// head count from SMDM's table or, for a shape the table does not list,
+/// from `model.n_heads`; it computes what the checkpoint it came from does.
+#[test]
+fn an_smdm_file_is_a_model_source_with_its_shape_read_off_the_tensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = set_out(&out_dir(&tmp, "run"));
+    let mut base = with(&["-c", CONFIG, "--set", &out], &SMALL);
+    base.extend(["--set", "model.n_kv_heads=2"]); // SMDM has no GQA
+    run_ok(&with(&["pretrain"], &base));
+    let dir = tmp.path().join("smdm");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("mdm-tiny.safetensors");
+    let file = file.to_str().unwrap();
+    run_ok(&with(&["export", "--out", file], &base));
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            format!("data/tokenizers/shakespeare-bpe/{name}"),
+            dir.join(name),
+        )
+        .unwrap();
+    }
+    let toml = format!(
+        r#"[run]
+name = "smdm"
+out_dir = {out:?}
+[task]
+kind = "prompts"
+prompts = {prompts:?}
+chat_template = true
+gen_length = 32
+verifiers = "sudoku4"
+[model]
+source = {file:?}
+[eval]
+max_examples = 2
+batch_size = 2
+steps = [4]
+"#,
+        out = tmp.path().join("from-smdm"),
+        prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prompts/sudoku4"),
+    );
+    let exp = tmp.path().join("smdm.toml");
+    std::fs::write(&exp, toml).unwrap();
+    let exp = exp.to_str().unwrap();
+    run_fails_saying(&["check", "-c", exp], 2, "set model.n_heads");
+    let heads = ["--set", "model.n_heads=2"];
+    run_ok_saying(
+        &with(&["check", "-c", exp], &heads),
+        "d_model 32, 1 layers, 2 heads",
+    );
+    let rows = tmp.path().join("rows.json");
+    std::fs::write(&rows, "[[1000, 5, 17, 300, 1000, 999, 2, 64]]").unwrap();
+    let logits = |args: &[&str], name: &str| {
+        let path = tmp.path().join(name);
+        let io = [
+            "--input",
+            rows.to_str().unwrap(),
+            "--out",
+            path.to_str().unwrap(),
+        ];
+        run_ok(&with(&with(&["logits"], args), &io));
+        std::fs::read(path).unwrap()
+    };
+    let ckpt = tmp.path().join("run/checkpoints/latest");
+    let from_ckpt = logits(
+        &with(&base, &["--checkpoint", ckpt.to_str().unwrap()]),
+        "a.json",
+    );
+    assert_eq!(from_ckpt, logits(&with(&["-c", exp], &heads), "b.json"));
+    run_ok(&with(&["sample", "-c", exp, "-n", "1"], &heads));
+}

@@ -53,7 +53,7 @@ impl TokenizerVocab {
         // A model cogrpo exported keeps its mask last, at id `size`; its
         // tokenizer may name it there.
         let own_mask = released_mask == Some(size as u32);
-        let ids = text.tokenizer.vocab_size();
+        let ids = text.tokenizer.id_bound();
         if ids > size + usize::from(own_mask) {
             return Err(TaskError::Invalid(format!(
                 "{} has {ids} ids, but the model has {size} embedding rows",
@@ -82,6 +82,14 @@ impl TokenizerVocab {
 
     pub fn is_empty(&self) -> bool {
         self.size == 0
+    }
+
+    /// The rows the tokenizer can produce, when fewer than the model's
+    /// (the rest are padding: [`mdm`'s `live_vocab`]); `None` when it
+    /// covers every row.
+    pub fn live_rows(&self) -> Option<usize> {
+        let ids = self.text.tokenizer.id_bound();
+        (ids < self.size).then_some(ids)
     }
 
     /// The id the released model writes for `[MASK]`, if it has one.

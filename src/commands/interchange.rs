@@ -135,7 +135,7 @@ impl ExportArgs {
     ) -> anyhow::Result<mdm::hf::HfConfig> {
         use mdm::hf::{Architecture, HfConfig, HfModel};
         let (hf, base) = match &cfg.model.source {
-            Some(dir) => {
+            Some(dir) if mdm::hf::is_model_dir(dir) => {
                 let released = HfModel::open(dir)?;
                 let mut hf = released.config.clone();
                 anyhow::ensure!(
@@ -149,7 +149,7 @@ impl ExportArgs {
                 hf.denoiser.max_len = released.config.denoiser.max_len;
                 (hf, Some(released.raw))
             }
-            None => {
+            _ => {
                 let architecture = match self.architecture {
                     Some(a) => a.architecture(),
                     None if d.logit_shift => Architecture::Dream,
@@ -160,8 +160,8 @@ impl ExportArgs {
         };
         mdm::hf::write(model, &hf, base.as_ref(), &self.out, dtype, SHARD_BYTES)
             .map_err(|e| cogrpo_runtime::BadInput(e.to_string()))?;
-        if let Some(from) = cfg.task.tokenizer.as_ref().or(cfg.model.source.as_ref()) {
-            copy_text_files(from, &self.out)?;
+        if let Some(from) = tasks::tokenizer_dir(cfg) {
+            copy_text_files(&from, &self.out)?;
         }
         Ok(hf)
     }

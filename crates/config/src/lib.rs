@@ -19,6 +19,7 @@ pub mod reference;
 mod released;
 pub mod resume;
 mod sections;
+pub mod source;
 pub mod tasks;
 
 pub use cogrpo::{

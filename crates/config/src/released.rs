@@ -1,12 +1,13 @@
-//! `model.source`: a model directory's `config.json` as the `[model]`
-//! section. Its shape fills the section; a key the file also gives must
-//! agree, or the config is refused naming both values.
+//! `model.source`: a model directory's `config.json`, or a released SMDM
+//! file's tensor shapes, as the `[model]` section. Its shape fills the
+//! section; a key the file also gives must agree, or the config is refused
+//! naming both values.
 
 use envs::Problem;
 use mdm::Family;
-use mdm::hf::HfModel;
 
 use crate::sections::ModelConfig;
+use crate::source::SourceModel;
 
 /// Reads `model.source` (when set) and fills `model` from it.
 pub fn resolve(model: &mut ModelConfig) -> Vec<Problem> {
@@ -17,12 +18,13 @@ pub fn resolve(model: &mut ModelConfig) -> Vec<Problem> {
         key: format!("model.{key}"),
         message,
     };
-    let hf = match HfModel::open(&dir) {
-        Ok(hf) => hf,
-        Err(e) => return vec![problem("source", e.to_string())],
+    let n_heads = (model.n_heads != 0).then_some(model.n_heads);
+    let source = match SourceModel::read(&dir, n_heads) {
+        Ok(source) => source,
+        Err(e) => return vec![problem("source", e)],
     };
-    let d = &hf.config.denoiser;
-    let file = dir.join("config.json");
+    let d = &source.denoiser;
+    let file = source.file.clone();
     let mut problems = Vec::new();
     let mut agree = |key: &str, here: Option<String>, there: String| {
         if let Some(here) = here.filter(|h| *h != there) {
@@ -80,6 +82,6 @@ pub fn resolve(model: &mut ModelConfig) -> Vec<Problem> {
     model.logit_shift = d.logit_shift;
     model.rope_theta = Some(d.rope_base);
     model.norm_eps = Some(d.norm_eps);
-    model.released = Some(hf.config);
+    model.released = Some(source);
     Vec::new()
 }

@@ -197,15 +197,16 @@ impl Default for TaskConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// A Hugging Face model directory (LLaDA, Dream, or one `cogrpo export
-    /// --format hf` wrote): its `config.json` gives the shape, vocabulary
-    /// and mask, its weights are the starting point, and the other
-    /// `[model]` keys may only repeat what it says (docs/models.md).
+    /// --format hf` wrote) or a released SMDM safetensors file: it gives
+    /// the shape, vocabulary and mask, its weights are the starting point,
+    /// and the other `[model]` keys may only repeat what it says
+    /// (docs/models.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<PathBuf>,
-    /// What `source`'s `config.json` says, read when the config loads.
+    /// What `source` says of the model, read when the config loads.
     #[serde(skip)]
     #[schemars(skip)]
-    pub released: Option<mdm::hf::HfConfig>,
+    pub released: Option<crate::source::SourceModel>,
     /// One backbone, three objectives and samplers (docs/families.md).
     #[serde(skip_serializing_if = "Family::is_mdm")]
     pub family: Family,

@@ -55,18 +55,26 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
     })
 }
 
+/// Where the text side of the model is (`tokenizer.json`,
+/// `tokenizer_config.json`): `task.tokenizer`, else `model.source` (a
+/// directory, or the folder holding an SMDM file).
+pub fn tokenizer_dir(cfg: &ExperimentConfig) -> Option<std::path::PathBuf> {
+    let beside_source = cfg.model.source.as_ref().map(|s| match s.parent() {
+        Some(parent) if s.is_file() => parent.to_path_buf(),
+        _ => s.clone(),
+    });
+    cfg.task.tokenizer.clone().or(beside_source)
+}
+
 /// The prompt set, tokenized by `task.tokenizer` or `model.source`'s
 /// tokenizer, over the model's embedding rows (its own mask id mapped to
 /// cogrpo's).
 fn load_prompts(cfg: &ExperimentConfig) -> anyhow::Result<PromptsTask> {
     let t = &cfg.task;
     let m = &cfg.model;
-    let dir = t
-        .tokenizer
-        .as_ref()
-        .or(m.source.as_ref())
+    let dir = tokenizer_dir(cfg)
         .context("task.kind = \"prompts\" needs task.tokenizer or model.source")?;
-    let text = text::ModelText::from_dir(dir)?;
+    let text = text::ModelText::from_dir(&dir)?;
     let (rows, mask) = match &m.released {
         Some(hf) => (hf.denoiser.vocab_size, Some(hf.mask_token_id)),
         None => (text.tokenizer.vocab_size(), None),
@@ -119,7 +127,12 @@ pub fn denoiser_config(cfg: &ExperimentConfig, task: &dyn Task) -> DenoiserConfi
         .released
         .as_ref()
         .map_or(task.vocab().len(), |hf| hf.denoiser.vocab_size);
-    m.denoiser(vocab, task.layout().seq_len() + extra)
+    let mut d = m.denoiser(vocab, task.layout().seq_len() + extra);
+    // Embedding rows no tokenizer id reaches are kept out of sampling.
+    if let envs::Vocab::Tokenizer(t) = task.vocab() {
+        d.live_vocab = t.live_rows();
+    }
+    d
 }
 
 /// The answer an ILM learns to generate: the task's answer without the

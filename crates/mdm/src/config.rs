@@ -99,7 +99,19 @@ pub struct DenoiserConfig {
     /// next-token head. MDM family only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logit_shift: bool,
+    /// Ids at and past this one are padding rows of the embedding that no
+    /// tokenizer produces (LLaDA's 126,464 rows hold 126,349 tokens;
+    /// lit-gpt pads to a multiple): their logits get [`PADDING_LOGIT`], so
+    /// no sampler draws them and no loss spends probability on them.
+    /// `None`: every row is a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_vocab: Option<usize>,
 }
+
+/// The logit of a padding row ([`DenoiserConfig::live_vocab`]): large and
+/// finite, so that softmax gives it zero probability and no arithmetic on
+/// it overflows, in any precision.
+pub const PADDING_LOGIT: f32 = -1.0e4;
 
 fn default_norm_eps() -> f64 {
     1e-5
@@ -141,6 +153,7 @@ impl DenoiserConfig {
             qkv_bias: false,
             tied_head: false,
             logit_shift: false,
+            live_vocab: None,
         }
     }
 
@@ -239,6 +252,14 @@ impl DenoiserConfig {
                     "is Dream's reading of a masked diffusion model; the {} family reads its own positions",
                     self.family
                 ),
+            );
+        }
+        if let Some(n) = self.live_vocab
+            && (n == 0 || n > self.vocab_size)
+        {
+            return err(
+                "live_vocab",
+                format!("must lie in 1..={} (vocab_size), got {n}", self.vocab_size),
             );
         }
         if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {

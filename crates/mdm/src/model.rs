@@ -96,6 +96,10 @@ pub struct Denoiser<B: Backend> {
     /// Dream's shifted reading ([`DenoiserConfig::logit_shift`]).
     #[module(skip)]
     pub(crate) logit_shift: bool,
+    /// Rows past this are padding ([`DenoiserConfig::live_vocab`]); `None`
+    /// when every row is a token.
+    #[module(skip)]
+    live_vocab: Option<usize>,
 }
 
 impl DenoiserConfig {
@@ -177,6 +181,7 @@ impl DenoiserConfig {
             max_len: self.max_len,
             family: self.family,
             logit_shift: self.logit_shift,
+            live_vocab: self.live_vocab.filter(|&n| n < self.vocab_size),
         }
     }
 }
@@ -267,14 +272,29 @@ impl<B: Kernels> Denoiser<B> {
     }
 
     /// Normed hidden states `[rows, d]` to logits `[rows, vocab]`: the head,
-    /// or the embedding's real-token rows when tied.
+    /// or the embedding's real-token rows when tied; padding rows past
+    /// `live_vocab` read [`crate::config::PADDING_LOGIT`].
     fn project(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        match &self.lm_head {
+        let logits = match &self.lm_head {
             Some(head) => linear(head, x),
             None => {
                 let wte = self.wte.weight.val().narrow(0, 0, self.vocab_size);
                 matmul(x, wte.transpose())
             }
+        };
+        match self.live_vocab {
+            Some(live) => {
+                let rows = logits.dims()[0];
+                let pad = self.vocab_size - live;
+                let live_logits = logits.narrow(1, 0, live);
+                let padding = Tensor::full(
+                    [rows, pad],
+                    crate::config::PADDING_LOGIT,
+                    &live_logits.device(),
+                );
+                Tensor::cat(vec![live_logits, padding], 1)
+            }
+            None => logits,
         }
     }
 

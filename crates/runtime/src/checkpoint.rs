@@ -446,8 +446,10 @@ fn load_model_dir<B: burn::prelude::Backend>(
     device: &B::Device,
 ) -> anyhow::Result<Denoiser<B>> {
     let hf = mdm::hf::HfModel::open(dir).map_err(|e| BadInput(e.to_string()))?;
+    // The task sets how long sequences are and which rows are padding.
     let mut shape = hf.config.denoiser.clone();
     shape.max_len = expected.max_len;
+    shape.live_vocab = expected.live_vocab;
     if &shape != expected {
         return Err(BadInput(format!(
             "{} holds a denoiser of shape {shape:?}, but the config asks for {expected:?} \
@@ -456,7 +458,7 @@ fn load_model_dir<B: burn::prelude::Backend>(
         ))
         .into());
     }
-    hf.load::<B>(Some(expected.max_len), device)
+    hf.load_as::<B>(expected, device)
         .map_err(|e| BadInput(e.to_string()).into())
 }
 

@@ -64,6 +64,16 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// One past the largest id the tokenizer can produce (added tokens
+    /// included): the rows of an embedding it needs.
+    pub fn id_bound(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&m| m as usize + 1)
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }

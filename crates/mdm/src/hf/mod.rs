@@ -33,6 +33,7 @@ pub use config::{Architecture, HfConfig};
 pub use error::HfError;
 use layout::Slot;
 use shards::Shards;
+pub use shards::tensor_shapes;
 pub use write::{StoredDtype, write};
 
 use crate::host::Host;
@@ -89,19 +90,44 @@ impl HfModel {
         max_len: Option<usize>,
         device: &B::Device,
     ) -> Result<Denoiser<B>, HfError> {
-        let mut cfg = self.config.denoiser.clone();
+        let mut shape = self.config.denoiser.clone();
         if let Some(len) = max_len {
-            if len > cfg.max_len {
-                return Err(HfError::Config {
-                    path: self.dir.join("config.json"),
-                    key: "max_len".into(),
-                    message: format!(
-                        "the model reads up to {} positions; {len} were asked for",
-                        cfg.max_len
-                    ),
-                });
-            }
-            cfg.max_len = len;
+            shape.max_len = len;
+        }
+        self.load_as(&shape, device)
+    }
+
+    /// [`Self::load`] as the denoiser `shape`: this directory's, for
+    /// sequences of up to `shape.max_len` and with `shape.live_vocab`'s
+    /// padding rows (what a task decides).
+    pub fn load_as<B: Backend>(
+        &self,
+        shape: &DenoiserConfig,
+        device: &B::Device,
+    ) -> Result<Denoiser<B>, HfError> {
+        let cfg = shape.clone();
+        if cfg.max_len > self.config.denoiser.max_len {
+            return Err(HfError::Config {
+                path: self.dir.join("config.json"),
+                key: "max_len".into(),
+                message: format!(
+                    "the model reads up to {} positions; {} were asked for",
+                    self.config.denoiser.max_len, cfg.max_len
+                ),
+            });
+        }
+        let mut same = cfg.clone();
+        same.max_len = self.config.denoiser.max_len;
+        same.live_vocab = self.config.denoiser.live_vocab;
+        if same != self.config.denoiser {
+            return Err(HfError::Config {
+                path: self.dir.join("config.json"),
+                key: "shape".into(),
+                message: format!(
+                    "the directory holds {:?}, not {shape:?}",
+                    self.config.denoiser
+                ),
+            });
         }
         let shards = Shards::open(&self.dir)?;
         let slots = layout::slots(&self.config);

@@ -147,6 +147,14 @@ impl Shards {
     }
 }
 
+/// The shape of every tensor in safetensors file `path`, read from its
+/// header alone (checked as [`Shards::open`] checks it).
+pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, HfError> {
+    let mut located = BTreeMap::new();
+    read_header(path, &mut located)?;
+    Ok(located.into_iter().map(|(k, v)| (k, v.shape)).collect())
+}
+
 /// Reads `path`'s header into `out`, checking that each tensor's byte range
 /// matches its dtype and shape and lies inside the file.
 fn read_header(path: &Path, out: &mut BTreeMap<String, Located>) -> Result<(), HfError> {

@@ -369,3 +369,49 @@ fn attention_is_bidirectional() {
     let diff: f32 = (a - b).abs().max().into_scalar();
     assert!(diff > 1e-6, "first position ignores the last token");
 }
+
+/// Padding rows (`live_vocab`) read the padding logit everywhere a logit is
+/// produced, the token rows read what they read without padding, and a
+/// softmax gives the padding no probability.
+#[test]
+fn padding_rows_past_live_vocab_get_the_padding_logit_and_nothing_else_changes() {
+    let dev = Default::default();
+    let plain = DenoiserConfig::new(9, 32, 1, 4, 64, 8);
+    let padded = DenoiserConfig {
+        live_vocab: Some(6),
+        ..plain.clone()
+    };
+    padded.validate().unwrap();
+    let (a, b) = (plain.init::<B>(3, &dev), padded.init::<B>(3, &dev));
+    let ids = [9, 1, 2, 9, 0, 9, 3, 9];
+    let logits = |m: &Denoiser<B>| -> Vec<f32> {
+        m.forward(Denoiser::<B>::input(&ids, 2, 4, &dev))
+            .into_data()
+            .to_vec()
+            .unwrap()
+    };
+    let (la, lb) = (logits(&a), logits(&b));
+    for (row_a, row_b) in la.chunks(9).zip(lb.chunks(9)) {
+        assert_eq!(&row_a[..6], &row_b[..6]);
+        assert!(
+            row_b[6..]
+                .iter()
+                .all(|&x| x == crate::config::PADDING_LOGIT)
+        );
+    }
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i32, 5], [2]), &dev);
+    let at = b.logits_at(Denoiser::<B>::input(&ids, 2, 4, &dev), index);
+    let p: Vec<f32> = burn::tensor::activation::softmax(at, 1)
+        .into_data()
+        .to_vec()
+        .unwrap();
+    for row in p.chunks(9) {
+        assert!(row[6..].iter().all(|&x| x == 0.0), "{row:?}");
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    let bad = DenoiserConfig {
+        live_vocab: Some(10),
+        ..plain
+    };
+    assert_eq!(bad.validate().unwrap_err().field, "live_vocab");
+}

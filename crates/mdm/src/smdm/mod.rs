@@ -25,19 +25,19 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
+pub mod release;
+
 use crate::host::{Host, floats, param, to_host, transpose};
 use crate::weights::WeightsError;
 use crate::{Denoiser, DenoiserConfig};
 
 /// Whether `path` is a safetensors file in SMDM's layout (it holds
-/// `transformer.wte.weight`). Unreadable files answer false.
+/// `transformer.wte.weight`), from its header alone. Unreadable files
+/// answer false.
 pub fn is_smdm_file(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
-    };
-    safetensors::SafeTensors::read_metadata(&bytes)
-        .map(|(_, meta)| meta.tensors().contains_key("transformer.wte.weight"))
-        .unwrap_or(false)
+    path.is_file()
+        && crate::hf::tensor_shapes(path)
+            .is_ok_and(|shapes| shapes.contains_key("transformer.wte.weight"))
 }
 
 /// What `model` has that SMDM's layout (lit-gpt's `TransEncoder`) cannot
