@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 mod common;
 use common::{
-    fresh_run, out_dir, run_fails, run_fails_saying, run_ok, run_ok_saying, set_out, summary, text,
+    LLADA_8B_CONFIG, TINY_MODEL, fresh_run, out_dir, run_fails, run_fails_saying, run_ok,
+    run_ok_saying, set_out, summary, text, with,
 };
 
 #[test]
@@ -267,37 +268,29 @@ fn every_task_runs_and_reports_its_metrics() {
     for (task, metrics) in cases {
         let dir = out_dir(&tmp, task);
         let cfg = format!("experiments/{task}.toml");
-        let o = run_ok(&[
-            "run",
-            "-c",
-            &cfg,
-            "--set",
-            &set_out(&dir),
-            "--set",
-            "model.d_model=32",
-            "--set",
-            "model.n_layers=1",
-            "--set",
-            "model.n_heads=2",
-            "--set",
-            "model.d_ff=64",
-            "--set",
-            "pretrain.steps=2",
-            "--set",
-            "pretrain.batch_size=4",
-            "--set",
-            "pretrain.checkpoint_every=0",
-            "--set",
-            "pretrain.warmup_steps=1",
-            "--set",
-            "eval.max_examples=8",
-            "--set",
-            "eval.batch_size=8",
-            "--set",
-            "eval.steps=[2]",
-            "--set",
-            "eval.nll_samples=1",
-        ]);
+        let out = set_out(&dir);
+        let head = with(&["run", "-c", &cfg, "--set", &out], &TINY_MODEL);
+        let o = run_ok(&with(
+            &head,
+            &[
+                "--set",
+                "pretrain.steps=2",
+                "--set",
+                "pretrain.batch_size=4",
+                "--set",
+                "pretrain.checkpoint_every=0",
+                "--set",
+                "pretrain.warmup_steps=1",
+                "--set",
+                "eval.max_examples=8",
+                "--set",
+                "eval.batch_size=8",
+                "--set",
+                "eval.steps=[2]",
+                "--set",
+                "eval.nll_samples=1",
+            ],
+        ));
         let s = summary(&dir);
         assert_eq!(s["task"], task);
         let rows = s["eval"].as_array().unwrap();
@@ -540,13 +533,7 @@ fn inspect_describes_a_model_directory_from_its_config() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("LLaDA-8B-Instruct");
     std::fs::create_dir_all(&dir).unwrap();
-    let config = r#"{"architectures": ["LLaDAModelLM"], "model_type": "llada",
-        "activation_type": "silu", "block_type": "llama", "d_model": 4096,
-        "embedding_size": 126464, "layer_norm_type": "rms", "mask_token_id": 126336,
-        "max_sequence_length": 4096, "mlp_hidden_size": 12288, "n_heads": 32,
-        "n_kv_heads": 32, "n_layers": 32, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
-        "vocab_size": 126464, "weight_tying": false}"#;
-    std::fs::write(dir.join("config.json"), config).unwrap();
+    std::fs::write(dir.join("config.json"), LLADA_8B_CONFIG).unwrap();
     let d = dir.to_str().unwrap();
     let out = run_ok_saying(&["inspect", d], "8.0B (8015581184)");
     assert!(out.contains("architecture  LLaDA"), "{out}");
@@ -585,13 +572,15 @@ fn inspect_describes_a_model_directory_from_its_config() {
     std::fs::remove_file(dir.join("tokenizer_config.json")).unwrap();
     std::fs::write(
         dir.join("config.json"),
-        config.replace("126464", "500").replace("126336", "499"),
+        LLADA_8B_CONFIG
+            .replace("126464", "500")
+            .replace("126336", "499"),
     )
     .unwrap();
     run_fails_saying(&["inspect", d], 2, "the tokenizer has 1000 ids");
     std::fs::write(
         dir.join("config.json"),
-        config
+        LLADA_8B_CONFIG
             .replace("\"llada\"", "\"gpt2\"")
             .replace("LLaDAModelLM", "GPT2LMHeadModel"),
     )

@@ -10,18 +10,10 @@ use std::path::Path;
 
 use common::*;
 
-/// A tiny model and short runs of experiments/sudoku4-prompts.toml.
-const SMALL: [&str; 24] = [
-    "--set",
-    "model.d_model=32",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "model.n_heads=2",
+/// Short runs of experiments/sudoku4-prompts.toml (with [`TINY_MODEL`]).
+const SHORT: [&str; 16] = [
     "--set",
     "model.n_kv_heads=1",
-    "--set",
-    "model.d_ff=64",
     "--set",
     "pretrain.steps=4",
     "--set",
@@ -40,8 +32,10 @@ const SMALL: [&str; 24] = [
 
 const CONFIG: &str = "experiments/sudoku4-prompts.toml";
 
-fn with<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
-    head.iter().chain(tail).copied().collect()
+/// `cogrpo <command> -c experiments/sudoku4-prompts.toml` into `out`, with
+/// a tiny model and short runs.
+fn small(out: &str) -> Vec<&str> {
+    with(&with(&["-c", CONFIG, "--set", out], &TINY_MODEL), &SHORT)
 }
 
 /// The completion lines (`-> ...`) `cogrpo sample` printed.
@@ -53,13 +47,15 @@ fn completions(o: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-/// An experiment file that names `model` as its model and has no
-/// `[model]` or `[pretrain]` section: Co-GRPO from the directory as it is.
-fn released_experiment(dir: &Path, model: &Path, out: &Path) -> std::path::PathBuf {
+/// An experiment file `dir/name.toml` over the Sudoku prompts (chat
+/// template, 32 answer tokens, the Sudoku verifiers) whose model is
+/// `source`, with no `[pretrain]`, writing into `dir/name`; `rest` adds
+/// its `[eval]` and `[cogrpo]` sections.
+fn sudoku_prompts_experiment(dir: &Path, name: &str, source: &Path, rest: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let toml = format!(
         r#"[run]
-name = "from-dir"
+name = "{name}"
 out_dir = {out:?}
 
 [task]
@@ -70,9 +66,19 @@ gen_length = 32
 verifiers = "sudoku4"
 
 [model]
-source = {model:?}
+source = {source:?}
 
-[eval]
+{rest}"#,
+        out = dir.join(name),
+        prompts = root.join("data/prompts/sudoku4"),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Co-GRPO from the model as it is: a few iterations of two arms.
+const ARMS: &str = r#"[eval]
 max_examples = 4
 batch_size = 4
 
@@ -82,7 +88,7 @@ prompts_per_iteration = 2
 group_size = 2
 steps = 4
 arms = ["model", "alternate"]
-reference = {{ kind = "confidence", temperature = 1.0 }}
+reference = { kind = "confidence", temperature = 1.0 }
 alternate_every = 1
 eval_steps = [4]
 log_every = 1
@@ -90,20 +96,14 @@ log_every = 1
 [cogrpo.schedule]
 kind = "per_step"
 learn = ["ratio"]
-"#,
-        prompts = root.join("data/prompts/sudoku4"),
-    );
-    let path = dir.join("from-dir.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
-}
+"#;
 
 #[test]
 fn a_model_trained_on_text_exports_to_llada_and_loads_back_by_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let run = out_dir(&tmp, "run");
     let out = set_out(&run);
-    let base = with(&["-c", CONFIG, "--set", &out], &SMALL);
+    let base = small(&out);
     run_ok(&with(&["pretrain"], &base));
     let ckpt = run.join("checkpoints/latest");
     let ckpt = ckpt.to_str().unwrap();
@@ -164,11 +164,10 @@ fn a_model_trained_on_text_exports_to_llada_and_loads_back_by_directory() {
     );
 
     // An experiment file naming the directory: the Co-GRPO arms from it.
-    let arms = tmp.path().join("arms");
-    let exp = released_experiment(tmp.path(), Path::new(llada), &arms);
-    run_ok_saying(&["check", "-c", exp.to_str().unwrap()], "OK");
-    run_ok(&["run", "-c", exp.to_str().unwrap()]);
-    let report = report(&arms);
+    let exp = sudoku_prompts_experiment(tmp.path(), "arms", Path::new(llada), ARMS);
+    run_ok_saying(&["check", "-c", &exp], "OK");
+    run_ok(&["run", "-c", &exp]);
+    let report = report(&tmp.path().join("arms"));
     assert_eq!(report["task"], "prompts");
     for arm in ["base", "model", "alternate"] {
         let eval = report["arms"][arm]["eval"]
@@ -221,7 +220,7 @@ fn bad_prompt_sets_and_contradicting_model_keys_exit_2_naming_file_and_key() {
     let empty = format!("model.source={:?}", tmp.path().display().to_string());
     check(&["--set", &empty], "config.json");
     let out = set_out(&out_dir(&tmp, "run"));
-    let base = with(&["-c", CONFIG, "--set", &out], &SMALL);
+    let base = small(&out);
     run_ok(&with(&["pretrain"], &base));
     let llada = tmp.path().join("llada");
     run_ok(&with(
@@ -311,7 +310,7 @@ nll_samples = 2
 fn an_smdm_file_is_a_model_source_with_its_shape_read_off_the_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = set_out(&out_dir(&tmp, "run"));
-    let mut base = with(&["-c", CONFIG, "--set", &out], &SMALL);
+    let mut base = small(&out);
     base.extend(["--set", "model.n_kv_heads=2"]); // SMDM has no GQA
     run_ok(&with(&["pretrain"], &base));
     let dir = tmp.path().join("smdm");
@@ -326,29 +325,9 @@ fn an_smdm_file_is_a_model_source_with_its_shape_read_off_the_tensors() {
         )
         .unwrap();
     }
-    let toml = format!(
-        r#"[run]
-name = "smdm"
-out_dir = {out:?}
-[task]
-kind = "prompts"
-prompts = {prompts:?}
-chat_template = true
-gen_length = 32
-verifiers = "sudoku4"
-[model]
-source = {file:?}
-[eval]
-max_examples = 2
-batch_size = 2
-steps = [4]
-"#,
-        out = tmp.path().join("from-smdm"),
-        prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prompts/sudoku4"),
-    );
-    let exp = tmp.path().join("smdm.toml");
-    std::fs::write(&exp, toml).unwrap();
-    let exp = exp.to_str().unwrap();
+    let eval = "[eval]\nmax_examples = 2\nbatch_size = 2\nsteps = [4]\n";
+    let exp = sudoku_prompts_experiment(tmp.path(), "from-smdm", Path::new(file), eval);
+    let exp = exp.as_str();
     run_fails_saying(&["check", "-c", exp], 2, "set model.n_heads");
     let heads = ["--set", "model.n_heads=2"];
     run_ok_saying(
@@ -375,4 +354,35 @@ steps = [4]
     );
     assert_eq!(from_ckpt, logits(&with(&["-c", exp], &heads), "b.json"));
     run_ok(&with(&["sample", "-c", exp, "-n", "1"], &heads));
+}
+
+/// `check --model` on a directory holding only LLaDA-8B-Instruct's
+/// published `config.json` (its shape keys): the parameter count and the
+/// memory plan, before any weight exists; the 236 GiB Co-GRPO plan is
+/// refused on a machine without that memory unless `--force`.
+#[test]
+fn check_plans_a_config_only_llada_8b_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("config.json"), LLADA_8B_CONFIG).unwrap();
+    let model = tmp.path().to_str().unwrap();
+    let args = [
+        "check",
+        "-c",
+        "experiments/released/sudoku4.toml",
+        "--model",
+        model,
+        "--set",
+        "task.tokenizer=\"data/tokenizers/shakespeare-bpe\"",
+        "--force",
+    ];
+    let said = run_ok_saying(&args, "8.0B parameters");
+    // Full fine-tuning of 8B float32 weights with AdamW: far past 100 GiB.
+    let peak: f64 = said
+        .split("peak about ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {said}"));
+    assert!(peak > 100.0, "{said}");
+    assert!(said.contains("none: the weights of"), "{said}");
 }

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::{Map, Value};
+
 use crate::error::TaskError;
 
 /// One non-blank line: its 1-based number and the requested fields.
@@ -21,12 +23,13 @@ pub fn data_error(path: &Path, line: usize, message: String) -> TaskError {
     }
 }
 
-/// The string fields `keys` of every record in `path`; blank lines are
-/// skipped, and a file without records is an error.
-pub fn read_string_fields<const N: usize>(
-    path: &Path,
-    keys: [&str; N],
-) -> Result<Vec<Record<N>>, TaskError> {
+/// One JSON Lines record's fields.
+pub type JsonObject = Map<String, Value>;
+
+/// Every non-blank line of `path` as a JSON object, with its 1-based line
+/// number; a line that is not an object, or a file without records, is an
+/// error naming the file and line.
+pub fn read_objects(path: &Path) -> Result<Vec<(usize, JsonObject)>, TaskError> {
     let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
         path: path.into(),
         source,
@@ -37,22 +40,36 @@ pub fn read_string_fields<const N: usize>(
             continue;
         }
         let line = i + 1;
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| data_error(path, line, format!("not JSON: {e}")))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| data_error(path, line, format!("no string field {k:?}")))
-        };
-        let mut fields: [String; N] = std::array::from_fn(|_| String::new());
-        for (slot, key) in fields.iter_mut().zip(keys) {
-            *slot = field(key)?;
+        match serde_json::from_str(text) {
+            Ok(Value::Object(fields)) => out.push((line, fields)),
+            Ok(_) => return Err(data_error(path, line, "not a JSON object".into())),
+            Err(e) => return Err(data_error(path, line, format!("not JSON: {e}"))),
         }
-        out.push(Record { line, fields });
     }
     if out.is_empty() {
         return Err(data_error(path, 1, "no records".into()));
     }
     Ok(out)
+}
+
+/// The string fields `keys` of every record in `path`; blank lines are
+/// skipped, and a file without records is an error.
+pub fn read_string_fields<const N: usize>(
+    path: &Path,
+    keys: [&str; N],
+) -> Result<Vec<Record<N>>, TaskError> {
+    read_objects(path)?
+        .into_iter()
+        .map(|(line, v)| {
+            let mut fields: [String; N] = std::array::from_fn(|_| String::new());
+            for (slot, key) in fields.iter_mut().zip(keys) {
+                *slot = v
+                    .get(key)
+                    .and_then(|x| x.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| data_error(path, line, format!("no string field {key:?}")))?;
+            }
+            Ok(Record { line, fields })
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use text::{Message, ModelText};
 
 use crate::error::TaskError;
-use crate::jsonl::data_error;
+use crate::jsonl::{data_error, read_objects};
 use crate::seeding::{purpose, stream};
 use crate::task::{Example, Layout, Task};
 use crate::tokenized::TokenizerVocab;
@@ -172,42 +172,30 @@ fn read_splits(spec: &PromptsSpec) -> Result<[Vec<Record>; 3], TaskError> {
 /// The records of one JSONL file; a line without a string `prompt` (or
 /// with a non-string `answer`) is an error naming the file and line.
 fn read_records(path: &Path) -> Result<Vec<Record>, TaskError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |m: String| data_error(path, i + 1, m);
-        let serde_json::Value::Object(mut fields) =
-            serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?
-        else {
-            return Err(err("not a JSON object".into()));
-        };
-        let prompt = match fields.remove("prompt") {
-            Some(serde_json::Value::String(p)) => p,
-            _ => return Err(err("no string field \"prompt\"".into())),
-        };
-        let answer = match fields.get("answer") {
-            None => String::new(),
-            Some(serde_json::Value::String(a)) => a.clone(),
-            Some(other) => return Err(err(format!("\"answer\" must be a string, got {other}"))),
-        };
-        out.push(Record {
-            id: (i + 1) as u64,
-            prompt,
-            answer,
-            metadata: serde_json::Value::Object(fields),
-            at: (path.to_path_buf(), i + 1),
-        });
-    }
-    if out.is_empty() {
-        return Err(data_error(path, 1, "no records".into()));
-    }
-    Ok(out)
+    read_objects(path)?
+        .into_iter()
+        .map(|(line, mut fields)| {
+            let err = |m: String| data_error(path, line, m);
+            let prompt = match fields.remove("prompt") {
+                Some(serde_json::Value::String(p)) => p,
+                _ => return Err(err("no string field \"prompt\"".into())),
+            };
+            let answer = match fields.get("answer") {
+                None => String::new(),
+                Some(serde_json::Value::String(a)) => a.clone(),
+                Some(other) => {
+                    return Err(err(format!("\"answer\" must be a string, got {other}")));
+                }
+            };
+            Ok(Record {
+                id: line as u64,
+                prompt,
+                answer,
+                metadata: serde_json::Value::Object(fields),
+                at: (path.to_path_buf(), line),
+            })
+        })
+        .collect()
 }
 
 /// Prompt and answer text to ids, with one tokenizer and template.

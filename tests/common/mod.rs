@@ -4,6 +4,31 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// LLaDA-8B-Instruct's published `config.json`, its shape keys.
+pub const LLADA_8B_CONFIG: &str = r#"{"architectures": ["LLaDAModelLM"], "model_type": "llada",
+    "activation_type": "silu", "block_type": "llama", "d_model": 4096,
+    "embedding_size": 126464, "layer_norm_type": "rms", "mask_token_id": 126336,
+    "max_sequence_length": 4096, "mlp_hidden_size": 12288, "n_heads": 32,
+    "n_kv_heads": 32, "n_layers": 32, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+    "vocab_size": 126464, "weight_tying": false}"#;
+
+/// `--set`s of a model small enough for a test to train in seconds.
+pub const TINY_MODEL: [&str; 8] = [
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "model.n_heads=2",
+    "--set",
+    "model.d_ff=64",
+];
+
+/// `args` then `more`.
+pub fn with<'a>(args: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    args.iter().chain(more).copied().collect()
+}
+
 pub fn cogrpo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cogrpo"))
         .args(args)
