@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Regenerates crates/mdm/tests/fixtures/hf: tiny random LLaDA and Dream
 models written by the releases' own PyTorch code in their real layout
-(config.json, two bfloat16 shards with an index), and their float32 logits
+(config.json, two bfloat16 shards with an index), a tiny SMDM model by
+SMDM's own `lit_gpt` code in its release layout (one bfloat16 safetensors
+file, no config), and their float32 logits
 on a few token rows, so that `cargo test -p mdm` checks cogrpo's reading of
 each architecture (`mdm::hf`) against the architecture's own forward pass,
 without torch.
@@ -73,6 +75,113 @@ def dream():
         attn_implementation="sdpa", pad_token_id=0,
     )
     return DreamModel(config).float(), True
+
+
+SMDM_DIR = ROOT / "bench/hf_models/smdm"
+
+
+def smdm_code():
+    """SMDM's own `lit_gpt` modules (bench/hf_models/smdm, unchanged), with
+    the GPU-only libraries they import replaced by what they compute on the
+    CPU. The package's `__init__` (which needs Lightning) is skipped; the
+    stand-ins, each a few lines of documented math, are:
+    - `xformers.ops.SwiGLU(d, ff, bias=False, _pack_weights=False)`:
+      `w3(silu(w1 x) * w2 x)` with three Linear layers named w1, w2, w3
+      (xformers' definition, whose names the checkpoints carry);
+    - `rotary_emb.apply_rotary(x1, x2, cos, sin, o1, o2, conj)`: flash-attn's
+      CUDA kernel, o1 = x1 cos - x2 sin, o2 = x1 sin + x2 cos (sin negated
+      with conj);
+    - `flash_attn`, `dropout_layer_norm`: imported, never called on the CPU
+      in float32 (attention takes the code's own SDPA path; the norm is
+      `rmsnorm.RMSNorm`, the same formula as the fused one);
+    - `lightning_utilities`' RequirementCache: false (no flash-attn here);
+    - `lit_gpt.utils.find_multiple`, `lit_gpt.model.LLaMAMLP`: the former's
+      one line, the latter diffmodel's own class."""
+    import importlib
+    import types
+
+    def module(name, **attrs):
+        m = types.ModuleType(name)
+        m.__dict__.update(attrs)
+        sys.modules[name] = m
+        return m
+
+    class SwiGLU(torch.nn.Module):
+        def __init__(self, d, ff, bias=False, _pack_weights=False):
+            super().__init__()
+            self.w1 = torch.nn.Linear(d, ff, bias=bias)
+            self.w2 = torch.nn.Linear(d, ff, bias=bias)
+            self.w3 = torch.nn.Linear(ff, d, bias=bias)
+
+        def forward(self, x):
+            return self.w3(torch.nn.functional.silu(self.w1(x)) * self.w2(x))
+
+    def apply_rotary(x1, x2, cos, sin, o1, o2, conj):
+        sin = -sin if conj else sin
+        r1, r2 = x1 * cos - x2 * sin, x1 * sin + x2 * cos
+        o1.copy_(r1)
+        o2.copy_(r2)
+
+    module("xformers")
+    module("xformers.ops", SwiGLU=SwiGLU)
+    module("rotary_emb", apply_rotary=apply_rotary)
+    module("flash_attn", flash_attn_func=None)
+    module("dropout_layer_norm")
+    module("lightning_utilities")
+    module("lightning_utilities.core")
+    module("lightning_utilities.core.imports", RequirementCache=lambda *_: False)
+    package = module("lit_gpt")
+    package.__path__ = [str(SMDM_DIR)]
+    module("lit_gpt.utils", find_multiple=lambda n, k: n if n % k == 0 else n + k - n % k)
+    lit_model = package.model = module("lit_gpt.model")
+    config = importlib.import_module("lit_gpt.config")
+    diffmodel = importlib.import_module("lit_gpt.diffmodel")
+    lit_model.LLaMAMLP = diffmodel.LLaMAMLP
+    return config, diffmodel
+
+
+def smdm():
+    """A tiny TransEncoder in SMDM's table's form (LLaMA MLP, RMSNorm, no
+    biases, full rotary) over the 1,000-id tokenizer, whose vocabulary
+    lit-gpt pads to 1,024 (`padding_multiple` 64): the embedding has
+    1,025 rows, the mask last."""
+    config, diffmodel = smdm_code()
+    cfg = config.Config(
+        name="Diff_LLaMA_tiny", block_size=64, vocab_size=1000, padding_multiple=64,
+        n_layer=2, n_head=4, n_embd=32, rotary_percentage=1.0,
+        parallel_residual=False, bias=False, _norm_class="RMSNorm", norm_eps=1e-5,
+        _mlp_class="LLaMAMLP", intermediate_size=48, n_query_groups=4,
+    )
+    model = diffmodel.TransEncoder(cfg)
+    # SMDM builds the rotary table in bfloat16 for flash-attn's kernel; the
+    # reference keeps it in float32 (the only change to its forward).
+    model.rope_cache = diffmodel.build_rope_cache(
+        seq_len=cfg.block_size, n_elem=cfg.head_size, dtype=torch.float32,
+        device=torch.device("cpu"))
+    return model, cfg
+
+
+def write_smdm(ids):
+    """SMDM's release layout: one bfloat16 safetensors file of the model's
+    state dict, no config; the tokenizer beside it."""
+    model, cfg = smdm()
+    randomize(model, 33)
+    out = OUT / "smdm"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    state = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "mdm-tiny.safetensors"))
+    shutil.copy(TOKENIZER, out / "tokenizer.json")
+    back, _ = smdm()
+    back.load_state_dict({k: v.float() for k, v in load_file(str(out / "mdm-tiny.safetensors")).items()})
+    back.eval()
+    smdm_ids = torch.where(ids == MASK, cfg.padded_vocab_size, ids)  # SMDM's mask is the last row
+    with torch.no_grad():
+        logits = back(smdm_ids).float()
+    save_file({"input_ids": smdm_ids.to(torch.int64).contiguous(),
+               "logits": logits.contiguous()}, str(out / "reference.safetensors"))
+    print("smdm", "rows", cfg.padded_vocab_size + 1, "logits", tuple(logits.shape),
+          "max |logit|", float(logits.abs().max()))
 
 
 def randomize(model, seed):
@@ -165,6 +274,7 @@ def main():
         shards = sorted(p.name for p in out.glob("model-*.safetensors"))
         print(name, "shards", shards, "logits", tuple(logits.shape),
               "max |logit|", float(logits.abs().max()))
+    write_smdm(ids)
     (OUT / "versions.json").write_text(json.dumps(
         {"torch": torch.__version__, "transformers": __import__("transformers").__version__}))
 

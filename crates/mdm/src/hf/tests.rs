@@ -383,6 +383,56 @@ fn dream_7b_config_counts_qwen_2_5_7b_parameters() {
     );
 }
 
+/// A fixture's `reference.safetensors`: token rows, their shape and the
+/// reference code's float32 logits.
+fn reference(dir: &Path) -> (Vec<u32>, [usize; 2], Vec<f32>) {
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ids = file.tensor("input_ids").unwrap();
+    let tokens: Vec<u32> = ids
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect();
+    let logits = crate::host::floats(&file.tensor("logits").unwrap()).unwrap();
+    (tokens, [ids.shape()[0], ids.shape()[1]], logits)
+}
+
+/// `bench/hf_reference.py` also ran SMDM's own `lit_gpt` TransEncoder (its
+/// GPU-only imports stood in for by their math) on a tiny model in SMDM's
+/// release layout (one bfloat16 file, no config, lit-gpt's vocabulary of
+/// 1,000 padded to 1,024, the mask row last): cogrpo, reading the shape off
+/// the tensors (the head count given, as the shape is not in SMDM's
+/// table), agrees within 1e-5 relative.
+#[test]
+fn smdm_logits_agree_with_smdms_pytorch_code() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/smdm");
+    let file = dir.join("mdm-tiny.safetensors");
+    let dev = Default::default();
+    let (tokens, [rows, len], want) = reference(&dir);
+    let release = crate::smdm::release::read(&file, Some(4)).unwrap();
+    assert_eq!(release.name, None);
+    let mut shape = release.denoiser.clone();
+    assert_eq!(
+        (shape.vocab_size, shape.d_model, shape.n_layers, shape.d_ff),
+        (1024, 32, 2, 48)
+    );
+    assert!(
+        crate::smdm::release::read(&file, None).is_err(),
+        "4 heads is in no shape"
+    );
+    shape.max_len = len;
+    let model = crate::smdm::import::<B>(&shape, &file, &dev).unwrap();
+    let got: Vec<f32> = model
+        .forward(Denoiser::<B>::input(&tokens, rows, len, &dev))
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let e = rel_err(&got, &want);
+    println!("smdm: max |cogrpo - PyTorch| / max |logit| = {e:.2e}");
+    assert!(e < 1e-5, "relative error {e:e}");
+}
+
 /// The releases' own PyTorch code (`bench/hf_models/`, run by
 /// `bench/hf_reference.py`) wrote tiny random LLaDA and Dream models in
 /// their real layout (two bfloat16 shards and an index) with the float32
@@ -409,16 +459,7 @@ fn logits_agree_with_the_releases_pytorch_code() {
             shards >= 2 && dir.join(shards::INDEX).is_file(),
             "{name}: {shards} shards"
         );
-        let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
-        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let ids = file.tensor("input_ids").unwrap();
-        let [rows, len] = [ids.shape()[0], ids.shape()[1]];
-        let tokens: Vec<u32> = ids
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
-            .collect();
-        let want: Vec<f32> = crate::host::floats(&file.tensor("logits").unwrap()).unwrap();
+        let (tokens, [rows, len], want) = reference(&dir);
         let hf = HfModel::open(&dir).unwrap();
         assert_eq!(hf.config.torch_dtype.as_deref(), Some("bfloat16"), "{name}");
         let model = hf.load::<B>(Some(len), &dev).unwrap();
