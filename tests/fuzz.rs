@@ -401,3 +401,75 @@ fn damaged_model_directories_never_panic_or_hang_and_are_refused_by_file() {
         bad.join("\n")
     );
 }
+
+/// Damaged prompt sets and tokenizer files (a `prompts` task's data: the
+/// JSONL splits, `tokenizer.json`, `tokenizer_config.json` with its chat
+/// template) through `check`: no panic or hang, every rejection exit 2
+/// naming the file or key. A tokenizer damaged in a way `tokenizers` still
+/// reads, or a JSONL line changed into another valid record, is accepted.
+#[test]
+fn damaged_prompt_sets_and_tokenizers_never_panic_or_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let good = tmp.path().join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    for split in ["train", "test"] {
+        let text =
+            std::fs::read_to_string(root.join(format!("data/prompts/sudoku4/{split}.jsonl")))
+                .unwrap();
+        let head: Vec<&str> = text.lines().take(12).collect();
+        std::fs::write(good.join(format!("{split}.jsonl")), head.join("\n")).unwrap();
+    }
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            root.join("data/tokenizers/shakespeare-bpe").join(name),
+            good.join(name),
+        )
+        .unwrap();
+    }
+    let cases = env_usize("COGRPO_FUZZ_CASES", 24);
+    let mut rng = StdRng::seed_from_u64(env_usize("COGRPO_FUZZ_SEED", 15) as u64 + 3);
+    let (mut tally, mut bad) = (Tally::default(), Vec::new());
+    let check = |dir: &Path| {
+        let d = format!("{:?}", dir.display().to_string());
+        let (prompts, tokenizer) = (format!("task.prompts={d}"), format!("task.tokenizer={d}"));
+        let args = [
+            "check",
+            "-c",
+            "experiments/sudoku4-prompts.toml",
+            "--set",
+            &prompts,
+            "--set",
+            &tokenizer,
+        ];
+        run(&args, Duration::from_secs(60))
+    };
+    assert!(
+        matches!(check(&good), Some((Some(0), _))),
+        "{:?}",
+        check(&good)
+    );
+    for case in 0..cases {
+        let dst = tmp.path().join(format!("damaged-{case}"));
+        let what = format!("case {case} ({})", damage(&good, &dst, &mut rng, false));
+        let outcome = check(&dst);
+        if let Some((Some(1), said)) = &outcome {
+            bad.push(format!("{what}: exit 1 instead of 2: {said}"));
+        }
+        let d = dst.to_str().unwrap();
+        check_outcome(
+            &what,
+            outcome,
+            &[d, ".jsonl", "tokenizer"],
+            &mut tally,
+            &mut bad,
+        );
+    }
+    eprintln!("{cases} damaged prompt sets: check {:?}", tally.0);
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
