@@ -43,10 +43,22 @@ fn cuda(launch: Launch, fingerprint: &str, job: impl Job + Clone + Send) -> anyh
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(_: Launch, _: &str, _job: impl Job) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "this binary was built without CUDA support; rebuild with \
-         `cargo build --release --features cuda` (and put the CUDA toolkit's lib64 on LD_LIBRARY_PATH)"
-    )
+    available(DeviceKind::Cuda)
+}
+
+/// Whether this binary can run on `kind`: `check` asks before a run does,
+/// so that a config naming a device the build lacks fails in both the same
+/// way (exit 2, the key named).
+pub fn available(kind: DeviceKind) -> anyhow::Result<()> {
+    if kind == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+        return Err(cogrpo_runtime::BadInput(
+            "`run.device` = \"cuda\", but this binary was built without CUDA support; rebuild with \
+             `cargo build --release --features cuda` (and put the CUDA toolkit's lib64 on LD_LIBRARY_PATH)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// One rank per device: joins the run, runs `job` on each device's own

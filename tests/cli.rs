@@ -223,27 +223,6 @@ fn text_smoke_run_reports_bits_per_token_and_samples() {
     assert!(out.contains("ROMEO:"), "{out}");
 }
 
-#[test]
-fn cuda_without_the_feature_is_a_clear_error() {
-    if cfg!(feature = "cuda") {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    run_fails_saying(
-        &[
-            "pretrain",
-            "-c",
-            "experiments/smoke/sudoku4.toml",
-            "--device",
-            "cuda",
-            "--set",
-            &set_out(&out_dir(&tmp, "c")),
-        ],
-        1,
-        "--features cuda",
-    );
-}
-
 /// Every benchmark task runs end to end (tiny model, a few steps) and
 /// reports its own metrics in the table and in `summary.json`.
 #[test]

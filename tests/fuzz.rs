@@ -1,6 +1,7 @@
 //! Fuzzing the binary with hostile inputs (issue 15): random mutations of
 //! every `experiments/*.toml` through `check` and, where accepted, a 2-step
-//! `pretrain`; random damage to a checkpoint through `eval`, and to a
+//! `pretrain` (half the cases also set a work-size key, and then `eval` must
+//! finish in the time limit: issue 37); random damage to a checkpoint through `eval`, and to a
 //! released model's directory through `inspect`. Whatever the
 //! input, the binary never panics (exit 101), never aborts (a signal), never
 //! hangs (a time limit per command), and a rejection exits 2 naming the key
@@ -133,6 +134,43 @@ fn mutate(text: &str, rng: &mut StdRng) -> (String, Vec<String>) {
     (toml::to_string(&root).unwrap_or_default(), done)
 }
 
+/// The keys that set how much work a command does (issue 37: each is
+/// bounded so that whatever `check` accepts finishes).
+const WORK_KEYS: [&str; 8] = [
+    "eval.steps",
+    "eval.nll_samples",
+    "eval.samplers.0.steps",
+    "eval.max_examples",
+    "sampler.steps",
+    "cogrpo.steps",
+    "cogrpo.eval_steps",
+    "eval.batch_size",
+];
+
+/// For half the cases: one work-size key set (by `--set`, present in the
+/// file or not) to a size at, past or far past its cap.
+fn work_override(rng: &mut StdRng) -> Option<String> {
+    if rng.random_bool(0.5) {
+        return None;
+    }
+    let key = WORK_KEYS[rng.random_range(0..WORK_KEYS.len())];
+    let n: u64 = match rng.random_range(0..7) {
+        0 => 0,
+        1 => 1 << 20,
+        2 => (1 << 20) + 1,
+        3 => 4096,
+        4 => 100_000_000,
+        5 => i64::MAX as u64,
+        _ => rng.random_range(1..100_000),
+    };
+    let list = key.ends_with("eval.steps") || key.ends_with("eval_steps");
+    Some(if list {
+        format!("{key}=[{n}]")
+    } else {
+        format!("{key}={n}")
+    })
+}
+
 #[derive(Default, Debug)]
 struct Tally(BTreeMap<String, usize>);
 
@@ -197,15 +235,28 @@ fn mutated_configs_never_panic_or_hang_and_rejections_name_the_key() {
     let cases = env_usize("COGRPO_FUZZ_CASES", 40);
     let mut rng = StdRng::seed_from_u64(env_usize("COGRPO_FUZZ_SEED", 15) as u64);
     let tmp = tempfile::tempdir().unwrap();
-    let (mut tally, mut pretrain, mut bad) = (Tally::default(), Tally::default(), Vec::new());
+    let (mut tally, mut pretrain, mut eval) =
+        (Tally::default(), Tally::default(), Tally::default());
+    let mut bad = Vec::new();
     for case in 0..cases {
         let file = &files[case % files.len()];
-        let (text, mutations) = mutate(&std::fs::read_to_string(file).unwrap(), &mut rng);
+        // Half the cases mutate the file, half set one work-size key on
+        // the file as it is (so that what check accepts runs at that size).
+        let work = work_override(&mut rng);
+        let original = std::fs::read_to_string(file).unwrap();
+        let (text, mutations) = match work {
+            Some(_) => (original, Vec::new()),
+            None => mutate(&original, &mut rng),
+        };
         let path = tmp.path().join(format!("case-{case}.toml"));
         std::fs::write(&path, &text).unwrap();
         let p = path.to_str().unwrap();
-        let what = format!("case {case} ({}: {mutations:?})", file.display());
-        let checked = run(&["check", "-c", p], Duration::from_secs(60));
+        let sets: Vec<&str> = work.iter().flat_map(|w| ["--set", w.as_str()]).collect();
+        let what = format!("case {case} ({}: {mutations:?} {work:?})", file.display());
+        let checked = run(
+            &[&["check", "-c", p][..], &sets].concat(),
+            Duration::from_secs(60),
+        );
         if !check_outcome(&what, checked, &[p], &mut tally, &mut bad) {
             continue;
         }
@@ -213,31 +264,48 @@ fn mutated_configs_never_panic_or_hang_and_rejections_name_the_key() {
             "run.out_dir={}",
             tmp.path().join(format!("run-{case}")).display()
         );
+        let pretrain_args = [
+            "pretrain",
+            "-c",
+            p,
+            "--set",
+            "pretrain.steps=2",
+            "--set",
+            "pretrain.warmup_steps=0",
+            "--set",
+            &out,
+        ];
         let trained = run(
-            &[
-                "pretrain",
+            &[&pretrain_args[..], &sets].concat(),
+            Duration::from_secs(240),
+        );
+        let what_p = format!("{what} pretrain");
+        let trained_ok = check_outcome(&what_p, trained, &[p], &mut pretrain, &mut bad);
+        if trained_ok && work.is_some() {
+            // What check accepted must finish: the evaluation at the
+            // drawn size (on two examples), within the time limit.
+            let eval_args = [
+                "eval",
                 "-c",
                 p,
                 "--set",
-                "pretrain.steps=2",
-                "--set",
-                "pretrain.warmup_steps=0",
-                "--set",
                 &out,
-            ],
-            Duration::from_secs(240),
-        );
-        check_outcome(
-            &format!("{what} pretrain"),
-            trained,
-            &[p],
-            &mut pretrain,
-            &mut bad,
-        );
+                "--set",
+                "eval.max_examples=2",
+            ];
+            let evaluated = run(&[&eval_args[..], &sets].concat(), Duration::from_secs(240));
+            check_outcome(
+                &format!("{what} eval"),
+                evaluated,
+                &[p],
+                &mut eval,
+                &mut bad,
+            );
+        }
     }
     eprintln!(
-        "{cases} mutated configs: check {:?}; 2-step pretrain {:?}",
-        tally.0, pretrain.0
+        "{cases} mutated configs: check {:?}; 2-step pretrain {:?}; eval at a drawn work size {:?}",
+        tally.0, pretrain.0, eval.0
     );
     assert!(
         bad.is_empty(),

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "reliability/bounded.rs"]
+mod bounded;
 mod common;
 use common::{cogrpo, run_fails_saying, run_ok, run_ok_saying, set_out, text};
 

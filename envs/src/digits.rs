@@ -72,9 +72,9 @@ pub fn read_images(path: &Path) -> Result<Vec<Image>, TaskError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let bytes = crate::files::read_regular(path).map_err(io)?;
     let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
+    flate2::read::GzDecoder::new(bytes.as_slice())
         .read_to_string(&mut text)
         .map_err(io)?;
     let bad = |line: usize, message: String| TaskError::Data {

@@ -30,7 +30,7 @@ pub type JsonObject = Map<String, Value>;
 /// number; a line that is not an object, or a file without records, is an
 /// error naming the file and line.
 pub fn read_objects(path: &Path) -> Result<Vec<(usize, JsonObject)>, TaskError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
+    let text = crate::files::read_regular_to_string(path).map_err(|source| TaskError::Io {
         path: path.into(),
         source,
     })?;

@@ -9,6 +9,7 @@ pub mod canvas;
 pub mod countdown;
 pub mod digits;
 pub mod error;
+pub mod files;
 pub mod image;
 pub mod jsonl;
 pub mod problems;

@@ -147,7 +147,7 @@ impl Sudoku4 {
     /// `data_seed` fixes the training-puzzle generator.
     pub fn load(data_dir: &Path, data_seed: u64) -> Result<Self, TaskError> {
         let path = data_dir.join(TEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+        let text = crate::files::read_regular_to_string(&path).map_err(|source| TaskError::Io {
             path: path.clone(),
             source,
         })?;

@@ -30,7 +30,7 @@ impl TextTask {
     /// Loads `data_dir/tinyshakespeare/input.txt`.
     pub fn load(data_dir: &Path, seq_len: usize, holdout_fraction: f64) -> Result<Self, TaskError> {
         let path = data_dir.join(CORPUS_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+        let text = crate::files::read_regular_to_string(&path).map_err(|source| TaskError::Io {
             path: path.clone(),
             source,
         })?;

@@ -123,11 +123,13 @@ impl HttpReward {
             (RewardFailure::new(FailureKind::Malformed, msg), false)
         })?;
         if !status.is_success() {
-            // A protocol error reply may come with a 4xx/5xx status: prefer its message.
+            // A protocol error reply may come with a 4xx/5xx status: prefer
+            // its message, and never retry it, whatever the status: the
+            // plugin answered and said no (docs/reward-protocol.md).
             if let Err(f) = parse_reply(&bytes, batch_id, n)
                 && f.kind == FailureKind::PluginError
             {
-                return Err((f, status.is_server_error()));
+                return Err((f, false));
             }
             let retriable =
                 status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;

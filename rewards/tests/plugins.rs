@@ -203,8 +203,8 @@ async fn serve(listener: tokio::net::TcpListener, requests: Arc<AtomicUsize>) {
                         json!({"protocol": "cogrpo-reward/1", "batch_id": id, "scores": []})
                             .to_string(),
                     ),
-                    "error" => (
-                        500,
+                    "error" | "busy_error" => (
+                        if mode == "error" { 500 } else { 503 },
                         json!({"protocol": "cogrpo-reward/1", "batch_id": id, "error": "oom"})
                             .to_string(),
                     ),
@@ -257,6 +257,16 @@ fn http_plugin_batches_retries_and_reports_every_failure_kind() {
     let r = rt.block_on(plugin.score(&items("flaky", 2))).unwrap();
     assert_eq!(r.scores.len(), 2);
     assert!(plugin.retries_used() >= 1);
+
+    // An error reply is the plugin's answer, not a transient fault: not
+    // retried even under 503, which alone would be (issue 37).
+    let (sent, retried) = (requests.load(Ordering::SeqCst), plugin.retries_used());
+    let err = rt
+        .block_on(plugin.score(&items("busy_error", 1)))
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::PluginError, "{err}");
+    assert_eq!(requests.load(Ordering::SeqCst) - sent, 1, "sent once");
+    assert_eq!(plugin.retries_used(), retried, "no retry counted");
 
     let cases = [
         ("bad_request", FailureKind::HttpStatus),

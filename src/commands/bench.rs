@@ -59,6 +59,13 @@ impl BenchArgs {
             self.batch > 0 && self.train_steps > 0,
             "--batch and --train-steps must be at least 1"
         );
+        anyhow::ensure!(
+            self.steps
+                .iter()
+                .all(|n| (1..=policy::MAX_STEPS).contains(n)),
+            "--steps: each step count must lie in 1..={}",
+            policy::MAX_STEPS
+        );
         let job = Bench {
             cfg,
             batch: self.batch,

@@ -29,6 +29,7 @@ impl CheckArgs {
             model: self.model.clone(),
         };
         let (cfg, task, plan) = self.common.with_model(&source).load_planned()?;
+        crate::backend::available(cfg.run.device)?;
         println!("{}: OK", self.common.config.display());
         for line in plan_lines(&cfg, task.as_ref(), &plan)? {
             println!("{line}");

@@ -377,7 +377,7 @@ impl Validate for CogrpoConfig {
             1,
             crate::sections::MAX_BATCH,
         );
-        p.count_within("steps", self.steps, 1, mdm::config::MAX_LEN);
+        p.count_within("steps", self.steps, 1, policy::MAX_STEPS);
         p.at_least_one("mu", self.mu);
         p.at_least_one("alternate_every", self.alternate_every);
         if let Some(k) = self.alternate_every_schedule {
@@ -424,9 +424,7 @@ impl Validate for CogrpoConfig {
         }
         p.positive("lr_model", self.lr_model);
         p.positive("lr_schedule", self.lr_schedule);
-        if self.eval_steps.contains(&0) {
-            p.bad("eval_steps", "step counts must be at least 1");
-        }
+        policy::check_step_counts(p, "eval_steps", &self.eval_steps);
         p.section("reference", &self.reference);
         if self.reference.kind == SamplerKind::Ancestral {
             p.bad(

@@ -12,12 +12,10 @@ use crate::reference::missing_keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// (The I/O error is in the message, not a source, so that it is
+    /// printed once.)
+    #[error("cannot read config {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{origin}: not valid TOML: {message}")]
     Syntax { origin: String, message: String },
     #[error("--set {arg}: {message}")]
@@ -45,9 +43,9 @@ fn list(problems: &[Problem]) -> String {
 
 /// Loads, overrides and validates a config file.
 pub fn load(path: &Path, overrides: &[String]) -> Result<ExperimentConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = envs::files::read_regular_to_string(path).map_err(|error| ConfigError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     load_str(&text, &path.display().to_string(), overrides)
 }

@@ -345,7 +345,7 @@ impl Default for PretrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
-    /// Step counts of the sampler sweep.
+    /// Step counts of the sampler sweep (each at most 2^20).
     pub steps: Vec<usize>,
     /// Samplers of the sweep (`[[eval.samplers]]`, each a `[sampler]`
     /// table); one that sets `steps` runs at that count only, the others at
@@ -356,8 +356,9 @@ pub struct EvalConfig {
     pub max_examples: Option<usize>,
     /// Rows per batched forward.
     pub batch_size: usize,
-    /// Stratified time samples per sequence for the held-out ELBO bound;
-    /// 0 skips the likelihood evaluation. An ARM's likelihood is exact (any
+    /// Stratified time samples per sequence for the held-out ELBO bound
+    /// (at most 4096, each a forward over every example); 0 skips the
+    /// likelihood evaluation. An ARM's likelihood is exact (any
     /// positive value asks for it); an ILM's is not evaluated.
     pub nll_samples: usize,
     /// ARM and ILM decoding: draw among the `top_k` largest logits (0: all).
@@ -527,6 +528,9 @@ impl Validate for ModelConfig {
 
 /// Largest batch (sequences per micro-batch) of any section.
 pub const MAX_BATCH: usize = 1 << 20;
+/// Largest `eval.nll_samples`: each is a forward over every held-out
+/// example (LLaDA's likelihood estimates use 128).
+pub const MAX_NLL_SAMPLES: usize = 1 << 12;
 /// Largest `pretrain.grad_accum`.
 pub const MAX_GRAD_ACCUM: usize = 1 << 12;
 
@@ -571,9 +575,8 @@ impl Validate for EvalConfig {
                 "must be at least 1 (leave it out to use all)",
             );
         }
-        if self.steps.contains(&0) {
-            p.bad("steps", "step counts must be at least 1");
-        }
+        policy::check_step_counts(p, "steps", &self.steps);
+        p.count_within("nll_samples", self.nll_samples, 0, MAX_NLL_SAMPLES);
         for (i, s) in self.samplers.iter().enumerate() {
             let name = format!("samplers[{i}]");
             p.section(&name, s);

@@ -8,6 +8,7 @@ use cogrpo_vision::{evaluation, registry, store};
 use envs::Task;
 
 use crate::plan::{Plan, available_memory, gib};
+use crate::work;
 
 /// The plan's lines, each indented and labelled (`  task      ...`).
 pub fn plan_lines(
@@ -16,6 +17,7 @@ pub fn plan_lines(
     plan: &Plan,
 ) -> anyhow::Result<Vec<String>> {
     let mut out = shape_lines(cfg, task, plan);
+    out.push(work_line(cfg, task));
     out.push(metrics_line(cfg, task));
     out.push(rewards_line(cfg, task)?);
     if let Some(c) = &cfg.cogrpo {
@@ -92,6 +94,22 @@ fn shape_lines(cfg: &ExperimentConfig, task: &dyn Task, plan: &Plan) -> Vec<Stri
             }
         ),
     ]
+}
+
+/// What the run computes, machine-independent: pre-training and
+/// evaluation in sequences, batched forwards and FLOPs.
+fn work_line(cfg: &ExperimentConfig, task: &dyn Task) -> String {
+    let (p, e) = (work::pretrain(cfg, task), work::eval(cfg, task));
+    format!(
+        "  work      pre-training {} sequences, {} forward+backward ({}); evaluation {} rows, \
+         at most {} batched forwards ({})",
+        p.rows,
+        p.forwards,
+        work::short_flops(p.flops),
+        e.rows,
+        e.forwards,
+        work::short_flops(e.flops)
+    )
 }
 
 /// The metrics an evaluation reports.

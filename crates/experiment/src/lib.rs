@@ -12,6 +12,7 @@ pub mod plan;
 pub mod released;
 pub mod sources;
 pub mod summary;
+pub mod work;
 
 use std::path::{Path, PathBuf};
 

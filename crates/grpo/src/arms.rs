@@ -69,11 +69,7 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             &self.device,
         )?;
         dump_eval(self.run, "base", 0, &mut eval);
-        log_eval(
-            &mut Scalars::open(&self.run.tb_dir().join("base"))?,
-            0,
-            &eval,
-        );
+        log_eval(&mut untrained_log(self.run, "base")?, 0, &eval);
         Ok(ArmOutcome {
             name: "base".into(),
             eval,
@@ -134,7 +130,7 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
         started: Instant,
     ) -> anyhow::Result<ArmOutcome> {
         dump_eval(self.run, name, 0, &mut eval);
-        log_eval(&mut Scalars::open(&self.run.tb_dir().join(name))?, 0, &eval);
+        log_eval(&mut untrained_log(self.run, name)?, 0, &eval);
         Ok(ArmOutcome {
             name: name.into(),
             eval,
@@ -209,6 +205,7 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             );
             let (model, policy, state) =
                 load_arm::<B::InnerBackend>(self.cfg, self.task, &dir, &self.device)?;
+            log.start_at(state.iteration);
             return Ok(InferenceArm {
                 model,
                 policy,
@@ -224,6 +221,14 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             checkpoint: t.checkpoint,
         })
     }
+}
+
+/// The log of an untrained arm, evaluated afresh by every run: what an
+/// earlier run logged there is replaced, not shown twice.
+fn untrained_log(run: &RunDir, arm: &str) -> anyhow::Result<Scalars> {
+    let mut log = Scalars::open(&run.tb_dir().join(arm))?;
+    log.start_at(0);
+    Ok(log)
 }
 
 /// Replaces the arm's evaluation dumps with this evaluation's. Dumps are a

@@ -55,6 +55,7 @@ pub fn train_arm<B: AutodiffKernels>(
     {
         tracing::warn!("rollout dumps of `{}`: {e:#}", mode.name());
     }
+    log.start_at(done);
     log.text(
         "config",
         &format!("```toml\n{}\n```", training.config_toml()),
@@ -100,10 +101,10 @@ pub fn train_arm<B: AutodiffKernels>(
             progress.println(&describe(mode, c, &entry, &groups, &update, update_s));
         }
         arm.state.history.push(entry);
-        training.save_if_due(&arm)?;
+        training.save_if_due(&arm, log)?;
     }
     progress.finish();
-    let checkpoint = training.finish::<B::InnerBackend, _>(&arm, device)?;
+    let checkpoint = training.finish::<B::InnerBackend, _>(&arm, log, device)?;
     Ok(arm.finished(checkpoint))
 }
 

@@ -42,7 +42,11 @@ pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, We
     if !path.is_file() {
         return Err(WeightsError::Read {
             path: path.to_path_buf(),
-            message: "no such file".into(),
+            message: if path.exists() {
+                "not a regular file (a directory, device or FIFO)".into()
+            } else {
+                "no such file".into()
+            },
         });
     }
     check_float32(path)?;

@@ -30,4 +30,7 @@ pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
 pub use network::logits_to_host;
 pub use rollout::Rollout;
 pub use sampler::Sampler;
-pub use schedule::{RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, reveal_from_ratio};
+pub use schedule::{
+    MAX_STEPS, RevealSchedule, SamplerConfig, SamplerKind, ScheduleAction, check_step_counts,
+    reveal_from_ratio,
+};

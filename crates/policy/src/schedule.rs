@@ -92,10 +92,32 @@ pub fn reveal_from_ratio(ratio: f64, n: usize, last: bool) -> usize {
     }
 }
 
+/// The most sampling steps of any sampler (`sampler.steps`, `eval.steps`,
+/// `cogrpo.steps`, ...): the longest sequence cogrpo builds. Steps past the
+/// answer length reveal nothing and cost no forward, but each is still a
+/// step of every row's bookkeeping: at this cap, 40 rows of a 16-cell
+/// answer take 7 s per sampler on a 2-core CPU, where 2^63 steps never end.
+pub const MAX_STEPS: usize = 1 << 20;
+
+/// A list of step counts (`eval.steps`, `cogrpo.eval_steps`): each in
+/// `1..=MAX_STEPS`.
+pub fn check_step_counts(p: &mut Problems, key: &str, counts: &[usize]) {
+    if counts.contains(&0) {
+        p.bad(key, "step counts must be at least 1");
+    }
+    if let Some(n) = counts.iter().find(|&&n| n > MAX_STEPS) {
+        p.bad(
+            key,
+            format!("step counts must be at most {MAX_STEPS}, got {n}"),
+        );
+    }
+}
+
 /// Range checks (a step count of 0 is allowed here: it means "the caller
 /// decides").
 impl Validate for SamplerConfig {
     fn check(&self, p: &mut Problems) {
+        p.count_within("steps", self.steps, 0, MAX_STEPS);
         p.non_negative("temperature", self.temperature);
         p.finite("guidance", self.guidance);
         p.non_negative("remask_temperature", self.remask_temperature);
@@ -131,7 +153,7 @@ pub struct SamplerConfig {
     /// How positions are chosen and how many per step.
     #[schemars(extend("x-required" = true))]
     pub kind: SamplerKind,
-    /// Sampling steps; 0 leaves the choice to the caller (the answer length,
+    /// Sampling steps (at most 2^20); 0 leaves the choice to the caller (the answer length,
     /// i.e. one position per step, or an evaluation's list of step counts).
     #[serde(skip_serializing_if = "is_zero")]
     pub steps: usize,

@@ -172,12 +172,12 @@ pub fn pretrain<B: AutodiffKernels>(
         stepper.log(&t.state, (lr, grad_norm), &mut window, log, &progress);
         t.state.run.wall_s = training.wall_s();
         (t.state.window_loss, t.state.window_steps) = (window.loss, window.steps);
-        training.save_if_due(&t)?;
+        training.save_if_due(&t, log)?;
     }
     progress.finish();
     t.state.run.wall_s = training.wall_s();
     // The other ranks read the final checkpoint next (arms start from it).
-    let dir = training.finish::<B::InnerBackend, _>(&t, device)?;
+    let dir = training.finish::<B::InnerBackend, _>(&t, log, device)?;
     Ok(TrainSummary {
         steps: t.state.step,
         final_loss: t.state.last_loss,
@@ -213,6 +213,7 @@ impl<B: AutodiffKernels> Stepper<'_, B> {
         log: &mut Scalars,
         progress: &Progress,
     ) -> anyhow::Result<()> {
+        log.start_at(t.state.step);
         let toml_text = format!("```toml\n{}\n```", training.config_toml());
         log.text("config", &toml_text, t.state.step);
         log.hparams(&toml::Value::try_from(self.cfg)?);

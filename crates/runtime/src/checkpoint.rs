@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, Recorder};
 use mdm::{Denoiser, DenoiserConfig};
 use serde::Deserialize;
 
@@ -225,9 +225,14 @@ pub fn save_record<R: burn::record::Record<B>, B: burn::prelude::Backend>(
     record: R,
     path: &Path,
 ) -> anyhow::Result<()> {
-    recorder()
-        .record(record, path.to_path_buf())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    // Encoded in memory and written by std, not by burn's file recorder:
+    // burn's writer turns an OS error (no space left) into an opaque
+    // MessagePack error. The bytes are the file recorder's format.
+    let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .record(record, ())
+        .map_err(|e| anyhow::anyhow!("cannot encode {}.mpk: {e}", path.display()))?;
+    let file = path.with_extension("mpk");
+    std::fs::write(&file, bytes).with_context(|| format!("cannot write {}", file.display()))
 }
 
 /// Reads a record written by [`save_record`].
@@ -258,6 +263,8 @@ fn unreadable_record(path: &Path) -> BadInput {
 fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
+    // Only a regular file: a FIFO in a checkpoint folder would block.
+    envs::files::regular(path)?;
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     Ok(hasher
         .finalize()
@@ -347,7 +354,7 @@ pub fn read_state_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, BadInput> {
     verify(dir)?;
     let path = dir.join("state.json");
-    let bytes = std::fs::read(&path)
+    let bytes = envs::files::read_regular(&path)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| BadInput(format!("{} is not {what}: {e}", path.display())))
@@ -485,7 +492,7 @@ where
 /// `run.allow_config_change` it warns instead.
 pub fn check_resume(dir: &Path, cfg: &ExperimentConfig, scope: Scope) -> anyhow::Result<()> {
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path)
+    let text = envs::files::read_regular_to_string(&path)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
     let prev: ExperimentConfig = toml::from_str(&text).map_err(|e| {
         BadInput(format!(

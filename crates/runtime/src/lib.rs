@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod distributed;
+mod event_files;
 pub mod files;
 pub mod logging;
 pub mod optim;

@@ -1,6 +1,6 @@
 //! TensorBoard scalars and text, and terminal progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
@@ -29,6 +29,9 @@ pub struct Scalars {
     writer: Option<RecordWriter<BufWriter<Box<dyn Write + Send>>>>,
     /// Where the events go, for the warning.
     path: String,
+    /// A resumed run's checkpoint step and the tags earlier segments hold
+    /// there: nothing below it is written again, nor those tags at it.
+    resumed: Option<(i64, HashSet<String>)>,
 }
 
 impl Scalars {
@@ -59,6 +62,7 @@ impl Scalars {
         Self {
             writer: Some(RecordWriter::new(BufWriter::new(sink))),
             path,
+            resumed: None,
         }
     }
 
@@ -76,6 +80,62 @@ impl Scalars {
         Self {
             writer: None,
             path: String::new(),
+            resumed: None,
+        }
+    }
+
+    /// A training run starting at `step`: resumed from its checkpoint
+    /// there, or fresh (0). The events of earlier segments past `step` are
+    /// dropped from their files (this run logs those steps again; a fresh
+    /// start drops all an unfinished earlier run logged), and what they
+    /// hold at or below `step` is not logged twice, so the curves have
+    /// every step once. Events are flushed at every checkpoint
+    /// ([`Scalars::flush`]), so all up to `step` are there.
+    pub fn start_at(&mut self, step: usize) {
+        if self.writer.is_none() {
+            return;
+        }
+        let own = std::path::PathBuf::from(&self.path);
+        let Some(dir) = own.parent() else {
+            return;
+        };
+        let through = if step == 0 { -1 } else { step as i64 };
+        match crate::event_files::retain_through(dir, &own, through) {
+            Ok((tags, dropped)) => {
+                if dropped > 0 {
+                    tracing::info!(
+                        "TensorBoard: dropped {dropped} events past step {step} that an earlier, \
+                         interrupted segment logged in {}",
+                        dir.display()
+                    );
+                }
+                if step > 0 {
+                    self.resumed = Some((step as i64, tags));
+                }
+            }
+            Err(e) => tracing::warn!(
+                "TensorBoard: cannot drop the events past step {step} from the earlier files in \
+                 {}: {e}; the curves may show those steps twice",
+                dir.display()
+            ),
+        }
+    }
+
+    /// Whether `event` is already in an earlier segment's file.
+    fn logged_before(&self, event: &Event) -> bool {
+        let Some((step, tags)) = &self.resumed else {
+            return false;
+        };
+        let tag = event.get_summary().get_value().first().map(|v| v.get_tag());
+        event.get_step() < *step
+            || (event.get_step() == *step && tag.is_some_and(|t| tags.contains(t)))
+    }
+
+    /// Pushes what is buffered to the file (at every checkpoint: a run
+    /// killed after it finds all events up to the checkpoint on disk).
+    pub fn flush(&mut self) {
+        if let Some(Err(e)) = self.writer.as_mut().map(RecordWriter::flush) {
+            self.give_up(&e);
         }
     }
 
@@ -167,6 +227,9 @@ impl Scalars {
     }
 
     fn write_event(&mut self, event: &Event) {
+        if self.logged_before(event) {
+            return;
+        }
         let written = event
             .write_to_bytes()
             .map_err(std::io::Error::other)
@@ -189,9 +252,7 @@ impl Scalars {
 
     /// Flushes what is buffered to disk.
     pub fn close(&mut self) {
-        if let Some(Err(e)) = self.writer.as_mut().map(RecordWriter::flush) {
-            self.give_up(&e);
-        }
+        self.flush();
         self.writer = None;
     }
 }

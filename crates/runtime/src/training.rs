@@ -27,6 +27,7 @@ use crate::BadInput;
 use crate::checkpoint::{CheckpointDir, check_ranks, check_resume, read_state_json};
 use crate::distributed::World;
 use crate::files::write_atomic;
+use crate::logging::Scalars;
 
 /// How a training run starts (module docs: the resume policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,41 @@ pub fn read_run_state<S: RunState>(dir: &Path) -> anyhow::Result<S> {
         .into());
     }
     Ok(state)
+}
+
+/// Refuses a state whose values no run of this config writes, like a
+/// damaged file (its checksums can be regenerated): a count other than the
+/// folder's `step-N`, or past the run's `total`; a wall time that is not a
+/// finite non-negative number; zero ranks.
+fn check_state_bounds<S: RunState>(dir: &Path, state: &S, total: usize) -> Result<(), BadInput> {
+    let (done, unit, record) = (state.done(), S::UNIT, state.record());
+    let named: Option<usize> = dir
+        .file_name()
+        .and_then(|n| n.to_str()?.strip_prefix("step-")?.parse().ok());
+    let problem = if named.is_some_and(|n| n != done) {
+        Some(format!(
+            "records {unit} {done}, but the folder is {}",
+            dir.display()
+        ))
+    } else if done > total {
+        Some(format!(
+            "records {unit} {done}, past this run's {total} {unit}s (a damaged state, or a \
+             shortened run: continue it with at least {done})"
+        ))
+    } else if !(record.wall_s.is_finite() && record.wall_s >= 0.0) {
+        Some(format!("records wall_s = {}", record.wall_s))
+    } else if record.ranks == 0 {
+        Some("records ranks = 0".into())
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(BadInput(format!(
+            "{} {p}; it cannot be resumed",
+            dir.join("state.json").display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// What a training run checkpoints: its state, and the files beside it.
@@ -218,6 +254,7 @@ impl<'a> TrainingRun<'a> {
     ) -> anyhow::Result<T> {
         check_resume(dir, cfg, self.scope)?;
         let state: T::State = read_run_state(dir)?;
+        check_state_bounds(dir, &state, self.cadence.total)?;
         let record = state.record();
         check_ranks(dir, record.ranks, self.world.size)?;
         let seed = cfg.run.seed;
@@ -269,20 +306,30 @@ impl<'a> TrainingRun<'a> {
         }
     }
 
-    /// A checkpoint when the cadence says one is due (rank 0 writes it).
-    pub fn save_if_due<T: Checkpointed>(&self, trained: &T) -> anyhow::Result<()> {
+    /// A checkpoint when the cadence says one is due (rank 0 writes it),
+    /// with `log`'s events flushed first: a checkpoint on disk means its
+    /// steps' events are too (what a resumed run relies on).
+    pub fn save_if_due<T: Checkpointed>(
+        &self,
+        trained: &T,
+        log: &mut Scalars,
+    ) -> anyhow::Result<()> {
         if self.cadence.due(trained.state().done()) && self.world.is_writer() {
+            log.flush();
             self.save(trained)?;
         }
         Ok(())
     }
 
-    /// The final checkpoint: rank 0 writes it, every rank learns where it is.
+    /// The final checkpoint (`log` flushed first): rank 0 writes it, every
+    /// rank learns where it is.
     pub fn finish<B: burn::prelude::Backend, T: Checkpointed>(
         &self,
         trained: &T,
+        log: &mut Scalars,
         device: &B::Device,
     ) -> anyhow::Result<PathBuf> {
+        log.flush();
         self.ckpts
             .save_final::<B>(self.world, device, || self.save(trained))
     }

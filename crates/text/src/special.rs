@@ -27,6 +27,11 @@ impl TokenizerConfig {
             path: path.clone(),
             message,
         };
+        if path.exists() && !path.is_file() {
+            return Err(bad(
+                "not a regular file (a directory, device or FIFO)".into()
+            ));
+        }
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)

@@ -23,6 +23,12 @@ impl std::fmt::Debug for TextTokenizer {
 
 impl TextTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, TextError> {
+        if path.exists() && !path.is_file() {
+            return Err(TextError::File {
+                path: path.to_path_buf(),
+                message: "not a regular file (a directory, device or FIFO)".into(),
+            });
+        }
         let inner = Tokenizer::from_file(path).map_err(|e| TextError::File {
             path: path.to_path_buf(),
             message: format!("not a tokenizer.json this build reads ({e})"),

@@ -55,6 +55,12 @@ impl HfModel {
     /// Reads `dir/config.json`.
     pub fn open(dir: &Path) -> Result<Self, HfError> {
         let path = dir.join("config.json");
+        if path.exists() && !path.is_file() {
+            return Err(HfError::File {
+                path,
+                message: "not a regular file (a directory, device or FIFO)".into(),
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| HfError::File {
             path: path.clone(),
             message: e.to_string(),

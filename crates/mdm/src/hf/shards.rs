@@ -82,6 +82,12 @@ impl Shards {
         struct Index {
             weight_map: BTreeMap<String, String>,
         }
+        if !index.is_file() {
+            return Err(bad(
+                index,
+                "not a regular file (a directory, device or FIFO)",
+            ));
+        }
         let text = std::fs::read_to_string(index).map_err(|e| bad(index, e.to_string()))?;
         let parsed: Index = serde_json::from_str(&text)
             .map_err(|e| bad(index, format!("not a safetensors index ({e})")))?;
@@ -158,6 +164,12 @@ pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, HfErro
 /// Reads `path`'s header into `out`, checking that each tensor's byte range
 /// matches its dtype and shape and lies inside the file.
 fn read_header(path: &Path, out: &mut BTreeMap<String, Located>) -> Result<(), HfError> {
+    if path.exists() && !path.is_file() {
+        return Err(bad(
+            path,
+            "not a regular file (a directory, device or FIFO)",
+        ));
+    }
     let mut file = File::open(path).map_err(|e| bad(path, e.to_string()))?;
     let file_len = file.metadata().map_err(|e| bad(path, e.to_string()))?.len();
     let mut len = [0u8; 8];

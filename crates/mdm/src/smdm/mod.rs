@@ -159,7 +159,7 @@ pub fn import<B: Backend>(
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+    let bytes = read_regular(path).map_err(read_err)?;
     let file =
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_err(e.to_string()))?;
     let mut model = cfg.init::<B>(0, device);
@@ -228,6 +228,15 @@ pub fn import<B: Backend>(
         set_linear(head, take("lm_head.weight"));
     }
     Ok(model)
+}
+
+/// The bytes of `path`, a regular file (not a device, FIFO or folder,
+/// whose reads never end).
+fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    if path.exists() && !path.is_file() {
+        return Err("not a regular file (a directory, device or FIFO)".into());
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
 }
 
 /// Every tensor of `expected` from `file`, as float32 on the host; every
