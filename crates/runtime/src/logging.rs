@@ -102,10 +102,15 @@ impl Scalars {
         let through = if step == 0 { -1 } else { step as i64 };
         match crate::event_files::retain_through(dir, &own, through) {
             Ok((tags, dropped)) => {
-                if dropped > 0 {
+                if dropped > 0 && step > 0 {
                     tracing::info!(
                         "TensorBoard: dropped {dropped} events past step {step} that an earlier, \
                          interrupted segment logged in {}",
+                        dir.display()
+                    );
+                } else if dropped > 0 {
+                    tracing::info!(
+                        "TensorBoard: replaced {dropped} events an earlier run logged in {}",
                         dir.display()
                     );
                 }
