@@ -11,6 +11,7 @@ use envs::seeding::uniform_f64;
 use envs::{Canvas, StepRecord};
 use rand::rngs::StdRng;
 
+use crate::blocks::{block_step, blocks};
 use crate::draw::choose_uniform;
 use crate::generation::Act;
 use crate::learned::components::Component;
@@ -61,10 +62,11 @@ pub(crate) struct Decider<'a, B: Kernels> {
 }
 
 /// The rows a step decides for: the `active` rows (those with masks) and
-/// every row's masked count before the first step, at step `step`.
+/// every row's masked count in each of its blocks before the first step
+/// (one block unless the reference decodes block-wise), at step `step`.
 pub(crate) struct StepRows<'a> {
     pub active: &'a [usize],
-    pub n0: &'a [usize],
+    pub n0: &'a [Vec<usize>],
     pub step: usize,
 }
 
@@ -72,8 +74,12 @@ pub(crate) struct StepRows<'a> {
 pub(crate) struct Decision {
     /// The canvas row.
     pub row: usize,
-    /// Its masked positions before the step, increasing.
+    /// Its masked positions before the step, increasing (those of the
+    /// block being decoded, when decoding block-wise).
     pub masked: Vec<usize>,
+    /// The last step of the row's block (of the rollout, with one block):
+    /// everything left in it is revealed.
+    pub last: bool,
     /// The resolved action: the reference's, with the learned components
     /// and the temperature override in place.
     pub action: ScheduleAction,
@@ -147,8 +153,19 @@ impl<B: Kernels> Decider<'_, B> {
         let mut values = Vec::with_capacity(active.len());
         let mut decisions = Vec::with_capacity(active.len());
         for (a, &r) in active.iter().enumerate() {
-            let masked = canvas.masked_positions(r);
-            let proposed = reference.action(n0[r], masked.len(), step, &mut rngs[a]);
+            let answer = canvas.prompt_len(r)..canvas.len();
+            let block = block_step(&blocks(answer, reference.block_length), step, self.steps);
+            let masked: Vec<usize> = canvas
+                .masked_positions(r)
+                .into_iter()
+                .filter(|p| block.range.contains(p))
+                .collect();
+            let proposed = reference.with_steps(block.steps).action(
+                n0[r][block.index],
+                masked.len(),
+                block.step,
+                &mut rngs[a],
+            );
             let v = Values::of(&proposed, masked.len());
             let record = keep.then(|| {
                 let seen = observed.map(|o| o.position_stats(a));
@@ -158,6 +175,7 @@ impl<B: Kernels> Decider<'_, B> {
             decisions.push(Decision {
                 row: r,
                 masked,
+                last: block.step + 1 == block.steps,
                 action: proposed,
                 picks: None,
                 record,
@@ -166,14 +184,13 @@ impl<B: Kernels> Decider<'_, B> {
         if let Some(policy) = self.policy.filter(|p| p.has_gaussian()) {
             self.draw_components(policy, &mut decisions, &mut values, rngs);
         }
-        let last = step + 1 == self.steps;
         // A temperature override (an evaluation's) replaces the reference's
         // temperature, never a learned one.
         let learned_temperature = self.components().contains(&Component::Temperature);
         let temperature_override = self.temperature.filter(|_| !learned_temperature);
         for (d, v) in decisions.iter_mut().zip(&values) {
             d.action = ScheduleAction {
-                reveal: reveal_from_ratio(v.ratio, d.masked.len(), last),
+                reveal: reveal_from_ratio(v.ratio, d.masked.len(), d.last),
                 temperature: temperature_override.unwrap_or(v.temperature),
                 remask_temperature: v.remask_temperature,
                 guidance: v.guidance,

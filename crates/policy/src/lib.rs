@@ -12,6 +12,7 @@
 //! stops ([`insertion`]).
 
 pub mod autoregressive;
+mod blocks;
 pub mod categorical;
 mod decide;
 pub mod device_draw;

@@ -44,6 +44,7 @@ use envs::{Canvas, Problems, StepRecord, Trajectory};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
 
+use crate::blocks::blocks;
 use crate::decide::{Block, Decider, Decision, Observation, StepRows};
 use crate::device_draw::{draw_on_device, on_device, position_stats_on_device};
 use crate::draw::{Draw, most_confident};
@@ -93,7 +94,17 @@ impl<B: Kernels> Rollout<'_, B> {
         self.check(canvas)?;
         let decider = self.decider();
         let rows = canvas.rows();
-        let n0: Vec<usize> = (0..rows).map(|r| canvas.n_masked(r)).collect();
+        // Each row's masked count per block (one block unless block-wise).
+        let n0: Vec<Vec<usize>> = (0..rows)
+            .map(|r| {
+                let answer = canvas.prompt_len(r)..canvas.len();
+                let masked = canvas.masked_positions(r);
+                blocks(answer, self.reference.block_length)
+                    .iter()
+                    .map(|b| masked.iter().filter(|p| b.contains(p)).count())
+                    .collect()
+            })
+            .collect();
         let mut trajectories: Vec<Trajectory> = (0..rows)
             .map(|r| Trajectory {
                 key: canvas.key(r),
@@ -179,6 +190,32 @@ impl<B: Kernels> Rollout<'_, B> {
                  builds on `first_hitting` or `confidence`",
             );
         }
+        if self.reference.block_length > 0 && self.policy.is_some() {
+            p.bad(
+                "sampler.block_length",
+                "a learned schedule does not act over blocks yet: block-wise decoding is for \
+                 fixed samplers (issue 33)",
+            );
+        }
+        let most_blocks = (0..canvas.rows())
+            .map(|r| {
+                blocks(
+                    canvas.prompt_len(r)..canvas.len(),
+                    self.reference.block_length,
+                )
+                .len()
+            })
+            .max()
+            .unwrap_or(1);
+        if self.steps < most_blocks {
+            p.bad(
+                "sampler.block_length",
+                format!(
+                    "{most_blocks} blocks need at least as many steps, got {}",
+                    self.steps
+                ),
+            );
+        }
         if let Some(first) = p.into_vec().into_iter().next() {
             return Err(SamplerError::Config(first));
         }
@@ -204,7 +241,7 @@ impl<B: Kernels> Rollout<'_, B> {
         &self,
         decider: &Decider<'_, B>,
         canvas: &mut Canvas,
-        n0: &[usize],
+        n0: &[Vec<usize>],
         step: usize,
         keep_records: bool,
         stats: &mut GenerationStats,

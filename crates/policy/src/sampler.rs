@@ -190,6 +190,73 @@ mod tests {
         }
     }
 
+    /// Two rows (prompts of 1 and 0 tokens) of a 6-position canvas.
+    fn two_rows() -> Canvas {
+        let mut canvas = Canvas::new(6, 5);
+        canvas.push_row(&[1], 0).unwrap();
+        canvas.push_row(&[], 1).unwrap();
+        canvas
+    }
+
+    #[test]
+    fn block_wise_decoding_fills_each_block_within_its_steps_left_to_right() {
+        let m = model();
+        let sampler = Sampler::new(&m, &Default::default(), 4);
+        for kind in [
+            SamplerKind::Ancestral,
+            SamplerKind::FirstHitting,
+            SamplerKind::Confidence,
+        ] {
+            // 6 steps over blocks of 2: 3 blocks, 2 steps each.
+            let mut cfg = SamplerConfig::new(kind, 6);
+            cfg.block_length = 2;
+            let mut canvas = two_rows();
+            let (trajectories, stats) = sampler.rollout(&cfg).run(&mut canvas, true).unwrap();
+            assert!(canvas.is_complete(), "{kind:?}");
+            for (r, t) in trajectories.iter().enumerate() {
+                let prompt = t.prompt_len;
+                let mut filled: Vec<Vec<usize>> = vec![Vec::new(); 3];
+                for rec in &t.steps {
+                    filled[rec.step / 2].extend(&rec.revealed);
+                }
+                for (b, mut got) in filled.into_iter().enumerate() {
+                    got.sort_unstable();
+                    let block: Vec<usize> = (prompt + 2 * b..(prompt + 2 * b + 2).min(6)).collect();
+                    assert_eq!(got, block, "{kind:?} row {r}: block {b} in its own steps");
+                }
+            }
+            if kind != SamplerKind::Ancestral {
+                // One position per step in the full blocks; row 0's last
+                // block has one position, so one of its steps is empty.
+                assert_eq!(stats.nfe, vec![5, 6], "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_block_as_long_as_the_answer_is_decoding_at_once() {
+        let m = model();
+        let sampler = Sampler::new(&m, &Default::default(), 4);
+        for kind in [
+            SamplerKind::Ancestral,
+            SamplerKind::FirstHitting,
+            SamplerKind::Confidence,
+        ] {
+            let whole = SamplerConfig::new(kind, 3);
+            let mut one_block = whole.clone();
+            one_block.block_length = 6;
+            let (mut a, mut b) = (two_rows(), two_rows());
+            sampler.generate(&mut a, &whole).unwrap();
+            sampler.generate(&mut b, &one_block).unwrap();
+            assert_eq!(a, b, "{kind:?}");
+        }
+        // Fewer steps than blocks cannot decode every block.
+        let mut cfg = SamplerConfig::new(SamplerKind::Confidence, 2);
+        cfg.block_length = 2;
+        let err = sampler.generate(&mut two_rows(), &cfg).unwrap_err();
+        assert!(err.to_string().contains("block_length"), "{err}");
+    }
+
     #[test]
     fn mismatched_canvas_is_an_error() {
         let m = model();

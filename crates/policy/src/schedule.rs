@@ -118,6 +118,7 @@ pub fn check_step_counts(p: &mut Problems, key: &str, counts: &[usize]) {
 impl Validate for SamplerConfig {
     fn check(&self, p: &mut Problems) {
         p.count_within("steps", self.steps, 0, MAX_STEPS);
+        p.count_within("block_length", self.block_length, 0, mdm::config::MAX_LEN);
         p.non_negative("temperature", self.temperature);
         p.finite("guidance", self.guidance);
         p.non_negative("remask_temperature", self.remask_temperature);
@@ -168,6 +169,12 @@ pub struct SamplerConfig {
     /// `confidence` only: Gumbel noise on the confidence order at this
     /// temperature (0: pure confidence order).
     pub remask_temperature: f64,
+    /// Block-wise (semi-autoregressive) decoding, as LLaDA samples: the
+    /// answer in blocks of this many positions, decoded left to right, the
+    /// steps shared out among them (at least one each); 0 decodes the whole
+    /// answer at once.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub block_length: usize,
 }
 
 impl Default for SamplerConfig {
@@ -191,6 +198,7 @@ impl SamplerConfig {
             guidance: 0.0,
             schedule: RevealSchedule::default(),
             remask_temperature: 0.0,
+            block_length: 0,
         }
     }
 
@@ -230,6 +238,9 @@ impl SamplerConfig {
         }
         if self.guidance != 0.0 {
             parts.push(format!("w={}", self.guidance));
+        }
+        if self.block_length != 0 {
+            parts.push(format!("block={}", self.block_length));
         }
         if parts.is_empty() {
             kind.to_string()
