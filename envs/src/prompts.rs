@@ -393,6 +393,26 @@ mod tests {
     }
 
     #[test]
+    fn a_reward_reads_the_answer_up_to_the_first_end_of_sequence_or_pad() {
+        let t = text();
+        let (eos, pad) = (t.eos.unwrap(), t.pad.unwrap());
+        let vocab = Vocab::Tokenizer(TokenizerVocab::new(t, 1024, None).unwrap());
+        let (answer, after) = (vocab.encode("1+2").unwrap(), vocab.encode("9 9").unwrap());
+        for end in [eos, pad] {
+            let ids = [answer.clone(), vec![end], after.clone(), vec![end]].concat();
+            assert_eq!(vocab.answer(&ids), &answer[..]);
+            assert_ne!(
+                vocab.decode(&ids),
+                "1+2",
+                "the text after the end would be scored"
+            );
+        }
+        assert_eq!(vocab.answer(&answer), &answer[..], "no end: all of it");
+        let chars = Vocab::chars("0123".chars()).unwrap();
+        assert_eq!(chars.answer(&[1, 2, 3]), &[1, 2, 3]);
+    }
+
+    #[test]
     fn the_released_mask_token_is_read_as_cogrpo_mask_and_shown_as_underscore() {
         let t = text();
         let released = t.tokenizer.token_to_id("<|mdm_mask|>").unwrap();

@@ -109,6 +109,13 @@ impl TokenizerVocab {
         Ok(ids)
     }
 
+    /// The ids that end an answer: the model's `eos_token` and the
+    /// `pad_token` that fills the positions after it (LLaDA pads its SFT
+    /// answers with end-of-sequence tokens; the prompts task with the pad).
+    pub fn answer_ends(&self) -> [Option<u32>; 2] {
+        [self.text.eos, self.text.pad]
+    }
+
     /// The released mask id read as cogrpo's.
     pub fn to_cogrpo(&self, ids: &mut [u32]) {
         if let Some(m) = self.released_mask {

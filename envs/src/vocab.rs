@@ -106,6 +106,21 @@ impl Vocab {
         self.len() as u32
     }
 
+    /// The answer `ids` as a reward reads it: up to its first
+    /// end-of-sequence or padding token (a tokenizer's `eos_token` and
+    /// `pad_token`, which fill every position after a released model's
+    /// answer); all of `ids` for vocabularies without them.
+    pub fn answer<'a>(&self, ids: &'a [u32]) -> &'a [u32] {
+        let ends = match self {
+            Vocab::Tokenizer(t) => t.answer_ends(),
+            _ => [None, None],
+        };
+        match ids.iter().position(|i| ends.contains(&Some(*i))) {
+            Some(end) => &ids[..end],
+            None => ids,
+        }
+    }
+
     /// Encodes text; a character outside the vocabulary is an error that
     /// names it and its position.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TaskError> {

@@ -23,8 +23,10 @@ pub struct RewardItem {
 
 impl RewardItem {
     /// The item for `completion` (answer tokens) of `example`, decoded with
-    /// the task's vocabulary.
+    /// the task's vocabulary; nothing after the first end-of-sequence token
+    /// reaches a reward ([`Vocab::answer`]).
     pub fn new(example: &Example, rollout: usize, completion: &[u32], vocab: &Vocab) -> Self {
+        let completion = vocab.answer(completion);
         Self {
             id: format!("{}/{rollout}", example.id),
             prompt: vocab.decode(&example.prompt),

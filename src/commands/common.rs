@@ -106,6 +106,8 @@ impl Common {
     pub fn load_planned(&self) -> anyhow::Result<(ExperimentConfig, Box<dyn Task>, Plan)> {
         let cfg = self.load()?;
         let task = cogrpo_config::tasks::build(&cfg)?;
+        cfg.check_blocks(task.layout().answer_len)
+            .map_err(|e| BadInput(format!("{}: {e}", self.config.display())))?;
         let d = cogrpo_config::tasks::denoiser_config(&cfg, task.as_ref());
         let plan = Plan::estimate(&cfg, &d, task.layout().seq_len());
         self.refuse_unfit(&plan)?;

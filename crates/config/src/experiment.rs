@@ -181,6 +181,40 @@ impl ExperimentConfig {
             .ok_or_else(|| anyhow::anyhow!("the config has no [cogrpo] section"))
     }
 
+    /// Block-wise samplers need a step per block at least: checked once the
+    /// task's answer length is known (the config alone does not say it),
+    /// naming the first sampler that has too few.
+    pub fn check_blocks(&self, answer_len: usize) -> Result<(), String> {
+        let mut samplers: Vec<(String, SamplerConfig)> = Vec::new();
+        for (i, s) in self.eval.samplers.iter().enumerate() {
+            let counts = if s.steps > 0 {
+                vec![s.steps]
+            } else {
+                self.eval.steps.clone()
+            };
+            for n in counts {
+                samplers.push((format!("eval.samplers[{i}]"), s.with_steps(n)));
+            }
+        }
+        if self.sampler.is_some() {
+            samplers.push(("sampler".into(), self.sample_sampler(answer_len)));
+        }
+        for (key, s) in samplers {
+            let blocks = match s.block_length {
+                0 => 1,
+                b => answer_len.div_ceil(b).max(1),
+            };
+            if s.steps < blocks {
+                return Err(format!(
+                    "`{key}.block_length`: {} makes {blocks} blocks of the {answer_len}-position \
+                     answer, more than its {} steps (each block needs one)",
+                    s.block_length, s.steps
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The (sampler, step count) points of the evaluation sweep.
     pub fn sweep(&self) -> Vec<SamplerConfig> {
         self.eval

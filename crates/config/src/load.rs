@@ -290,4 +290,30 @@ mod tests {
         let e = err(MINIMAL, &["pretrain.steps"]);
         assert!(e.contains("KEY=VALUE"), "{e}");
     }
+
+    #[test]
+    fn block_wise_samplers_need_a_step_per_block_of_the_answer() {
+        // MINIMAL sweeps 1 and 2 steps; sudoku4's answer has 16 positions.
+        let with = |block: &str| {
+            let set = format!("eval.samplers.0.block_length={block}");
+            load_str(MINIMAL, "x.toml", &[set]).unwrap()
+        };
+        assert_eq!(with("0").check_blocks(16), Ok(()));
+        assert_eq!(with("16").check_blocks(16), Ok(()), "one block");
+        let e = with("8").check_blocks(16).unwrap_err();
+        assert!(
+            e.contains("`eval.samplers[0].block_length`") && e.contains("2 blocks"),
+            "{e}"
+        );
+        let two_steps = load_str(
+            MINIMAL,
+            "x.toml",
+            &[
+                "eval.steps=[2]".into(),
+                "eval.samplers.0.block_length=8".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(two_steps.check_blocks(16), Ok(()), "two blocks, two steps");
+    }
 }
