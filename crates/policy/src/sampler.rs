@@ -173,11 +173,7 @@ mod tests {
         for r in 0..7u64 {
             canvas.push_row(&[1, (r % 4) as u32], 100 + r).unwrap();
         }
-        for kind in [
-            SamplerKind::Ancestral,
-            SamplerKind::FirstHitting,
-            SamplerKind::Confidence,
-        ] {
+        for kind in KINDS {
             let cfg = SamplerConfig::new(kind, 3);
             let sampler = Sampler::new(&m, &dev, 9);
             let mut one = canvas.clone();
@@ -189,6 +185,12 @@ mod tests {
             assert_eq!(a.nfe, b.nfe);
         }
     }
+
+    const KINDS: [SamplerKind; 3] = [
+        SamplerKind::Ancestral,
+        SamplerKind::FirstHitting,
+        SamplerKind::Confidence,
+    ];
 
     /// Two rows (prompts of 1 and 0 tokens) of a 6-position canvas.
     fn two_rows() -> Canvas {
@@ -202,11 +204,7 @@ mod tests {
     fn block_wise_decoding_fills_each_block_within_its_steps_left_to_right() {
         let m = model();
         let sampler = Sampler::new(&m, &Default::default(), 4);
-        for kind in [
-            SamplerKind::Ancestral,
-            SamplerKind::FirstHitting,
-            SamplerKind::Confidence,
-        ] {
+        for kind in KINDS {
             // 6 steps over blocks of 2: 3 blocks, 2 steps each.
             let mut cfg = SamplerConfig::new(kind, 6);
             cfg.block_length = 2;
@@ -237,11 +235,7 @@ mod tests {
     fn one_block_as_long_as_the_answer_is_decoding_at_once() {
         let m = model();
         let sampler = Sampler::new(&m, &Default::default(), 4);
-        for kind in [
-            SamplerKind::Ancestral,
-            SamplerKind::FirstHitting,
-            SamplerKind::Confidence,
-        ] {
+        for kind in KINDS {
             let whole = SamplerConfig::new(kind, 3);
             let mut one_block = whole.clone();
             one_block.block_length = 6;
