@@ -225,6 +225,55 @@ fn check_outcome(
     }
 }
 
+/// A mutated config that `check` accepted, with its `--set`s and run folder.
+struct AcceptedCase<'a> {
+    config: &'a str,
+    sets: &'a [&'a str],
+    out: &'a str,
+    what: &'a str,
+}
+
+impl AcceptedCase<'_> {
+    /// A 2-step `pretrain`; then, for a drawn work size, the evaluation at
+    /// that size (on two examples), which must finish in the time limit.
+    fn pretrain_then_eval(
+        &self,
+        with_work: bool,
+        (pretrain, eval): (&mut Tally, &mut Tally),
+        bad: &mut Vec<String>,
+    ) {
+        let p = self.config;
+        let pretrain_args = [
+            "pretrain",
+            "-c",
+            p,
+            "--set",
+            "pretrain.steps=2",
+            "--set",
+            "pretrain.warmup_steps=0",
+            "--set",
+            self.out,
+        ];
+        let limit = Duration::from_secs(240);
+        let trained = run(&[&pretrain_args[..], self.sets].concat(), limit);
+        let what = format!("{} pretrain", self.what);
+        if !check_outcome(&what, trained, &[p], pretrain, bad) || !with_work {
+            return;
+        }
+        let eval_args = [
+            "eval",
+            "-c",
+            p,
+            "--set",
+            self.out,
+            "--set",
+            "eval.max_examples=2",
+        ];
+        let evaluated = run(&[&eval_args[..], self.sets].concat(), limit);
+        check_outcome(&format!("{} eval", self.what), evaluated, &[p], eval, bad);
+    }
+}
+
 #[test]
 fn mutated_configs_never_panic_or_hang_and_rejections_name_the_key() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -266,44 +315,13 @@ fn mutated_configs_never_panic_or_hang_and_rejections_name_the_key() {
             "run.out_dir={}",
             tmp.path().join(format!("run-{case}")).display()
         );
-        let pretrain_args = [
-            "pretrain",
-            "-c",
-            p,
-            "--set",
-            "pretrain.steps=2",
-            "--set",
-            "pretrain.warmup_steps=0",
-            "--set",
-            &out,
-        ];
-        let trained = run(
-            &[&pretrain_args[..], &sets].concat(),
-            Duration::from_secs(240),
-        );
-        let what_p = format!("{what} pretrain");
-        let trained_ok = check_outcome(&what_p, trained, &[p], &mut pretrain, &mut bad);
-        if trained_ok && work.is_some() {
-            // What check accepted must finish: the evaluation at the
-            // drawn size (on two examples), within the time limit.
-            let eval_args = [
-                "eval",
-                "-c",
-                p,
-                "--set",
-                &out,
-                "--set",
-                "eval.max_examples=2",
-            ];
-            let evaluated = run(&[&eval_args[..], &sets].concat(), Duration::from_secs(240));
-            check_outcome(
-                &format!("{what} eval"),
-                evaluated,
-                &[p],
-                &mut eval,
-                &mut bad,
-            );
-        }
+        let accepted = AcceptedCase {
+            config: p,
+            sets: &sets,
+            out: &out,
+            what: &what,
+        };
+        accepted.pretrain_then_eval(work.is_some(), (&mut pretrain, &mut eval), &mut bad);
     }
     eprintln!(
         "{cases} mutated configs: check {:?}; 2-step pretrain {:?}; eval at a drawn work size {:?}",

@@ -185,30 +185,27 @@ impl ExperimentConfig {
     /// task's answer length is known (the config alone does not say it),
     /// naming the first sampler that has too few.
     pub fn check_blocks(&self, answer_len: usize) -> Result<(), String> {
-        let mut samplers: Vec<(String, SamplerConfig)> = Vec::new();
-        for (i, s) in self.eval.samplers.iter().enumerate() {
-            let counts = if s.steps > 0 {
-                vec![s.steps]
-            } else {
-                self.eval.steps.clone()
-            };
-            for n in counts {
-                samplers.push((format!("eval.samplers[{i}]"), s.with_steps(n)));
-            }
+        // Each sampler's fewest steps: its own count, else eval.steps'.
+        let fewest = |s: &SamplerConfig| match s.steps {
+            0 => self.eval.steps.iter().min().copied(),
+            n => Some(n),
+        };
+        let mut samplers: Vec<(String, &SamplerConfig, Option<usize>)> = (self.eval.samplers)
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("eval.samplers[{i}]"), s, fewest(s)))
+            .collect();
+        let sample = self.sample_sampler(answer_len);
+        if let Some(s) = &self.sampler {
+            samplers.push(("sampler".into(), s, Some(sample.steps)));
         }
-        if self.sampler.is_some() {
-            samplers.push(("sampler".into(), self.sample_sampler(answer_len)));
-        }
-        for (key, s) in samplers {
-            let blocks = match s.block_length {
-                0 => 1,
-                b => answer_len.div_ceil(b).max(1),
-            };
-            if s.steps < blocks {
+        for (key, s, steps) in samplers {
+            let blocks = policy::block_count(answer_len, s.block_length);
+            if let Some(steps) = steps.filter(|&n| n < blocks) {
                 return Err(format!(
                     "`{key}.block_length`: {} makes {blocks} blocks of the {answer_len}-position \
-                     answer, more than its {} steps (each block needs one)",
-                    s.block_length, s.steps
+                     answer, more than its {steps} steps (each block needs one)",
+                    s.block_length
                 ));
             }
         }

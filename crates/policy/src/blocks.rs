@@ -22,13 +22,22 @@ pub(crate) struct BlockStep {
     pub steps: usize,
 }
 
+/// How many blocks of `block_length` an answer of `answer_len` positions
+/// has (one for `block_length = 0`); each needs a step at least.
+pub fn block_count(answer_len: usize, block_length: usize) -> usize {
+    match block_length {
+        0 => 1,
+        b => answer_len.div_ceil(b).max(1),
+    }
+}
+
 /// The blocks of an answer at canvas positions `answer`.
 pub(crate) fn blocks(answer: Range<usize>, block_length: usize) -> Vec<Range<usize>> {
     let len = answer.len();
-    if block_length == 0 || block_length >= len {
+    if block_count(len, block_length) == 1 {
         return vec![answer];
     }
-    (0..len.div_ceil(block_length))
+    (0..block_count(len, block_length))
         .map(|b| answer.start + b * block_length..answer.start + ((b + 1) * block_length).min(len))
         .collect()
 }

@@ -26,6 +26,7 @@ pub mod rollout;
 pub mod sampler;
 pub mod schedule;
 
+pub use blocks::block_count;
 pub use generation::{Act, GenerationStats, SamplerError};
 pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
 pub use network::logits_to_host;

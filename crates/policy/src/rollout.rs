@@ -44,7 +44,7 @@ use envs::{Canvas, Problems, StepRecord, Trajectory};
 use mdm::Denoiser;
 use rand::rngs::StdRng;
 
-use crate::blocks::blocks;
+use crate::blocks::{block_count, blocks};
 use crate::decide::{Block, Decider, Decision, Observation, StepRows};
 use crate::device_draw::{draw_on_device, on_device, position_stats_on_device};
 use crate::draw::{Draw, most_confident};
@@ -199,11 +199,10 @@ impl<B: Kernels> Rollout<'_, B> {
         }
         let most_blocks = (0..canvas.rows())
             .map(|r| {
-                blocks(
-                    canvas.prompt_len(r)..canvas.len(),
+                block_count(
+                    canvas.len() - canvas.prompt_len(r),
                     self.reference.block_length,
                 )
-                .len()
             })
             .max()
             .unwrap_or(1);

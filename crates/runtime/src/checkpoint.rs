@@ -151,9 +151,8 @@ impl CheckpointDir {
         let mut out: Vec<(usize, PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let step: usize = name.strip_prefix("step-")?.parse().ok()?;
                 let path = e.path();
+                let step = step_of(&path)?;
                 path.join("state.json").is_file().then_some((step, path))
             })
             .collect();
@@ -217,6 +216,15 @@ impl CheckpointDir {
         }
         Ok(())
     }
+}
+
+/// The step a checkpoint folder's name `step-N` records.
+pub fn step_of(dir: &Path) -> Option<usize> {
+    dir.file_name()?
+        .to_str()?
+        .strip_prefix("step-")?
+        .parse()
+        .ok()
 }
 
 /// Writes a burn record (optimizer state, schedule policy) as named

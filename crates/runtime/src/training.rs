@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::BadInput;
-use crate::checkpoint::{CheckpointDir, check_ranks, check_resume, read_state_json};
+use crate::checkpoint::{CheckpointDir, check_ranks, check_resume, read_state_json, step_of};
 use crate::distributed::World;
 use crate::files::write_atomic;
 use crate::logging::Scalars;
@@ -98,10 +98,7 @@ pub fn read_run_state<S: RunState>(dir: &Path) -> anyhow::Result<S> {
 /// finite non-negative number; zero ranks.
 fn check_state_bounds<S: RunState>(dir: &Path, state: &S, total: usize) -> Result<(), BadInput> {
     let (done, unit, record) = (state.done(), S::UNIT, state.record());
-    let named: Option<usize> = dir
-        .file_name()
-        .and_then(|n| n.to_str()?.strip_prefix("step-")?.parse().ok());
-    let problem = if named.is_some_and(|n| n != done) {
+    let problem = if step_of(dir).is_some_and(|n| n != done) {
         Some(format!(
             "records {unit} {done}, but the folder is {}",
             dir.display()
