@@ -22,6 +22,14 @@ forward on ROWS (a JSON list of token-id lists) with `cogrpo logits`' output
 LOGITS, printing the largest relative difference:
   cogrpo logits -c EXP --model DIR --input rows.json --out logits.json
   bench/.venv/bin/python bench/hf_reference.py --compare DIR rows.json logits.json
+
+With --peft DIR ADAPTER ROWS LOGITS it loads DIR the same way, puts the LoRA
+adapters `cogrpo export --format peft` wrote to ADAPTER on it with PEFT's own
+`PeftModel.from_pretrained`, and compares that forward with the LoRA arm's
+`cogrpo logits` output (and, to show the adapters matter, the base's alone):
+  bench/.venv/bin/pip install peft==0.18.0
+  cogrpo logits -c EXP --checkpoint runs/EXP/arms/model --input rows.json --out logits.json
+  bench/.venv/bin/python bench/hf_reference.py --peft DIR ADAPTER rows.json logits.json
 """
 
 import json
@@ -236,8 +244,8 @@ def load_exported(d):
     return model.float(), shifted
 
 
-def compare(d, rows, theirs):
-    model, shifted = load_exported(Path(d))
+def relative_error(model, shifted, rows, theirs):
+    """max |model - cogrpo| / max |model| over the logits of ROWS."""
     ids = torch.tensor(json.loads(Path(rows).read_text()), dtype=torch.long)
     ours = logits_of(model, ids, shifted)
     got = json.loads(Path(theirs).read_text())
@@ -245,15 +253,36 @@ def compare(d, rows, theirs):
     cogrpo = torch.tensor(got["logits"], dtype=torch.float32).reshape(b, n, v)
     # The exported vocabulary ends with cogrpo's mask row (a zero head row).
     ours = ours[..., :v]
-    rel = float((ours - cogrpo).abs().max() / ours.abs().max())
-    print(f"{d}: {b}x{n} positions, {v} logits each; max |difference| / max |logit| = {rel:.2e}")
+    return float((ours - cogrpo).abs().max() / ours.abs().max()), f"{b}x{n} positions, {v} logits each"
+
+
+def compare(d, rows, theirs):
+    model, shifted = load_exported(Path(d))
+    rel, what = relative_error(model, shifted, rows, theirs)
+    print(f"{d}: {what}; max |difference| / max |logit| = {rel:.2e}")
     return rel
+
+
+def compare_peft(d, adapter, rows, theirs):
+    """The base in its own code with PEFT's adapters against cogrpo's arm."""
+    from peft import PeftModel
+
+    base, shifted = load_exported(Path(d))
+    without, _ = relative_error(base, shifted, rows, theirs)
+    model = PeftModel.from_pretrained(base, adapter).float()
+    rel, what = relative_error(model, shifted, rows, theirs)
+    print(f"{adapter} on {d}: {what}; max |difference| / max |logit| = {rel:.2e} "
+          f"(the base without the adapters: {without:.2e}; peft {__import__('peft').__version__})")
+    return rel, without
 
 
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "--compare":
         rel = compare(*sys.argv[2:])
         sys.exit(0 if rel < 1e-5 else 1)
+    if len(sys.argv) == 6 and sys.argv[1] == "--peft":
+        rel, without = compare_peft(*sys.argv[2:])
+        sys.exit(0 if rel < 1e-5 and without > 100 * rel else 1)
     torch.manual_seed(0)
     ids = torch.tensor([[5, MASK, 17, 300, MASK, 999, 2, 64],
                         [MASK, MASK, 40, 41, 42, MASK, 7, 8]], dtype=torch.long)

@@ -10,32 +10,15 @@ use std::path::Path;
 
 use common::*;
 
-/// Short runs of experiments/sudoku4-prompts.toml (with [`TINY_MODEL`]).
-const SHORT: [&str; 16] = [
-    "--set",
-    "model.n_kv_heads=1",
-    "--set",
-    "pretrain.steps=4",
-    "--set",
-    "pretrain.batch_size=4",
-    "--set",
-    "pretrain.warmup_steps=1",
-    "--set",
-    "pretrain.checkpoint_every=0",
-    "--set",
-    "eval.max_examples=4",
-    "--set",
-    "eval.batch_size=4",
-    "--set",
-    "eval.steps=[4]",
-];
-
 const CONFIG: &str = "experiments/sudoku4-prompts.toml";
 
 /// `cogrpo <command> -c experiments/sudoku4-prompts.toml` into `out`, with
 /// a tiny model and short runs.
 fn small(out: &str) -> Vec<&str> {
-    with(&with(&["-c", CONFIG, "--set", out], &TINY_MODEL), &SHORT)
+    with(
+        &with(&["-c", CONFIG, "--set", out], &TINY_MODEL),
+        &SHORT_PROMPTS,
+    )
 }
 
 /// The completion lines (`-> ...`) `cogrpo sample` printed.
@@ -45,36 +28,6 @@ fn completions(o: &std::process::Output) -> Vec<String> {
         .filter(|l| l.trim_start().starts_with("->"))
         .map(str::to_string)
         .collect()
-}
-
-/// An experiment file `dir/name.toml` over the Sudoku prompts (chat
-/// template, 32 answer tokens, the Sudoku verifiers) whose model is
-/// `source`, with no `[pretrain]`, writing into `dir/name`; `rest` adds
-/// its `[eval]` and `[cogrpo]` sections.
-fn sudoku_prompts_experiment(dir: &Path, name: &str, source: &Path, rest: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let toml = format!(
-        r#"[run]
-name = "{name}"
-out_dir = {out:?}
-
-[task]
-kind = "prompts"
-prompts = {prompts:?}
-chat_template = true
-gen_length = 32
-verifiers = "sudoku4"
-
-[model]
-source = {source:?}
-
-{rest}"#,
-        out = dir.join(name),
-        prompts = root.join("data/prompts/sudoku4"),
-    );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 /// Co-GRPO from the model as it is: a few iterations of two arms.

@@ -7,36 +7,15 @@
 //! `cargo test --test torch_reference -- --ignored`. Asked for and not
 //! found, it fails.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::{read_logits, torch_python};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A Python interpreter that can import torch and safetensors.
-fn torch_python() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("COGRPO_TORCH_PYTHON").map(PathBuf::from),
-        Some(root().join("bench/.venv/bin/python")),
-        Some(PathBuf::from("python3")),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", "import torch, safetensors"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn logits(path: &Path) -> Vec<f64> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 #[test]
@@ -123,7 +102,7 @@ fn logits_agree_with_the_pytorch_reference() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let (a, b) = (logits(&ours), logits(&theirs));
+        let (a, b) = (read_logits(&ours), read_logits(&theirs));
         assert_eq!(a.len(), 3 * 32 * 65);
         assert_eq!(a.len(), b.len());
         let max_abs = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));

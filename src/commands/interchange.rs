@@ -23,7 +23,8 @@ use crate::backend::{Job, dispatch};
 #[command(
     after_help = "Examples:\n  cogrpo export -c experiments/sudoku4.toml --out sudoku4-smdm.safetensors\n  \
     cogrpo export -c experiments/sudoku4.toml --format hf --out sudoku4-llada/   # LLaDA's layout\n  \
-    cogrpo export -c experiments/text.toml --init --out random.safetensors   # fresh weights\n\n\
+    cogrpo export -c experiments/text.toml --init --out random.safetensors   # fresh weights\n  \
+    cogrpo export -c experiments/sudoku4-text-lora.toml --checkpoint runs/sudoku4-text-lora/arms/model --format peft --out adapter/\n\n\
     Any command's --checkpoint also reads SMDM files (e.g. a model trained with SMDM's code).\n\
     In a Hugging Face directory the denoiser's [MASK] is the last token of the vocabulary\n\
     (mask_token_id = cogrpo_vocab_size), with a zero head row: PyTorch samplers should\n\
@@ -38,14 +39,20 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with = "checkpoint")]
     init: bool,
     /// smdm: one safetensors file in SMDM's (lit-gpt's) names; hf: a
-    /// Hugging Face directory (config.json, safetensors shards).
+    /// Hugging Face directory (config.json, safetensors shards); peft: a
+    /// LoRA arm's adapters as PEFT writes them (adapter_model.safetensors,
+    /// adapter_config.json), for the base model's PyTorch code.
     #[arg(long, value_enum, default_value = "smdm")]
     format: ExportFormat,
-    /// With --format hf: the layout (default: dream for a model with
-    /// shifted logits, else llada).
+    /// A LoRA arm's adapters folded into the base's weights (W + alpha/r A B)
+    /// before writing it as smdm or hf.
+    #[arg(long)]
+    merge: bool,
+    /// With --format hf or peft: the layout (default: the one the model was
+    /// loaded from, else dream for a model with shifted logits, else llada).
     #[arg(long, value_enum)]
     architecture: Option<ArchitectureArg>,
-    /// With --format hf: the stored dtype.
+    /// With --format hf or peft: the stored dtype.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DtypeArg,
     /// Output: a .safetensors file (smdm) or a directory (hf).
@@ -57,6 +64,7 @@ pub struct ExportArgs {
 enum ExportFormat {
     Smdm,
     Hf,
+    Peft,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -94,6 +102,24 @@ impl ExportArgs {
             let source = checkpoint_source(&cfg, self.model.explicit())?;
             load_model(&cfg, task.as_ref(), &source, &dev)?
         };
+        let model = match (model.has_lora(), self.merge, self.format) {
+            (true, true, ExportFormat::Peft) => bail!(
+                "export: --merge folds the adapters into the weights, and --format peft writes \
+                 the adapters alone; choose one"
+            ),
+            (true, true, _) => model.merged(),
+            (true, false, ExportFormat::Peft) | (false, false, _) => model,
+            (true, false, _) => bail!(
+                "export: this checkpoint holds LoRA adapters on a frozen base; write them with \
+                 --format peft, or fold them into the weights with --merge"
+            ),
+            (false, true, _) => {
+                bail!("export: --merge needs a LoRA arm's checkpoint; this model has no adapters")
+            }
+        };
+        if self.format == ExportFormat::Peft {
+            return self.write_peft(&cfg, &model);
+        }
         let shape = format!(
             "vocabulary {} + mask, d_model {}, {} layers, {} heads, d_ff {}",
             d.vocab_size, d.d_model, d.n_layers, d.n_heads, d.d_ff
@@ -107,18 +133,66 @@ impl ExportArgs {
             );
             return Ok(());
         }
-        let dtype = match self.dtype {
-            DtypeArg::F32 => mdm::hf::StoredDtype::F32,
-            DtypeArg::F16 => mdm::hf::StoredDtype::F16,
-            DtypeArg::Bf16 => mdm::hf::StoredDtype::Bf16,
-        };
-        let hf = self.write_hf(&cfg, &model, d.clone(), dtype)?;
+        let hf = self.write_hf(&cfg, &model, d.clone(), self.stored_dtype())?;
         println!(
             "wrote {} ({} parameters, {} layout: {shape}; mask token {})",
             out.display(),
             hf.num_params(),
             hf.architecture.name(),
             hf.mask_token_id
+        );
+        Ok(())
+    }
+
+    fn stored_dtype(&self) -> mdm::hf::StoredDtype {
+        match self.dtype {
+            DtypeArg::F32 => mdm::hf::StoredDtype::F32,
+            DtypeArg::F16 => mdm::hf::StoredDtype::F16,
+            DtypeArg::Bf16 => mdm::hf::StoredDtype::Bf16,
+        }
+    }
+
+    /// A LoRA arm's adapters in PEFT's format, for the layout the base was
+    /// loaded from (or `--architecture`'s).
+    fn write_peft(
+        &self,
+        cfg: &ExperimentConfig,
+        model: &mdm::Denoiser<burn::backend::Flex>,
+    ) -> anyhow::Result<()> {
+        let released = match &cfg.model.source {
+            Some(dir) if mdm::hf::is_model_dir(dir) => Some((dir, mdm::hf::HfModel::open(dir)?)),
+            _ => None,
+        };
+        let architecture = match (&released, self.architecture) {
+            (Some((dir, hf)), Some(a)) if a.architecture() != hf.config.architecture => bail!(
+                "--architecture: {} is in {}'s layout, and its adapters are named for it",
+                dir.display(),
+                hf.config.architecture.name()
+            ),
+            (Some((_, hf)), _) => hf.config.architecture,
+            (None, Some(a)) => a.architecture(),
+            (None, None) if model.logit_shift() => mdm::hf::Architecture::Dream,
+            (None, None) => mdm::hf::Architecture::Llada,
+        };
+        let base = released.as_ref().map(|(dir, _)| dir.display().to_string());
+        let n = mdm::hf::write_peft(
+            model,
+            architecture,
+            base.as_deref(),
+            &self.out,
+            self.stored_dtype(),
+        )
+        .map_err(|e| cogrpo_runtime::BadInput(e.to_string()))?;
+        println!(
+            "wrote {} ({n} adapter parameters on {} projections, PEFT's format for {}'s layout)",
+            self.out.display(),
+            model
+                .lora_targets()
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            architecture.name()
         );
         Ok(())
     }

@@ -24,6 +24,26 @@ pub const TINY_MODEL: [&str; 8] = [
     "model.d_ff=64",
 ];
 
+/// Short runs of experiments/sudoku4-prompts.toml (with [`TINY_MODEL`]).
+pub const SHORT_PROMPTS: [&str; 16] = [
+    "--set",
+    "model.n_kv_heads=1",
+    "--set",
+    "pretrain.steps=4",
+    "--set",
+    "pretrain.batch_size=4",
+    "--set",
+    "pretrain.warmup_steps=1",
+    "--set",
+    "pretrain.checkpoint_every=0",
+    "--set",
+    "eval.max_examples=4",
+    "--set",
+    "eval.batch_size=4",
+    "--set",
+    "eval.steps=[4]",
+];
+
 /// `args` then `more`.
 pub fn with<'a>(args: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     args.iter().chain(more).copied().collect()
@@ -119,4 +139,60 @@ pub fn summary(dir: &Path) -> serde_json::Value {
 
 pub fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// An experiment file `dir/name.toml` over the Sudoku prompts (chat
+/// template, 32 answer tokens, the Sudoku verifiers) whose model is
+/// `source`, with no `[pretrain]`, writing into `dir/name`; `rest` adds
+/// its `[eval]` and `[cogrpo]` sections.
+pub fn sudoku_prompts_experiment(dir: &Path, name: &str, source: &Path, rest: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let toml = format!(
+        r#"[run]
+name = "{name}"
+out_dir = {out:?}
+
+[task]
+kind = "prompts"
+prompts = {prompts:?}
+chat_template = true
+gen_length = 32
+verifiers = "sudoku4"
+
+[model]
+source = {source:?}
+
+{rest}"#,
+        out = dir.join(name),
+        prompts = root.join("data/prompts/sudoku4"),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A Python interpreter that can import torch and safetensors.
+pub fn torch_python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("COGRPO_TORCH_PYTHON").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        Command::new(py)
+            .args(["-c", "import torch, safetensors"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// The logits a `cogrpo logits --out` file holds, flattened.
+pub fn read_logits(path: &Path) -> Vec<f64> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }

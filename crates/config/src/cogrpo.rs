@@ -106,6 +106,11 @@ pub struct CogrpoConfig {
     pub reference: SamplerConfig,
     /// The learned schedule policy (`[cogrpo.schedule]`).
     pub schedule: SchedulePolicyConfig,
+    /// LoRA adapters as the model factor (`[cogrpo.lora]`): the pre-trained
+    /// model stays frozen and theta is the adapters; unset, every weight
+    /// trains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<mdm::LoraConfig>,
     /// The tuned fixed schedule, the strongest simple baseline: when set,
     /// `run` adds the arm `tuned` (the best fixed schedule of this grid).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +190,7 @@ impl Default for CogrpoConfig {
             steps: 0,
             reference: SamplerConfig::new(SamplerKind::Confidence, 0),
             schedule: SchedulePolicyConfig::default(),
+            lora: None,
             tune: None,
             arms: vec![UpdateMode::Model, UpdateMode::Alternate],
             mu: 1,
@@ -444,11 +450,27 @@ impl Validate for CogrpoConfig {
         if let Some(t) = &self.tune {
             p.section("tune", t);
         }
+        self.check_lora(p);
         self.check_arms_can_learn(p);
     }
 }
 
 impl CogrpoConfig {
+    /// `[cogrpo.lora]`'s own keys, and an arm that trains the model.
+    fn check_lora(&self, p: &mut Problems) {
+        let Some(lora) = &self.lora else { return };
+        for (key, message) in lora.problems() {
+            p.bad(&format!("lora.{key}"), message);
+        }
+        if self.arms == [UpdateMode::Schedule] {
+            p.bad(
+                "lora",
+                "only the schedule arm is trained, which leaves the model frozen: LoRA adapters \
+                 would never train",
+            );
+        }
+    }
+
     /// What the arms update must be learnable: the model needs a token
     /// distribution to learn from, the schedule arms a learned schedule.
     fn check_arms_can_learn(&self, p: &mut Problems) {
@@ -528,5 +550,35 @@ mod tests {
                 .unwrap()
                 .contains("micro_batch_tokens")
         );
+    }
+
+    /// `[cogrpo.lora]` reads PEFT's knobs with PEFT's defaults; bad values
+    /// and a LoRA that no arm trains are named by key.
+    #[test]
+    fn lora_keys_parse_and_bad_values_are_named() {
+        use envs::Validate;
+        let cfg = c("arms = [\"model\"]\n[lora]\nrank = 4\ntargets = [\"q\", \"v\"]");
+        let lora = cfg.lora.clone().unwrap();
+        assert_eq!((lora.rank, lora.alpha, lora.dropout), (4, 8.0, 0.0));
+        assert_eq!(lora.targets, [mdm::LoraTarget::Q, mdm::LoraTarget::V]);
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        assert!(c("").lora.is_none());
+        let keys = |extra: &str| -> Vec<String> {
+            c(extra).problems().into_iter().map(|p| p.key).collect()
+        };
+        assert_eq!(
+            keys("arms = [\"model\"]\n[lora]\nrank = 0\ndropout = 0.1"),
+            ["lora.rank", "lora.dropout"]
+        );
+        assert_eq!(
+            keys(
+                "arms = [\"schedule\"]\n[schedule]\nkind = \"per_step\"\nlearn = [\"ratio\"]\n[lora]"
+            ),
+            ["lora"]
+        );
+        assert!(toml::from_str::<super::CogrpoConfig>(
+            "iterations = 1\nsteps = 2\nreference = { kind = \"confidence\" }\n[lora]\ntargets = [\"qkv\"]"
+        )
+        .is_err());
     }
 }

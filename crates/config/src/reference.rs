@@ -61,7 +61,7 @@ fn mark_required(node: &mut Value) {
 
 /// The sections of the reference, in the order an experiment file reads
 /// (a path into the file, and what the section is for).
-const SECTIONS: [(&str, &str); 11] = [
+const SECTIONS: [(&str, &str); 12] = [
     ("run", "the run: its name, output folder, seed and device"),
     ("task", "the task and its data"),
     (
@@ -87,6 +87,10 @@ const SECTIONS: [(&str, &str); 11] = [
         "Co-GRPO and the arms `cogrpo run` compares (absent: pre-training only)",
     ),
     ("cogrpo.schedule", "the learned schedule policy"),
+    (
+        "cogrpo.lora",
+        "LoRA adapters on a frozen base as the model factor ([docs/models.md](models.md))",
+    ),
     (
         "cogrpo.tune",
         "the grid of fixed schedules searched for the `tuned` arm",

@@ -22,7 +22,9 @@ pub struct Plan {
     /// One evaluation batch's forward pass (nothing kept between layers).
     pub eval_bytes: u64,
     /// A Co-GRPO update micro-batch's forward and backward, with the policy,
-    /// reference and old models resident; 0 without `[cogrpo]`.
+    /// reference and old models resident (with `[cogrpo.lora]`: the frozen
+    /// base once, the adapters with their gradients and Adam moments); 0
+    /// without `[cogrpo]`.
     pub cogrpo_bytes: u64,
 }
 
@@ -49,7 +51,13 @@ impl Plan {
                 0 => rollout_rows,
                 n => (n as u64).min(rollout_rows),
             };
-            (6 * params * F32)
+            let resident = match &c.lora {
+                // Weights, gradients, two moments, the reference, the old model.
+                None => 6 * params * F32,
+                // The base (also the reference); the adapters train.
+                Some(lora) => (params + 4 * lora_params(d, lora)) * F32,
+            };
+            resident
                 .saturating_add(activations(d, l, update_rows, true))
                 .max(activations(d, l, rollout_rows, false))
         });
@@ -113,6 +121,23 @@ fn activations(d: &DenoiserConfig, seq_len: u64, rows: u64, keep: bool) -> u64 {
         .saturating_mul(F32)
 }
 
+/// Parameters of `lora`'s adapters on `d`: `r (d_in + d_out)` per targeted
+/// projection and block.
+pub fn lora_params(d: &DenoiserConfig, lora: &mdm::LoraConfig) -> u64 {
+    use mdm::LoraTarget::*;
+    let (m, kv, ff) = (d.d_model as u64, d.kv_dim() as u64, d.d_ff as u64);
+    let per_block: u64 = lora
+        .targets
+        .iter()
+        .map(|t| match t {
+            Q | O => m + m,
+            K | V => m + kv,
+            Gate | Up | Down => m + ff,
+        })
+        .sum();
+    per_block * lora.rank as u64 * d.n_layers as u64
+}
+
 /// Memory the operating system can give this process now, in bytes.
 pub fn available_memory() -> u64 {
     let mut sys = sysinfo::System::new();
@@ -155,6 +180,31 @@ mod tests {
         assert_eq!(p.pretrain_bytes, 16 * p.params + 4 * 32 * 32 * per_token);
         assert_eq!(p.cogrpo_bytes, 0);
         assert!(p.fits(1 << 30).is_ok());
+    }
+
+    /// With LoRA the update holds the base once and the adapters four
+    /// times (weights, gradients, two moments), not the model six times;
+    /// the adapter count is the one `with_lora` builds.
+    #[test]
+    fn a_lora_update_holds_the_base_once_and_the_adapters_four_times() {
+        let cogrpo = "[cogrpo]\niterations = 1\nsteps = 2\narms = [\"model\"]\n\
+            reference = { kind = \"confidence\", temperature = 1.0 }\n";
+        let full = plan(&format!("{SMALL}{cogrpo}"), 32);
+        let lora = plan(&format!("{SMALL}{cogrpo}[cogrpo.lora]\nrank = 4\n"), 32);
+        let d = DenoiserConfig::new(10, 64, 2, 4, 128, 32);
+        let cfg = mdm::LoraConfig {
+            rank: 4,
+            ..Default::default()
+        };
+        let built = d
+            .init::<burn::backend::Flex>(0, &Default::default())
+            .with_lora(&cfg, 0);
+        let n = lora_params(&d, &cfg);
+        assert_eq!(n as usize, built.unwrap().trainable_params());
+        assert_eq!(
+            full.cogrpo_bytes - lora.cogrpo_bytes,
+            (6 * full.params - full.params - 4 * n) * 4
+        );
     }
 
     #[test]

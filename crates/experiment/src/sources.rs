@@ -44,16 +44,33 @@ pub fn checkpoint_source(
         })
 }
 
-/// The denoiser of checkpoint `source`, of the shape `cfg` and `task` give.
+/// The denoiser of checkpoint `source`, of the shape `cfg` and `task` give:
+/// a pre-training checkpoint or model file, or a Co-GRPO arm (its folder or
+/// one of its checkpoints; a LoRA arm's adapters come on their base).
 pub fn load_model<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     source: &Path,
     device: &B::Device,
 ) -> anyhow::Result<Denoiser<B>> {
+    if let Some(dir) = arm_checkpoint(source) {
+        check_resume(&dir, cfg, Scope::Arm)?;
+        let (model, _, _) = load_arm::<B>(cfg, task, &dir, device)
+            .with_context(|| format!("cannot load the arm {}", source.display()))?;
+        return Ok(model);
+    }
     let d = denoiser_config(cfg, task);
     checkpoint::load_model::<B>(source, &d, device)
         .with_context(|| format!("cannot load the model from {}", source.display()))
+}
+
+/// The arm checkpoint `source` names, if it names one: a folder whose
+/// `state.json` records an arm, or an arm folder with such checkpoints.
+fn arm_checkpoint(source: &Path) -> Option<PathBuf> {
+    let dir = find_arm_checkpoint(source).ok()?;
+    let text = std::fs::read_to_string(dir.join("state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    state.get("arm").is_some().then_some(dir)
 }
 
 /// A trained arm for inference: its model, its schedule policy, and whether

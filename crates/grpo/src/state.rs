@@ -6,14 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
 use burn::module::Module;
 use burn::optim::Optimizer;
 use cogrpo_config::tasks::denoiser_config;
 use cogrpo_config::{CogrpoConfig, ExperimentConfig, UpdateMode};
+use cogrpo_runtime::BadInput;
 use cogrpo_runtime::checkpoint::{self, CheckpointDir, load_record, save_record};
+use cogrpo_runtime::fingerprint::fingerprint;
 use cogrpo_runtime::training::{Checkpointed, RunRecord, RunState, read_run_state};
 use envs::Task;
-use mdm::{AutodiffKernels, Denoiser};
+use mdm::{AutodiffKernels, Denoiser, Kernels};
 use policy::SamplerKind;
 use policy::learned::SchedulePolicy;
 use serde::{Deserialize, Serialize};
@@ -97,6 +100,12 @@ pub struct ArmState {
     pub rollouts: u64,
     /// The pre-trained checkpoint the arm started from.
     pub init: PathBuf,
+    /// With `[cogrpo.lora]`: the fingerprint of `init`
+    /// ([`cogrpo_runtime::fingerprint`]), the frozen base the checkpoint's
+    /// adapters sit on (it holds the adapters only), checked before they
+    /// are loaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_fingerprint: Option<String>,
     pub history: Vec<IterationLog>,
 }
 
@@ -125,10 +134,10 @@ pub type Theta<B> = Factor<B, Denoiser<B>>;
 /// The schedule factor phi of an arm.
 pub type Phi<B> = Factor<B, SchedulePolicy<B>>;
 
-/// An arm in training: what its checkpoint holds (`model.safetensors` and
-/// `optimizer.mpk` of theta, `schedule.mpk` and `schedule_optimizer.mpk` of
-/// phi, `state.json`, `config.toml`). [`load_arm`] reads the same files for
-/// inference.
+/// An arm in training: what its checkpoint holds (`model.safetensors`, or
+/// with LoRA `adapters.safetensors`, and `optimizer.mpk` of theta,
+/// `schedule.mpk` and `schedule_optimizer.mpk` of phi, `state.json`,
+/// `config.toml`). [`load_arm`] reads the same files for inference.
 pub struct ArmTraining<B: AutodiffKernels> {
     pub theta: Theta<B>,
     pub phi: Phi<B>,
@@ -141,7 +150,11 @@ impl<B: AutodiffKernels> Checkpointed for ArmTraining<B> {
         &self.state
     }
     fn write_files(&self, dir: &Path) -> anyhow::Result<()> {
-        mdm::weights::save(&self.theta.module, &dir.join("model.safetensors"))?;
+        if self.theta.module.has_lora() {
+            mdm::weights::save_adapters(&self.theta.module, &dir.join(ADAPTERS))?;
+        } else {
+            mdm::weights::save(&self.theta.module, &dir.join(MODEL))?;
+        }
         save_record::<_, B>(
             Optimizer::<Denoiser<B>, B>::to_record(&self.theta.optim),
             &dir.join("optimizer"),
@@ -164,9 +177,8 @@ impl<B: AutodiffKernels> ArmTraining<B> {
         ranks: usize,
         device: &B::Device,
     ) -> anyhow::Result<Self> {
-        let model = checkpoint::load_model::<B>(init, &denoiser_config(cfg, task), device)
-            .with_context(|| format!("cannot load the pre-trained model {}", init.display()))?;
         let c = cfg.cogrpo_section()?;
+        let model = load_base::<B>(cfg, task, init, device)?;
         let state = ArmState {
             run: RunRecord {
                 format_version: ARM_FORMAT_VERSION,
@@ -178,6 +190,7 @@ impl<B: AutodiffKernels> ArmTraining<B> {
             iteration: 0,
             rollouts: 0,
             init: init.to_path_buf(),
+            base_fingerprint: c.lora.as_ref().map(|_| fingerprint(init)).transpose()?,
             history: Vec::new(),
         };
         Self::with_factors(
@@ -208,7 +221,7 @@ impl<B: AutodiffKernels> ArmTraining<B> {
                 mode.name()
             );
         }
-        let (model, policy) = load_weights::<B>(cfg, task, dir, device)?;
+        let (model, policy) = load_weights::<B>(cfg, task, (dir, &state), init, device)?;
         let mut arm = Self::with_factors(cfg, task, (model, policy), init, state, device)?;
         arm.theta.optim = arm
             .theta
@@ -223,7 +236,8 @@ impl<B: AutodiffKernels> ArmTraining<B> {
 
     /// Both factors with their optimizers and, where `cogrpo.beta` /
     /// `beta_schedule` ask for a KL term, their frozen references: the
-    /// pre-trained model `init` and the initial schedule policy.
+    /// pre-trained model `init` (with LoRA, the frozen base itself, shared
+    /// rather than loaded twice) and the initial schedule policy.
     fn with_factors(
         cfg: &ExperimentConfig,
         task: &dyn Task,
@@ -234,8 +248,13 @@ impl<B: AutodiffKernels> ArmTraining<B> {
     ) -> anyhow::Result<Self> {
         let c = cfg.cogrpo_section()?;
         let reference_model = (c.beta > 0.0)
-            .then(|| {
-                checkpoint::load_model::<B::InnerBackend>(init, &denoiser_config(cfg, task), device)
+            .then(|| match model.has_lora() {
+                true => Ok(model.valid().without_lora()),
+                false => checkpoint::load_model::<B::InnerBackend>(
+                    init,
+                    &denoiser_config(cfg, task),
+                    device,
+                ),
             })
             .transpose()?
             .map(|m| (m, c.beta));
@@ -295,30 +314,81 @@ pub fn read_arm_state(dir: &Path) -> anyhow::Result<ArmState> {
 }
 
 /// Loads an arm checkpoint's model, schedule policy and state.
-pub fn load_arm<B: burn::prelude::Backend>(
+pub fn load_arm<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
     dir: &Path,
     device: &B::Device,
 ) -> anyhow::Result<(Denoiser<B>, SchedulePolicy<B>, ArmState)> {
     let state = read_arm_state(dir)?;
-    let (model, policy) = load_weights::<B>(cfg, task, dir, device)?;
+    let (model, policy) = load_weights::<B>(cfg, task, (dir, &state), &state.init, device)?;
     Ok((model, policy, state))
 }
 
-/// An arm checkpoint's model and schedule policy.
-fn load_weights<B: burn::prelude::Backend>(
+/// Theta's weights in an arm checkpoint.
+const MODEL: &str = "model.safetensors";
+/// Theta's adapters in a LoRA arm's checkpoint.
+const ADAPTERS: &str = "adapters.safetensors";
+
+/// The pre-trained model `init` as theta starts: every weight trainable,
+/// or with `[cogrpo.lora]` frozen under fresh adapters drawn from the run's
+/// seed (zero updates: the arm starts as the base).
+fn load_base<B: Kernels>(
     cfg: &ExperimentConfig,
     task: &dyn Task,
-    dir: &Path,
+    init: &Path,
+    device: &B::Device,
+) -> anyhow::Result<Denoiser<B>> {
+    let model = checkpoint::load_model::<B>(init, &denoiser_config(cfg, task), device)
+        .with_context(|| format!("cannot load the pre-trained model {}", init.display()))?;
+    match &cfg.cogrpo_section()?.lora {
+        None => Ok(model),
+        Some(lora) => model
+            .with_lora(lora, cfg.run.seed)
+            .map_err(|e| BadInput(format!("cogrpo.lora: {e}")).into()),
+    }
+}
+
+/// An arm checkpoint's model and schedule policy. A LoRA checkpoint's
+/// adapters go onto the base `init`, which must be the one the arm was
+/// trained on (its fingerprint in `state`).
+fn load_weights<B: Kernels>(
+    cfg: &ExperimentConfig,
+    task: &dyn Task,
+    (dir, state): (&Path, &ArmState),
+    init: &Path,
     device: &B::Device,
 ) -> anyhow::Result<(Denoiser<B>, SchedulePolicy<B>)> {
     let c = cfg.cogrpo_section()?;
-    let model = checkpoint::load_model::<B>(
-        &dir.join("model.safetensors"),
-        &denoiser_config(cfg, task),
-        device,
-    )?;
+    let model = match (&state.base_fingerprint, &c.lora) {
+        (None, None) => {
+            checkpoint::load_model::<B>(&dir.join(MODEL), &denoiser_config(cfg, task), device)?
+        }
+        (Some(recorded), Some(_)) => {
+            let found = fingerprint(init)?;
+            if &found != recorded {
+                return Err(BadInput(format!(
+                    "{} holds LoRA adapters trained on a base with fingerprint {recorded}, but \
+                     the base model {} now has fingerprint {found}: it changed since the arm \
+                     was trained (adapters on another base compute something nobody trained). \
+                     Point the config at the original base",
+                    dir.display(),
+                    init.display()
+                ))
+                .into());
+            }
+            let base = load_base::<B>(cfg, task, init, device)?;
+            mdm::weights::load_adapters(base, &dir.join(ADAPTERS))?
+        }
+        (Some(_), None) => bail!(
+            "{} holds LoRA adapters, but the config has no [cogrpo.lora] to build them from",
+            dir.display()
+        ),
+        (None, Some(_)) => bail!(
+            "{} holds a fully fine-tuned model, but the config asks for [cogrpo.lora]",
+            dir.display()
+        ),
+    };
     let policy =
         init_policy::<B>(c, task, device).load_record(load_record(&dir.join("schedule"), device)?);
     Ok((model, policy))

@@ -8,8 +8,8 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 pub use crate::kernels::Visibility;
-use crate::kernels::precision::linear;
 use crate::kernels::{Heads, Kernels, RopeAt};
+use crate::lora::{Adapter, adapted};
 use crate::rope::Rope;
 
 /// Keys and values of every layer for the positions seen so far (ARM
@@ -87,6 +87,11 @@ pub struct Attention<B: Backend> {
     pub(crate) k: Linear<B>,
     pub(crate) v: Linear<B>,
     pub(crate) proj: Linear<B>,
+    /// LoRA adapters on the four projections (`None`: none; [`crate::lora`]).
+    pub(crate) lora_q: Option<Adapter<B>>,
+    pub(crate) lora_k: Option<Adapter<B>>,
+    pub(crate) lora_v: Option<Adapter<B>>,
+    pub(crate) lora_o: Option<Adapter<B>>,
     pub(crate) n_heads: usize,
     pub(crate) n_kv_heads: usize,
 }
@@ -113,9 +118,10 @@ impl<B: Kernels> Attention<B> {
         };
         // softmax(q k^T / sqrt(d_h)) v, with the scale folded into q's rotation.
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = B::rope(linear(&self.q, x.clone()), rope, at(scale));
-        let k = B::rope(linear(&self.k, x.clone()), rope, at(1.0));
-        let v = linear(&self.v, x);
+        let q = adapted(&self.q, self.lora_q.as_ref(), x.clone());
+        let k = adapted(&self.k, self.lora_k.as_ref(), x.clone());
+        let (q, k) = (B::rope(q, rope, at(scale)), B::rope(k, rope, at(1.0)));
+        let v = adapted(&self.v, self.lora_v.as_ref(), x);
         let (k, v) = match ctx.cache.as_mut() {
             Some(cache) => cache.append(layer, k, v, batch),
             None => (k, v),
@@ -125,6 +131,7 @@ impl<B: Kernels> Attention<B> {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
         };
-        linear(&self.proj, B::attend(q, k, v, heads, ctx.visibility))
+        let attended = B::attend(q, k, v, heads, ctx.visibility);
+        adapted(&self.proj, self.lora_o.as_ref(), attended)
     }
 }

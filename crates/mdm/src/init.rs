@@ -43,6 +43,19 @@ impl<'a, B: Backend> ParamFactory<'a, B> {
         Param::initialized(self.id(), tensor.require_grad())
     }
 
+    /// U(-bound, bound) entries.
+    pub fn uniform<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        bound: f64,
+    ) -> Param<Tensor<B, D>> {
+        let n: usize = shape.iter().product();
+        let dist = rand_distr::Uniform::new_inclusive(-bound as f32, bound as f32)
+            .expect("bound is finite");
+        let values: Vec<f32> = (0..n).map(|_| dist.sample(&mut self.rng)).collect();
+        self.values(values, shape)
+    }
+
     pub fn ones(&mut self, len: usize) -> Param<Tensor<B, 1>> {
         let tensor = Tensor::<B, 1>::ones([len], self.device);
         Param::initialized(self.id(), tensor.require_grad())

@@ -9,6 +9,8 @@
 //! - [`loss`]: the forward (masking) process and the diffusion loss: the
 //!   unconditional ELBO and conditional fine-tuning with a clean prompt.
 //! - [`likelihood`]: Monte Carlo ELBO bounds on negative log-likelihood.
+//! - [`lora`]: low-rank adapters on a frozen base (the model factor of
+//!   RL on a released model).
 //! - [`weights`]: weights on disk as safetensors; [`smdm`]: the same in
 //!   SMDM's (lit-gpt's) tensor names, to exchange models with PyTorch;
 //!   [`hf`]: released models (LLaDA, Dream) in their Hugging Face
@@ -28,6 +30,7 @@ pub mod ilm;
 pub mod init;
 pub mod kernels;
 pub mod likelihood;
+pub mod lora;
 pub mod loss;
 pub mod model;
 pub mod rope;
@@ -38,4 +41,5 @@ pub use attention::KvCache;
 pub use config::{ConfigError, DenoiserConfig, Family};
 pub use kernels::precision::{MatmulPrecision, set_matmul_precision};
 pub use kernels::{AutodiffKernels, Kernels};
+pub use lora::{LoraConfig, LoraTarget};
 pub use model::Denoiser;

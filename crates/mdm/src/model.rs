@@ -24,6 +24,7 @@ use crate::config::{DenoiserConfig, Family};
 use crate::init::{ParamFactory, ParamSource};
 use crate::kernels::Kernels;
 use crate::kernels::precision::{linear, matmul};
+use crate::lora::{Adapter, adapted};
 use crate::rope::Rope;
 
 /// Model parameter ids start here (see `init`); other modules use other bases.
@@ -38,12 +39,17 @@ pub struct SwiGlu<B: Backend> {
     pub(crate) w1: Linear<B>,
     pub(crate) w2: Linear<B>,
     pub(crate) w3: Linear<B>,
+    /// LoRA adapters on `w1`, `w2`, `w3` (`None`: none; [`crate::lora`]).
+    pub(crate) lora_gate: Option<Adapter<B>>,
+    pub(crate) lora_up: Option<Adapter<B>>,
+    pub(crate) lora_down: Option<Adapter<B>>,
 }
 
 impl<B: Kernels> SwiGlu<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let (w1, w2) = (linear(&self.w1, x.clone()), linear(&self.w2, x));
-        linear(&self.w3, B::swiglu(w1, w2))
+        let gate = adapted(&self.w1, self.lora_gate.as_ref(), x.clone());
+        let up = adapted(&self.w2, self.lora_up.as_ref(), x);
+        adapted(&self.w3, self.lora_down.as_ref(), B::swiglu(gate, up))
     }
 }
 
@@ -153,6 +159,10 @@ impl DenoiserConfig {
                     k: qkv(&mut *f, kv),
                     v: qkv(&mut *f, kv),
                     proj: linear(&mut *f, d, d, out_std),
+                    lora_q: None,
+                    lora_k: None,
+                    lora_v: None,
+                    lora_o: None,
                     n_heads: self.n_heads,
                     n_kv_heads: self.kv_heads(),
                 },
@@ -161,6 +171,9 @@ impl DenoiserConfig {
                     w1: linear(&mut *f, d, self.d_ff, INIT_STD),
                     w2: linear(&mut *f, d, self.d_ff, INIT_STD),
                     w3: linear(&mut *f, self.d_ff, d, out_std),
+                    lora_gate: None,
+                    lora_up: None,
+                    lora_down: None,
                 },
             })
             .collect();
@@ -362,11 +375,17 @@ impl<B: Backend> Denoiser<B> {
         self.family
     }
 
+    /// Whether position i reads the hidden state of i - 1 (Dream).
+    pub fn logit_shift(&self) -> bool {
+        self.logit_shift
+    }
+
     /// The id of the extra embedding row read as `<bos>` (ARM, ILM).
     pub fn bos_id(&self) -> u32 {
         self.vocab_size as u32
     }
 }
 
+mod lora;
 #[cfg(test)]
 mod tests;

@@ -21,14 +21,53 @@ pub enum WeightsError {
     Mismatch { path: PathBuf, message: String },
 }
 
+/// Whether a tensor belongs to a LoRA adapter set ([`crate::lora`]):
+/// `blocks.{i}.attn.lora_q.a`, ... (`container` is burn's, unused).
+fn is_adapter(path: &str, _container: &str) -> bool {
+    path.contains(".lora_")
+}
+
+/// Which of a module's tensors a file holds.
+type Part = Option<fn(&str, &str) -> bool>;
+
 /// Saves the model's parameters to `path` atomically.
 pub fn save<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), WeightsError> {
+    save_matching(model, path, None)
+}
+
+/// Saves only the denoiser's LoRA adapters (what a LoRA arm trains; the
+/// frozen base is named by the checkpoint, not copied into it).
+pub fn save_adapters<B: Backend>(
+    model: &crate::Denoiser<B>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    save_matching(model, path, Some(is_adapter))
+}
+
+/// Loads adapters saved by [`save_adapters`] into `model`, which must
+/// carry the same adapter set (build it with `with_lora` first). Every
+/// adapter tensor must be in the file, and nothing else.
+pub fn load_adapters<B: Backend>(
+    model: crate::Denoiser<B>,
+    path: &Path,
+) -> Result<crate::Denoiser<B>, WeightsError> {
+    load_matching(model, path, Some(is_adapter))
+}
+
+fn save_matching<B: Backend, M: Module<B>>(
+    model: &M,
+    path: &Path,
+    only: Part,
+) -> Result<(), WeightsError> {
     let write_err = |message: String| WeightsError::Write {
         path: path.to_path_buf(),
         message,
     };
     crate::atomic::replace_with(path, |tmp| {
         let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
+        if let Some(part) = only {
+            store = store.with_predicate(part);
+        }
         model
             .save_into(&mut store)
             .map_err(|e| std::io::Error::other(e.to_string()))
@@ -38,7 +77,15 @@ pub fn save<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), Weig
 
 /// Loads parameters from `path` into `model`, which must have the same
 /// architecture (build it from the checkpoint's config first).
-pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, WeightsError> {
+pub fn load<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result<M, WeightsError> {
+    load_matching(model, path, None)
+}
+
+fn load_matching<B: Backend, M: Module<B>>(
+    mut model: M,
+    path: &Path,
+    only: Part,
+) -> Result<M, WeightsError> {
     if !path.is_file() {
         return Err(WeightsError::Read {
             path: path.to_path_buf(),
@@ -53,6 +100,9 @@ pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, We
     let mut store = SafetensorsStore::from_file(path)
         .allow_partial(true)
         .validate(false);
+    if let Some(part) = only {
+        store = store.with_predicate(part);
+    }
     let result = model
         .load_from(&mut store)
         .map_err(|e| WeightsError::Read {
@@ -63,7 +113,12 @@ pub fn load<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M, We
     for e in &result.errors {
         problems.push(e.to_string());
     }
-    for (name, _) in &result.missing {
+    // burn reports the tensors the filter left out as missing.
+    for (name, _) in result
+        .missing
+        .iter()
+        .filter(|(n, _)| only.is_none_or(|p| p(n, "")))
+    {
         problems.push(format!("tensor `{name}` is missing from the file"));
     }
     for name in &result.unused {
@@ -155,6 +210,37 @@ mod tests {
         let b = load(cfg.init::<B>(2, &dev), &path).unwrap();
         let x = || Denoiser::<B>::input(&[6, 1, 2, 6], 1, 4, &dev);
         assert_eq!(a.forward(x()).into_data(), b.forward(x()).into_data());
+    }
+
+    /// An adapter file holds the adapters and nothing of the base; it loads
+    /// into a model with the same adapter set and is refused by one without.
+    #[test]
+    fn adapters_round_trip_alone() {
+        let dev = Default::default();
+        let cfg = DenoiserConfig::new(6, 16, 2, 2, 32, 8);
+        let lora = crate::LoraConfig {
+            rank: 2,
+            ..Default::default()
+        };
+        let a = cfg.init::<B>(1, &dev).with_lora(&lora, 7).unwrap();
+        let path = tmpdir("lora").join("adapters.safetensors");
+        save_adapters(&a, &path).unwrap();
+        let names: Vec<String> = super::super::hf::tensor_shapes(&path)
+            .unwrap()
+            .into_keys()
+            .collect();
+        assert_eq!(names.len(), 2 * 7 * 2, "{names:?}");
+        assert!(names.iter().all(|n| n.contains(".lora_")), "{names:?}");
+        let b = load_adapters(cfg.init::<B>(1, &dev).with_lora(&lora, 8).unwrap(), &path).unwrap();
+        let first = |m: &Denoiser<B>| m.adapters()[3].2.a.val().into_data();
+        assert_eq!(first(&a), first(&b));
+        let err = load_adapters(cfg.init::<B>(1, &dev), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lora_q.a") && err.contains("no place"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -109,6 +109,38 @@ mod tests {
         assert_eq!(&c.row(0)[..2], &[1, 2], "the prompt is never touched");
     }
 
+    /// A fresh LoRA adapter set (B = 0) rolls out exactly as its base:
+    /// same canvases, NFE and recorded log-probabilities, for every sampler
+    /// kind, whole and block-wise.
+    #[test]
+    fn fresh_lora_adapters_roll_out_bit_for_bit_as_the_base() {
+        let base = model();
+        let adapted = base
+            .clone()
+            .with_lora(&mdm::LoraConfig::default(), 3)
+            .unwrap();
+        let dev = Default::default();
+        let mut canvas = Canvas::new(6, 5);
+        for key in 0..3 {
+            canvas.push_row(&[1, 2], key).unwrap();
+        }
+        for kind in KINDS {
+            for block_length in [0, 2] {
+                let mut cfg = SamplerConfig::new(kind, 4);
+                cfg.block_length = block_length;
+                let run = |m: &Denoiser<B>| {
+                    let mut c = canvas.clone();
+                    let (traj, stats) = Sampler::new(m, &dev, 9)
+                        .rollout(&cfg)
+                        .run(&mut c, true)
+                        .unwrap();
+                    (c, traj, stats.nfe)
+                };
+                assert_eq!(run(&base), run(&adapted), "{kind:?} blocks {block_length}");
+            }
+        }
+    }
+
     #[test]
     fn network_time_is_part_of_the_generation_time() {
         let m = model();

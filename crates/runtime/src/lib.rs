@@ -1,6 +1,7 @@
 //! How a cogrpo training run lives, whatever it trains: its run directory
 //! (one writer, [`run_lock`]), verified atomic checkpoints
-//! ([`checkpoint`]), the scaffold every training loop shares (how it starts
+//! ([`checkpoint`]) and the fingerprint a LoRA arm keeps of its base
+//! ([`fingerprint`]), the scaffold every training loop shares (how it starts
 //! or resumes, its clock and checkpoint cadence: [`training`]),
 //! TensorBoard logs and progress ([`logging`]), data parallelism over CPU
 //! threads ([`parallel`]) and over devices and machines ([`distributed`]),
@@ -11,6 +12,7 @@ pub mod checkpoint;
 pub mod distributed;
 mod event_files;
 pub mod files;
+pub mod fingerprint;
 pub mod logging;
 pub mod optim;
 pub mod parallel;

@@ -15,15 +15,31 @@ use mdm::Denoiser;
 use mdm::AutodiffKernels;
 
 /// A copy of `model` sharing its weights and parameter ids but building its
-/// own autodiff graph.
+/// own autodiff graph. Parameters that do not train in `model` (a LoRA
+/// arm's frozen base) do not train in the replica either.
 pub fn replica<B: AutodiffKernels>(model: &Denoiser<B>) -> Denoiser<B> {
-    struct RequireGrad;
+    struct RequireGrad(Vec<bool>, usize);
     impl<B: AutodiffKernels> ModuleMapper<B> for RequireGrad {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            param.set_require_grad(true)
+            let trains = self.0[self.1];
+            self.1 += 1;
+            param.set_require_grad(trains)
         }
     }
-    Denoiser::from_inner(model.valid()).map(&mut RequireGrad)
+    Denoiser::from_inner(model.valid()).map(&mut RequireGrad(trains(model), 0))
+}
+
+/// Whether each float parameter of `module` trains, in visiting order.
+pub fn trains<B: AutodiffKernels, M: AutodiffModule<B>>(module: &M) -> Vec<bool> {
+    struct Collect(Vec<bool>);
+    impl<B: AutodiffKernels> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.val().is_require_grad());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    module.visit(&mut c);
+    c.0
 }
 
 /// Runs `f(replica, shard)` for every shard, up to `threads` at a time,

@@ -206,6 +206,93 @@ fn alternate_phases_touch_only_their_parameters_and_resume_exactly() {
     }
 }
 
+/// A LoRA arm (with a KL term to its base): only the adapters move, the
+/// checkpoint holds them alone beside the base's fingerprint, a resumed arm
+/// equals an uninterrupted one, and adapters are refused on another base.
+#[test]
+fn a_lora_arm_trains_adapters_alone_resumes_exactly_and_refuses_another_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut full = config(tmp.path(), "");
+    {
+        let c = full.cogrpo.as_mut().unwrap();
+        c.lora = Some(mdm::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            ..Default::default()
+        });
+        c.alternate_every = 1;
+        c.beta = 0.05;
+    }
+    let init = pretrained(&full);
+    let task = tasks::build(&full).unwrap();
+    let base0 = weights(
+        &cogrpo_runtime::checkpoint::load_model::<B>(
+            &init,
+            &tasks::denoiser_config(&full, task.as_ref()),
+            &Default::default(),
+        )
+        .unwrap(),
+    );
+
+    let mut half = full.clone();
+    half.cogrpo.as_mut().unwrap().iterations = 2;
+    let a = train(&half, &init, false).unwrap();
+    assert!(a.state.history[0].updated_model);
+    assert_eq!(
+        weights(&a.model.clone().without_lora()),
+        base0,
+        "the base is frozen"
+    );
+    assert!(
+        a.model
+            .adapters()
+            .iter()
+            .any(|(_, _, ad)| ad.b.val().abs().max().into_scalar() > 0.0),
+        "the adapters moved"
+    );
+    let ckpt = a.checkpoint.clone();
+    assert!(ckpt.join("adapters.safetensors").is_file());
+    assert!(
+        !ckpt.join("model.safetensors").exists(),
+        "no copy of the base"
+    );
+    assert_eq!(
+        read_arm_state(&ckpt).unwrap().base_fingerprint.as_deref(),
+        Some(
+            cogrpo_runtime::fingerprint::fingerprint(&init)
+                .unwrap()
+                .as_str()
+        )
+    );
+
+    // Resumed for iterations 3-4 = four iterations in one go.
+    let b = train(&full, &init, true).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let mut fresh = full.clone();
+    fresh.run.out_dir = Some(other.path().to_path_buf());
+    let c = train(&fresh, &init, false).unwrap();
+    assert_eq!(weights(&b.model), weights(&c.model));
+    assert_eq!(weights(&b.policy), weights(&c.policy));
+
+    // The same adapters on another pre-trained model: refused by name.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut moved = full.clone();
+    moved.run.out_dir = Some(elsewhere.path().to_path_buf());
+    moved.run.seed = 6;
+    let other_init = pretrained(&moved);
+    let mut longer = full.clone();
+    longer.cogrpo.as_mut().unwrap().iterations = 6;
+    longer.run.allow_config_change = true;
+    let err = train(&longer, &other_init, true)
+        .err()
+        .expect("another base is refused")
+        .to_string();
+    assert!(
+        err.contains("fingerprint") && err.contains(&other_init.display().to_string()),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_failing_reward_stops_training_after_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();

@@ -96,6 +96,27 @@ pub(crate) fn is_buffer(name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq")
 }
 
+/// The module path of projection `target` in block `block` (the prefix of
+/// its `.weight`, and of PEFT's adapter keys).
+pub(crate) fn projection_module(
+    arch: Architecture,
+    block: usize,
+    target: crate::LoraTarget,
+) -> String {
+    use crate::LoraTarget::*;
+    let n = Names::of(arch);
+    let name = match target {
+        Q => n.q,
+        K => n.k,
+        V => n.v,
+        O => n.out,
+        Gate => n.gate,
+        Up => n.up,
+        Down => n.down,
+    };
+    format!("{}.{block}.{}", n.blocks, name.trim_end_matches(".weight"))
+}
+
 /// An architecture's tensor names.
 struct Names {
     embedding: &'static str,

@@ -17,6 +17,7 @@
 mod config;
 mod error;
 pub(crate) mod layout;
+mod peft;
 mod shards;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use config::Keys;
 pub use config::{Architecture, HfConfig};
 pub use error::HfError;
 use layout::Slot;
+pub use peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, write_peft};
 use shards::Shards;
 pub use shards::tensor_shapes;
 pub use write::{StoredDtype, write};

@@ -27,7 +27,7 @@ pub enum StoredDtype {
 }
 
 impl StoredDtype {
-    fn dtype(self) -> Dtype {
+    pub(crate) fn dtype(self) -> Dtype {
         match self {
             StoredDtype::F32 => Dtype::F32,
             StoredDtype::F16 => Dtype::F16,
@@ -45,7 +45,7 @@ impl StoredDtype {
     }
 
     /// Little-endian bytes, rounded to nearest (even) for the half types.
-    fn bytes(self, values: &[f32]) -> Vec<u8> {
+    pub(crate) fn bytes(self, values: &[f32]) -> Vec<u8> {
         match self {
             StoredDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             StoredDtype::F16 => values
@@ -60,7 +60,7 @@ impl StoredDtype {
     }
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> HfError {
+pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> HfError {
     HfError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -87,6 +87,13 @@ pub fn write<B: Backend>(
             // Dream's code always has q/k/v biases and always shifts.
             Architecture::Dream => d.logit_shift && d.qkv_bias,
         };
+    if model.has_lora() {
+        return Err(io(
+            dir,
+            "the model carries LoRA adapters, which this layout has no place for: merge them \
+             first (Denoiser::merged, `cogrpo export --merge`) or write them in PEFT's format",
+        ));
+    }
     if !fits {
         return Err(io(
             dir,

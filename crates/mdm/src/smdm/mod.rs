@@ -58,6 +58,9 @@ fn beyond_smdm<B: Backend>(model: &Denoiser<B>) -> Vec<&'static str> {
     if model.logit_shift {
         beyond.push("shifted logits");
     }
+    if model.has_lora() {
+        beyond.push("LoRA adapters (merge them first: `cogrpo export --merge`)");
+    }
     beyond
 }
 

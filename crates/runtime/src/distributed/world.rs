@@ -144,7 +144,7 @@ impl World {
     /// `scalars` gathered exactly on the way (returned per rank, in rank
     /// order, every rank passing as many). A parameter without a gradient on
     /// every rank stays without one (the optimizer skips it, as one process
-    /// would).
+    /// would); a frozen parameter is not sent at all.
     pub fn sum_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
         &self,
         module: &M,
@@ -299,6 +299,9 @@ struct Flatten<'a, B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if frozen(param) {
+            return;
+        }
         let n = param.shape().num_elements();
         match self.grads.get::<B::InnerBackend, D>(param.id) {
             Some(g) => {
@@ -313,6 +316,12 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
     }
 }
 
+/// A parameter that never trains (a LoRA arm's frozen base): no rank sends
+/// its (absent) gradient, so an 8B base costs the all-reduce nothing.
+fn frozen<B: AutodiffBackend, const D: usize>(param: &Param<Tensor<B, D>>) -> bool {
+    !param.val().is_require_grad()
+}
+
 /// The reduced buffer cut back into gradients, in the same order.
 struct Scatter<'a, B: AutodiffBackend> {
     out: &'a mut GradientsParams,
@@ -325,6 +334,9 @@ struct Scatter<'a, B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Scatter<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if frozen(param) {
+            return;
+        }
         let n = self.sizes[self.index];
         if self.present[self.index] > 0.0 {
             let g = self
