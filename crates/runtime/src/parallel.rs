@@ -192,7 +192,7 @@ pub(crate) mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    type B = Autodiff<Flex>;
+    pub(crate) type B = Autodiff<Flex>;
 
     #[test]
     fn bounded_shards_cover_every_item_once_within_the_bounds() {

@@ -362,11 +362,30 @@ mod tests {
     /// Two ranks in one process (two "devices" of the CPU backend, through
     /// burn-collective's local all-reduce): the summed gradients of the two
     /// halves of a batch are bit for bit those of one process on two
-    /// threads, and `gather` returns every rank's value exactly.
+    /// threads, and `gather` returns every rank's value exactly; with LoRA
+    /// adapters on a frozen base too, where only the adapters' gradients
+    /// travel and come back.
     #[test]
     fn two_local_ranks_sum_gradients_and_gather_exactly() {
-        let device = Default::default();
         let (model, batch) = tiny_model_and_batch(6);
+        two_ranks_agree_with_two_threads(&model, &batch, 2 * 9 + 3);
+        let lora = mdm::LoraConfig {
+            rank: 2,
+            ..Default::default()
+        };
+        let adapted = model.with_lora(&lora, 1).expect("rank fits");
+        two_ranks_agree_with_two_threads(&adapted, &batch, 2 * 7 * 2);
+    }
+
+    /// See [`two_local_ranks_sum_gradients_and_gather_exactly`]; `trained`
+    /// parameters have gradients.
+    fn two_ranks_agree_with_two_threads(
+        model: &mdm::Denoiser<crate::parallel::tests::B>,
+        batch: &mdm::loss::NoisedBatch,
+        trained: usize,
+    ) {
+        let device = Default::default();
+        let (model, batch) = (model.clone(), batch.clone());
         let (loss, single) = loss_and_grads(&model, &batch, 2);
 
         let launch = Launch {
@@ -411,6 +430,7 @@ mod tests {
         for (total, grads, gathered) in &results {
             assert_eq!(total.to_bits(), loss.to_bits(), "{total} vs {loss}");
             let got = flat_gradients(&model, grads);
+            assert_eq!(got.iter().filter(|g| !g.is_empty()).count(), trained);
             let bits = |g: &Vec<Vec<f32>>| -> Vec<u32> {
                 g.iter().flatten().map(|x| x.to_bits()).collect()
             };
