@@ -384,13 +384,6 @@ impl Validate for CogrpoConfig {
             crate::sections::MAX_BATCH,
         );
         p.count_within("steps", self.steps, 1, policy::MAX_STEPS);
-        if self.reference.block_length > 0 {
-            p.bad(
-                "reference.block_length",
-                "Co-GRPO does not train over block-wise schedules yet (issue 33); block_length \
-                 applies to [sampler] and [[eval.samplers]]",
-            );
-        }
         p.at_least_one("mu", self.mu);
         p.at_least_one("alternate_every", self.alternate_every);
         if let Some(k) = self.alternate_every_schedule {

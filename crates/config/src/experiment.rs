@@ -199,6 +199,11 @@ impl ExperimentConfig {
         if let Some(s) = &self.sampler {
             samplers.push(("sampler".into(), s, Some(sample.steps)));
         }
+        // Co-GRPO's reference at its training and evaluation step counts.
+        if let Some(c) = &self.cogrpo {
+            let fewest = c.eval_step_counts().into_iter().chain([c.steps]).min();
+            samplers.push(("cogrpo.reference".into(), &c.reference, fewest));
+        }
         for (key, s, steps) in samplers {
             let blocks = policy::block_count(answer_len, s.block_length);
             if let Some(steps) = steps.filter(|&n| n < blocks) {

@@ -315,5 +315,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(two_steps.check_blocks(16), Ok(()), "two blocks, two steps");
+        // Co-GRPO's reference: at its training steps and evaluation steps.
+        let cogrpo = format!(
+            "{MINIMAL}[cogrpo]\niterations = 1\nsteps = 4\neval_steps = [2, 8]\narms = \
+             [\"model\"]\nreference = {{ kind = \"confidence\", temperature = 1.0, \
+             block_length = 4 }}\n"
+        );
+        let e = load_str(&cogrpo, "x.toml", &[])
+            .unwrap()
+            .check_blocks(16)
+            .unwrap_err();
+        assert!(
+            e.contains("`cogrpo.reference.block_length`") && e.contains("its 2 steps"),
+            "{e}"
+        );
+        let fits = load_str(&cogrpo, "x.toml", &["cogrpo.eval_steps=[4, 8]".into()]).unwrap();
+        assert_eq!(fits.check_blocks(16), Ok(()));
     }
 }

@@ -17,7 +17,6 @@ use cogrpo_runtime::fingerprint::fingerprint;
 use cogrpo_runtime::training::{Checkpointed, RunRecord, RunState, read_run_state};
 use envs::Task;
 use mdm::{AutodiffKernels, Denoiser, Kernels};
-use policy::SamplerKind;
 use policy::learned::SchedulePolicy;
 use serde::{Deserialize, Serialize};
 
@@ -300,12 +299,8 @@ pub fn init_policy<B: burn::prelude::Backend>(
     task: &dyn Task,
     device: &B::Device,
 ) -> SchedulePolicy<B> {
-    c.schedule.init::<B>(
-        c.steps,
-        task.layout().answer_len,
-        c.reference.kind == SamplerKind::Confidence,
-        device,
-    )
+    c.schedule
+        .init::<B>(c.steps, task.layout().answer_len, &c.reference, device)
 }
 
 /// Reads an arm checkpoint's `state.json` (after verifying the folder).

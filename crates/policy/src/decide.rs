@@ -6,17 +6,19 @@
 //! by Plackett-Luce. What the policy saw and did is written into the row's
 //! [`StepRecord`], so that the loss can recompute `log pi_phi(A_t | s_t)`.
 
+use std::ops::Range;
+
 use burn::prelude::*;
 use envs::seeding::uniform_f64;
 use envs::{Canvas, StepRecord};
 use rand::rngs::StdRng;
 
-use crate::blocks::{block_step, blocks};
+use crate::blocks::{BlockStep, block_step, blocks};
 use crate::draw::choose_uniform;
 use crate::generation::Act;
 use crate::learned::components::Component;
 use crate::learned::features::{
-    CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
+    BlockPosition, CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
 };
 use crate::learned::{ScheduleBatch, SchedulePolicy, gaussian, order};
 use crate::network::logits_to_host;
@@ -41,10 +43,16 @@ pub(crate) struct Observation<B: Backend> {
 pub(crate) type Block = (Vec<usize>, usize);
 
 impl<B: Kernels> Observation<B> {
-    /// What active row `a`'s policy features are computed from.
-    pub fn position_stats(&self, a: usize) -> Vec<PositionStats> {
+    /// What active row `a`'s policy features are computed from: the stats
+    /// of its masked positions inside `range` (the block being decoded).
+    pub fn position_stats(&self, a: usize, range: &Range<usize>) -> Vec<PositionStats> {
         let (positions, start) = &self.blocks[a];
-        self.stats[*start..start + positions.len()].to_vec()
+        positions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| range.contains(p))
+            .map(|(i, _)| self.stats[start + i])
+            .collect()
     }
 }
 
@@ -68,6 +76,20 @@ pub(crate) struct StepRows<'a> {
     pub active: &'a [usize],
     pub n0: &'a [Vec<usize>],
     pub step: usize,
+}
+
+/// A row at a step, as its record needs it.
+struct RowState<'a> {
+    r: usize,
+    step: usize,
+    /// Its masked positions in the block being decoded.
+    masked: &'a [usize],
+    block: &'a BlockPosition,
+}
+
+/// Whether `block`'s step is its last (everything left is revealed).
+fn is_last(block: &BlockStep) -> bool {
+    block.step + 1 == block.steps
 }
 
 /// One row's decision at one step.
@@ -154,7 +176,8 @@ impl<B: Kernels> Decider<'_, B> {
         let mut decisions = Vec::with_capacity(active.len());
         for (a, &r) in active.iter().enumerate() {
             let answer = canvas.prompt_len(r)..canvas.len();
-            let block = block_step(&blocks(answer, reference.block_length), step, self.steps);
+            let all = blocks(answer, reference.block_length);
+            let block = block_step(&all, step, self.steps);
             let masked: Vec<usize> = canvas
                 .masked_positions(r)
                 .into_iter()
@@ -167,15 +190,29 @@ impl<B: Kernels> Decider<'_, B> {
                 &mut rngs[a],
             );
             let v = Values::of(&proposed, masked.len());
+            let at = BlockPosition {
+                index: block.index,
+                count: all.len(),
+                step: block.step,
+                steps: block.steps,
+                len: block.range.len(),
+                block_wise: reference.block_length > 0,
+            };
             let record = keep.then(|| {
-                let seen = observed.map(|o| o.position_stats(a));
-                self.record(canvas, r, step, &masked, &v, seen.as_deref())
+                let seen = observed.map(|o| o.position_stats(a, &block.range));
+                let row = RowState {
+                    r,
+                    step,
+                    masked: &masked,
+                    block: &at,
+                };
+                self.record(canvas, &row, &v, seen.as_deref())
             });
             values.push(v);
             decisions.push(Decision {
                 row: r,
                 masked,
-                last: block.step + 1 == block.steps,
+                last: is_last(&block),
                 action: proposed,
                 picks: None,
                 record,
@@ -206,19 +243,19 @@ impl<B: Kernels> Decider<'_, B> {
         decisions
     }
 
-    /// The record of row `r` before the step: the state and the reference
+    /// The record of a row before the step: the state and the reference
     /// action; the policy's features when it observed the state (`seen`).
     fn record(
         &self,
         canvas: &Canvas,
-        r: usize,
-        step: usize,
-        masked: &[usize],
+        row: &RowState<'_>,
         reference: &Values,
         seen: Option<&[PositionStats]>,
     ) -> StepRecord {
+        let (r, step, masked) = (row.r, row.step, row.masked);
         let comps = self.components();
-        let last = step + 1 == self.steps;
+        // The block's last step reveals all it has left: no ratio acts.
+        let last = row.block.step + 1 == row.block.steps;
         let answer_len = canvas.len() - canvas.prompt_len(r);
         let reference_raw: Vec<f64> = comps.iter().map(|c| c.unmap(reference.get(*c))).collect();
         let with_order = self.policy.is_some_and(|p| p.has_order());
@@ -239,9 +276,8 @@ impl<B: Kernels> Decider<'_, B> {
                 .collect(),
             reference_raw,
             schedule_log_prob: 0.0,
-            state_features: seen.map_or_else(Vec::new, |s| {
-                state_features(s, answer_len, step, self.steps)
-            }),
+            state_features: seen
+                .map_or_else(Vec::new, |s| state_features(s, row.block, step, self.steps)),
             candidates: masked.to_vec(),
             candidate_features: match seen {
                 Some(s) if with_order => candidate_features(

@@ -190,13 +190,6 @@ impl<B: Kernels> Rollout<'_, B> {
                  builds on `first_hitting` or `confidence`",
             );
         }
-        if self.reference.block_length > 0 && self.policy.is_some() {
-            p.bad(
-                "sampler.block_length",
-                "a learned schedule does not act over blocks yet: block-wise decoding is for \
-                 fixed samplers (issue 33)",
-            );
-        }
         let most_blocks = (0..canvas.rows())
             .map(|r| {
                 block_count(
@@ -378,11 +371,18 @@ impl<B: Kernels> Rollout<'_, B> {
             .iter()
             .map(|&a| decisions[a].masked.clone())
             .collect();
+        // The observed rows of each decision's candidates (the block being
+        // decoded, when block-wise: the observation read every mask).
         let index: Vec<i32> = revealing
             .iter()
             .flat_map(|&a| {
                 let (positions, start) = &obs.blocks[a];
-                (*start..start + positions.len()).map(|i| i as i32)
+                let masked = &decisions[a].masked;
+                positions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| masked.binary_search(p).is_ok())
+                    .map(move |(i, _)| (start + i) as i32)
             })
             .collect();
         let k = index.len();
@@ -573,7 +573,8 @@ mod tests {
     /// The whole generation step with step 4 on the device or on the host
     /// gives the same trajectories: fixed samplers (greedy, tempered,
     /// Gumbel-perturbed confidence, guided first-hitting, ancestral) and a
-    /// learned schedule (whose observation brings the logits to the host).
+    /// learned schedule (whose observation brings the logits to the host),
+    /// over the whole answer and block-wise.
     #[test]
     fn rollouts_are_the_same_with_draws_on_the_device() {
         use super::Rollout;
@@ -592,7 +593,7 @@ mod tests {
             seed: 3,
             ..Default::default()
         }
-        .init::<B>(3, 4, true, &dev);
+        .init::<B>(3, 4, &SamplerConfig::new(SamplerKind::Confidence, 3), &dev);
         let fixed = |kind, temperature, remask, guidance| {
             let mut c = SamplerConfig::new(kind, 3);
             (c.temperature, c.remask_temperature, c.guidance) = (temperature, remask, guidance);
@@ -604,6 +605,15 @@ mod tests {
             (fixed(SamplerKind::FirstHitting, 1.0, 0.0, 0.5), false),
             (fixed(SamplerKind::Ancestral, 0.7, 0.0, 0.0), false),
             (fixed(SamplerKind::Confidence, 1.0, 0.0, 0.0), true),
+            // Block-wise (two blocks of two), with a learned guided schedule.
+            (
+                SamplerConfig {
+                    block_length: 2,
+                    guidance: 0.5,
+                    ..fixed(SamplerKind::Confidence, 1.0, 0.0, 0.0)
+                },
+                true,
+            ),
         ];
         for (reference, with_policy) in &cases {
             let run = |on_device: bool| {

@@ -65,6 +65,7 @@ fn rollout<'a>(
 fn recomputed_log_probs_equal_recorded_ones() {
     let m = model();
     let dev = Default::default();
+    // (reference kind, policy, guidance, block length)
     let cases = [
         (
             SamplerKind::Confidence,
@@ -74,6 +75,7 @@ fn recomputed_log_probs_equal_recorded_ones() {
                 false,
             ),
             0.0,
+            0,
         ),
         (
             SamplerKind::Confidence,
@@ -87,11 +89,13 @@ fn recomputed_log_probs_equal_recorded_ones() {
                 false,
             ),
             0.5,
+            0,
         ),
         (
             SamplerKind::FirstHitting,
             policy_cfg(HeadKind::Fixed, &[], true),
             0.0,
+            0,
         ),
         (
             SamplerKind::Confidence,
@@ -101,17 +105,40 @@ fn recomputed_log_probs_equal_recorded_ones() {
                 true,
             ),
             0.0,
+            0,
+        ),
+        // Block-wise: the network reads the block features; an order head
+        // picks among the block's positions.
+        (
+            SamplerKind::Confidence,
+            policy_cfg(
+                HeadKind::Network,
+                &[Component::Ratio, Component::Guidance],
+                true,
+            ),
+            0.5,
+            2,
         ),
     ];
-    for (kind, cfg, guidance) in cases {
+    for (kind, cfg, guidance, block_length) in cases {
         let mut reference = SamplerConfig::new(kind, 3);
         reference.guidance = guidance;
-        let p = cfg.init::<B>(3, 4, kind == SamplerKind::Confidence, &dev);
+        reference.block_length = block_length;
+        let p = cfg.init::<B>(3, 4, &reference, &dev);
         let mut c = canvas(6, &[1, 2]);
         let (trajs, _) = rollout(&m, &p, &reference, 3).run(&mut c, true).unwrap();
         assert!(c.is_complete());
         let records: Vec<&StepRecord> = trajs.iter().flat_map(|t| t.steps.iter()).collect();
         assert!(records.len() >= 6, "{cfg:?}");
+        if block_length > 0 {
+            // Two blocks of two answer positions (2..4, 4..6): each step's
+            // candidates lie in one, and the network sees 8 features.
+            for r in &records {
+                assert_eq!(r.state_features.len(), 8);
+                let block = r.candidates.first().map(|p| (p - 2) / 2);
+                assert!(r.candidates.iter().all(|p| Some((p - 2) / 2) == block));
+            }
+        }
         // Model factor.
         let (logp, _) = token_log_probs(&m, &records, &dev);
         let recorded: Vec<f64> = records
@@ -162,8 +189,8 @@ fn gaussian_log_prob_is_the_density_its_sampler_draws_from() {
             init_std: 0.8,
             ..policy_cfg(kind, &[Component::Ratio], false)
         };
-        let p = cfg.init::<B>(2, 4, true, &dev);
         let reference = SamplerConfig::new(SamplerKind::Confidence, 2);
+        let p = cfg.init::<B>(2, 4, &reference, &dev);
         let n = 20_000;
         let mut c = canvas(n, &[1, 2]);
         let (trajs, _) = rollout(&m, &p, &reference, 2).run(&mut c, true).unwrap();
@@ -205,8 +232,8 @@ fn order_log_prob_is_the_distribution_its_sampler_draws_from() {
         order_temperature: 0.5,
         ..policy_cfg(HeadKind::Fixed, &[], true)
     };
-    let p = cfg.init::<B>(2, 4, true, &dev);
     let reference = SamplerConfig::new(SamplerKind::Confidence, 2);
+    let p = cfg.init::<B>(2, 4, &reference, &dev);
     let n = 20_000;
     let mut c = canvas(n, &[1, 2]);
     let (trajs, _) = rollout(&m, &p, &reference, 2).run(&mut c, true).unwrap();

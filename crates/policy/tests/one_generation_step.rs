@@ -2,7 +2,8 @@
 //!
 //! For every fixed sampler kind, with T above, at and below the masked
 //! count, linear and cosine counts, temperatures and re-mask temperatures
-//! above 0 and guidance above 0:
+//! above 0 and guidance above 0, over the whole answer and block-wise (two
+//! blocks of two):
 //! 1. `Sampler` (what `cogrpo eval` and `sample` run) and `Rollout` without a
 //!    policy (what the `base` arm and the `model` arm run) give the same
 //!    canvases and the same NFE for the same seed, whatever the threads;
@@ -63,6 +64,14 @@ fn settings() -> Vec<SamplerConfig> {
             }
         }
     }
+    let block_wise: Vec<SamplerConfig> = out
+        .iter()
+        .map(|c| SamplerConfig {
+            block_length: 2,
+            ..c.clone()
+        })
+        .collect();
+    out.extend(block_wise);
     out
 }
 
@@ -91,7 +100,7 @@ fn sampler_and_rollout_without_a_policy_are_one_step() {
     let m = model();
     let dev = Default::default();
     let settings = settings();
-    assert_eq!(settings.len(), 9 + 18 + 36);
+    assert_eq!(settings.len(), 2 * (9 + 18 + 36));
     for cfg in &settings {
         let mut sampled = canvas(7);
         let stats = Sampler::new(&m, &dev, 77)
@@ -138,7 +147,7 @@ fn a_fresh_learned_ratio_in_mode_follows_the_reference_exactly() {
             learn: vec![Component::Ratio],
             ..Default::default()
         }
-        .init::<B>(cfg.steps, 4, cfg.kind == SamplerKind::Confidence, &dev);
+        .init::<B>(cfg.steps, 4, &cfg, &dev);
         let mut fixed = canvas(5);
         let (fixed_t, _) = rollout(&m, &cfg).run(&mut fixed, true).unwrap();
         let mut learned = canvas(5);

@@ -381,3 +381,36 @@ fn resampling_replaces_groups_without_signal_and_counts_the_extra_rollouts() {
     );
     assert!(after <= before);
 }
+
+/// Co-GRPO over a block-wise reference (two blocks of 8, two steps each):
+/// both factors train, and the learned ratio acts at each block's first
+/// step only (its last reveals what the block has left).
+#[test]
+fn an_alternate_arm_over_blocks_trains_and_its_ratio_acts_inside_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), "");
+    {
+        let c = cfg.cogrpo.as_mut().unwrap();
+        c.reference.block_length = 8;
+        c.steps = 4;
+        c.alternate_every = 1;
+        c.iterations = 2;
+    }
+    let init = pretrained(&cfg);
+    let task = tasks::build(&cfg).unwrap();
+    let c = cfg.cogrpo.as_ref().unwrap();
+    let policy0 = weights(&init_policy::<B>(c, task.as_ref(), &Default::default()));
+    let arm = train(&cfg, &init, false).unwrap();
+    let h = &arm.state.history;
+    assert!(h[0].updated_model && !h[0].updated_schedule);
+    assert!(h[1].updated_schedule && !h[1].updated_model);
+    assert_ne!(weights(&arm.policy), policy0, "the schedule moved");
+    let ratio = &h[1].schedule["ratio"];
+    assert_eq!(ratio.len(), 4);
+    assert!(ratio[0].is_finite() && ratio[2].is_finite(), "{ratio:?}");
+    assert!(ratio[1].is_nan() && ratio[3].is_nan(), "{ratio:?}");
+    // Every block is filled by its own last step: 8 positions per block.
+    let reveal = &h[1].schedule["reveal"];
+    assert!((reveal[0] + reveal[1] - 8.0).abs() < 1e-9, "{reveal:?}");
+    assert!((reveal[2] + reveal[3] - 8.0).abs() < 1e-9, "{reveal:?}");
+}

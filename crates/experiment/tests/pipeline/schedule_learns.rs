@@ -117,7 +117,7 @@ fn train_toward(target: f32) -> (f64, f64) {
     let c = cfg.cogrpo.as_ref().unwrap();
     let dev = Default::default();
     let model: Denoiser<Flex> = DenoiserConfig::new(5, 16, 1, 2, 32, 6).init(3, &dev);
-    let policy: SchedulePolicy<B> = c.schedule.init(c.steps, 4, false, &dev);
+    let policy: SchedulePolicy<B> = c.schedule.init(c.steps, 4, &c.reference, &dev);
     // The arm's schedule factor: its own AdamW without weight decay.
     let mut phi = Factor::new(policy, (c.lr_schedule, 0.0, c.grad_clip), None);
     let world = World::single();

@@ -120,15 +120,19 @@ impl SchedulePolicyConfig {
     }
 
     /// A fresh policy for episodes of `steps` steps over `answer_len`
-    /// positions. `confidence_start` makes the order policy start as
-    /// confidence selection (else uniform, as first-hitting's random order).
+    /// positions, acting over `reference`: its order policy starts as
+    /// confidence selection over a `confidence` reference (else uniform, as
+    /// first-hitting's random order), and its network reads the block
+    /// features of a block-wise one.
     pub fn init<B: Backend>(
         &self,
         steps: usize,
         answer_len: usize,
-        confidence_start: bool,
+        reference: &crate::SamplerConfig,
         device: &B::Device,
     ) -> SchedulePolicy<B> {
+        let confidence_start = reference.kind == crate::SamplerKind::Confidence;
+        let width = features::state_feature_count(reference.block_length > 0);
         let c = self.components().len();
         let h = self.hidden;
         let log_std = self.init_std.ln() as f32;
@@ -146,7 +150,7 @@ impl SchedulePolicyConfig {
             log_std: f.values(vec![log_std; steps.max(1) * c], [steps.max(1), c]),
         });
         let network = (self.kind == HeadKind::Network).then(|| NetworkHead {
-            hidden: linear(&mut f, STATE_FEATURES, h, false),
+            hidden: linear(&mut f, width, h, false),
             // Zero output layer: the fresh policy is the reference schedule.
             out: linear(&mut f, h, 2 * c, true),
             log_std: f.values(vec![log_std; c], [c]),
@@ -366,6 +370,11 @@ impl<B: Backend> ScheduleBatch<B> {
             .iter()
             .flat_map(|r| r.state_features.iter().copied())
             .collect();
+        // 6 features, or 8 with a block-wise schedule's.
+        let width = match n {
+            0 => STATE_FEATURES,
+            n => features.len() / n,
+        };
         let take = |f: &dyn Fn(&StepRecord) -> Vec<f32>| -> Tensor<B, 2> {
             let v: Vec<f32> = records.iter().flat_map(|r| f(r)).collect();
             Tensor::from_data(TensorData::new(v, [n, c]), device)
@@ -376,7 +385,7 @@ impl<B: Backend> ScheduleBatch<B> {
         Self {
             n,
             step_index: Tensor::from_data(TensorData::new(step_index, [n]), device),
-            features: Tensor::from_data(TensorData::new(features, [n, STATE_FEATURES]), device),
+            features: Tensor::from_data(TensorData::new(features, [n, width]), device),
             reference,
             raw,
             acted,
