@@ -87,6 +87,18 @@ struct RowState<'a> {
     block: &'a BlockPosition,
 }
 
+/// What the policy reads of `block` among `count` blocks.
+fn position(block: &BlockStep, count: usize, block_wise: bool) -> BlockPosition {
+    BlockPosition {
+        index: block.index,
+        count,
+        step: block.step,
+        steps: block.steps,
+        len: block.range.len(),
+        block_wise,
+    }
+}
+
 /// Whether `block`'s step is its last (everything left is revealed).
 fn is_last(block: &BlockStep) -> bool {
     block.step + 1 == block.steps
@@ -190,14 +202,7 @@ impl<B: Kernels> Decider<'_, B> {
                 &mut rngs[a],
             );
             let v = Values::of(&proposed, masked.len());
-            let at = BlockPosition {
-                index: block.index,
-                count: all.len(),
-                step: block.step,
-                steps: block.steps,
-                len: block.range.len(),
-                block_wise: reference.block_length > 0,
-            };
+            let at = position(&block, all.len(), reference.block_length > 0);
             let record = keep.then(|| {
                 let seen = observed.map(|o| o.position_stats(a, &block.range));
                 let row = RowState {

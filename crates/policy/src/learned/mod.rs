@@ -128,10 +128,10 @@ impl SchedulePolicyConfig {
         &self,
         steps: usize,
         answer_len: usize,
-        reference: &crate::SamplerConfig,
+        reference: &crate::schedule::SamplerConfig,
         device: &B::Device,
     ) -> SchedulePolicy<B> {
-        let confidence_start = reference.kind == crate::SamplerKind::Confidence;
+        let confidence_start = reference.kind == crate::schedule::SamplerKind::Confidence;
         let width = features::state_feature_count(reference.block_length > 0);
         let c = self.components().len();
         let h = self.hidden;
