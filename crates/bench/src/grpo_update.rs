@@ -25,6 +25,7 @@ pub fn samples<'a>(records: &'a [StepRecord], advantages: &[f32]) -> Vec<Sample<
         .zip(advantages)
         .map(|(record, &advantage)| Sample {
             record,
+            answer_end: usize::MAX,
             advantage,
             token_weight: 1.0 / len as f32,
             step_weight: 1.0,

@@ -22,6 +22,7 @@ pub fn plan_lines(
     out.push(rewards_line(cfg, task)?);
     if let Some(c) = &cfg.cogrpo {
         out.extend(cogrpo_lines(c));
+        out.extend(lora_line(c, &denoiser_config(cfg, task)));
     }
     out.push(format!("  output    {}", cfg.run.out_dir().display()));
     out.push(format!(
@@ -152,6 +153,22 @@ fn rewards_line(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<Strin
         Err(e) if cfg.rewards.terms.is_empty() => Ok(format!("  rewards   none yet: {e}")),
         Err(e) => Err(anyhow::anyhow!(e)),
     }
+}
+
+/// What a LoRA model factor trains, against the model's size.
+fn lora_line(c: &CogrpoConfig, d: &mdm::DenoiserConfig) -> Option<String> {
+    let lora = c.lora.as_ref()?;
+    let targets: Vec<&str> = lora.targets.iter().map(|t| t.name()).collect();
+    let n = crate::plan::lora_params(d, lora) as usize;
+    Some(format!(
+        "  lora      rank {}, alpha {} on {}: {} adapter parameters train ({:.2}% of the \
+         model), the base is frozen",
+        lora.rank,
+        lora.alpha,
+        targets.join(", "),
+        short_count(n),
+        100.0 * n as f64 / d.num_params().max(1) as f64
+    ))
 }
 
 /// The arms, their budget and what the schedule learns.

@@ -17,7 +17,7 @@ use cogrpo_runtime::optim::clip_global_norm;
 use cogrpo_runtime::parallel::{bounded_shards, sharded_gradients};
 use envs::StepRecord;
 use mdm::{AutodiffKernels, Denoiser};
-use policy::factors::token_log_probs;
+use policy::factors::token_log_probs_kept;
 use policy::learned::{ScheduleBatch, SchedulePolicy};
 
 use crate::loss::{Clip, FactorStats, Partial, Surrogate, k3};
@@ -98,6 +98,13 @@ impl<B: AutodiffKernels> FactorModule<B> for Denoiser<B> {
         run: &UpdateRun<'_, B>,
     ) -> (GradientsParams, Partial) {
         let device = &run.device;
+        // Steps whose revealed tokens all follow their answer's end carry
+        // nothing for the model.
+        let samples: Vec<Sample<'_>> = samples
+            .iter()
+            .filter(|s| s.loss_tokens() > 0)
+            .copied()
+            .collect();
         let canvas_len = samples.first().map_or(1, |s| s.record.canvas.len().max(1));
         let max_shard = match run.micro_batch_tokens {
             0 => 0,
@@ -107,14 +114,19 @@ impl<B: AutodiffKernels> FactorModule<B> for Denoiser<B> {
             let records: Vec<&StepRecord> = shard.iter().map(|s| s.record).collect();
             let (mut old, mut advantage, mut weight) = (Vec::new(), Vec::new(), Vec::new());
             for s in shard.iter() {
-                let n = s.record.tokens.len();
-                old.extend(s.record.token_log_probs.iter().map(|&x| x as f32));
-                advantage.extend(std::iter::repeat_n(s.advantage, n));
-                weight.extend(std::iter::repeat_n(s.token_weight, n));
+                let r = s.record;
+                for (&pos, &logp) in r.revealed.iter().zip(&r.token_log_probs) {
+                    if s.in_loss(pos) {
+                        old.push(logp as f32);
+                        advantage.push(s.advantage);
+                        weight.push(s.token_weight);
+                    }
+                }
             }
-            let (new, entropy) = token_log_probs(&m, &records, device);
+            let keep = |i: usize, pos: usize| shard[i].in_loss(pos);
+            let (new, entropy) = token_log_probs_kept(&m, &records, &keep, device);
             let kl = reference.map(|(r, beta)| {
-                let (ref_logp, _) = token_log_probs(r, &records, device);
+                let (ref_logp, _) = token_log_probs_kept(r, &records, &keep, device);
                 let ref_logp = Tensor::<B, 1>::from_data(ref_logp.into_data(), device);
                 (beta, k3(ref_logp, new.clone()))
             });
@@ -128,7 +140,7 @@ impl<B: AutodiffKernels> FactorModule<B> for Denoiser<B> {
             };
             surrogate.backward(&m, run.clip, device)
         };
-        let shards = bounded_shards(samples, run.threads, max_shard);
+        let shards = bounded_shards(&samples, run.threads, max_shard);
         let (grads, parts) = sharded_gradients(self, &shards, run.threads, pass);
         let mut all = Partial::default();
         for part in parts {
@@ -286,6 +298,51 @@ mod tests {
 
     type B = Autodiff<Flex>;
 
+    /// Nothing revealed after an answer's end token reaches the model's
+    /// gradient: changing those tokens (and their recorded log-probs)
+    /// leaves it bit for bit, while the same change counts without an end.
+    #[test]
+    fn tokens_after_the_end_do_not_reach_the_gradient() {
+        let device = Default::default();
+        let model: Denoiser<B> = DenoiserConfig::new(7, 16, 2, 2, 32, 12).init(5, &device);
+        let (records, adv) = synthetic_records(2, 3, 12, 7, 1);
+        // Every token after position 5 changed.
+        let mut changed = records.clone();
+        for r in &mut changed {
+            for (j, &p) in r.revealed.clone().iter().enumerate() {
+                if p > 5 {
+                    r.tokens[j] = (r.tokens[j] + 1) % 7;
+                    r.token_log_probs[j] -= 0.3;
+                }
+            }
+        }
+        let world = World::single();
+        let run = UpdateRun::<B>::single(&world, (1, 0), device);
+        let grads = |records: &[envs::StepRecord], answer_end: usize| {
+            let samples: Vec<Sample> = records
+                .iter()
+                .zip(&adv)
+                .map(|(record, &advantage)| Sample {
+                    record,
+                    answer_end,
+                    advantage,
+                    token_weight: 0.1,
+                    step_weight: 1.0,
+                })
+                .collect();
+            let (g, part) = model.gradients(&samples, None, &run);
+            (flat_gradients(&model, &g), part.stats(run.clip).samples)
+        };
+        let (a, n) = grads(&records, 5);
+        let (b, _) = grads(&changed, 5);
+        assert_eq!(n, 2 * 6, "positions 0..=5 of two trajectories");
+        assert_eq!(a, b, "after the end, nothing counts");
+        let (c, n_all) = grads(&records, usize::MAX);
+        let (d, _) = grads(&changed, usize::MAX);
+        assert_eq!(n_all, 2 * 12);
+        assert_ne!(c, d, "without an end, the same change counts");
+    }
+
     /// Micro-batches on two threads give the gradient and statistics of the
     /// whole batch in one pass (up to float summation order).
     #[test]
@@ -298,6 +355,7 @@ mod tests {
             .zip(&adv)
             .map(|(record, &advantage)| Sample {
                 record,
+                answer_end: usize::MAX,
                 advantage,
                 token_weight: 0.1,
                 step_weight: 1.0,

@@ -15,6 +15,9 @@ use envs::StepRecord;
 #[derive(Debug, Clone, Copy)]
 pub struct Sample<'a> {
     pub record: &'a StepRecord,
+    /// The canvas position of the trajectory's end-of-sequence token: the
+    /// model loss leaves out tokens revealed after it (`usize::MAX`: none).
+    pub answer_end: usize,
     pub advantage: f32,
     /// Weight of each of the step's revealed tokens in the model loss.
     pub token_weight: f32,
@@ -22,14 +25,54 @@ pub struct Sample<'a> {
     pub step_weight: f32,
 }
 
-/// The recorded steps the loss uses, with their advantages and weights.
+impl Sample<'_> {
+    /// Whether the revealed token at canvas position `pos` is in the model
+    /// loss: up to and including the answer's end-of-sequence token (the
+    /// model learns to stop), nothing after it (TRL's completion mask).
+    pub fn in_loss(&self, pos: usize) -> bool {
+        pos <= self.answer_end
+    }
+
+    /// The step's tokens in the model loss.
+    pub fn loss_tokens(&self) -> usize {
+        self.record
+            .revealed
+            .iter()
+            .filter(|&&p| self.in_loss(p))
+            .count()
+    }
+}
+
+/// Where each trajectory's answer ends: the canvas position of its first
+/// end-of-sequence or padding token ([`envs::Vocab::answer`]), or
+/// `usize::MAX` when it has none.
+pub fn answer_ends(trajectories: &[Trajectory], vocab: &envs::Vocab) -> Vec<usize> {
+    trajectories
+        .iter()
+        .map(|t| {
+            let (answer, kept) = (t.answer(), vocab.answer(t.answer()).len());
+            match kept < answer.len() {
+                true => t.prompt_len + kept,
+                false => usize::MAX,
+            }
+        })
+        .collect()
+}
+
+/// The recorded steps the loss uses, with their advantages and weights;
+/// `ends` are [`answer_ends`] (or empty: no trajectory has an end token).
 pub fn build_samples<'a>(
     c: &CogrpoConfig,
-    trajectories: &'a [Trajectory],
+    (trajectories, ends): (&'a [Trajectory], &[usize]),
     advantages: &[Option<f32>],
     seed: u64,
     it: usize,
 ) -> Vec<Sample<'a>> {
+    let end = |i: usize| ends.get(i).copied().unwrap_or(usize::MAX);
+    let kept = |i: usize, k: usize| {
+        let r = &trajectories[i].steps[k];
+        r.revealed.iter().filter(|&&p| p <= end(i)).count()
+    };
     let chosen: Vec<(usize, Vec<usize>)> = trajectories
         .iter()
         .enumerate()
@@ -50,16 +93,12 @@ pub fn build_samples<'a>(
     let n_traj = chosen.len().max(1) as f32;
     let total_tokens: usize = chosen
         .iter()
-        .map(|(i, s)| {
-            s.iter()
-                .map(|&k| trajectories[*i].steps[k].tokens.len())
-                .sum::<usize>()
-        })
+        .map(|(i, s)| s.iter().map(|&k| kept(*i, k)).sum::<usize>())
         .sum();
     let mut out = Vec::new();
     for (i, steps) in chosen {
         let t = &trajectories[i];
-        let traj_tokens: usize = steps.iter().map(|&k| t.steps[k].tokens.len()).sum();
+        let traj_tokens: usize = steps.iter().map(|&k| kept(i, k)).sum();
         let token_weight = match c.loss_aggregation {
             LossAggregation::Token => 1.0 / total_tokens.max(1) as f32,
             LossAggregation::Sequence => 1.0 / (n_traj * traj_tokens.max(1) as f32),
@@ -68,6 +107,7 @@ pub fn build_samples<'a>(
         for k in steps {
             out.push(Sample {
                 record: &t.steps[k],
+                answer_end: end(i),
                 advantage: advantages[i].expect("filtered above"),
                 token_weight,
                 step_weight,
@@ -192,7 +232,7 @@ mod tests {
             trajectory(&[1, 1]),
         ];
         let adv = [Some(0.5), None, Some(-0.5)];
-        let token = build_samples(&cfg(""), &trajs, &adv, 0, 0);
+        let token = build_samples(&cfg(""), (&trajs, &[]), &adv, 0, 0);
         assert_eq!(token.len(), 4, "the invalid trajectory is left out");
         // Token level: every token weighs 1 / 6.
         assert!(
@@ -206,7 +246,13 @@ mod tests {
             .sum();
         assert!((total - 1.0).abs() < 1e-6);
         // Sequence level: 1 / (2 trajectories x their own token count).
-        let seq = build_samples(&cfg("loss_aggregation = \"sequence\""), &trajs, &adv, 0, 0);
+        let seq = build_samples(
+            &cfg("loss_aggregation = \"sequence\""),
+            (&trajs, &[]),
+            &adv,
+            0,
+            0,
+        );
         assert!((seq[0].token_weight - 1.0 / 8.0).abs() < 1e-7);
         assert!((seq[3].token_weight - 1.0 / 4.0).abs() < 1e-7);
         // Steps weigh 1 / (trajectories x steps) in the schedule loss.
@@ -215,13 +261,36 @@ mod tests {
         assert_eq!(seq[3].advantage, -0.5);
     }
 
+    /// Tokens revealed after an answer's end token leave the model loss:
+    /// they are not counted in the token weights, and a step with nothing
+    /// before the end carries no model tokens (its schedule step stays).
+    #[test]
+    fn tokens_after_the_end_token_leave_the_model_loss() {
+        // Positions 0..3 revealed at step 0, 0 at step 1; the answer ends
+        // at position 1 in trajectory 0 and has no end in trajectory 1.
+        let trajs = [trajectory(&[3, 1]), trajectory(&[3, 1])];
+        let adv = [Some(1.0), Some(-1.0)];
+        let samples = build_samples(&cfg(""), (&trajs, &[1, usize::MAX]), &adv, 0, 0);
+        let kept: Vec<usize> = samples.iter().map(|s| s.loss_tokens()).collect();
+        assert_eq!(kept, [2, 1, 3, 1]);
+        // Token level: 7 tokens in the loss, each 1/7.
+        assert!(
+            samples
+                .iter()
+                .all(|s| (s.token_weight - 1.0 / 7.0).abs() < 1e-7)
+        );
+        assert!(!samples[0].in_loss(2) && samples[0].in_loss(1));
+        let no_end = answer_ends(&trajs, &envs::Vocab::chars("01".chars()).unwrap());
+        assert_eq!(no_end, [usize::MAX, usize::MAX]);
+    }
+
     #[test]
     fn step_subsampling_keeps_the_requested_count_reproducibly() {
         let trajs = [trajectory(&[1, 1, 1, 1, 1]), trajectory(&[2, 2, 2, 2, 2])];
         let adv = [Some(1.0), Some(-1.0)];
         let c = cfg("step_subsample = 2");
-        let a = build_samples(&c, &trajs, &adv, 7, 3);
-        let b = build_samples(&c, &trajs, &adv, 7, 3);
+        let a = build_samples(&c, (&trajs, &[]), &adv, 7, 3);
+        let b = build_samples(&c, (&trajs, &[]), &adv, 7, 3);
         assert_eq!(a.len(), 4);
         let picked = |v: &[Sample]| -> Vec<*const StepRecord> {
             v.iter().map(|s| s.record as *const _).collect()

@@ -23,7 +23,7 @@ use rewards::TooManyFailures;
 use crate::factor::UpdateRun;
 use crate::groups::{Groups, Stop};
 use crate::iteration::{Update, describe};
-use crate::samples::build_samples;
+use crate::samples::{answer_ends, build_samples};
 use crate::setup::{ArmRun, Setup};
 use crate::state::{ArmTraining, TrainedArm};
 
@@ -202,7 +202,14 @@ impl<B: AutodiffKernels> Setup<'_, B> {
         it: usize,
     ) -> anyhow::Result<Update> {
         let (c, run) = (self.c, &self.cfg().run);
-        let samples = build_samples(c, &groups.trajectories, &groups.advantages, run.seed, it);
+        let ends = answer_ends(&groups.trajectories, self.task().vocab());
+        let samples = build_samples(
+            c,
+            (&groups.trajectories, &ends),
+            &groups.advantages,
+            run.seed,
+            it,
+        );
         let update = UpdateRun {
             clip: self.clip,
             threads: run.threads,

@@ -19,6 +19,18 @@ pub fn token_log_probs<B: Kernels>(
     records: &[&StepRecord],
     device: &B::Device,
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    token_log_probs_kept(model, records, &|_, _| true, device)
+}
+
+/// [`token_log_probs`] of the revealed tokens that `keep(record index,
+/// canvas position)` keeps (the Co-GRPO loss leaves out what follows an
+/// answer's end-of-sequence token). At least one token must be kept.
+pub fn token_log_probs_kept<B: Kernels>(
+    model: &Denoiser<B>,
+    records: &[&StepRecord],
+    keep: &dyn Fn(usize, usize) -> bool,
+    device: &B::Device,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let n = records.len();
     let len = records.first().map_or(0, |r| r.canvas.len());
     let mut index = Vec::new();
@@ -31,6 +43,9 @@ pub fn token_log_probs<B: Kernels>(
             "a greedy step has no token distribution to optimize"
         );
         for (&pos, &tok) in r.revealed.iter().zip(&r.tokens) {
+            if !keep(i, pos) {
+                continue;
+            }
             index.push((i * len + pos) as i32);
             targets.push(tok as i32);
             inv_temp.push((1.0 / r.temperature) as f32);

@@ -164,7 +164,7 @@ fn train_toward(target: f32) -> (f64, f64) {
         assert_eq!(stats.nfe.len(), items.len());
         let scored = rewards.score(&items, &costs).unwrap();
         let advantages = scored.advantages_scaled(GROUP, c.scale_advantages);
-        let samples = build_samples(c, &trajectories, &advantages, 0, it);
+        let samples = build_samples(c, (&trajectories, &[]), &advantages, 0, it);
         let first_record = first.get_or_insert_with(|| trajectories[0].steps[0].clone());
         if it == 0 {
             assert!((mean_ratio(&inner, first_record) - 0.5).abs() < 1e-3);
