@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Steps per trajectory of the Co-GRPO update row (0: skip it).
     #[arg(long, default_value_t = 4)]
     grpo_steps: usize,
+    /// Only the Co-GRPO update row (LoRA with [cogrpo.lora]), so that the
+    /// process's peak memory is the update's.
+    #[arg(long)]
+    update_only: bool,
     /// One JSON object per row instead of the table.
     #[arg(long)]
     json: bool,
@@ -74,6 +78,7 @@ impl BenchArgs {
             forward_batch: self.forward_batch,
             samplers,
             grpo_steps: self.grpo_steps,
+            update_only: self.update_only,
             json: self.json,
             scaling: self.scaling.then_some((self.lengths, self.vocabs)),
         };
@@ -105,6 +110,7 @@ struct Bench {
     forward_batch: Vec<usize>,
     samplers: Vec<policy::SamplerKind>,
     grpo_steps: usize,
+    update_only: bool,
     json: bool,
     /// Lengths and vocabularies of the first-hitting scaling grid.
     scaling: Option<(Vec<usize>, Vec<usize>)>,
@@ -179,6 +185,7 @@ impl Job for Bench {
             forward_batches: self.forward_batch,
             samplers: self.samplers,
             grpo_steps: self.grpo_steps,
+            update_only: self.update_only,
         };
         let json = self.json;
         bench::bench::<B>(&self.cfg, task.as_ref(), &device, &opts, |r| {

@@ -52,6 +52,10 @@ pub struct BenchOptions {
     pub samplers: Vec<SamplerKind>,
     /// Steps per trajectory of the Co-GRPO update row (0: no such row).
     pub grpo_steps: usize,
+    /// Only the Co-GRPO update row, on freshly initialised weights: a
+    /// process's peak memory is then the update's (LoRA against full
+    /// fine-tuning).
+    pub update_only: bool,
 }
 
 pub fn bench<B: AutodiffKernels>(
@@ -67,6 +71,11 @@ pub fn bench<B: AutodiffKernels>(
         report(&row);
         rows.push(row);
     };
+    if opts.update_only {
+        let model = dcfg.init::<B>(init_seed(cfg.run.seed), device);
+        push(grpo_update_row(cfg, &dcfg, model, device, opts)?.1);
+        return Ok(rows);
+    }
     let (mut model, row) = train_row::<B>(cfg, task, &dcfg, device, opts);
     push(row);
     if opts.grpo_steps > 0 && dcfg.family == Family::Mdm {
@@ -131,7 +140,9 @@ fn train_row<B: AutodiffKernels>(
 
 /// The Co-GRPO model update on `batch` synthetic recorded trajectories of
 /// `grpo_steps` steps (MDMs), after one warm-up update: the trainer's
-/// update of the model factor ([`grpo_update`]).
+/// update of the model factor ([`grpo_update`]), LoRA adapters on the
+/// frozen model with `[cogrpo.lora]`. Returns the model as it was given
+/// (without adapters) for the rows after it.
 fn grpo_update_row<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     dcfg: &DenoiserConfig,
@@ -145,7 +156,12 @@ fn grpo_update_row<B: AutodiffKernels>(
     let samples = grpo_update::samples(&records, &adv);
     let configured = cfg.cogrpo.as_ref().and_then(|c| c.micro_batch_tokens);
     let passes = (threads, micro_batch_tokens(configured, cfg.run.device));
-    let mut factor = grpo_update::model_factor(model);
+    let lora = cfg.cogrpo.as_ref().and_then(|c| c.lora.as_ref());
+    let theta = match lora {
+        Some(l) => model.clone().with_lora(l, cfg.run.seed)?,
+        None => model.clone(),
+    };
+    let mut factor = grpo_update::model_factor(theta);
     grpo_update::update(&mut factor, &samples, passes, device)?;
     wait_for_device(&factor.module, seq_len, device);
     let start = Instant::now();
@@ -154,15 +170,23 @@ fn grpo_update_row<B: AutodiffKernels>(
     }
     wait_for_device(&factor.module, seq_len, device);
     let secs = start.elapsed().as_secs_f64();
+    let what = match lora {
+        Some(l) => format!("grpo_update lora r{} ({threads} thr)", l.rank),
+        None => format!("grpo_update ({threads} thr)"),
+    };
     let row = BenchRow {
-        what: format!("grpo_update ({threads} thr)"),
+        what,
         batch,
         steps: t,
         tokens_per_s: (batch * t * seq_len * opts.train_steps) as f64 / secs,
         seconds: secs / opts.train_steps as f64,
         nfe: 0.0,
     };
-    Ok((factor.module, row))
+    let model = match lora {
+        Some(_) => model,
+        None => factor.module,
+    };
+    Ok((model, row))
 }
 
 /// Inference forward passes of all-mask rows, one row per batch size.

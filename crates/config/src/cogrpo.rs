@@ -479,6 +479,13 @@ impl CogrpoConfig {
                  token distribution; use e.g. 1.0",
             );
         }
+        if self.arms.iter().any(|a| a.uses_schedule()) && self.reference.threshold > 0.0 {
+            p.bad(
+                "reference.threshold",
+                "the schedule, joint and alternate arms learn the reveal counts that Fast-dLLM's \
+                 threshold would decide; use it with the model arm, or in [[eval.samplers]]",
+            );
+        }
         if self.arms.iter().any(|a| a.uses_schedule()) && !self.schedule.is_learned() {
             p.bad(
                 "schedule.kind",
@@ -573,5 +580,34 @@ mod tests {
             "iterations = 1\nsteps = 2\nreference = { kind = \"confidence\" }\n[lora]\ntargets = [\"qkv\"]"
         )
         .is_err());
+    }
+
+    /// Fast-dLLM's threshold decides reveal counts, which the schedule arms
+    /// learn: a threshold reference is for the model arm; its range and
+    /// sampler kind are checked where every sampler's are.
+    #[test]
+    fn a_threshold_reference_is_for_the_model_arm_only() {
+        use envs::Validate;
+        let keys = |arms: &str, threshold: f64, kind: &str| -> Vec<String> {
+            let cfg: super::CogrpoConfig = toml::from_str(&format!(
+                "iterations = 1\nsteps = 2\narms = {arms}\nreference = {{ kind = \"{kind}\", \
+                 threshold = {threshold} }}\n[schedule]\nkind = \"per_step\"\nlearn = [\"ratio\"]"
+            ))
+            .unwrap();
+            cfg.problems().into_iter().map(|p| p.key).collect()
+        };
+        assert!(keys("[\"model\"]", 0.9, "confidence").is_empty());
+        assert_eq!(
+            keys("[\"model\", \"joint\"]", 0.9, "confidence"),
+            ["reference.threshold"]
+        );
+        assert_eq!(
+            keys("[\"model\"]", 1.5, "confidence"),
+            ["reference.threshold"]
+        );
+        assert_eq!(
+            keys("[\"model\"]", 0.5, "first_hitting"),
+            ["reference.threshold"]
+        );
     }
 }

@@ -236,6 +236,7 @@ impl<B: Kernels> Decider<'_, B> {
                 temperature: temperature_override.unwrap_or(v.temperature),
                 remask_temperature: v.remask_temperature,
                 guidance: v.guidance,
+                threshold: d.action.threshold,
             };
         }
         if let Some(policy) = self.policy.filter(|p| p.has_order()) {

@@ -183,6 +183,13 @@ impl<B: Kernels> Rollout<'_, B> {
         let mut p = Problems::default();
         p.section("sampler", self.reference);
         p.at_least_one("sampler.steps", self.steps);
+        if self.reference.threshold > 0.0 && self.policy.is_some() {
+            p.bad(
+                "sampler.threshold",
+                "a learned schedule decides its own reveal counts; Fast-dLLM's threshold is for \
+                 fixed confidence samplers",
+            );
+        }
         if self.reference.kind == SamplerKind::Ancestral && self.policy.is_some() {
             p.bad(
                 "sampler.kind",
@@ -524,12 +531,10 @@ fn device_draws<B: Kernels>(
             let row: Vec<Draw> = drawn.by_ref().take(count).collect();
             match d.picks {
                 Some(_) => row,
-                None => most_confident(
-                    row,
-                    d.action.reveal,
-                    d.action.remask_temperature,
-                    &mut rngs[a],
-                ),
+                None => {
+                    let k = confident_count(d, &row);
+                    most_confident(row, k, d.action.remask_temperature, &mut rngs[a])
+                }
             }
         })
         .collect()
@@ -554,14 +559,27 @@ fn draw_tokens<'l>(
                 .iter()
                 .map(|&pos| Draw::at(pos, logits_at(pos), d.action.temperature, rng))
                 .collect();
-            most_confident(
-                candidates,
-                d.action.reveal,
-                d.action.remask_temperature,
-                rng,
-            )
+            let k = confident_count(d, &candidates);
+            most_confident(candidates, k, d.action.remask_temperature, rng)
         }
     }
+}
+
+/// How many of `candidates` confidence selection reveals: the schedule's
+/// count, or with Fast-dLLM's threshold every candidate whose token
+/// probability reaches it (the schedule's count at least; a block's last
+/// step reveals all it has left).
+fn confident_count(d: &Decision, candidates: &[Draw]) -> usize {
+    let threshold = d.action.threshold;
+    if threshold <= 0.0 || d.last {
+        return d.action.reveal;
+    }
+    let ln_threshold = threshold.ln();
+    let above = candidates
+        .iter()
+        .filter(|c| c.confidence >= ln_threshold)
+        .count();
+    above.max(d.action.reveal)
 }
 
 #[cfg(test)]
@@ -605,6 +623,15 @@ mod tests {
             (fixed(SamplerKind::FirstHitting, 1.0, 0.0, 0.5), false),
             (fixed(SamplerKind::Ancestral, 0.7, 0.0, 0.0), false),
             (fixed(SamplerKind::Confidence, 1.0, 0.0, 0.0), true),
+            // Fast-dLLM's threshold decides the counts in the draws.
+            (
+                SamplerConfig {
+                    threshold: 0.3,
+                    block_length: 2,
+                    ..fixed(SamplerKind::Confidence, 0.0, 0.0, 0.0)
+                },
+                false,
+            ),
             // Block-wise (two blocks of two), with a learned guided schedule.
             (
                 SamplerConfig {

@@ -141,6 +141,72 @@ mod tests {
         }
     }
 
+    /// Fast-dLLM's threshold: the first greedy step reveals exactly the
+    /// positions whose most likely token reaches the threshold (the most
+    /// confident one when none does), and a threshold every position
+    /// passes fills each block in one step (NFE = the block count).
+    #[test]
+    fn a_confidence_threshold_reveals_every_position_that_reaches_it() {
+        let m = model();
+        let dev = Default::default();
+        let mut canvas = Canvas::new(6, 5);
+        for key in 0..6 {
+            canvas.push_row(&[(key % 5) as u32, 2], key).unwrap();
+        }
+        let logits = host(
+            m.forward(Denoiser::<B>::input(
+                canvas
+                    .tokens_of_rows(&(0..6).collect::<Vec<_>>())
+                    .as_slice(),
+                6,
+                6,
+                &dev,
+            )),
+        );
+        // The greedy confidence of each masked position, by row.
+        let confidence = |r: usize, p: usize| -> f64 {
+            let l = &logits[(r * 6 + p) * 5..(r * 6 + p + 1) * 5];
+            log_softmax_at(l, argmax(l)).exp()
+        };
+        let mut all: Vec<f64> = (0..6)
+            .flat_map(|r| (2..6).map(move |p| (r, p)))
+            .map(|(r, p)| confidence(r, p))
+            .collect();
+        all.sort_by(f64::total_cmp);
+        let threshold = all[all.len() / 2];
+        let mut cfg = SamplerConfig::new(SamplerKind::Confidence, 4);
+        (cfg.temperature, cfg.threshold) = (0.0, threshold);
+        let (trajs, stats) = Sampler::new(&m, &dev, 0)
+            .rollout(&cfg)
+            .run(&mut canvas.clone(), true)
+            .unwrap();
+        let mut several = false;
+        for (r, t) in trajs.iter().enumerate() {
+            let mut revealed = t.steps[0].revealed.clone();
+            revealed.sort_unstable();
+            let mut passing: Vec<usize> =
+                (2..6).filter(|&p| confidence(r, p) >= threshold).collect();
+            if passing.is_empty() {
+                let best = (2..6).max_by(|&a, &b| confidence(r, a).total_cmp(&confidence(r, b)));
+                passing = best.into_iter().collect();
+            }
+            several |= passing.len() > 1;
+            assert_eq!(revealed, passing, "row {r}");
+            assert_eq!(
+                stats.nfe[r] as usize,
+                t.steps.iter().filter(|s| !s.revealed.is_empty()).count()
+            );
+        }
+        assert!(several, "some step reveals more than one position");
+        // Everything passes: each block of two is one step.
+        cfg.threshold = 1e-9;
+        cfg.block_length = 2;
+        let mut c = canvas.clone();
+        let stats = Sampler::new(&m, &dev, 0).generate(&mut c, &cfg).unwrap();
+        assert!(c.is_complete());
+        assert_eq!(stats.nfe, vec![2; 6]);
+    }
+
     #[test]
     fn network_time_is_part_of_the_generation_time() {
         let m = model();

@@ -128,6 +128,13 @@ impl Validate for SamplerConfig {
                 "only the confidence sampler chooses positions by confidence",
             );
         }
+        p.within("threshold", self.threshold, 0.0, 1.0);
+        if self.kind != SamplerKind::Confidence && self.threshold != 0.0 {
+            p.bad(
+                "threshold",
+                "only the confidence sampler reveals by confidence (Fast-dLLM's threshold)",
+            );
+        }
     }
 }
 
@@ -145,6 +152,9 @@ pub struct ScheduleAction {
     pub remask_temperature: f64,
     /// Classifier-free guidance scale w (SMDM): 0 switches guidance off.
     pub guidance: f64,
+    /// Fast-dLLM's confidence threshold: every candidate whose probability
+    /// reaches it is revealed, `reveal` at least; 0 switches it off.
+    pub threshold: f64,
 }
 
 /// A fixed sampler: kind, number of steps and its constant settings.
@@ -175,6 +185,14 @@ pub struct SamplerConfig {
     /// answer at once.
     #[serde(skip_serializing_if = "is_zero")]
     pub block_length: usize,
+    /// `confidence` only: Fast-dLLM's parallel decoding (Wu et al. 2025):
+    /// each step reveals every masked position of the block whose token
+    /// probability reaches this threshold, at least one, and a block's last
+    /// step what it has left; `steps` is then a budget, and steps whose
+    /// block is already full cost nothing. 0 (off) follows the reveal
+    /// schedule.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub threshold: f64,
 }
 
 impl Default for SamplerConfig {
@@ -189,6 +207,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
+}
+
 impl SamplerConfig {
     pub fn new(kind: SamplerKind, steps: usize) -> Self {
         Self {
@@ -199,6 +221,7 @@ impl SamplerConfig {
             schedule: RevealSchedule::default(),
             remask_temperature: 0.0,
             block_length: 0,
+            threshold: 0.0,
         }
     }
 
@@ -242,6 +265,9 @@ impl SamplerConfig {
         if self.block_length != 0 {
             parts.push(format!("block={}", self.block_length));
         }
+        if self.threshold != 0.0 {
+            parts.push(format!("threshold={}", self.threshold));
+        }
         if parts.is_empty() {
             kind.to_string()
         } else {
@@ -271,6 +297,8 @@ impl SamplerConfig {
                         .sample(rng) as usize
                 }
             }
+            // With a threshold the draws decide the count; one at least.
+            SamplerKind::Confidence if self.threshold > 0.0 => n.min(1),
             SamplerKind::FirstHitting | SamplerKind::Confidence => {
                 self.schedule.reveal_count(n0, n, step, self.steps)
             }
@@ -280,6 +308,7 @@ impl SamplerConfig {
             temperature: self.temperature,
             remask_temperature: self.remask_temperature,
             guidance: self.guidance,
+            threshold: self.threshold,
         }
     }
 }

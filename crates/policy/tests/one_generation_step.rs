@@ -2,8 +2,8 @@
 //!
 //! For every fixed sampler kind, with T above, at and below the masked
 //! count, linear and cosine counts, temperatures and re-mask temperatures
-//! above 0 and guidance above 0, over the whole answer and block-wise (two
-//! blocks of two):
+//! above 0, guidance above 0 and Fast-dLLM's confidence threshold, over the
+//! whole answer and block-wise (two blocks of two):
 //! 1. `Sampler` (what `cogrpo eval` and `sample` run) and `Rollout` without a
 //!    policy (what the `base` arm and the `model` arm run) give the same
 //!    canvases and the same NFE for the same seed, whatever the threads;
@@ -57,6 +57,10 @@ fn settings() -> Vec<SamplerConfig> {
                     c.guidance = guidance;
                     out.push(c.clone());
                     if kind == SamplerKind::Confidence {
+                        out.push(SamplerConfig {
+                            threshold: 0.3,
+                            ..c.clone()
+                        });
                         c.remask_temperature = 0.8;
                         out.push(c);
                     }
@@ -100,7 +104,7 @@ fn sampler_and_rollout_without_a_policy_are_one_step() {
     let m = model();
     let dev = Default::default();
     let settings = settings();
-    assert_eq!(settings.len(), 2 * (9 + 18 + 36));
+    assert_eq!(settings.len(), 2 * (9 + 18 + 54));
     for cfg in &settings {
         let mut sampled = canvas(7);
         let stats = Sampler::new(&m, &dev, 77)
@@ -139,7 +143,7 @@ fn a_fresh_learned_ratio_in_mode_follows_the_reference_exactly() {
     let m = model();
     let dev = Default::default();
     for cfg in settings() {
-        if cfg.kind == SamplerKind::Ancestral {
+        if cfg.kind == SamplerKind::Ancestral || cfg.threshold > 0.0 {
             continue; // a learned schedule builds on a deterministic count
         }
         let policy = SchedulePolicyConfig {
