@@ -34,15 +34,19 @@ pub fn samples<'a>(records: &'a [StepRecord], advantages: &[f32]) -> Vec<Sample<
 }
 
 /// One update of `factor` on `samples`, as the trainer's iteration runs it
-/// on one rank (`passes`: threads and canvas tokens per pass).
+/// on one rank (`passes`: threads and canvas tokens per pass;
+/// `checkpointing`: `cogrpo.gradient_checkpointing`).
 pub fn update<B: AutodiffKernels>(
     factor: &mut Factor<B, Denoiser<B>>,
     samples: &[Sample<'_>],
-    passes: (usize, usize),
+    (passes, checkpointing): ((usize, usize), bool),
     device: &B::Device,
 ) -> anyhow::Result<()> {
     let world = World::single();
-    let run = UpdateRun::single(&world, passes, device.clone());
+    let run = UpdateRun {
+        checkpointing,
+        ..UpdateRun::single(&world, passes, device.clone())
+    };
     factor.update(samples, &run)?;
     Ok(())
 }

@@ -156,24 +156,29 @@ fn grpo_update_row<B: AutodiffKernels>(
     let samples = grpo_update::samples(&records, &adv);
     let configured = cfg.cogrpo.as_ref().and_then(|c| c.micro_batch_tokens);
     let passes = (threads, micro_batch_tokens(configured, cfg.run.device));
+    let checkpointing = cfg
+        .cogrpo
+        .as_ref()
+        .is_some_and(|c| c.gradient_checkpointing);
     let lora = cfg.cogrpo.as_ref().and_then(|c| c.lora.as_ref());
     let theta = match lora {
         Some(l) => model.clone().with_lora(l, cfg.run.seed)?,
         None => model.clone(),
     };
     let mut factor = grpo_update::model_factor(theta);
-    grpo_update::update(&mut factor, &samples, passes, device)?;
+    grpo_update::update(&mut factor, &samples, (passes, checkpointing), device)?;
     wait_for_device(&factor.module, seq_len, device);
     let start = Instant::now();
     for _ in 0..opts.train_steps {
-        grpo_update::update(&mut factor, &samples, passes, device)?;
+        grpo_update::update(&mut factor, &samples, (passes, checkpointing), device)?;
     }
     wait_for_device(&factor.module, seq_len, device);
     let secs = start.elapsed().as_secs_f64();
-    let what = match lora {
-        Some(l) => format!("grpo_update lora r{} ({threads} thr)", l.rank),
-        None => format!("grpo_update ({threads} thr)"),
-    };
+    let what = format!(
+        "grpo_update{}{} ({threads} thr)",
+        lora.map_or(String::new(), |l| format!(" lora r{}", l.rank)),
+        if checkpointing { " ckpt" } else { "" }
+    );
     let row = BenchRow {
         what,
         batch,

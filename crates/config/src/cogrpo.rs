@@ -154,6 +154,12 @@ pub struct CogrpoConfig {
     /// in one pass. Unset: 2048 on the CPU, 32768 on a GPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub micro_batch_tokens: Option<usize>,
+    /// Gradient checkpointing in the model update: the forward pass keeps
+    /// only each transformer block's input and the backward pass recomputes
+    /// one block at a time (a second forward pass for the memory of one
+    /// block's activations instead of all of them; Chen et al. 2016).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
     /// Global gradient-norm bound of each optimizer; 0 off.
     pub grad_clip: f64,
     /// AdamW weight decay of the model.
@@ -207,6 +213,7 @@ impl Default for CogrpoConfig {
             resample_rounds: 0,
             step_subsample: 0,
             micro_batch_tokens: None,
+            gradient_checkpointing: false,
             grad_clip: 1.0,
             weight_decay: 0.0,
             checkpoint_every: 0,

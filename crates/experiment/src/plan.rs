@@ -57,8 +57,12 @@ impl Plan {
                 // The base (also the reference); the adapters train.
                 Some(lora) => (params + 4 * lora_params(d, lora)) * F32,
             };
+            let kept = match c.gradient_checkpointing {
+                true => checkpointed_activations(d, l, update_rows),
+                false => activations(d, l, update_rows, true),
+            };
             resident
-                .saturating_add(activations(d, l, update_rows, true))
+                .saturating_add(kept)
                 .max(activations(d, l, rollout_rows, false))
         });
         Self {
@@ -119,6 +123,18 @@ fn activations(d: &DenoiserConfig, seq_len: u64, rows: u64, keep: bool) -> u64 {
     let head = 2 * (d.vocab_size as u64 + 1);
     rows.saturating_mul(per_token_layer.saturating_mul(layers).saturating_add(head))
         .saturating_mul(F32)
+}
+
+/// Activations of a checkpointed backward pass over `rows` positions: each
+/// block's input (`n_layers + 1` hidden states of `d_model`), one block's
+/// activations with the backward's temporaries, and the head's logits.
+fn checkpointed_activations(d: &DenoiserConfig, seq_len: u64, rows: u64) -> u64 {
+    let one_block = DenoiserConfig {
+        n_layers: 1,
+        ..d.clone()
+    };
+    let inputs = rows.saturating_mul((d.n_layers as u64 + 1) * d.d_model as u64) * F32;
+    inputs.saturating_add(activations(&one_block, seq_len, rows, true))
 }
 
 /// Parameters of `lora`'s adapters on `d`: `r (d_in + d_out)` per targeted
@@ -205,6 +221,26 @@ mod tests {
             full.cogrpo_bytes - lora.cogrpo_bytes,
             (6 * full.params - full.params - 4 * n) * 4
         );
+    }
+
+    /// Checkpointing keeps each block's input and one block's activations:
+    /// the update's activations shrink by the other blocks' share.
+    #[test]
+    fn a_checkpointed_update_keeps_one_block_of_activations() {
+        let cogrpo = "[cogrpo]\niterations = 1\nsteps = 2\narms = [\"model\"]\n\
+            reference = { kind = \"confidence\", temperature = 1.0 }\nmicro_batch_tokens = 0\n";
+        let deep = SMALL.replace("n_layers = 2", "n_layers = 8");
+        let plain = plan(&format!("{deep}{cogrpo}"), 32);
+        let ckpt = plan(
+            &format!("{deep}{cogrpo}gradient_checkpointing = true\n"),
+            32,
+        );
+        // 16 x 8 rollouts of 32 positions; per token and layer 12*64 +
+        // 4*128 + 2*4*32 floats, twice for the backward; the head's are kept.
+        let rows = 16 * 8 * 32u64;
+        let per_layer = 2 * (12 * 64 + 4 * 128 + 2 * 4 * 32);
+        let saved = rows * 4 * (7 * per_layer - 9 * 64);
+        assert_eq!(plain.cogrpo_bytes - ckpt.cogrpo_bytes, saved);
     }
 
     #[test]

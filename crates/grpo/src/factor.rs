@@ -17,7 +17,7 @@ use cogrpo_runtime::optim::clip_global_norm;
 use cogrpo_runtime::parallel::{bounded_shards, sharded_gradients};
 use envs::StepRecord;
 use mdm::{AutodiffKernels, Denoiser};
-use policy::factors::token_log_probs_kept;
+use policy::factors::{TokenQuery, token_log_probs_kept};
 use policy::learned::{ScheduleBatch, SchedulePolicy};
 
 use crate::loss::{Clip, FactorStats, Partial, Surrogate, k3};
@@ -31,6 +31,9 @@ pub struct UpdateRun<'a, B: AutodiffKernels> {
     /// Canvas tokens per forward/backward pass of the model on each thread
     /// (0: a thread's whole share in one pass).
     pub micro_batch_tokens: usize,
+    /// Recompute each block's activations in the backward pass
+    /// (`cogrpo.gradient_checkpointing`; `Denoiser::checkpointed_gradients`).
+    pub checkpointing: bool,
     pub world: &'a World,
     pub device: B::Device,
     pub iteration: usize,
@@ -51,6 +54,7 @@ impl<'a, B: AutodiffKernels> UpdateRun<'a, B> {
             },
             threads,
             micro_batch_tokens,
+            checkpointing: false,
             world,
             device,
             iteration: 0,
@@ -124,21 +128,34 @@ impl<B: AutodiffKernels> FactorModule<B> for Denoiser<B> {
                 }
             }
             let keep = |i: usize, pos: usize| shard[i].in_loss(pos);
-            let (new, entropy) = token_log_probs_kept(&m, &records, &keep, device);
-            let kl = reference.map(|(r, beta)| {
-                let (ref_logp, _) = token_log_probs_kept(r, &records, &keep, device);
-                let ref_logp = Tensor::<B, 1>::from_data(ref_logp.into_data(), device);
-                (beta, k3(ref_logp, new.clone()))
+            let reference_logp = reference.map(|(r, beta)| {
+                let (logp, _) = token_log_probs_kept(r, &records, &keep, device);
+                (beta, Tensor::<B, 1>::from_data(logp.into_data(), device))
             });
-            let surrogate = Surrogate {
+            let surrogate = |new: Tensor<B, 1>, entropy| Surrogate {
+                kl: reference_logp
+                    .clone()
+                    .map(|(beta, r)| (beta, k3(r, new.clone()))),
                 new,
                 entropy,
-                old,
-                advantage,
-                weight,
-                kl,
+                old: old.clone(),
+                advantage: advantage.clone(),
+                weight: weight.clone(),
             };
-            surrogate.backward(&m, run.clip, device)
+            if !run.checkpointing {
+                let (new, entropy) = token_log_probs_kept(&m, &records, &keep, device);
+                return surrogate(new, entropy).backward(&m, run.clip, device);
+            }
+            // Gradient checkpointing: the loss from the top hidden state.
+            let query = TokenQuery::new(&records, &keep, m.mask_id());
+            let mut part = None;
+            let (grads, _) = m.checkpointed_gradients(query.input(device), |m, hidden| {
+                let (new, entropy) = query.log_probs_from_hidden(m, hidden, device);
+                let (loss, measured) = surrogate(new, entropy).loss(run.clip, device);
+                part = Some(measured);
+                loss
+            });
+            (grads, part.expect("the loss was computed"))
         };
         let shards = bounded_shards(&samples, run.threads, max_shard);
         let (grads, parts) = sharded_gradients(self, &shards, run.threads, pass);
@@ -293,10 +310,32 @@ mod tests {
     use super::*;
     use crate::synthetic::synthetic_records;
     use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
     use cogrpo_runtime::parallel::{flat_gradients, gradient_difference};
     use mdm::DenoiserConfig;
 
     type B = Autodiff<Flex>;
+
+    /// Samples of `records` with advantages `adv`, each token weighing
+    /// `token_weight`, answers ending at `answer_end`.
+    fn samples_of<'a>(
+        records: &'a [envs::StepRecord],
+        adv: &[f32],
+        answer_end: usize,
+        token_weight: f32,
+    ) -> Vec<Sample<'a>> {
+        records
+            .iter()
+            .zip(adv)
+            .map(|(record, &advantage)| Sample {
+                record,
+                answer_end,
+                advantage,
+                token_weight,
+                step_weight: 1.0,
+            })
+            .collect()
+    }
 
     /// Nothing revealed after an answer's end token reaches the model's
     /// gradient: changing those tokens (and their recorded log-probs)
@@ -319,17 +358,7 @@ mod tests {
         let world = World::single();
         let run = UpdateRun::<B>::single(&world, (1, 0), device);
         let grads = |records: &[envs::StepRecord], answer_end: usize| {
-            let samples: Vec<Sample> = records
-                .iter()
-                .zip(&adv)
-                .map(|(record, &advantage)| Sample {
-                    record,
-                    answer_end,
-                    advantage,
-                    token_weight: 0.1,
-                    step_weight: 1.0,
-                })
-                .collect();
+            let samples = samples_of(records, &adv, answer_end, 0.1);
             let (g, part) = model.gradients(&samples, None, &run);
             (flat_gradients(&model, &g), part.stats(run.clip).samples)
         };
@@ -343,6 +372,42 @@ mod tests {
         assert_ne!(c, d, "without an end, the same change counts");
     }
 
+    /// The checkpointed update (`cogrpo.gradient_checkpointing`) gives the
+    /// plain update's loss and gradients within 1e-6 relative, with
+    /// guidance and a KL term to a reference in the loss.
+    #[test]
+    fn checkpointed_update_equals_the_plain_one() {
+        let device = Default::default();
+        let model: Denoiser<B> = DenoiserConfig::new(7, 16, 3, 2, 32, 12).init(5, &device);
+        let reference = model.valid();
+        let (mut records, adv) = synthetic_records(3, 3, 12, 7, 2);
+        for r in records.iter_mut().step_by(2) {
+            (r.guidance, r.prompt_len) = (0.5, 2);
+        }
+        let samples = samples_of(&records, &adv, usize::MAX, 0.05);
+        let world = World::single();
+        let plain = UpdateRun::<B>::single(&world, (2, 24), device);
+        let ckpt = UpdateRun {
+            checkpointing: true,
+            ..UpdateRun::<B>::single(&world, (2, 24), device)
+        };
+        let (g_plain, p_plain) = model.gradients(&samples, Some((&reference, 0.1)), &plain);
+        let (g_ckpt, p_ckpt) = model.gradients(&samples, Some((&reference, 0.1)), &ckpt);
+        let (s_plain, s_ckpt) = (p_plain.stats(plain.clip), p_ckpt.stats(plain.clip));
+        assert_eq!(s_plain.samples, s_ckpt.samples);
+        assert!(
+            (s_plain.loss - s_ckpt.loss).abs() < 1e-6,
+            "{s_plain:?} vs {s_ckpt:?}"
+        );
+        let (a, b) = (
+            flat_gradients(&model, &g_plain),
+            flat_gradients(&model, &g_ckpt),
+        );
+        let (max_err, max_abs) = gradient_difference(&a, &b);
+        assert!(max_abs > 1e-4, "gradients are not trivially zero");
+        assert!(max_err <= 1e-6 * max_abs.max(1.0), "{max_err} vs {max_abs}");
+    }
+
     /// Micro-batches on two threads give the gradient and statistics of the
     /// whole batch in one pass (up to float summation order).
     #[test]
@@ -350,17 +415,7 @@ mod tests {
         let device = Default::default();
         let model: Denoiser<B> = DenoiserConfig::new(7, 16, 2, 2, 32, 12).init(5, &device);
         let (records, adv) = synthetic_records(5, 3, 12, 7, 1);
-        let samples: Vec<Sample> = records
-            .iter()
-            .zip(&adv)
-            .map(|(record, &advantage)| Sample {
-                record,
-                answer_end: usize::MAX,
-                advantage,
-                token_weight: 0.1,
-                step_weight: 1.0,
-            })
-            .collect();
+        let samples = samples_of(&records, &adv, usize::MAX, 0.1);
         let world = World::single();
         let run = |passes| UpdateRun::<B>::single(&world, passes, device);
         let (whole, p_whole) = model.gradients(&samples, None, &run((1, 0)));

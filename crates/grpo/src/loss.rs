@@ -89,6 +89,14 @@ impl<B: AutodiffKernels> Surrogate<B> {
         clip: Clip,
         device: &B::Device,
     ) -> (GradientsParams, Partial) {
+        let (loss, part) = self.loss(clip, device);
+        let grads = GradientsParams::from_grads(loss.backward(), module);
+        (grads, part)
+    }
+
+    /// The clipped loss (with its graph) and what it measured per sample:
+    /// for a caller that runs the backward pass itself (a checkpointed one).
+    pub fn loss(self, clip: Clip, device: &B::Device) -> (Tensor<B, 1>, Partial) {
         let kl_values = kl_values(&self.kl, &self.old, &self.new, device);
         let loss = clipped_loss(
             self.new.clone(),
@@ -98,17 +106,15 @@ impl<B: AutodiffKernels> Surrogate<B> {
             clip,
             self.kl,
         );
-        let value: f64 = loss.clone().into_scalar().elem();
-        let grads = GradientsParams::from_grads(loss.backward(), module);
         let part = Partial {
-            loss: value,
+            loss: loss.clone().into_scalar().elem(),
             new: host(self.new.detach()),
             old: self.old.iter().map(|&x| x as f64).collect(),
             adv: self.advantage.iter().map(|&x| x as f64).collect(),
             entropy: host(self.entropy.detach()),
             kl: kl_values,
         };
-        (grads, part)
+        (loss, part)
     }
 }
 

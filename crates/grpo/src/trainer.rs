@@ -214,6 +214,7 @@ impl<B: AutodiffKernels> Setup<'_, B> {
             clip: self.clip,
             threads: run.threads,
             micro_batch_tokens: c.micro_batch_tokens_on(run.device),
+            checkpointing: c.gradient_checkpointing,
             world: self.world(),
             device: self.arm.device.clone(),
             iteration: it,

@@ -226,6 +226,19 @@ impl<B: Kernels> Denoiser<B> {
     /// the cost of one layer's projections: at a 50k vocabulary it dominates.
     pub fn logits_at(&self, tokens: Tensor<B, 2, Int>, at: Tensor<B, 1, Int>) -> Tensor<B, 2> {
         let len = tokens.dims()[1];
+        let hidden = self.hidden(tokens, &self.visibility(), None);
+        self.logits_at_hidden(hidden, len, at)
+    }
+
+    /// [`Self::logits_at`] from the last block's output `hidden`
+    /// (`[rows * len, d]`): what a loss reads after a checkpointed forward
+    /// ([`Self::checkpointed_gradients`]).
+    pub fn logits_at_hidden(
+        &self,
+        hidden: Tensor<B, 2>,
+        len: usize,
+        at: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 2> {
         let at = if self.logit_shift {
             // Flat position `row * len + i` reads `row * len + max(i - 1, 0)`.
             let inside = at.clone().remainder_scalar(len as i64).greater_elem(0);
@@ -233,8 +246,7 @@ impl<B: Kernels> Denoiser<B> {
         } else {
             at
         };
-        let x = self.hidden(tokens, &self.visibility(), None).select(0, at);
-        self.head(x)
+        self.head(hidden.select(0, at))
     }
 
     /// ARM decoding: logits `[batch, len, vocab]` of `len` new tokens that
@@ -386,6 +398,7 @@ impl<B: Backend> Denoiser<B> {
     }
 }
 
+mod checkpointing;
 mod lora;
 #[cfg(test)]
 mod tests;

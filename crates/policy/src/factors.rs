@@ -31,50 +31,138 @@ pub fn token_log_probs_kept<B: Kernels>(
     keep: &dyn Fn(usize, usize) -> bool,
     device: &B::Device,
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let n = records.len();
-    let len = records.first().map_or(0, |r| r.canvas.len());
-    let mut index = Vec::new();
-    let mut targets = Vec::new();
-    let mut inv_temp = Vec::new();
-    let mut scale = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        assert!(
-            r.temperature > 0.0,
-            "a greedy step has no token distribution to optimize"
-        );
-        for (&pos, &tok) in r.revealed.iter().zip(&r.tokens) {
-            if !keep(i, pos) {
-                continue;
+    let q = TokenQuery::new(records, keep, model.mask_id());
+    let (n, len) = (q.rows, q.len);
+    // Only the revealed positions go through the output head.
+    let index =
+        || Tensor::<B, 1, Int>::from_data(TensorData::new(q.index.clone(), [q.k()]), device);
+    let cond = model.logits_at(
+        Denoiser::input(&q.tokens[..n * len], n, len, device),
+        index(),
+    );
+    let uncond = q.guided.then(|| {
+        model.logits_at(
+            Denoiser::input(&q.tokens[n * len..], n, len, device),
+            index(),
+        )
+    });
+    q.log_probs(cond, uncond, device)
+}
+
+/// What the model factor reads of recorded steps: the canvases (then, with
+/// guidance, the same canvases with their prompts masked), the flat
+/// positions of the kept revealed tokens and each token's target,
+/// temperature and guidance scale.
+pub struct TokenQuery {
+    tokens: Vec<u32>,
+    rows: usize,
+    len: usize,
+    index: Vec<i32>,
+    targets: Vec<i32>,
+    inv_temp: Vec<f32>,
+    scale: Vec<f32>,
+    guided: bool,
+}
+
+impl TokenQuery {
+    /// The query of `records`' revealed tokens that `keep` keeps; every
+    /// record must have a positive temperature.
+    pub fn new(records: &[&StepRecord], keep: &dyn Fn(usize, usize) -> bool, mask_id: u32) -> Self {
+        let len = records.first().map_or(0, |r| r.canvas.len());
+        let (mut index, mut targets, mut inv_temp, mut scale) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, r) in records.iter().enumerate() {
+            assert!(
+                r.temperature > 0.0,
+                "a greedy step has no token distribution to optimize"
+            );
+            for (&pos, &tok) in r.revealed.iter().zip(&r.tokens) {
+                if !keep(i, pos) {
+                    continue;
+                }
+                index.push((i * len + pos) as i32);
+                targets.push(tok as i32);
+                inv_temp.push((1.0 / r.temperature) as f32);
+                scale.push((1.0 + r.guidance) as f32);
             }
-            index.push((i * len + pos) as i32);
-            targets.push(tok as i32);
-            inv_temp.push((1.0 / r.temperature) as f32);
-            scale.push((1.0 + r.guidance) as f32);
+        }
+        let guided = records.iter().any(|r| r.guidance != 0.0);
+        let mut tokens: Vec<u32> = records
+            .iter()
+            .flat_map(|r| r.canvas.iter().copied())
+            .collect();
+        if guided {
+            tokens.extend(
+                records
+                    .iter()
+                    .flat_map(|r| prompt_masked(&r.canvas, r.prompt_len, mask_id)),
+            );
+        }
+        Self {
+            tokens,
+            rows: records.len(),
+            len,
+            index,
+            targets,
+            inv_temp,
+            scale,
+            guided,
         }
     }
-    let k = index.len();
-    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [k]), device);
-    let tokens: Vec<u32> = records
-        .iter()
-        .flat_map(|r| r.canvas.iter().copied())
-        .collect();
-    // Only the revealed positions go through the output head.
-    let mut logits = model.logits_at(Denoiser::input(&tokens, n, len, device), index.clone());
-    if records.iter().any(|r| r.guidance != 0.0) {
-        let uncond: Vec<u32> = records
-            .iter()
-            .flat_map(|r| prompt_masked(&r.canvas, r.prompt_len, model.mask_id()))
-            .collect();
-        let lu = model.logits_at(Denoiser::input(&uncond, n, len, device), index);
-        logits = guided(logits, lu, column(scale, device));
+
+    /// The tokens read.
+    pub fn k(&self) -> usize {
+        self.index.len()
     }
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [k]), device);
-    let picked = logits * column(inv_temp, device);
-    let log_p = log_softmax(picked, 1);
-    let entropy = (log_p.clone().exp() * log_p.clone())
-        .sum_dim(1)
-        .reshape([k])
-        * (-1.0);
-    let logp = log_p.gather(1, targets.reshape([k, 1])).reshape([k]);
-    (logp, entropy)
+
+    /// Every canvas row the forward pass reads (the prompt-masked copies
+    /// after the canvases, when guided): `[rows (x 2), len]`.
+    pub fn input<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2, Int> {
+        let rows = self.tokens.len() / self.len.max(1);
+        Denoiser::input(&self.tokens, rows, self.len, device)
+    }
+
+    /// The log-probabilities and entropies from the last block's output
+    /// for [`Self::input`] (a checkpointed forward).
+    pub fn log_probs_from_hidden<B: Kernels>(
+        &self,
+        model: &Denoiser<B>,
+        hidden: Tensor<B, 2>,
+        device: &B::Device,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let k = self.k();
+        let index =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(self.index.clone(), [k]), device);
+        let cond = model.logits_at_hidden(hidden.clone(), self.len, index.clone());
+        let uncond = self.guided.then(|| {
+            let shift = (self.rows * self.len) as i32;
+            model.logits_at_hidden(hidden, self.len, index.add_scalar(shift))
+        });
+        self.log_probs(cond, uncond, device)
+    }
+
+    /// Log-probabilities `[K]` of the targets and the entropies `[K]` of
+    /// the tempered (and guided) token distributions.
+    fn log_probs<B: Kernels>(
+        &self,
+        cond: Tensor<B, 2>,
+        uncond: Option<Tensor<B, 2>>,
+        device: &B::Device,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let k = self.k();
+        let logits = match uncond {
+            Some(lu) => guided(cond, lu, column(self.scale.clone(), device)),
+            None => cond,
+        };
+        let targets =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(self.targets.clone(), [k]), device);
+        let picked = logits * column(self.inv_temp.clone(), device);
+        let log_p = log_softmax(picked, 1);
+        let entropy = (log_p.clone().exp() * log_p.clone())
+            .sum_dim(1)
+            .reshape([k])
+            * (-1.0);
+        let logp = log_p.gather(1, targets.reshape([k, 1])).reshape([k]);
+        (logp, entropy)
+    }
 }
