@@ -119,7 +119,8 @@ fn train_row<B: AutodiffKernels>(
                 (dcfg.vocab_size, seq_len),
                 &mut rng,
             );
-            let (_, grads) = b.loss_and_grads(&model, b.rows(), 1.0, threads, device);
+            let passes = (threads, cfg.pretrain.gradient_checkpointing);
+            let (_, grads) = b.loss_and_grads(&model, b.rows(), 1.0, passes, device);
             model = optim.step(1e-4, model, grads);
         }
         wait_for_device(&model, seq_len, device);

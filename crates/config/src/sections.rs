@@ -309,6 +309,11 @@ pub struct PretrainConfig {
     /// Probability of masking the prompt in training (enables
     /// classifier-free guidance).
     pub prompt_dropout: f64,
+    /// Gradient checkpointing: the forward pass keeps only each transformer
+    /// block's input and the backward pass recomputes one block at a time
+    /// (MDM and ARM; the Co-GRPO update has `cogrpo.gradient_checkpointing`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
     /// Steps between progress lines and throughput logs.
     pub log_every: usize,
     /// Steps between checkpoints; 0 writes one only at the end.
@@ -334,6 +339,7 @@ impl Default for PretrainConfig {
             mask_eps: 1e-3,
             stratified_t: false,
             prompt_dropout: 0.0,
+            gradient_checkpointing: false,
             log_every: 20,
             checkpoint_every: 0,
             keep_checkpoints: 2,

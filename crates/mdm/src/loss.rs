@@ -252,6 +252,34 @@ pub fn row_losses<B: Kernels>(
         .collect()
 }
 
+/// [`diffusion_loss`] and its gradients by gradient checkpointing
+/// ([`crate::Denoiser::checkpointed_gradients`]), times `scale`; the logits
+/// of every position come from the top hidden state.
+pub fn checkpointed_diffusion_gradients<B: crate::AutodiffKernels>(
+    model: &crate::Denoiser<B>,
+    batch: &NoisedBatch,
+    scale: f64,
+    device: &B::Device,
+) -> (f64, burn::optim::GradientsParams) {
+    let input = crate::Denoiser::input(&batch.input, batch.batch, batch.len, device);
+    let (grads, value) = model.checkpointed_gradients(input, |m, hidden| {
+        let n = batch.batch * batch.len;
+        let every = Tensor::<B, 1, Int>::arange(0..n as i64, device);
+        let logits = m.logits_at_hidden(hidden, batch.len, every).reshape([
+            batch.batch,
+            batch.len,
+            m.vocab_size(),
+        ]);
+        let losses = weighted_cross_entropy(
+            logits,
+            batch.target_tensor(device),
+            batch.weight_tensor(device),
+        );
+        losses.sum() / batch.normalizer.max(1.0) * scale
+    });
+    (value, grads)
+}
+
 /// The diffusion loss of a corrupted batch (a scalar tensor).
 pub fn diffusion_loss<B: Kernels>(
     model: &crate::Denoiser<B>,

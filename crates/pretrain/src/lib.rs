@@ -431,7 +431,8 @@ fn step_gradients<B: AutodiffKernels>(
         let (value, grads) = match &mine {
             Some(mine) => {
                 let scale = 1.0 / p.grad_accum as f64;
-                mine.loss_and_grads(model, rows, scale, cfg.run.threads, device)
+                let passes = (cfg.run.threads, p.gradient_checkpointing);
+                mine.loss_and_grads(model, rows, scale, passes, device)
             }
             None => (0.0, Default::default()),
         };
