@@ -130,6 +130,42 @@ fn event_counts(dir: &Path) -> BTreeMap<(String, i64), usize> {
     counts
 }
 
+/// Waits (up to 60 s) until an event of a step after `step` is on disk in
+/// `dir`, reading while the writer writes (a torn last record is not yet
+/// there).
+fn wait_for_events_past(dir: &Path, step: i64) {
+    let past = || -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            let mut at = 0;
+            while at + 12 <= bytes.len() {
+                let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+                let Some(record) = bytes.get(at + 12..at + 12 + len) else {
+                    return false;
+                };
+                match Event::parse_from_bytes(record) {
+                    Ok(e) if e.get_step() > step => return true,
+                    Ok(_) => at += 12 + len + 4,
+                    Err(_) => return false,
+                }
+            }
+            false
+        })
+    };
+    let start = std::time::Instant::now();
+    while !past() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no event after step {step} reached {} in 60 s",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The step of the checkpoint `latest` names in `ckpts`, once there is one
 /// at `at_least` or later.
 fn wait_for_checkpoint(ckpts: &Path, at_least: usize) -> usize {
@@ -172,9 +208,11 @@ fn after_kill_9_between_checkpoints_and_a_resume_tensorboard_has_every_step_once
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_checkpoint(&dir.join("checkpoints"), 200);
-    // Past the checkpoint, short of the next: some events flushed, some not.
-    std::thread::sleep(Duration::from_millis(300));
+    let checkpointed = wait_for_checkpoint(&dir.join("checkpoints"), 200);
+    // Past the checkpoint, short of the next: some events flushed, some not
+    // (waiting for them on disk rather than for a fixed time, which a
+    // loaded machine may not reach).
+    wait_for_events_past(&dir.join("tb"), checkpointed as i64);
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let resumed_at = wait_for_checkpoint(&dir.join("checkpoints"), 200);
