@@ -132,15 +132,14 @@ impl<B: AutodiffKernels> FactorModule<B> for Denoiser<B> {
                 let (logp, _) = token_log_probs_kept(r, &records, &keep, device);
                 (beta, Tensor::<B, 1>::from_data(logp.into_data(), device))
             });
-            let surrogate = |new: Tensor<B, 1>, entropy| Surrogate {
-                kl: reference_logp
-                    .clone()
-                    .map(|(beta, r)| (beta, k3(r, new.clone()))),
+            // Called once, on whichever path computes the log-probabilities.
+            let surrogate = move |new: Tensor<B, 1>, entropy| Surrogate {
+                kl: reference_logp.map(|(beta, r)| (beta, k3(r, new.clone()))),
                 new,
                 entropy,
-                old: old.clone(),
-                advantage: advantage.clone(),
-                weight: weight.clone(),
+                old,
+                advantage,
+                weight,
             };
             if !run.checkpointing {
                 let (new, entropy) = token_log_probs_kept(&m, &records, &keep, device);

@@ -61,12 +61,10 @@ fn rollout<'a>(
     }
 }
 
-#[test]
-fn recomputed_log_probs_equal_recorded_ones() {
-    let m = model();
-    let dev = Default::default();
-    // (reference kind, policy, guidance, block length)
-    let cases = [
+/// The policies `recomputed_log_probs_equal_recorded_ones` checks: (reference
+/// kind, policy, guidance, block length).
+fn recomputation_cases() -> Vec<(SamplerKind, SchedulePolicyConfig, f64, usize)> {
+    vec![
         (
             SamplerKind::Confidence,
             policy_cfg(
@@ -119,8 +117,14 @@ fn recomputed_log_probs_equal_recorded_ones() {
             0.5,
             2,
         ),
-    ];
-    for (kind, cfg, guidance, block_length) in cases {
+    ]
+}
+
+#[test]
+fn recomputed_log_probs_equal_recorded_ones() {
+    let m = model();
+    let dev = Default::default();
+    for (kind, cfg, guidance, block_length) in recomputation_cases() {
         let mut reference = SamplerConfig::new(kind, 3);
         reference.guidance = guidance;
         reference.block_length = block_length;

@@ -145,6 +145,24 @@ mod tests {
 
     type B = Autodiff<Flex>;
 
+    /// A training batch of `rows` for `family`, noised from `rng`.
+    fn noised(
+        family: Family,
+        cfg: &DenoiserConfig,
+        rows: &[CleanRow],
+        rng: &mut StdRng,
+    ) -> TrainingBatch {
+        TrainingBatch::new(
+            family,
+            rows,
+            &ForwardProcess::default(),
+            cfg.mask_id(),
+            0.0,
+            (cfg.vocab_size, cfg.max_len),
+            rng,
+        )
+    }
+
     /// Each family learns a toy conditional task (the answer is the prompt
     /// reversed): 100 AdamW steps cut its loss on a fixed probe batch by over a third.
     #[test]
@@ -168,17 +186,7 @@ mod tests {
                     prompt_len: 3,
                 })
                 .collect();
-            let make = |rng: &mut StdRng| {
-                TrainingBatch::new(
-                    family,
-                    &rows,
-                    &ForwardProcess::default(),
-                    cfg.mask_id(),
-                    0.0,
-                    (cfg.vocab_size, cfg.max_len),
-                    rng,
-                )
-            };
+            let make = |rng: &mut StdRng| noised(family, &cfg, &rows, rng);
             // The loss on fixed held-aside noise, before and after.
             let probe = make(&mut StdRng::seed_from_u64(99));
             let probe_loss =
@@ -203,29 +211,15 @@ mod tests {
     fn checkpointed_pretraining_gradients_equal_the_plain_ones() {
         use cogrpo_runtime::parallel::{flat_gradients, gradient_difference};
         let dev = Default::default();
-        let data: Vec<Vec<u32>> = (0..8u32)
-            .map(|i| (0..7).map(|j| (i * 3 + j) % 5).collect())
+        let seqs: Vec<(Vec<u32>, usize)> = (0..8u32)
+            .map(|i| ((0..7).map(|j| (i * 3 + j) % 5).collect(), 2))
             .collect();
-        let rows: Vec<CleanRow> = data
-            .iter()
-            .map(|t| CleanRow {
-                tokens: t,
-                prompt_len: 2,
-            })
-            .collect();
+        let rows = clean_rows(&seqs);
         for family in [Family::Mdm, Family::Arm] {
             let mut cfg = DenoiserConfig::new(5, 16, 3, 2, 32, 7).with_family(family);
             cfg.tied_head = true;
             let model = cfg.init::<B>(3, &dev);
-            let batch = TrainingBatch::new(
-                family,
-                &rows,
-                &ForwardProcess::default(),
-                cfg.mask_id(),
-                0.0,
-                (cfg.vocab_size, cfg.max_len),
-                &mut StdRng::seed_from_u64(4),
-            );
+            let batch = noised(family, &cfg, &rows, &mut StdRng::seed_from_u64(4));
             let (plain, g_plain) = batch.loss_and_grads(&model, 8, 0.5, (2, false), &dev);
             let (ckpt, g_ckpt) = batch.loss_and_grads(&model, 8, 0.5, (2, true), &dev);
             assert!((plain - ckpt).abs() < 1e-6, "{family}: {plain} vs {ckpt}");

@@ -94,6 +94,13 @@ fn pretrained(cfg: &ExperimentConfig) -> std::path::PathBuf {
     .checkpoint
 }
 
+/// The weights of the pre-trained checkpoint `init`, flattened.
+fn pretrained_weights(cfg: &ExperimentConfig, init: &Path) -> Vec<Vec<f32>> {
+    let task = tasks::build(cfg).unwrap();
+    let d = tasks::denoiser_config(cfg, task.as_ref());
+    weights(&cogrpo_runtime::checkpoint::load_model::<B>(init, &d, &Default::default()).unwrap())
+}
+
 fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> anyhow::Result<TrainedArm<B>> {
     let task = tasks::build(cfg).unwrap();
     let run = RunDir::create(&cfg.run.out_dir()).unwrap();
@@ -123,14 +130,7 @@ fn alternate_phases_touch_only_their_parameters_and_resume_exactly() {
     let init = pretrained(&full);
     let task = tasks::build(&full).unwrap();
     let c = full.cogrpo.as_ref().unwrap();
-    let model0 = weights(
-        &cogrpo_runtime::checkpoint::load_model::<B>(
-            &init,
-            &tasks::denoiser_config(&full, task.as_ref()),
-            &Default::default(),
-        )
-        .unwrap(),
-    );
+    let model0 = pretrained_weights(&full, &init);
     let policy0 = weights(&init_policy::<B>(c, task.as_ref(), &Default::default()));
 
     // Iterations 1-2 train theta only.
@@ -224,15 +224,7 @@ fn a_lora_arm_trains_adapters_alone_resumes_exactly_and_refuses_another_base() {
         c.beta = 0.05;
     }
     let init = pretrained(&full);
-    let task = tasks::build(&full).unwrap();
-    let base0 = weights(
-        &cogrpo_runtime::checkpoint::load_model::<B>(
-            &init,
-            &tasks::denoiser_config(&full, task.as_ref()),
-            &Default::default(),
-        )
-        .unwrap(),
-    );
+    let base0 = pretrained_weights(&full, &init);
 
     let mut half = full.clone();
     half.cogrpo.as_mut().unwrap().iterations = 2;

@@ -39,9 +39,8 @@ impl<B: AutodiffKernels> Denoiser<B> {
         // Forward without a graph, keeping each block's input.
         let inner = self.valid();
         let d = self.wte.weight.dims()[1];
-        let tokens_inner =
-            Tensor::<B::InnerBackend, 2, Int>::from_data(tokens.to_data(), &tokens.device());
-        let mut inputs = vec![inner.wte.forward(tokens_inner).reshape([rows * len, d])];
+        let embedded = inner.wte.forward(tokens.clone().inner());
+        let mut inputs = vec![embedded.reshape([rows * len, d])];
         for (layer, block) in inner.blocks.iter().enumerate() {
             let mut ctx = Context {
                 visibility: &visibility,

@@ -58,18 +58,7 @@ impl<B: Backend> Denoiser<B> {
 
     /// Whether any projection carries an adapter.
     pub fn has_lora(&self) -> bool {
-        self.blocks.iter().any(|b| {
-            [
-                b.attn.lora_q.is_some(),
-                b.attn.lora_k.is_some(),
-                b.attn.lora_v.is_some(),
-                b.attn.lora_o.is_some(),
-                b.mlp.lora_gate.is_some(),
-                b.mlp.lora_up.is_some(),
-                b.mlp.lora_down.is_some(),
-            ]
-            .contains(&true)
-        })
+        !self.adapters().is_empty()
     }
 
     /// The adapted projections of block 0, in [`LoraTarget::ALL`] order
