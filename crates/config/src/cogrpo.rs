@@ -486,11 +486,31 @@ impl CogrpoConfig {
                  token distribution; use e.g. 1.0",
             );
         }
-        if self.arms.iter().any(|a| a.uses_schedule()) && self.reference.threshold > 0.0 {
+        let learns_threshold = self
+            .schedule
+            .components()
+            .contains(&policy::learned::Component::Threshold);
+        let schedule_arms = self.arms.iter().any(|a| a.uses_schedule());
+        if schedule_arms && self.reference.threshold > 0.0 && !learns_threshold {
             p.bad(
                 "reference.threshold",
                 "the schedule, joint and alternate arms learn the reveal counts that Fast-dLLM's \
-                 threshold would decide; use it with the model arm, or in [[eval.samplers]]",
+                 threshold would decide: learn the threshold too (schedule.learn = \
+                 [\"threshold\", ...]), or use it with the model arm or in [[eval.samplers]]",
+            );
+        }
+        if self.schedule.order && self.reference.threshold > 0.0 {
+            p.bad(
+                "schedule.order",
+                "Fast-dLLM's threshold (reference.threshold) reveals the positions the model is \
+                 confident about; a learned order picks positions itself: use one of the two",
+            );
+        }
+        if learns_threshold && self.reference.threshold <= 0.0 {
+            p.bad(
+                "reference.threshold",
+                "schedule.learn has \"threshold\": the learned threshold is a residual on the \
+                 reference's, so set one in (0, 1), e.g. 0.9 (on the confidence sampler)",
             );
         }
         if self.arms.iter().any(|a| a.uses_schedule()) && !self.schedule.is_learned() {
@@ -590,31 +610,49 @@ mod tests {
     }
 
     /// Fast-dLLM's threshold decides reveal counts, which the schedule arms
-    /// learn: a threshold reference is for the model arm; its range and
-    /// sampler kind are checked where every sampler's are.
+    /// learn: a fixed threshold reference is for the model arm, a learned
+    /// one needs a reference threshold to start from; its range and sampler
+    /// kind are checked where every sampler's are.
     #[test]
-    fn a_threshold_reference_is_for_the_model_arm_only() {
+    fn a_threshold_reference_is_learned_or_for_the_model_arm_only() {
         use envs::Validate;
-        let keys = |arms: &str, threshold: f64, kind: &str| -> Vec<String> {
+        let keys = |arms: &str, threshold: f64, kind: &str, learn: &str| -> Vec<String> {
             let cfg: super::CogrpoConfig = toml::from_str(&format!(
                 "iterations = 1\nsteps = 2\narms = {arms}\nreference = {{ kind = \"{kind}\", \
-                 threshold = {threshold} }}\n[schedule]\nkind = \"per_step\"\nlearn = [\"ratio\"]"
+                 threshold = {threshold} }}\n[schedule]\nkind = \"per_step\"\nlearn = {learn}"
             ))
             .unwrap();
             cfg.problems().into_iter().map(|p| p.key).collect()
         };
-        assert!(keys("[\"model\"]", 0.9, "confidence").is_empty());
+        let ratio = "[\"ratio\"]";
+        assert!(keys("[\"model\"]", 0.9, "confidence", ratio).is_empty());
         assert_eq!(
-            keys("[\"model\", \"joint\"]", 0.9, "confidence"),
+            keys("[\"model\", \"joint\"]", 0.9, "confidence", ratio),
             ["reference.threshold"]
         );
         assert_eq!(
-            keys("[\"model\"]", 1.5, "confidence"),
+            keys("[\"model\"]", 1.5, "confidence", ratio),
             ["reference.threshold"]
         );
         assert_eq!(
-            keys("[\"model\"]", 0.5, "first_hitting"),
+            keys("[\"model\"]", 0.5, "first_hitting", ratio),
             ["reference.threshold"]
         );
+        // A learned threshold: with the schedule arms, from a reference's.
+        let threshold = "[\"ratio\", \"threshold\"]";
+        assert!(keys("[\"model\", \"joint\"]", 0.9, "confidence", threshold).is_empty());
+        assert_eq!(
+            keys("[\"schedule\"]", 0.0, "confidence", threshold),
+            ["reference.threshold"]
+        );
+        // A learned order picks positions itself; the threshold would not act.
+        let with_order: super::CogrpoConfig = toml::from_str(
+            "iterations = 1\nsteps = 2\narms = [\"schedule\"]\nreference = { kind = \
+             \"confidence\", threshold = 0.9 }\n[schedule]\nkind = \"per_step\"\nlearn = \
+             [\"threshold\"]\norder = true",
+        )
+        .unwrap();
+        let keys: Vec<String> = with_order.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["schedule.order"]);
     }
 }

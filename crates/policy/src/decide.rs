@@ -132,6 +132,7 @@ struct Values {
     temperature: f64,
     remask_temperature: f64,
     guidance: f64,
+    threshold: f64,
 }
 
 impl Values {
@@ -143,6 +144,7 @@ impl Values {
             temperature: action.temperature,
             remask_temperature: action.remask_temperature,
             guidance: action.guidance,
+            threshold: action.threshold,
         }
     }
 
@@ -152,6 +154,7 @@ impl Values {
             Component::Temperature => self.temperature,
             Component::RemaskTemperature => self.remask_temperature,
             Component::Guidance => self.guidance,
+            Component::Threshold => self.threshold,
         }
     }
 
@@ -161,6 +164,7 @@ impl Values {
             Component::Temperature => self.temperature = v,
             Component::RemaskTemperature => self.remask_temperature = v,
             Component::Guidance => self.guidance = v,
+            Component::Threshold => self.threshold = v,
         }
     }
 }
@@ -236,7 +240,7 @@ impl<B: Kernels> Decider<'_, B> {
                 temperature: temperature_override.unwrap_or(v.temperature),
                 remask_temperature: v.remask_temperature,
                 guidance: v.guidance,
-                threshold: d.action.threshold,
+                threshold: v.threshold,
             };
         }
         if let Some(policy) = self.policy.filter(|p| p.has_order()) {
@@ -260,7 +264,8 @@ impl<B: Kernels> Decider<'_, B> {
     ) -> StepRecord {
         let (r, step, masked) = (row.r, row.step, row.masked);
         let comps = self.components();
-        // The block's last step reveals all it has left: no ratio acts.
+        // The block's last step reveals all it has left: no ratio or
+        // threshold acts.
         let last = row.block.step + 1 == row.block.steps;
         let answer_len = canvas.len() - canvas.prompt_len(r);
         let reference_raw: Vec<f64> = comps.iter().map(|c| c.unmap(reference.get(*c))).collect();
@@ -276,10 +281,7 @@ impl<B: Kernels> Decider<'_, B> {
             temperature: 0.0,
             guidance: 0.0,
             schedule_raw: reference_raw.clone(),
-            acted: comps
-                .iter()
-                .map(|&c| c != Component::Ratio || !last)
-                .collect(),
+            acted: comps.iter().map(|&c| !(c.sets_count() && last)).collect(),
             reference_raw,
             schedule_log_prob: 0.0,
             state_features: seen

@@ -49,8 +49,8 @@ use crate::decide::{Block, Decider, Decision, Observation, StepRows};
 use crate::device_draw::{draw_on_device, on_device, position_stats_on_device};
 use crate::draw::{Draw, most_confident};
 use crate::generation::{Act, GenerationStats, SamplerError};
-use crate::learned::SchedulePolicy;
 use crate::learned::features::PositionStats;
+use crate::learned::{Component, SchedulePolicy};
 use crate::network::scale_column;
 use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
 use crate::schedule::{SamplerConfig, SamplerKind};
@@ -183,11 +183,27 @@ impl<B: Kernels> Rollout<'_, B> {
         let mut p = Problems::default();
         p.section("sampler", self.reference);
         p.at_least_one("sampler.steps", self.steps);
-        if self.reference.threshold > 0.0 && self.policy.is_some() {
+        let learns_threshold = self
+            .policy
+            .is_some_and(|s| s.components().contains(&Component::Threshold));
+        if self.reference.threshold > 0.0 && self.policy.is_some() && !learns_threshold {
             p.bad(
                 "sampler.threshold",
-                "a learned schedule decides its own reveal counts; Fast-dLLM's threshold is for \
-                 fixed confidence samplers",
+                "a learned schedule decides its own reveal counts: learn the threshold too \
+                 (learn = [\"threshold\", ...]) or leave it to fixed confidence samplers",
+            );
+        }
+        if self.reference.threshold > 0.0 && self.policy.is_some_and(|s| s.has_order()) {
+            p.bad(
+                "sampler.threshold",
+                "a learned order picks the positions itself; Fast-dLLM's threshold reveals by \
+                 the model's confidence",
+            );
+        }
+        if learns_threshold && self.reference.threshold <= 0.0 {
+            p.bad(
+                "sampler.threshold",
+                "a learned threshold is a residual on the reference's: set one in (0, 1), e.g. 0.9",
             );
         }
         if self.reference.kind == SamplerKind::Ancestral && self.policy.is_some() {

@@ -57,8 +57,10 @@ fn settings() -> Vec<SamplerConfig> {
                     c.guidance = guidance;
                     out.push(c.clone());
                     if kind == SamplerKind::Confidence {
+                        // The model's probabilities lie near 1/5: some
+                        // positions pass 0.22 and some do not.
                         out.push(SamplerConfig {
-                            threshold: 0.3,
+                            threshold: 0.22,
                             ..c.clone()
                         });
                         c.remask_temperature = 0.8;
@@ -139,16 +141,25 @@ fn sampler_and_rollout_without_a_policy_are_one_step() {
 }
 
 #[test]
-fn a_fresh_learned_ratio_in_mode_follows_the_reference_exactly() {
+fn a_fresh_learned_ratio_and_threshold_in_mode_follow_the_reference_exactly() {
     let m = model();
     let dev = Default::default();
+    // Steps before the last where the learned threshold revealed more than
+    // its one position (over the whole answer).
+    let mut threshold_acted = 0;
     for cfg in settings() {
-        if cfg.kind == SamplerKind::Ancestral || cfg.threshold > 0.0 {
+        if cfg.kind == SamplerKind::Ancestral {
             continue; // a learned schedule builds on a deterministic count
         }
+        // Over Fast-dLLM's threshold the policy learns it too.
+        let learn = if cfg.threshold > 0.0 {
+            vec![Component::Ratio, Component::Threshold]
+        } else {
+            vec![Component::Ratio]
+        };
         let policy = SchedulePolicyConfig {
             kind: HeadKind::PerStep,
-            learn: vec![Component::Ratio],
+            learn,
             ..Default::default()
         }
         .init::<B>(cfg.steps, 4, &cfg, &dev);
@@ -161,6 +172,13 @@ fn a_fresh_learned_ratio_in_mode_follows_the_reference_exactly() {
         };
         let (learned_t, stats) = r.run(&mut learned, true).unwrap();
         assert_eq!(fixed, learned, "{cfg:?}");
+        if cfg.threshold > 0.0 && cfg.block_length == 0 {
+            threshold_acted += learned_t
+                .iter()
+                .flat_map(|t| t.steps.iter())
+                .filter(|s| s.revealed.len() > 1 && s.step + 1 < s.total_steps)
+                .count();
+        }
         for (a, b) in fixed_t.iter().zip(&learned_t) {
             for (sa, sb) in a.steps.iter().zip(&b.steps) {
                 assert_eq!(sa.revealed, sb.revealed, "{cfg:?}");
@@ -180,4 +198,8 @@ fn a_fresh_learned_ratio_in_mode_follows_the_reference_exactly() {
             );
         }
     }
+    assert!(
+        threshold_acted > 0,
+        "no threshold case revealed by confidence"
+    );
 }

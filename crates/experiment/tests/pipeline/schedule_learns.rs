@@ -1,14 +1,20 @@
 //! The schedule factor learns in the right direction: a bandit-sized
-//! problem whose reward prefers a known reveal ratio at the first step.
+//! problem whose reward prefers a known number of positions revealed at the
+//! first step.
 //!
-//! Each iteration rolls out groups with a `per_step` ratio policy over a
-//! first-hitting reference (4 masked positions, T = 2: the reference reveals
-//! 2, ratio 0.5), scores every rollout with a reward plugged into a
-//! `RewardSet` (`-|k/4 - target|`, k = positions revealed at step 0), turns
-//! the scores into group advantages and the samples of the loss as the
+//! Each iteration rolls out groups with a `per_step` policy over a reference
+//! (4 masked positions, T = 2), scores every rollout with a reward plugged
+//! into a `RewardSet` (`-|k/4 - target|`, k = positions revealed at step 0),
+//! turns the scores into group advantages and the samples of the loss as the
 //! trainer does, and takes an AdamW step of the clipped surrogate. After a
-//! fixed number of iterations (fixed seed) the policy's mean ratio must have
-//! moved from 0.5 toward the target, for a target above and one below.
+//! fixed number of iterations (fixed seed) the policy's mean must have moved
+//! the right way for a target above and one below:
+//! - the reveal ratio over first-hitting (the reference reveals 2, ratio
+//!   0.5) moves toward the target;
+//! - Fast-dLLM's threshold over confidence sampling (reference 0.22, near
+//!   the untrained model's token probabilities of about 1/5, so that some
+//!   positions pass it and some do not) moves down when more positions are
+//!   rewarded and up when fewer are.
 
 use std::path::Path;
 
@@ -22,7 +28,7 @@ use cogrpo_runtime::distributed::World;
 use envs::Canvas;
 use mdm::{Denoiser, DenoiserConfig};
 use policy::learned::{Component, ScheduleBatch, SchedulePolicy};
-use policy::{Act, Rollout, SamplerConfig, SamplerKind};
+use policy::{Act, Rollout};
 use rewards::{
     Aggregation, BatchScores, BoxFuture, CostConfig, Reward, RewardFailure, RewardItem, RewardSet,
     RolloutCost,
@@ -61,7 +67,27 @@ impl Reward for PreferredRatio {
     }
 }
 
-fn config() -> ExperimentConfig {
+/// A component learned over a reference (TOML inline table), and the
+/// reference's value of it.
+struct Bandit {
+    component: Component,
+    reference: &'static str,
+    start: f64,
+}
+
+const RATIO: Bandit = Bandit {
+    component: Component::Ratio,
+    reference: r#"{ kind = "first_hitting" }"#,
+    start: 0.5,
+};
+
+const THRESHOLD: Bandit = Bandit {
+    component: Component::Threshold,
+    reference: r#"{ kind = "confidence", temperature = 1.0, threshold = 0.22 }"#,
+    start: 0.22,
+};
+
+fn config(bandit: &Bandit) -> ExperimentConfig {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     let text = format!(
         r#"
@@ -85,20 +111,27 @@ prompts_per_iteration = {PROMPTS}
 group_size = {GROUP}
 steps = 2
 arms = ["schedule"]
-reference = {{ kind = "first_hitting" }}
+reference = {}
 lr_schedule = 5e-2
 [cogrpo.schedule]
 kind = "per_step"
-learn = ["ratio"]
+learn = ["{}"]
 seed = 1
 "#,
-        data.display()
+        data.display(),
+        bandit.reference,
+        bandit.component.name(),
     );
     load_str(&text, "bandit", &[]).expect("a valid config")
 }
 
-/// The policy's mean reveal ratio at step 0 (the Gaussian's mean, mapped).
-fn mean_ratio(policy: &SchedulePolicy<Flex>, record: &envs::StepRecord) -> f64 {
+/// The policy's mean value of its one component at step 0 (the
+/// Gaussian's mean, mapped).
+fn mean_value(
+    policy: &SchedulePolicy<Flex>,
+    record: &envs::StepRecord,
+    component: Component,
+) -> f64 {
     let batch = ScheduleBatch::new(
         &[record],
         1,
@@ -108,12 +141,13 @@ fn mean_ratio(policy: &SchedulePolicy<Flex>, record: &envs::StepRecord) -> f64 {
     );
     let (mean, _) = policy.gaussian(&batch).expect("a Gaussian head");
     let u: Vec<f32> = mean.into_data().to_vec().unwrap();
-    Component::Ratio.map(u[0] as f64)
+    component.map(u[0] as f64)
 }
 
-/// Trains the ratio toward `target`; returns the mean ratio before and after.
-fn train_toward(target: f32) -> (f64, f64) {
-    let cfg = config();
+/// Trains `bandit`'s component with a reward for revealing `target` of the
+/// positions first; returns its mean before and after.
+fn train_toward(bandit: &Bandit, target: f32) -> (f64, f64) {
+    let cfg = config(bandit);
     let c = cfg.cogrpo.as_ref().unwrap();
     let dev = Default::default();
     let model: Denoiser<Flex> = DenoiserConfig::new(5, 16, 1, 2, 32, 6).init(3, &dev);
@@ -123,7 +157,7 @@ fn train_toward(target: f32) -> (f64, f64) {
     let world = World::single();
     let mut rewards = RewardSet::new(Aggregation::SumThenNormalize, CostConfig::default(), 0.5);
     rewards.push(Box::new(PreferredRatio { target }), 1.0, None);
-    let reference = SamplerConfig::new(SamplerKind::FirstHitting, c.steps);
+    let reference = c.reference.with_steps(c.steps);
     let clip = Clip {
         low: c.epsilon_low,
         high: c.epsilon_high,
@@ -167,7 +201,8 @@ fn train_toward(target: f32) -> (f64, f64) {
         let samples = build_samples(c, (&trajectories, &[]), &advantages, 0, it);
         let first_record = first.get_or_insert_with(|| trajectories[0].steps[0].clone());
         if it == 0 {
-            assert!((mean_ratio(&inner, first_record) - 0.5).abs() < 1e-3);
+            let start = mean_value(&inner, first_record, bandit.component);
+            assert!((start - bandit.start).abs() < 1e-3, "{start}");
         }
         let run = UpdateRun::<B> {
             clip,
@@ -180,23 +215,43 @@ fn train_toward(target: f32) -> (f64, f64) {
         }
     }
     let record = first.expect("a recorded step");
-    let after = mean_ratio(&phi.module.valid(), &record);
-    eprintln!("target {target}: mean ratio 0.5 -> {after:.3} after {ITERATIONS} iterations");
-    (0.5, after)
+    let after = mean_value(&phi.module.valid(), &record, bandit.component);
+    let name = bandit.component.name();
+    eprintln!(
+        "target {target}: mean {name} {} -> {after:.3} after {ITERATIONS} iterations",
+        bandit.start
+    );
+    (bandit.start, after)
 }
 
 #[test]
 fn the_mean_reveal_ratio_moves_toward_the_rewarded_one() {
     // Up: reward prefers 3 of 4 positions first (ratio 0.75).
-    let (before, after) = train_toward(0.75);
+    let (before, after) = train_toward(&RATIO, 0.75);
     assert!(
         after > before + 0.1,
         "toward 0.75: mean ratio {before} -> {after}"
     );
     // Down: reward prefers 1 of 4 (ratio 0.25).
-    let (before, after) = train_toward(0.25);
+    let (before, after) = train_toward(&RATIO, 0.25);
     assert!(
         after < before - 0.1,
         "toward 0.25: mean ratio {before} -> {after}"
+    );
+}
+
+#[test]
+fn the_mean_threshold_moves_down_for_more_reveals_and_up_for_fewer() {
+    // All 4 positions first: a lower threshold lets more pass.
+    let (before, after) = train_toward(&THRESHOLD, 1.0);
+    assert!(
+        after < before - 0.05,
+        "toward 4 of 4: threshold {before} -> {after}"
+    );
+    // 1 of 4 (the fewest a step reveals): a higher threshold.
+    let (before, after) = train_toward(&THRESHOLD, 0.25);
+    assert!(
+        after > before + 0.05,
+        "toward 1 of 4: threshold {before} -> {after}"
     );
 }

@@ -1,8 +1,8 @@
 //! The learnable components of a schedule action and their valid ranges.
 //!
 //! Each learned component is a Gaussian in an unconstrained space, mapped to
-//! its range: the reveal ratio through a sigmoid, the temperatures through a
-//! softplus, the guidance scale as is. The Gaussian's log-probability is that
+//! its range: the reveal ratio and the confidence threshold through a
+//! sigmoid, the temperatures through a softplus, the guidance scale as is. The Gaussian's log-probability is that
 //! of the raw sample `u`, which the trajectory stores; no Jacobian is needed
 //! because old and new policies are compared on the same `u`.
 
@@ -22,14 +22,20 @@ pub enum Component {
     RemaskTemperature,
     /// Classifier-free guidance scale `w`.
     Guidance,
+    /// Fast-dLLM's confidence threshold, in (0, 1): every masked position of
+    /// the block whose token probability reaches it is revealed (the ratio's
+    /// count at least). Learned over a reference that sets one.
+    Threshold,
 }
 
-/// Every component, in the order actions and records use.
-pub const ALL: [Component; 4] = [
+/// Every component, in the order actions and records use (a component
+/// added later goes last, so that earlier policies keep their layout).
+pub const ALL: [Component; 5] = [
     Component::Ratio,
     Component::Temperature,
     Component::RemaskTemperature,
     Component::Guidance,
+    Component::Threshold,
 ];
 
 /// Smallest value a reference setting is mapped from (softplus^-1(0) and
@@ -43,13 +49,21 @@ impl Component {
             Component::Temperature => "temperature",
             Component::RemaskTemperature => "remask_temperature",
             Component::Guidance => "guidance",
+            Component::Threshold => "threshold",
         }
+    }
+
+    /// Whether the component decides how many positions a step reveals:
+    /// then it has nothing to decide at a block's last step, which reveals
+    /// all the block has left.
+    pub fn sets_count(self) -> bool {
+        matches!(self, Component::Ratio | Component::Threshold)
     }
 
     /// Unconstrained `u` to the component's value.
     pub fn map(self, u: f64) -> f64 {
         match self {
-            Component::Ratio => 1.0 / (1.0 + (-u).exp()),
+            Component::Ratio | Component::Threshold => 1.0 / (1.0 + (-u).exp()),
             Component::Temperature | Component::RemaskTemperature => softplus(u),
             Component::Guidance => u,
         }
@@ -59,7 +73,7 @@ impl Component {
     /// range moved inside it by [`FLOOR`].
     pub fn unmap(self, v: f64) -> f64 {
         match self {
-            Component::Ratio => {
+            Component::Ratio | Component::Threshold => {
                 let r = v.clamp(FLOOR, 1.0 - FLOOR);
                 (r / (1.0 - r)).ln()
             }
@@ -85,7 +99,8 @@ mod tests {
     fn map_inverts_unmap_inside_the_range() {
         for c in ALL {
             for v in [0.05, 0.3, 0.5, 0.9, 2.0, 7.5] {
-                if c == Component::Ratio && v >= 1.0 {
+                if c.sets_count() && v >= 1.0 {
+                    // (0, 1): a sigmoid of u.
                     continue;
                 }
                 let back = c.map(c.unmap(v));
