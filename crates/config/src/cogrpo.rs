@@ -182,6 +182,11 @@ pub struct CogrpoConfig {
     /// prompt writes one string for every row).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_temperature: Option<f64>,
+    /// Whether evaluation keeps a learned token temperature (true: the
+    /// schedule as learned) or decodes at `eval_temperature` like every
+    /// other arm (false: the ablation that separates the learned
+    /// temperature from the rest of the learned schedule).
+    pub eval_learned_temperature: bool,
 }
 
 impl Default for CogrpoConfig {
@@ -222,6 +227,7 @@ impl Default for CogrpoConfig {
             dump_groups: 2,
             eval_steps: Vec::new(),
             eval_temperature: None,
+            eval_learned_temperature: true,
         }
     }
 }
@@ -276,6 +282,15 @@ impl CogrpoConfig {
     pub fn eval_temperature_for(&self, prompt_len: usize) -> f64 {
         self.eval_temperature
             .unwrap_or(if prompt_len == 0 { 1.0 } else { 0.0 })
+    }
+
+    /// What an arm's evaluation decodes at: [`Self::eval_temperature_for`],
+    /// over a learned temperature too unless `eval_learned_temperature`.
+    pub fn eval_temperature_override(&self, prompt_len: usize) -> policy::TemperatureOverride {
+        policy::TemperatureOverride {
+            value: self.eval_temperature_for(prompt_len),
+            over_learned: !self.eval_learned_temperature,
+        }
     }
 
     /// Step counts of the evaluation.

@@ -63,10 +63,11 @@ const FREE_FOR_PRETRAINING: [&str; 1] = ["pretrain.steps"];
 /// iterations (nothing else depends on it: training longer is a resume),
 /// evaluation, the arm list, the tuned baseline's grid, and how plugins are
 /// reached.
-const FREE_FOR_ARMS: [&str; 7] = [
+const FREE_FOR_ARMS: [&str; 8] = [
     "cogrpo.iterations",
     "cogrpo.eval_steps",
     "cogrpo.eval_temperature",
+    "cogrpo.eval_learned_temperature",
     "cogrpo.arms",
     "cogrpo.tune",
     "rewards.max_failure_fraction",

@@ -13,7 +13,7 @@ use envs::seeding::{derive_key, purpose};
 use envs::{Canvas, Example, Task, Trajectory};
 use mdm::{Denoiser, Kernels};
 use policy::learned::SchedulePolicy;
-use policy::{Act, Rollout, SamplerConfig};
+use policy::{Act, Rollout, SamplerConfig, TemperatureOverride};
 use rewards::RewardItem;
 
 use crate::decoding::{Decoding, Prompts};
@@ -57,7 +57,7 @@ pub struct EvalPoint<'a, B: Kernels> {
     /// The (reference) sampler, with its step count.
     pub sampler: SamplerConfig,
     /// Replaces the token temperature (an arm's `eval_temperature`).
-    pub temperature: Option<f64>,
+    pub temperature: Option<TemperatureOverride>,
 }
 
 impl<B: Kernels> EvalPoint<'_, B> {
@@ -135,7 +135,8 @@ impl<B: Kernels> EvalPoint<'_, B> {
         let batches: Vec<&[Example]> = examples.chunks(cfg.eval.batch_size).collect();
         let decoding = Decoding::of(
             self.model.family(),
-            self.temperature.unwrap_or(self.sampler.temperature),
+            self.temperature
+                .map_or(self.sampler.temperature, |t| t.value),
             cfg.eval.top_k,
         );
         let per_batch = map_parallel(&batches, cfg.run.threads, |chunk| {

@@ -6,7 +6,7 @@ use envs::{Canvas, Task};
 use mdm::{Denoiser, Family};
 use policy::insertion::{self, IlmRow, IlmSampling};
 use policy::learned::SchedulePolicy;
-use policy::{Act, GenerationStats, Rollout, SamplerConfig};
+use policy::{Act, GenerationStats, Rollout, SamplerConfig, TemperatureOverride};
 
 use crate::decoding::{Decoding, Prompts};
 use mdm::Kernels;
@@ -29,7 +29,7 @@ pub struct Generator<'a, B: Kernels> {
     /// The sampler (the arm's reference), with its step count.
     pub sampler: SamplerConfig,
     /// Replaces the sampler's token temperature (an arm's `eval_temperature`).
-    pub temperature: Option<f64>,
+    pub temperature: Option<TemperatureOverride>,
 }
 
 /// Most completions one `sample` command generates (prompts x `n`): they
@@ -80,7 +80,7 @@ pub fn sample<B: Kernels>(
     let seed = derive_key(&[purpose::SAMPLER, seed, 0x73_61_6d_70]);
     let temperature = generator
         .temperature
-        .unwrap_or(generator.sampler.temperature);
+        .map_or(generator.sampler.temperature, |t| t.value);
     let prompt_of = |i: usize| fixed.get(i / per_prompt).map_or(&[][..], Vec::as_slice);
     let row_prompts: Vec<&[u32]> = (0..rows).map(prompt_of).collect();
     if let Some(decoding) = Decoding::of(model.family(), temperature, 0) {

@@ -6,7 +6,7 @@ use cogrpo_config::ExperimentConfig;
 use cogrpo_runtime::logging::Scalars;
 use envs::Task;
 use mdm::{Denoiser, Family, Kernels};
-use policy::{SamplerConfig, SamplerKind};
+use policy::{SamplerConfig, SamplerKind, TemperatureOverride};
 
 use crate::decoding::Decoding;
 use crate::likelihood::likelihood;
@@ -32,7 +32,7 @@ pub fn evaluate<B: Kernels>(
         model,
         policy: None,
         sampler,
-        temperature,
+        temperature: temperature.map(TemperatureOverride::reference),
     };
     let points: Vec<EvalPoint<B>> = if model.family() == Family::Mdm {
         cfg.sweep()

@@ -125,7 +125,7 @@ impl<B: Kernels> LoadedArm<B> {
             model: &self.model,
             policy: self.policy(),
             sampler: c.reference.with_steps(c.eval_step_counts()[0]),
-            temperature: Some(c.eval_temperature_for(task.layout().prompt_len)),
+            temperature: Some(c.eval_temperature_override(task.layout().prompt_len)),
         })
     }
 }

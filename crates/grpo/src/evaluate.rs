@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use envs::Task;
 use mdm::Denoiser;
-use policy::SamplerConfig;
 use policy::learned::SchedulePolicy;
+use policy::{SamplerConfig, TemperatureOverride};
 use serde::{Deserialize, Serialize};
 
 use cogrpo_config::ExperimentConfig;
@@ -61,7 +61,7 @@ pub fn evaluate_arm<B: Kernels>(
     let schedule = ArmSchedule {
         policy,
         reference: &c.reference,
-        temperature: Some(c.eval_temperature_for(task.layout().prompt_len)),
+        temperature: Some(c.eval_temperature_override(task.layout().prompt_len)),
     };
     evaluate_with(cfg, task, model, schedule, label, scorer, device)
 }
@@ -90,7 +90,7 @@ pub fn evaluate_fixed_arm<B: Kernels>(
 struct ArmSchedule<'a, B: Kernels> {
     policy: Option<&'a SchedulePolicy<B>>,
     reference: &'a SamplerConfig,
-    temperature: Option<f64>,
+    temperature: Option<TemperatureOverride>,
 }
 
 fn evaluate_with<B: Kernels>(

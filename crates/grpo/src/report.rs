@@ -131,9 +131,14 @@ fn markdown(
         c.group_size,
         c.steps,
         c.reference.label(),
-        match c.eval_temperature_for(prompt_len) {
-            0.0 => "greedy".to_string(),
-            t => format!("temperature {t}"),
+        match (
+            c.eval_temperature_for(prompt_len),
+            c.eval_learned_temperature
+        ) {
+            (0.0, true) => "greedy".to_string(),
+            (0.0, false) => "greedy (learned temperatures too)".to_string(),
+            (t, true) => format!("temperature {t}"),
+            (t, false) => format!("temperature {t} (learned temperatures too)"),
         },
     );
     let _ = writeln!(s, "{}", arms_sentence(c, arms));

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 
 use crate::blocks::{BlockStep, block_step, blocks};
 use crate::draw::choose_uniform;
-use crate::generation::Act;
+use crate::generation::{Act, TemperatureOverride};
 use crate::learned::components::Component;
 use crate::learned::features::{
     BlockPosition, CANDIDATE_FEATURES, PositionStats, candidate_features, state_features,
@@ -64,8 +64,9 @@ pub(crate) struct Decider<'a, B: Kernels> {
     pub reference: SamplerConfig,
     pub steps: usize,
     pub act: Act,
-    /// Replaces the reference's token temperature, never a learned one.
-    pub temperature: Option<f64>,
+    /// Replaces the reference's token temperature, and a learned one when
+    /// it says so.
+    pub temperature: Option<TemperatureOverride>,
     pub device: B::Device,
 }
 
@@ -231,9 +232,12 @@ impl<B: Kernels> Decider<'_, B> {
             self.draw_components(policy, &mut decisions, &mut values, rngs);
         }
         // A temperature override (an evaluation's) replaces the reference's
-        // temperature, never a learned one.
+        // temperature, and a learned one only when it says so.
         let learned_temperature = self.components().contains(&Component::Temperature);
-        let temperature_override = self.temperature.filter(|_| !learned_temperature);
+        let temperature_override = self
+            .temperature
+            .filter(|t| t.over_learned || !learned_temperature)
+            .map(|t| t.value);
         for (d, v) in decisions.iter_mut().zip(&values) {
             d.action = ScheduleAction {
                 reveal: reveal_from_ratio(v.ratio, d.masked.len(), d.last),

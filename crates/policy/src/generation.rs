@@ -11,6 +11,27 @@ pub enum Act {
     Mode,
 }
 
+/// An evaluation's token temperature, replacing the schedule's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemperatureOverride {
+    /// The temperature (0: greedy).
+    pub value: f64,
+    /// Whether it replaces a learned temperature too. By default (`false`)
+    /// a learned temperature is part of the schedule being evaluated;
+    /// `true` is the ablation that decodes every arm alike.
+    pub over_learned: bool,
+}
+
+impl TemperatureOverride {
+    /// `value` in place of the reference's temperature, never a learned one.
+    pub fn reference(value: f64) -> Self {
+        Self {
+            value,
+            over_learned: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
     #[error("invalid sampler: {0}")]

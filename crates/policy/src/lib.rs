@@ -27,7 +27,7 @@ pub mod sampler;
 pub mod schedule;
 
 pub use blocks::block_count;
-pub use generation::{Act, GenerationStats, SamplerError};
+pub use generation::{Act, GenerationStats, SamplerError, TemperatureOverride};
 pub use learned::{HeadKind, SchedulePolicy, SchedulePolicyConfig};
 pub use network::logits_to_host;
 pub use rollout::Rollout;

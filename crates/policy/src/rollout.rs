@@ -48,7 +48,7 @@ use crate::blocks::{block_count, blocks};
 use crate::decide::{Block, Decider, Decision, Observation, StepRows};
 use crate::device_draw::{draw_on_device, on_device, position_stats_on_device};
 use crate::draw::{Draw, most_confident};
-use crate::generation::{Act, GenerationStats, SamplerError};
+use crate::generation::{Act, GenerationStats, SamplerError, TemperatureOverride};
 use crate::learned::features::PositionStats;
 use crate::learned::{Component, SchedulePolicy};
 use crate::network::scale_column;
@@ -69,8 +69,8 @@ pub struct Rollout<'a, B: Kernels> {
     pub steps: usize,
     pub act: Act,
     /// Replaces the reference's token temperature (0: greedy evaluation); a
-    /// learned temperature is kept.
-    pub temperature: Option<f64>,
+    /// learned temperature is kept unless the override says otherwise.
+    pub temperature: Option<TemperatureOverride>,
     pub seed: u64,
     pub device: B::Device,
 }

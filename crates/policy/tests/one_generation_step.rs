@@ -18,7 +18,9 @@ use envs::{Canvas, StepRecord};
 use mdm::{Denoiser, DenoiserConfig};
 use policy::factors::token_log_probs;
 use policy::learned::{Component, HeadKind, SchedulePolicyConfig};
-use policy::{Act, RevealSchedule, Rollout, Sampler, SamplerConfig, SamplerKind};
+use policy::{
+    Act, RevealSchedule, Rollout, Sampler, SamplerConfig, SamplerKind, TemperatureOverride,
+};
 
 type B = Flex;
 
@@ -201,5 +203,52 @@ fn a_fresh_learned_ratio_and_threshold_in_mode_follow_the_reference_exactly() {
     assert!(
         threshold_acted > 0,
         "no threshold case revealed by confidence"
+    );
+}
+
+/// An evaluation's temperature override replaces a learned temperature only
+/// when it says so: kept, the rows decode at the learned temperature (a
+/// fresh policy's: the reference's 1); over it, greedily, exactly as the
+/// reference does under the same override.
+#[test]
+fn a_temperature_override_replaces_a_learned_temperature_only_when_asked() {
+    let m = model();
+    let dev = Default::default();
+    let mut cfg = SamplerConfig::new(SamplerKind::Confidence, 4);
+    cfg.temperature = 1.0;
+    let policy = SchedulePolicyConfig {
+        kind: HeadKind::PerStep,
+        learn: vec![Component::Temperature],
+        ..Default::default()
+    }
+    .init::<B>(cfg.steps, 4, &cfg, &dev);
+    let run = |policy, over_learned| {
+        let mut c = canvas(6);
+        let r = Rollout {
+            policy,
+            temperature: Some(TemperatureOverride {
+                value: 0.0,
+                over_learned,
+            }),
+            ..rollout(&m, &cfg)
+        };
+        let (t, _) = r.run(&mut c, true).unwrap();
+        let temperatures: Vec<f64> = t
+            .iter()
+            .flat_map(|t| t.steps.iter())
+            .filter(|s| !s.revealed.is_empty())
+            .map(|s| s.temperature)
+            .collect();
+        (c, temperatures)
+    };
+    let (greedy, _) = run(None, false);
+    let (kept, kept_t) = run(Some(&policy), false);
+    let (over, over_t) = run(Some(&policy), true);
+    assert!(kept_t.iter().all(|t| (t - 1.0).abs() < 1e-9), "{kept_t:?}");
+    assert!(over_t.iter().all(|&t| t == 0.0), "{over_t:?}");
+    assert_eq!(over, greedy);
+    assert_ne!(
+        kept, greedy,
+        "decoding at temperature 1 drew what greedy picks"
     );
 }
