@@ -50,6 +50,11 @@ struct LoraArm {
 /// Pre-trains a tiny LLaDA-shaped model on the text Sudoku, exports it in
 /// LLaDA's layout and trains a LoRA arm on that directory.
 fn lora_arm() -> LoraArm {
+    lora_arm_with("")
+}
+
+/// [`lora_arm`] with `more` appended to `[cogrpo.lora]`.
+fn lora_arm_with(more: &str) -> LoraArm {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let out = set_out(&dir.join("pre"));
@@ -60,7 +65,8 @@ fn lora_arm() -> LoraArm {
     run_ok(&with(&["pretrain"], &base));
     let llada = dir.join("llada").to_str().unwrap().to_string();
     run_ok(&with(&["export", "--format", "hf", "--out", &llada], &base));
-    let exp = sudoku_prompts_experiment(&dir, "lora", Path::new(&llada), LORA_ARM);
+    let arm = format!("{LORA_ARM}{more}");
+    let exp = sudoku_prompts_experiment(&dir, "lora", Path::new(&llada), &arm);
     run_ok(&["train", "-c", &exp, "--arm", "model"]);
     let arm = dir.join("lora/arms/model").to_str().unwrap().to_string();
     LoraArm {
@@ -177,6 +183,21 @@ fn a_lora_arm_exports_peft_adapters_and_a_merged_llada_directory() {
         moved > 100.0 * err.max(1e-7),
         "the adapters matter: {moved:e}"
     );
+}
+
+/// With the base stored in bfloat16 the arm trains over it and merges into
+/// a float32 LLaDA directory that computes what the arm does.
+#[test]
+fn a_lora_arm_over_a_bfloat16_base_merges_into_what_it_computes() {
+    let t = lora_arm_with("base_dtype = \"bf16\"\n");
+    let said = text(&run_ok(&["check", "-c", &t.exp]));
+    assert!(said.contains("stored in bfloat16"), "{said}");
+    let merged = t.path("merged");
+    run_ok(&t.export("hf", &merged, &["--merge"]));
+    let arm = read_logits(Path::new(&t.logits("--checkpoint", &t.arm, "arm.json")));
+    let folded = read_logits(Path::new(&t.logits("--model", &merged, "merged.json")));
+    let err = relative(&arm, &folded);
+    assert!(err < 1e-5, "merged vs adapters over a bf16 base: {err:e}");
 }
 
 /// PEFT's own `PeftModel.from_pretrained` puts the exported adapters on

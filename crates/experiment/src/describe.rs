@@ -162,12 +162,16 @@ fn lora_line(c: &CogrpoConfig, d: &mdm::DenoiserConfig) -> Option<String> {
     let n = crate::plan::lora_params(d, lora) as usize;
     Some(format!(
         "  lora      rank {}, alpha {} on {}: {} adapter parameters train ({:.2}% of the \
-         model), the base is frozen",
+         model), the base is frozen ({})",
         lora.rank,
         lora.alpha,
         targets.join(", "),
         short_count(n),
-        100.0 * n as f64 / d.num_params().max(1) as f64
+        100.0 * n as f64 / d.num_params().max(1) as f64,
+        match lora.base_dtype {
+            mdm::BaseDtype::F32 => "float32",
+            mdm::BaseDtype::Bf16 => "stored in bfloat16",
+        }
     ))
 }
 

@@ -21,9 +21,11 @@ pub struct Plan {
     pub pretrain_bytes: u64,
     /// One evaluation batch's forward pass (nothing kept between layers).
     pub eval_bytes: u64,
-    /// A Co-GRPO update micro-batch's forward and backward, with the policy,
-    /// reference and old models resident (with `[cogrpo.lora]`: the frozen
-    /// base once, the adapters with their gradients and Adam moments); 0
+    /// The policy, reference and old models resident (with `[cogrpo.lora]`:
+    /// the frozen base once, at its stored width, and the adapters with
+    /// their gradients and Adam moments), plus the larger of an update
+    /// micro-batch's forward and backward and the iteration's rollout
+    /// batch's forward (the models stay resident while it samples); 0
     /// without `[cogrpo]`.
     pub cogrpo_bytes: u64,
 }
@@ -54,16 +56,18 @@ impl Plan {
             let resident = match &c.lora {
                 // Weights, gradients, two moments, the reference, the old model.
                 None => 6 * params * F32,
-                // The base (also the reference); the adapters train.
-                Some(lora) => (params + 4 * lora_params(d, lora)) * F32,
+                // The base (also the reference) at its stored width (norms
+                // and biases, a few thousand numbers, counted with it);
+                // the adapters train in float32.
+                Some(lora) => {
+                    params * lora.base_dtype.bytes() as u64 + 4 * lora_params(d, lora) * F32
+                }
             };
             let kept = match c.gradient_checkpointing {
                 true => checkpointed_activations(d, l, update_rows),
                 false => activations(d, l, update_rows, true),
             };
-            resident
-                .saturating_add(kept)
-                .max(activations(d, l, rollout_rows, false))
+            resident.saturating_add(kept.max(activations(d, l, rollout_rows, false)))
         });
         Self {
             params,
@@ -221,6 +225,27 @@ mod tests {
             full.cogrpo_bytes - lora.cogrpo_bytes,
             (6 * full.params - full.params - 4 * n) * 4
         );
+        // A bfloat16 base: two bytes per base weight fewer.
+        let bf16 = plan(
+            &format!("{SMALL}{cogrpo}[cogrpo.lora]\nrank = 4\nbase_dtype = \"bf16\"\n"),
+            32,
+        );
+        assert_eq!(lora.cogrpo_bytes - bf16.cogrpo_bytes, 2 * full.params);
+    }
+
+    /// The rollout batch is sampled with every model resident: when its
+    /// forward outweighs an update micro-batch's, the plan is the two
+    /// together.
+    #[test]
+    fn rollouts_are_planned_on_top_of_the_resident_models() {
+        let cogrpo = "[cogrpo]\niterations = 1\nsteps = 2\narms = [\"model\"]\n\
+            prompts_per_iteration = 16\ngroup_size = 8\nmicro_batch_tokens = 32\n\
+            reference = { kind = \"confidence\", temperature = 1.0 }\n";
+        let p = plan(&format!("{SMALL}{cogrpo}"), 32);
+        let d = DenoiserConfig::new(10, 64, 2, 4, 128, 32);
+        let rollout = activations(&d, 32, 16 * 8 * 32, false);
+        assert!(rollout > activations(&d, 32, 32, true));
+        assert_eq!(p.cogrpo_bytes, 6 * p.params * 4 + rollout);
     }
 
     /// Checkpointing keeps each block's input and one block's activations:

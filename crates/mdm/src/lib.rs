@@ -41,5 +41,5 @@ pub use attention::KvCache;
 pub use config::{ConfigError, DenoiserConfig, Family};
 pub use kernels::precision::{MatmulPrecision, set_matmul_precision};
 pub use kernels::{AutodiffKernels, Kernels};
-pub use lora::{LoraConfig, LoraTarget};
+pub use lora::{BaseDtype, LoraConfig, LoraTarget};
 pub use model::Denoiser;

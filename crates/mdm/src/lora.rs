@@ -91,6 +91,33 @@ pub struct LoraConfig {
     /// Dropout on the adapters' input; only 0 is accepted (with dropout the
     /// update's recomputed log-probabilities would not be the rollout's).
     pub dropout: f64,
+    /// How the frozen base's projection and embedding weights are stored:
+    /// `bf16` halves their memory (LLaDA's and Dream's released weights are
+    /// bfloat16 already, so nothing of theirs is lost; a float32 base is
+    /// rounded once) and widens each weight to float32 for its product.
+    /// Norms, biases and the adapters stay float32.
+    pub base_dtype: BaseDtype,
+}
+
+/// Storage of the frozen base's weights ([`LoraConfig::base_dtype`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseDtype {
+    /// Float32, as loaded.
+    #[default]
+    F32,
+    /// Bfloat16: 2 bytes per weight instead of 4.
+    Bf16,
+}
+
+impl BaseDtype {
+    /// Bytes per stored base weight.
+    pub fn bytes(self) -> usize {
+        match self {
+            BaseDtype::F32 => 4,
+            BaseDtype::Bf16 => 2,
+        }
+    }
 }
 
 impl Default for LoraConfig {
@@ -101,6 +128,7 @@ impl Default for LoraConfig {
             alpha: 8.0,
             targets: LoraTarget::ALL.to_vec(),
             dropout: 0.0,
+            base_dtype: BaseDtype::F32,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::attention::{Attention, Context, KvCache, Visibility};
 use crate::config::{DenoiserConfig, Family};
 use crate::init::{ParamFactory, ParamSource};
 use crate::kernels::Kernels;
-use crate::kernels::precision::{linear, matmul};
+use crate::kernels::precision::{linear, matmul, widened};
 use crate::lora::{Adapter, adapted};
 use crate::rope::Rope;
 
@@ -303,7 +303,7 @@ impl<B: Kernels> Denoiser<B> {
         let logits = match &self.lm_head {
             Some(head) => linear(head, x),
             None => {
-                let wte = self.wte.weight.val().narrow(0, 0, self.vocab_size);
+                let wte = widened(self.wte.weight.val().narrow(0, 0, self.vocab_size));
                 matmul(x, wte.transpose())
             }
         };
@@ -350,7 +350,7 @@ impl<B: Kernels> Denoiser<B> {
         // 3-D input computes a batched outer product and then sums it, which
         // costs `batch` times the memory of one `[d_in, d_out]` gradient.
         let d = self.wte.weight.dims()[1];
-        let mut x = self.wte.forward(tokens).reshape([batch * len, d]);
+        let mut x = widened(self.wte.forward(tokens)).reshape([batch * len, d]);
         let mut ctx = Context { visibility, cache };
         for (layer, block) in self.blocks.iter().enumerate() {
             x = block.forward(x, batch, len, &self.rope, layer, &mut ctx);

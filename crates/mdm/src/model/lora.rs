@@ -1,13 +1,15 @@
 //! LoRA adapters on the denoiser ([`crate::lora`]): attached to a frozen
 //! base, listed, merged into the weights, dropped.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use super::Denoiser;
 use crate::init::ParamFactory;
 use crate::kernels::Kernels;
-use crate::lora::{Adapter, LORA_PARAM_ID_BASE, LoraConfig, LoraError, LoraTarget};
+use crate::kernels::precision::widened;
+use crate::lora::{Adapter, BaseDtype, LORA_PARAM_ID_BASE, LoraConfig, LoraError, LoraTarget};
 
 /// Each block's projections, each with the adapter slot it owns, by target.
 macro_rules! for_each_projection {
@@ -53,7 +55,29 @@ impl<B: Backend> Denoiser<B> {
                 }
             });
         }
+        if cfg.base_dtype == BaseDtype::Bf16 {
+            self = self.map_base_weights(|w| w.cast(FloatDType::BF16));
+        }
         Ok(self)
+    }
+
+    /// `f` applied to every large weight of the base: the embedding, each
+    /// block's projections and the heads (norms and biases are left).
+    fn map_base_weights(mut self, f: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>) -> Self {
+        let map = |p: Param<Tensor<B, 2>>| p.map(&f);
+        self.wte.weight = map(self.wte.weight);
+        for block in &mut self.blocks {
+            for_each_projection!(block, |_target, linear, _adapter| {
+                linear.weight = map(linear.weight.clone());
+            });
+        }
+        for head in [&mut self.lm_head, &mut self.stop_head]
+            .into_iter()
+            .flatten()
+        {
+            head.weight = map(head.weight.clone());
+        }
+        self
     }
 
     /// Whether any projection carries an adapter.
@@ -122,8 +146,10 @@ impl<B: Backend> Denoiser<B> {
 impl<B: Kernels> Denoiser<B> {
     /// The same model with each adapter folded into its weight,
     /// `W + scale A B`, and no adapters left (PEFT's `merge_and_unload`).
-    pub fn merged(mut self) -> Self {
-        for block in &mut self.blocks {
+    /// A base stored in bfloat16 comes back in float32 (what export writes).
+    pub fn merged(self) -> Self {
+        let mut model = self.map_base_weights(widened);
+        for block in &mut model.blocks {
             for_each_projection!(block, |_target, linear, adapter| {
                 if let Some(ad) = adapter.take() {
                     let delta = ad.delta();
@@ -131,7 +157,7 @@ impl<B: Kernels> Denoiser<B> {
                 }
             });
         }
-        self
+        model
     }
 }
 

@@ -152,12 +152,31 @@ pub fn permute_matmul<B: Kernels, const D: usize>(
     }
 }
 
-/// `layer.forward(x)` at the process's precision.
-pub fn linear<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    if product::<B>().is_none() {
-        return layer.forward(x);
+/// `t` in float32: a weight stored narrower (the bfloat16 copy of a frozen
+/// LoRA base, `cogrpo.lora.base_dtype`) is widened for its product, which
+/// then computes exactly what float32 weights rounded to bfloat16 would; a
+/// float32 tensor passes unchanged.
+pub fn widened<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+    if t.dtype() == burn::tensor::DType::F32 {
+        t
+    } else {
+        t.cast(burn::tensor::FloatDType::F32)
     }
-    let y = matmul(x, layer.weight.val());
+}
+
+/// `layer.forward(x)` at the process's precision (its weight widened to
+/// float32 when stored narrower).
+pub fn linear<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let weight = layer.weight.val();
+    let narrow = weight.dtype() != burn::tensor::DType::F32;
+    if product::<B>().is_none() {
+        if !narrow {
+            return layer.forward(x);
+        }
+        let bias = layer.bias.as_ref().map(|b| b.val());
+        return burn::tensor::module::linear(x, widened(weight), bias);
+    }
+    let y = matmul(x, widened(weight));
     match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,

@@ -72,7 +72,7 @@ fn merged_weights_compute_what_the_adapters_compute() {
             LoraTarget::O,
             LoraTarget::Down,
         ],
-        dropout: 0.0,
+        ..LoraConfig::default()
     };
     let model = trained(config().init::<B>(3, &dev).with_lora(&cfg, 5).unwrap(), 2);
     assert_eq!(model.adapters().len(), 2 * 4, "two blocks, four targets");
@@ -123,6 +123,7 @@ fn config_problems_name_the_key() {
         alpha: f64::NAN,
         targets: vec![LoraTarget::Q, LoraTarget::Q],
         dropout: 0.05,
+        base_dtype: BaseDtype::F32,
     };
     let keys: Vec<&str> = bad.problems().iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ["rank", "alpha", "targets", "dropout"]);
@@ -134,11 +135,19 @@ fn config_problems_name_the_key() {
 /// weights stay bit for bit what they were.
 #[test]
 fn training_moves_only_the_adapters_and_lowers_the_loss() {
+    for base_dtype in [BaseDtype::F32, BaseDtype::Bf16] {
+        train_adapters(LoraConfig {
+            base_dtype,
+            ..LoraConfig::default()
+        });
+    }
+}
+
+fn train_adapters(lora: LoraConfig) {
     type A = Autodiff<B>;
     let dev = Default::default();
-    let base = config().init::<A>(4, &dev);
-    let base_logits = logits(&base.valid());
-    let mut model = base.with_lora(&LoraConfig::default(), 6).unwrap();
+    let mut model = config().init::<A>(4, &dev).with_lora(&lora, 6).unwrap();
+    let base_logits = logits(&model.valid().without_lora());
     let (input, target) = ([7u32, 1, 7, 3, 7, 0, 7, 2], [2i64, 1, 4, 3, 5, 0, 6, 2]);
     let loss = |m: &Denoiser<A>| {
         let logits = m
@@ -161,7 +170,11 @@ fn training_moves_only_the_adapters_and_lowers_the_loss() {
         model = adam.step(1e-2, model, grads);
     }
     let last: f32 = loss(&model).into_scalar();
-    assert!(last < first - 1e-3, "{first} -> {last}");
+    assert!(
+        last < first - 1e-3,
+        "{:?}: {first} -> {last}",
+        lora.base_dtype
+    );
     assert_eq!(logits(&model.valid().without_lora()), base_logits);
 
     struct Trainable(usize);
@@ -173,4 +186,68 @@ fn training_moves_only_the_adapters_and_lowers_the_loss() {
     let mut t = Trainable(0);
     model.visit(&mut t);
     assert_eq!(t.0, 28);
+}
+
+/// A base stored in bfloat16 holds its large weights in bfloat16 (the
+/// adapters, norms and biases in float32) and computes exactly what float32
+/// weights rounded to bfloat16 compute, since each weight is widened for its
+/// product; merged, it is float32 again. Untied and tied heads.
+#[test]
+fn a_bf16_base_computes_what_its_rounded_weights_compute() {
+    use burn::tensor::{DType, FloatDType};
+    let dev = Default::default();
+    for tied in [false, true] {
+        let mut cfg = config();
+        cfg.tied_head = tied;
+        let lora = |base_dtype| LoraConfig {
+            base_dtype,
+            ..LoraConfig::default()
+        };
+        let stored = trained(
+            cfg.init::<B>(3, &dev)
+                .with_lora(&lora(BaseDtype::Bf16), 5)
+                .unwrap(),
+            2,
+        );
+        let rounded = cfg
+            .init::<B>(3, &dev)
+            .map_base_weights(|w| w.cast(FloatDType::BF16).cast(FloatDType::F32));
+        let rounded = trained(rounded.with_lora(&lora(BaseDtype::F32), 5).unwrap(), 2);
+        let exact = trained(
+            cfg.init::<B>(3, &dev)
+                .with_lora(&lora(BaseDtype::F32), 5)
+                .unwrap(),
+            2,
+        );
+        let block = &stored.blocks[0];
+        assert_eq!(stored.wte.weight.val().dtype(), DType::BF16);
+        assert_eq!(block.mlp.w3.weight.val().dtype(), DType::BF16);
+        assert_eq!(
+            stored.lm_head.as_ref().map(|h| h.weight.val().dtype()),
+            (!tied).then_some(DType::BF16)
+        );
+        let adapter = block.attn.lora_q.as_ref().expect("an adapter on q");
+        assert_eq!(adapter.a.val().dtype(), DType::F32);
+        assert_eq!(
+            block.attn.q.bias.as_ref().map(|b| b.val().dtype()),
+            Some(DType::F32)
+        );
+
+        assert_eq!(logits(&stored), logits(&rounded), "tied {tied}");
+        let (near, exact) = (logits(&stored), logits(&exact));
+        let scale = exact.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let off = near
+            .iter()
+            .zip(&exact)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            off > 0.0 && off < 2e-2 * scale,
+            "tied {tied}: {off} of {scale}"
+        );
+
+        let merged = stored.merged();
+        assert_eq!(merged.wte.weight.val().dtype(), DType::F32);
+        assert_eq!(merged.blocks[0].attn.q.weight.val().dtype(), DType::F32);
+        assert_eq!(logits(&merged), logits(&rounded.merged()), "tied {tied}");
+    }
 }
