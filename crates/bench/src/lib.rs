@@ -73,15 +73,13 @@ pub fn bench<B: AutodiffKernels>(
     };
     if opts.update_only {
         let model = dcfg.init::<B>(init_seed(cfg.run.seed), device);
-        push(grpo_update_row(cfg, &dcfg, model, device, opts)?.1);
+        push(grpo_update_row(cfg, &dcfg, model, device, opts)?);
         return Ok(rows);
     }
-    let (mut model, row) = train_row::<B>(cfg, task, &dcfg, device, opts);
+    let (model, row) = train_row::<B>(cfg, task, &dcfg, device, opts);
     push(row);
     if opts.grpo_steps > 0 && dcfg.family == Family::Mdm {
-        let (updated, row) = grpo_update_row(cfg, &dcfg, model, device, opts)?;
-        model = updated;
-        push(row);
+        push(grpo_update_row(cfg, &dcfg, model.clone(), device, opts)?);
     }
     let infer = model.valid();
     forward_rows::<B>(cfg, &dcfg, &infer, device, opts, &mut push);
@@ -142,15 +140,16 @@ fn train_row<B: AutodiffKernels>(
 /// The Co-GRPO model update on `batch` synthetic recorded trajectories of
 /// `grpo_steps` steps (MDMs), after one warm-up update: the trainer's
 /// update of the model factor ([`grpo_update`]), LoRA adapters on the
-/// frozen model with `[cogrpo.lora]`. Returns the model as it was given
-/// (without adapters) for the rows after it.
+/// frozen model with `[cogrpo.lora]`. Takes the model, so that with
+/// `--update-only` nothing else holds it (a bfloat16 LoRA base is then
+/// the only copy of the weights, as in training).
 fn grpo_update_row<B: AutodiffKernels>(
     cfg: &ExperimentConfig,
     dcfg: &DenoiserConfig,
     model: Denoiser<B>,
     device: &B::Device,
     opts: &BenchOptions,
-) -> anyhow::Result<(Denoiser<B>, BenchRow)> {
+) -> anyhow::Result<BenchRow> {
     let (batch, seq_len, threads) = (cfg.pretrain.batch_size, dcfg.max_len, cfg.run.threads);
     let t = opts.grpo_steps.min(seq_len);
     let (records, adv) = synthetic_records(batch, t, seq_len, dcfg.vocab_size, cfg.run.seed);
@@ -163,8 +162,8 @@ fn grpo_update_row<B: AutodiffKernels>(
         .is_some_and(|c| c.gradient_checkpointing);
     let lora = cfg.cogrpo.as_ref().and_then(|c| c.lora.as_ref());
     let theta = match lora {
-        Some(l) => model.clone().with_lora(l, cfg.run.seed)?,
-        None => model.clone(),
+        Some(l) => model.with_lora(l, cfg.run.seed)?,
+        None => model,
     };
     let mut factor = grpo_update::model_factor(theta);
     grpo_update::update(&mut factor, &samples, (passes, checkpointing), device)?;
@@ -188,11 +187,7 @@ fn grpo_update_row<B: AutodiffKernels>(
         seconds: secs / opts.train_steps as f64,
         nfe: 0.0,
     };
-    let model = match lora {
-        Some(_) => model,
-        None => factor.module,
-    };
-    Ok((model, row))
+    Ok(row)
 }
 
 /// Inference forward passes of all-mask rows, one row per batch size.

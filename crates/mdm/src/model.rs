@@ -23,7 +23,7 @@ use crate::attention::{Attention, Context, KvCache, Visibility};
 use crate::config::{DenoiserConfig, Family};
 use crate::init::{ParamFactory, ParamSource};
 use crate::kernels::Kernels;
-use crate::kernels::precision::{linear, matmul, widened};
+use crate::kernels::precision::{linear, weight_matmul, widened};
 use crate::lora::{Adapter, adapted};
 use crate::rope::Rope;
 
@@ -303,8 +303,8 @@ impl<B: Kernels> Denoiser<B> {
         let logits = match &self.lm_head {
             Some(head) => linear(head, x),
             None => {
-                let wte = widened(self.wte.weight.val().narrow(0, 0, self.vocab_size));
-                matmul(x, wte.transpose())
+                let wte = self.wte.weight.val().narrow(0, 0, self.vocab_size);
+                weight_matmul(x, wte, true)
             }
         };
         match self.live_vocab {

@@ -138,10 +138,15 @@ struct Values {
 
 impl Values {
     /// A fixed schedule's action with its count as a ratio of the `n`
-    /// masked positions.
+    /// masked positions (0 when none is left: a learned ratio can empty a
+    /// block before its last step).
     fn of(action: &ScheduleAction, n: usize) -> Self {
         Self {
-            ratio: action.reveal as f64 / n as f64,
+            ratio: if n == 0 {
+                0.0
+            } else {
+                action.reveal as f64 / n as f64
+            },
             temperature: action.temperature,
             remask_temperature: action.remask_temperature,
             guidance: action.guidance,
@@ -269,8 +274,10 @@ impl<B: Kernels> Decider<'_, B> {
         let (r, step, masked) = (row.r, row.step, row.masked);
         let comps = self.components();
         // The block's last step reveals all it has left: no ratio or
-        // threshold acts.
+        // threshold acts. A block emptied before its last step (a learned
+        // ratio revealed it all) has nothing left to decide: nothing acts.
         let last = row.block.step + 1 == row.block.steps;
+        let empty = masked.is_empty();
         let answer_len = canvas.len() - canvas.prompt_len(r);
         let reference_raw: Vec<f64> = comps.iter().map(|c| c.unmap(reference.get(*c))).collect();
         let with_order = self.policy.is_some_and(|p| p.has_order());
@@ -285,7 +292,10 @@ impl<B: Kernels> Decider<'_, B> {
             temperature: 0.0,
             guidance: 0.0,
             schedule_raw: reference_raw.clone(),
-            acted: comps.iter().map(|&c| !(c.sets_count() && last)).collect(),
+            acted: comps
+                .iter()
+                .map(|&c| !(empty || c.sets_count() && last))
+                .collect(),
             reference_raw,
             schedule_log_prob: 0.0,
             state_features: seen

@@ -117,6 +117,22 @@ fn recomputation_cases() -> Vec<(SamplerKind, SchedulePolicyConfig, f64, usize)>
             0.5,
             2,
         ),
+        // Block-wise with a wide ratio: some rows reveal a whole block at
+        // its first step, so its next step has no masked position left
+        // (nothing acts there; its record stays finite).
+        (
+            SamplerKind::Confidence,
+            SchedulePolicyConfig {
+                init_std: 3.0,
+                ..policy_cfg(
+                    HeadKind::PerStep,
+                    &[Component::Ratio, Component::Temperature],
+                    false,
+                )
+            },
+            0.0,
+            2,
+        ),
     ]
 }
 
@@ -124,6 +140,7 @@ fn recomputation_cases() -> Vec<(SamplerKind, SchedulePolicyConfig, f64, usize)>
 fn recomputed_log_probs_equal_recorded_ones() {
     let m = model();
     let dev = Default::default();
+    let mut emptied_blocks = 0;
     for (kind, cfg, guidance, block_length) in recomputation_cases() {
         let mut reference = SamplerConfig::new(kind, 3);
         reference.guidance = guidance;
@@ -134,6 +151,11 @@ fn recomputed_log_probs_equal_recorded_ones() {
         assert!(c.is_complete());
         let records: Vec<&StepRecord> = trajs.iter().flat_map(|t| t.steps.iter()).collect();
         assert!(records.len() >= 6, "{cfg:?}");
+        for r in records.iter().filter(|r| r.candidates.is_empty()) {
+            emptied_blocks += 1;
+            assert!(r.acted.iter().all(|a| !a), "{cfg:?}: nothing to decide");
+            assert!(r.reference_raw.iter().all(|u| u.is_finite()), "{r:?}");
+        }
         if block_length > 0 {
             // Two blocks of two answer positions (2..4, 4..6): each step's
             // candidates lie in one, and the network sees 8 features.
@@ -180,6 +202,10 @@ fn recomputed_log_probs_equal_recorded_ones() {
             "{cfg:?}"
         );
     }
+    assert!(
+        emptied_blocks > 0,
+        "no block was emptied before its last step"
+    );
 }
 
 /// The ratio component's draws at one state against the density `log_prob`

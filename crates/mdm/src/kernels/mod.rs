@@ -116,6 +116,17 @@ pub trait Kernels: Backend {
         product.apply(a, b)
     }
 
+    /// `x @ w` (`x @ w^T` when `transpose`) for a frozen weight stored
+    /// narrower than float32, widened for the product (`product`: the
+    /// process's, `None` for burn's).
+    fn frozen_matmul(
+        x: Tensor<Self, 2>,
+        w: Tensor<Self, 2>,
+        (product, transpose): (Option<precision::Product>, bool),
+    ) -> Tensor<Self, 2> {
+        precision::product_or_matmul(x, precision::widened_as(w, transpose), product)
+    }
+
     /// `softmax(q k^T + hidden) v` per head, for a pre-scaled `q`.
     fn attend(
         q: Tensor<Self, 2>,
@@ -162,6 +173,14 @@ pub trait Kernels: Backend {
         precision::product_ad(a, b, product)
     }
 
+    fn frozen_matmul_ad<C: CheckpointStrategy>(
+        x: Tensor<Autodiff<Self, C>, 2>,
+        w: Tensor<Autodiff<Self, C>, 2>,
+        how: (Option<precision::Product>, bool),
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        precision::frozen_matmul_ad(x, w, how)
+    }
+
     fn attend_ad<C: CheckpointStrategy>(
         q: Tensor<Autodiff<Self, C>, 2>,
         k: Tensor<Autodiff<Self, C>, 2>,
@@ -195,6 +214,14 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         product: precision::Product,
     ) -> Tensor<Self, D> {
         B::precise_matmul_ad(a, b, product)
+    }
+
+    fn frozen_matmul(
+        x: Tensor<Self, 2>,
+        w: Tensor<Self, 2>,
+        how: (Option<precision::Product>, bool),
+    ) -> Tensor<Self, 2> {
+        B::frozen_matmul_ad(x, w, how)
     }
 
     fn attend(

@@ -39,6 +39,7 @@
 //! gradients are float32-accurate in `f32` mode and bfloat16 matmuls in
 //! `bf16` mode, as under autocast.
 
+mod frozen;
 mod product;
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,8 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use frozen::{frozen_matmul_ad, widened};
+pub(crate) use frozen::{product_or_matmul, widened_as};
 pub use product::{Product, product_ad, split_matmul};
 
 use super::Kernels;
@@ -152,31 +155,29 @@ pub fn permute_matmul<B: Kernels, const D: usize>(
     }
 }
 
-/// `t` in float32: a weight stored narrower (the bfloat16 copy of a frozen
-/// LoRA base, `cogrpo.lora.base_dtype`) is widened for its product, which
-/// then computes exactly what float32 weights rounded to bfloat16 would; a
-/// float32 tensor passes unchanged.
-pub fn widened<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
-    if t.dtype() == burn::tensor::DType::F32 {
-        t
-    } else {
-        t.cast(burn::tensor::FloatDType::F32)
+/// `x @ w` (`x @ w^T` when `transpose`) at the process's precision, for
+/// a weight `w`: one stored narrower than float32 (a frozen bfloat16 base)
+/// is widened inside the product and kept narrow for the backward
+/// ([`frozen_matmul_ad`]).
+pub fn weight_matmul<B: Kernels>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    transpose: bool,
+) -> Tensor<B, 2> {
+    if w.dtype() != burn::tensor::DType::F32 {
+        return B::frozen_matmul(x, w, (product::<B>(), transpose));
     }
+    matmul(x, if transpose { w.transpose() } else { w })
 }
 
-/// `layer.forward(x)` at the process's precision (its weight widened to
-/// float32 when stored narrower).
+/// `layer.forward(x)` at the process's precision (a weight stored narrower
+/// through [`weight_matmul`]).
 pub fn linear<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let weight = layer.weight.val();
-    let narrow = weight.dtype() != burn::tensor::DType::F32;
-    if product::<B>().is_none() {
-        if !narrow {
-            return layer.forward(x);
-        }
-        let bias = layer.bias.as_ref().map(|b| b.val());
-        return burn::tensor::module::linear(x, widened(weight), bias);
+    let narrow = layer.weight.val().dtype() != burn::tensor::DType::F32;
+    if product::<B>().is_none() && !narrow {
+        return layer.forward(x);
     }
-    let y = matmul(x, widened(weight));
+    let y = weight_matmul(x, layer.weight.val(), false);
     match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,

@@ -251,3 +251,52 @@ fn a_bf16_base_computes_what_its_rounded_weights_compute() {
         assert_eq!(logits(&merged), logits(&rounded.merged()), "tied {tied}");
     }
 }
+
+/// Through the backward pass too: the adapters of a bfloat16 base get
+/// exactly the gradients they get over float32 weights rounded to bfloat16
+/// (the frozen product keeps the narrow weight and widens it again), with
+/// an untied and a tied head.
+#[test]
+fn a_bf16_base_gives_the_gradients_of_its_rounded_weights() {
+    use burn::tensor::FloatDType;
+    type A = Autodiff<B>;
+    let dev = Default::default();
+    for tied in [false, true] {
+        let mut cfg = config();
+        cfg.tied_head = tied;
+        let lora = |base_dtype| LoraConfig {
+            base_dtype,
+            ..LoraConfig::default()
+        };
+        let stored = cfg.init::<A>(3, &dev).with_lora(&lora(BaseDtype::Bf16), 5);
+        let rounded = cfg
+            .init::<A>(3, &dev)
+            .map_base_weights(|w| w.cast(FloatDType::BF16).cast(FloatDType::F32))
+            .with_lora(&lora(BaseDtype::F32), 5);
+        let grads = |m: Denoiser<A>| -> Vec<Vec<f32>> {
+            let m = trained(m, 2);
+            let logits = m.forward(Denoiser::input(&TOKENS, 2, 4, &dev));
+            let weights =
+                Tensor::<A, 3>::random(logits.dims(), burn::tensor::Distribution::Default, &dev);
+            let g = (logits * weights).sum().backward();
+            m.adapters()
+                .iter()
+                .flat_map(|(_, _, ad)| [ad.a.val(), ad.b.val()])
+                .map(|p| {
+                    p.grad(&g)
+                        .expect("a gradient")
+                        .into_data()
+                        .to_vec()
+                        .unwrap()
+                })
+                .collect()
+        };
+        B::seed(&dev, 9);
+        let g_stored = grads(stored.unwrap());
+        B::seed(&dev, 9);
+        let g_rounded = grads(rounded.unwrap());
+        assert_eq!(g_stored.len(), 2 * 7 * 2);
+        assert!(g_stored.iter().flatten().any(|x| *x != 0.0));
+        assert_eq!(g_stored, g_rounded, "tied {tied}");
+    }
+}
