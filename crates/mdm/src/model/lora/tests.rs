@@ -188,34 +188,42 @@ fn train_adapters(lora: LoraConfig) {
     assert_eq!(t.0, 28);
 }
 
+/// The model of seed 3 (`tied` head or not) with fresh adapters twice: its
+/// base stored in bfloat16, and its base's float32 weights rounded to
+/// bfloat16 (stored in float32).
+fn bf16_and_rounded<K: Kernels>(tied: bool) -> (Denoiser<K>, Denoiser<K>) {
+    use burn::tensor::FloatDType;
+    let dev = Default::default();
+    let mut cfg = config();
+    cfg.tied_head = tied;
+    let lora = |base_dtype| LoraConfig {
+        base_dtype,
+        ..LoraConfig::default()
+    };
+    let stored = cfg.init::<K>(3, &dev).with_lora(&lora(BaseDtype::Bf16), 5);
+    let rounded = cfg
+        .init::<K>(3, &dev)
+        .map_base_weights(|w| w.cast(FloatDType::BF16).cast(FloatDType::F32))
+        .with_lora(&lora(BaseDtype::F32), 5);
+    (stored.unwrap(), rounded.unwrap())
+}
+
 /// A base stored in bfloat16 holds its large weights in bfloat16 (the
 /// adapters, norms and biases in float32) and computes exactly what float32
 /// weights rounded to bfloat16 compute, since each weight is widened for its
 /// product; merged, it is float32 again. Untied and tied heads.
 #[test]
 fn a_bf16_base_computes_what_its_rounded_weights_compute() {
-    use burn::tensor::{DType, FloatDType};
+    use burn::tensor::DType;
     let dev = Default::default();
     for tied in [false, true] {
+        let (stored, rounded) = bf16_and_rounded::<B>(tied);
+        let (stored, rounded) = (trained(stored, 2), trained(rounded, 2));
         let mut cfg = config();
         cfg.tied_head = tied;
-        let lora = |base_dtype| LoraConfig {
-            base_dtype,
-            ..LoraConfig::default()
-        };
-        let stored = trained(
-            cfg.init::<B>(3, &dev)
-                .with_lora(&lora(BaseDtype::Bf16), 5)
-                .unwrap(),
-            2,
-        );
-        let rounded = cfg
-            .init::<B>(3, &dev)
-            .map_base_weights(|w| w.cast(FloatDType::BF16).cast(FloatDType::F32));
-        let rounded = trained(rounded.with_lora(&lora(BaseDtype::F32), 5).unwrap(), 2);
         let exact = trained(
             cfg.init::<B>(3, &dev)
-                .with_lora(&lora(BaseDtype::F32), 5)
+                .with_lora(&LoraConfig::default(), 5)
                 .unwrap(),
             2,
         );
@@ -258,21 +266,10 @@ fn a_bf16_base_computes_what_its_rounded_weights_compute() {
 /// an untied and a tied head.
 #[test]
 fn a_bf16_base_gives_the_gradients_of_its_rounded_weights() {
-    use burn::tensor::FloatDType;
     type A = Autodiff<B>;
     let dev = Default::default();
     for tied in [false, true] {
-        let mut cfg = config();
-        cfg.tied_head = tied;
-        let lora = |base_dtype| LoraConfig {
-            base_dtype,
-            ..LoraConfig::default()
-        };
-        let stored = cfg.init::<A>(3, &dev).with_lora(&lora(BaseDtype::Bf16), 5);
-        let rounded = cfg
-            .init::<A>(3, &dev)
-            .map_base_weights(|w| w.cast(FloatDType::BF16).cast(FloatDType::F32))
-            .with_lora(&lora(BaseDtype::F32), 5);
+        let (stored, rounded) = bf16_and_rounded::<A>(tied);
         let grads = |m: Denoiser<A>| -> Vec<Vec<f32>> {
             let m = trained(m, 2);
             let logits = m.forward(Denoiser::input(&TOKENS, 2, 4, &dev));
@@ -292,9 +289,9 @@ fn a_bf16_base_gives_the_gradients_of_its_rounded_weights() {
                 .collect()
         };
         B::seed(&dev, 9);
-        let g_stored = grads(stored.unwrap());
+        let g_stored = grads(stored);
         B::seed(&dev, 9);
-        let g_rounded = grads(rounded.unwrap());
+        let g_rounded = grads(rounded);
         assert_eq!(g_stored.len(), 2 * 7 * 2);
         assert!(g_stored.iter().flatten().any(|x| *x != 0.0));
         assert_eq!(g_stored, g_rounded, "tied {tied}");
