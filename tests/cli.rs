@@ -4,43 +4,9 @@ use std::path::{Path, PathBuf};
 
 mod common;
 use common::{
-    LLADA_8B_CONFIG, TINY_MODEL, fresh_run, out_dir, run_fails, run_fails_saying, run_ok,
-    run_ok_saying, set_out, summary, text, with,
+    LLADA_8B_CONFIG, TINY_MODEL, fresh_run, missing_source, out_dir, produce, run_fails,
+    run_fails_saying, run_ok, run_ok_saying, set_out, summary, text, with,
 };
-
-/// Experiment files whose `model.source` is another experiment's output,
-/// with the file that produces it (`pretrain` then `export --format hf`).
-const PRODUCED_BY: [(&str, &str); 1] = [("runs/sudoku4-llada", "experiments/sudoku4-prompts.toml")];
-
-/// `experiment`'s `model.source` when it names a run output that a fresh
-/// checkout lacks: then `check` needs that output made first.
-fn missing_source(experiment: &Path) -> Option<String> {
-    let table: toml::Table = toml::from_str(&std::fs::read_to_string(experiment).unwrap()).unwrap();
-    let source = table.get("model")?.get("source")?.as_str()?.to_string();
-    let on_disk = Path::new(env!("CARGO_MANIFEST_DIR")).join(&source).exists();
-    (!on_disk && source.starts_with("runs/")).then_some(source)
-}
-
-/// What [`PRODUCED_BY`] names for `source`, made small (a tiny model, four
-/// steps) under `tmp`: the same layout, so `check` reads it as it would
-/// the real one.
-fn produce(source: &str, tmp: &Path) -> PathBuf {
-    let Some((_, producer)) = PRODUCED_BY.iter().find(|(s, _)| *s == source) else {
-        panic!("model.source {source} is a run output no experiment in PRODUCED_BY makes");
-    };
-    let out = set_out(&tmp.join("pre"));
-    let base = with(
-        &with(&["-c", producer, "--set", &out], &TINY_MODEL),
-        &common::SHORT_PROMPTS,
-    );
-    run_ok(&with(&["pretrain"], &base));
-    let dir = tmp.join(source);
-    run_ok(&with(
-        &["export", "--format", "hf", "--out", dir.to_str().unwrap()],
-        &base,
-    ));
-    dir
-}
 
 #[test]
 fn every_experiment_config_checks() {

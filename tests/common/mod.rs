@@ -196,3 +196,38 @@ pub fn read_logits(path: &Path) -> Vec<f64> {
         .map(|x| x.as_f64().unwrap())
         .collect()
 }
+
+/// Experiment files whose `model.source` is another experiment's output,
+/// with the file that produces it (`pretrain` then `export --format hf`).
+pub const PRODUCED_BY: [(&str, &str); 1] =
+    [("runs/sudoku4-llada", "experiments/sudoku4-prompts.toml")];
+
+/// `experiment`'s `model.source` when it names a run output that a fresh
+/// checkout lacks: then `check` needs that output made first.
+pub fn missing_source(experiment: &Path) -> Option<String> {
+    let table: toml::Table = toml::from_str(&std::fs::read_to_string(experiment).unwrap()).unwrap();
+    let source = table.get("model")?.get("source")?.as_str()?.to_string();
+    let on_disk = Path::new(env!("CARGO_MANIFEST_DIR")).join(&source).exists();
+    (!on_disk && source.starts_with("runs/")).then_some(source)
+}
+
+/// What [`PRODUCED_BY`] names for `source`, made small (a tiny model, four
+/// steps) under `tmp`: the same layout, so `check` reads it as it would
+/// the real one.
+pub fn produce(source: &str, tmp: &Path) -> PathBuf {
+    let Some((_, producer)) = PRODUCED_BY.iter().find(|(s, _)| *s == source) else {
+        panic!("model.source {source} is a run output no experiment in PRODUCED_BY makes");
+    };
+    let out = set_out(&tmp.join("pre"));
+    let base = with(
+        &with(&["-c", producer, "--set", &out], &TINY_MODEL),
+        &SHORT_PROMPTS,
+    );
+    run_ok(&with(&["pretrain"], &base));
+    let dir = tmp.join(source);
+    run_ok(&with(
+        &["export", "--format", "hf", "--out", dir.to_str().unwrap()],
+        &base,
+    ));
+    dir
+}
