@@ -187,6 +187,22 @@ pub struct CogrpoConfig {
     /// other arm (false: the ablation that separates the learned
     /// temperature from the rest of the learned schedule).
     pub eval_learned_temperature: bool,
+    /// Evaluate the arm on the validation split (never the test prompts)
+    /// every this many iterations, at the evaluation step counts, with the
+    /// evaluation models (0: only at the end, on the test split).
+    pub eval_every: usize,
+    /// Keep the checkpoint with the best validation value of this metric
+    /// at T = `steps` (e.g. "class_accuracy", "frechet": lower is better
+    /// for frechet, duplicate_rate and nfe) and evaluate it on the test
+    /// split instead of the last; a warning names iterations where the
+    /// training reward rose while this metric worsened beyond its noise.
+    /// Needs `eval_every`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_best: Option<String>,
+    /// A discriminator reward that keeps learning against the arm's
+    /// rollouts (absent: it stays as trained before RL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<AdversarialConfig>,
 }
 
 impl Default for CogrpoConfig {
@@ -228,6 +244,9 @@ impl Default for CogrpoConfig {
             eval_steps: Vec::new(),
             eval_temperature: None,
             eval_learned_temperature: true,
+            eval_every: 0,
+            keep_best: None,
+            adversarial: None,
         }
     }
 }
@@ -462,15 +481,31 @@ impl Validate for CogrpoConfig {
             );
         }
         p.section("schedule", &self.schedule);
-        if let Some(t) = &self.tune {
-            p.section("tune", t);
-        }
+        self.check_baselines_and_judges(p);
         self.check_lora(p);
         self.check_arms_can_learn(p);
     }
 }
 
 impl CogrpoConfig {
+    /// The tuned baseline's grid, the adversarial reward, and validation
+    /// during training.
+    fn check_baselines_and_judges(&self, p: &mut Problems) {
+        if let Some(t) = &self.tune {
+            p.section("tune", t);
+        }
+        if let Some(a) = &self.adversarial {
+            p.section("adversarial", a);
+        }
+        if self.keep_best.is_some() && self.eval_every == 0 {
+            p.bad(
+                "keep_best",
+                "the best checkpoint is chosen by evaluations during training: set eval_every \
+                 (e.g. 10)",
+            );
+        }
+    }
+
     /// `[cogrpo.lora]`'s own keys, and an arm that trains the model.
     fn check_lora(&self, p: &mut Problems) {
         let Some(lora) = &self.lora else { return };
@@ -537,6 +572,10 @@ impl CogrpoConfig {
         }
     }
 }
+
+#[path = "cogrpo/adversarial.rs"]
+mod adversarial;
+pub use adversarial::{AdversarialConfig, DISCRIMINATORS};
 
 #[cfg(test)]
 #[path = "cogrpo/tests.rs"]

@@ -65,6 +65,35 @@ impl ExperimentConfig {
     }
 }
 
+impl ExperimentConfig {
+    /// `[cogrpo.adversarial]` updates a discriminator the rewards name.
+    fn check_adversarial(&self, p: &mut Problems) {
+        let Some(a) = self.cogrpo.as_ref().and_then(|c| c.adversarial.as_ref()) else {
+            return;
+        };
+        let named = self
+            .rewards
+            .terms
+            .iter()
+            .any(|t| matches!(t, rewards::RewardTerm::Builtin(b) if b.name == a.reward));
+        if !named {
+            p.bad(
+                "cogrpo.adversarial.reward",
+                format!(
+                    "`{}` is not among [[rewards.terms]]: add it (kind = \"builtin\", name = \"{}\")",
+                    a.reward, a.reward
+                ),
+            );
+        }
+        if self.task.kind != TaskKind::Digits {
+            p.bad(
+                "cogrpo.adversarial",
+                "the discriminator rewards judge images: only the digits task has one",
+            );
+        }
+    }
+}
+
 /// The sections check themselves; what spans sections is checked here.
 impl Validate for ExperimentConfig {
     fn check(&self, p: &mut Problems) {
@@ -80,6 +109,7 @@ impl Validate for ExperimentConfig {
         if let Some(c) = &self.cogrpo {
             p.section("cogrpo", c);
         }
+        self.check_adversarial(p);
 
         let family = self.model.family;
         if family != mdm::Family::Mdm {

@@ -23,8 +23,8 @@ pub mod source;
 pub mod tasks;
 
 pub use cogrpo::{
-    CogrpoConfig, DEFAULT_GPU_MICRO_BATCH_TOKENS, DEFAULT_MICRO_BATCH_TOKENS, LossAggregation,
-    TuneConfig, UpdateMode, micro_batch_tokens,
+    AdversarialConfig, CogrpoConfig, DEFAULT_GPU_MICRO_BATCH_TOKENS, DEFAULT_MICRO_BATCH_TOKENS,
+    DISCRIMINATORS, LossAggregation, TuneConfig, UpdateMode, micro_batch_tokens,
 };
 pub use experiment::ExperimentConfig;
 pub use load::{ConfigError, load, load_str, parse_override};

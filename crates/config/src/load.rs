@@ -212,6 +212,25 @@ mod tests {
     }
 
     #[test]
+    fn an_adversarial_reward_must_be_a_named_image_discriminator() {
+        let cogrpo = "[cogrpo]\niterations = 1\nsteps = 2\nreference = { kind = \"confidence\", \
+                      temperature = 1.0 }\narms = [\"model\"]\n[cogrpo.adversarial]\n";
+        let e = err(&format!("{MINIMAL}{cogrpo}"), &[]);
+        assert!(
+            e.contains(
+                "`cogrpo.adversarial.reward`: `digit_realism` is not among [[rewards.terms]]"
+            ) && e.contains("`cogrpo.adversarial`: the discriminator rewards judge images"),
+            "{e}"
+        );
+        // Named, on digits: accepted.
+        let digits = MINIMAL.replace("kind = \"sudoku4\"", "kind = \"digits\"");
+        let terms = "[[rewards.terms]]\nkind = \"builtin\"\nname = \"digit_realism\"\n";
+        let text = format!("{digits}{terms}{cogrpo}");
+        let cfg = load_str(&text, "x.toml", &[]).unwrap();
+        assert!(cfg.cogrpo.unwrap().adversarial.is_some());
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_path() {
         let e = err(&MINIMAL.replace("d_ff = 64", "d_ff = 64\nd_fff = 3"), &[]);
         assert!(e.contains("key `model.d_fff`: unknown field"), "{e}");

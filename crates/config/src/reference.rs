@@ -61,7 +61,7 @@ fn mark_required(node: &mut Value) {
 
 /// The sections of the reference, in the order an experiment file reads
 /// (a path into the file, and what the section is for).
-const SECTIONS: [(&str, &str); 12] = [
+const SECTIONS: [(&str, &str); 13] = [
     ("run", "the run: its name, output folder, seed and device"),
     ("task", "the task and its data"),
     (
@@ -94,6 +94,10 @@ const SECTIONS: [(&str, &str); 12] = [
     (
         "cogrpo.tune",
         "the grid of fixed schedules searched for the `tuned` arm",
+    ),
+    (
+        "cogrpo.adversarial",
+        "a discriminator reward that keeps learning during RL ([docs/cogrpo.md](cogrpo.md#a-discriminator-that-keeps-learning))",
     ),
 ];
 

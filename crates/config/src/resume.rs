@@ -63,8 +63,10 @@ const FREE_FOR_PRETRAINING: [&str; 1] = ["pretrain.steps"];
 /// iterations (nothing else depends on it: training longer is a resume),
 /// evaluation, the arm list, the tuned baseline's grid, and how plugins are
 /// reached.
-const FREE_FOR_ARMS: [&str; 8] = [
+const FREE_FOR_ARMS: [&str; 10] = [
     "cogrpo.iterations",
+    "cogrpo.eval_every",
+    "cogrpo.keep_best",
     "cogrpo.eval_steps",
     "cogrpo.eval_temperature",
     "cogrpo.eval_learned_temperature",

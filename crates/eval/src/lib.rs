@@ -16,6 +16,6 @@ mod scorer;
 pub mod sweep;
 
 pub use point::{EvalPoint, Evaluated, eval_seed, test_examples};
-pub use rows::{EvalRow, table};
-pub use scorer::{ItemScores, Scorer};
+pub use rows::{EvalRow, lower_is_better, table};
+pub use scorer::{ItemScores, Metric, Scorer};
 pub use sweep::evaluate;

@@ -19,6 +19,13 @@ pub struct EvalRow {
     pub wall_s: f64,
 }
 
+/// Whether a smaller value of `metric` is better (distances, duplicates,
+/// cost); every other metric (accuracies, rewards, solve rates) is better
+/// larger.
+pub fn lower_is_better(metric: &str) -> bool {
+    matches!(metric, "frechet" | "duplicate_rate" | "nfe" | "wall_s")
+}
+
 /// The rows as an aligned text table.
 pub fn table(rows: &[EvalRow]) -> String {
     let mut out = format!(

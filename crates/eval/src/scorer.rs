@@ -70,6 +70,17 @@ impl Scorer {
 
     /// Every metric of `items`: `(name, value, items it covers)`, and each
     /// item's own scores (verifiers, reward terms, the total `reward`).
+    /// The metrics of `items` (each of `nfe` evaluations), as the
+    /// evaluation rows name them: `(metric, mean, items scored)`.
+    pub fn metrics(
+        &self,
+        task: &dyn Task,
+        items: &[RewardItem],
+        nfe: &[u32],
+    ) -> anyhow::Result<Vec<Metric>> {
+        Ok(self.score(task, items, nfe)?.0)
+    }
+
     pub(crate) fn score(
         &self,
         task: &dyn Task,
@@ -129,7 +140,8 @@ impl Scorer {
 }
 
 /// A metric over a batch: `(name, mean, items it covers)`.
-type Metric = (String, f64, usize);
+/// `(metric, mean, items scored)`.
+pub type Metric = (String, f64, usize);
 
 /// One generated answer's scores by name (`None`: failed or not
 /// applicable).

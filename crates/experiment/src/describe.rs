@@ -138,10 +138,16 @@ fn metrics_line(cfg: &ExperimentConfig, task: &dyn Task) -> String {
 fn rewards_line(cfg: &ExperimentConfig, task: &dyn Task) -> anyhow::Result<String> {
     let learned = registry::learned_names(cfg, task.verifiers());
     if !learned.is_empty() {
+        let adversarial = cfg.cogrpo.as_ref().and_then(|c| c.adversarial.as_ref());
         return Ok(format!(
-            "  rewards   {} (learned; trained on first use into {})",
+            "  rewards   {} (learned; trained on first use into {}){}",
             learned.join(", "),
-            store::models_dir(cfg).display()
+            store::models_dir(cfg).display(),
+            adversarial.map_or(String::new(), |a| format!(
+                "; {} keeps learning during RL: {} Adam steps every {} iteration(s) against a \
+                 replay of {} rollouts, while its accuracy is at most {}",
+                a.reward, a.steps, a.update_every, a.replay, a.max_accuracy
+            ))
         ));
     }
     match rewards::build_reward_set(&cfg.rewards, task.verifiers()) {

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use burn::module::AutodiffModule;
 use cogrpo_config::resume::Scope;
 use cogrpo_config::{TuneConfig, UpdateMode};
@@ -24,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::evaluate::{ArmEval, evaluate_arm, evaluate_fixed_arm};
 use crate::setup::ArmRun;
 use crate::state::{ArmState, IterationLog, load_arm, read_arm_state};
-use crate::trainer::train_arm;
+use crate::trainer::{BEST, train_arm};
 use crate::tuned::tune_fixed_schedule;
+use crate::validation::Best;
 
 /// One arm's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,13 @@ pub struct ArmOutcome {
     /// The fixed schedule of a `tuned` arm (its label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_schedule: Option<String>,
+    /// With `cogrpo.keep_best`: the checkpoint evaluated (the best by
+    /// validation) instead of the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<Best>,
+    /// Reward-hacking warnings raised during training.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A trained arm for inference: its model and schedule, its state, and
@@ -78,6 +87,8 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             rollouts: 0,
             history: Vec::new(),
             fixed_schedule: None,
+            best: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -139,6 +150,8 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             rollouts: 0,
             history: Vec::new(),
             fixed_schedule: None,
+            best: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -158,11 +171,16 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             return Ok(None);
         };
         let begin = Instant::now();
-        let policy = mode.uses_schedule().then_some(&arm.policy);
+        let best = self.best_checkpoint(mode, &arm.state)?;
+        let (model, policy) = match &best {
+            Some((_, model, policy)) => (model, policy),
+            None => (&arm.model, &arm.policy),
+        };
+        let policy = mode.uses_schedule().then_some(policy);
         let mut eval = evaluate_arm(
             self.cfg,
             self.task,
-            &arm.model,
+            model,
             policy,
             mode.name(),
             scorer,
@@ -179,8 +197,43 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
             rollouts: arm.state.rollouts,
             history: arm.state.history.clone(),
             fixed_schedule: None,
+            best: best.map(|b| b.0),
+            warnings: arm.state.warnings.clone(),
         };
         Ok(Some((outcome, arm)))
+    }
+
+    /// With `cogrpo.keep_best`, the model and schedule of the arm's best
+    /// checkpoint by validation (what the test split then evaluates).
+    fn best_checkpoint(
+        &self,
+        mode: UpdateMode,
+        state: &ArmState,
+    ) -> anyhow::Result<Option<BestArm<B>>> {
+        let Some(best) = &state.best else {
+            return Ok(None);
+        };
+        let dir = CheckpointDir::new(self.arm_dir(mode).join(BEST))
+            .latest()
+            .with_context(|| {
+                format!(
+                    "arm `{}` recorded its best checkpoint (iteration {}) but {} holds none",
+                    mode.name(),
+                    best.iteration,
+                    self.arm_dir(mode).join(BEST).display()
+                )
+            })?;
+        let (model, policy, _) =
+            load_arm::<B::InnerBackend>(self.cfg, self.task, &dir, &self.device)?;
+        tracing::info!(
+            "arm `{}`: evaluating its best checkpoint by validation {} = {:.4} (iteration {} of {})",
+            mode.name(),
+            best.key,
+            best.value,
+            best.iteration,
+            state.iteration
+        );
+        Ok(Some((best.clone(), model, policy)))
     }
 
     /// Arm `mode` for inference: reused if its checkpoint has every
@@ -222,6 +275,13 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
         })
     }
 }
+
+/// An arm's best checkpoint: which, and its model and schedule.
+type BestArm<B> = (
+    Best,
+    Denoiser<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>,
+    SchedulePolicy<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>,
+);
 
 /// The log of an untrained arm, evaluated afresh by every run: what an
 /// earlier run logged there is replaced, not shown twice.

@@ -92,6 +92,8 @@ impl<B: AutodiffKernels> Setup<'_, B> {
                 },
                 self.c.steps,
             ),
+            discriminator: None,
+            validation: None,
         }
     }
 
@@ -141,6 +143,25 @@ impl<B: AutodiffKernels> Setup<'_, B> {
             out.push((format!("{name}/clip_fraction"), st.clip_fraction));
             out.push((format!("{name}/kl"), st.kl));
             out.push((format!("{name}/entropy"), st.entropy));
+        }
+        if let Some(v) = &entry.validation {
+            for (key, value) in v.values.iter().filter(|(_, x)| x.is_finite()) {
+                out.push((format!("validation/{key}"), *value));
+            }
+        }
+        if let Some(d) = &entry.discriminator {
+            out.push(("discriminator/accuracy_real".into(), d.accuracy_real));
+            out.push((
+                "discriminator/accuracy_generated".into(),
+                d.accuracy_generated,
+            ));
+            out.push((
+                "discriminator/updated".into(),
+                f64::from(u8::from(d.loss.is_some())),
+            ));
+            if let Some(loss) = d.loss {
+                out.push(("discriminator/loss".into(), loss));
+            }
         }
         for (name, per_step) in &entry.schedule {
             // NaN marks a step where the component did not act (the last

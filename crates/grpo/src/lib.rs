@@ -34,5 +34,6 @@ pub mod state;
 pub mod synthetic;
 pub mod trainer;
 pub mod tuned;
+pub mod validation;
 
 pub use setup::ArmRun;

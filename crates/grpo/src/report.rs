@@ -155,6 +155,7 @@ fn markdown(
     evaluation_table(&mut s, arms);
     schedule_tables(&mut s, c.steps, arms);
     training_curves(&mut s, arms);
+    validation_tables(&mut s, c, arms);
     for (file, caption) in pngs {
         let _ = writeln!(s, "![{caption}]({file})\n");
     }
@@ -323,6 +324,71 @@ fn training_curves(s: &mut String, arms: &[ArmOutcome]) {
     let _ = writeln!(s);
 }
 
+/// With `cogrpo.eval_every`: each arm's validations (the `keep_best`
+/// metric, or the reward, at every step count), which checkpoint the
+/// evaluation used, and the reward-hacking warnings.
+fn validation_tables(s: &mut String, c: &CogrpoConfig, arms: &[ArmOutcome]) {
+    let validated: Vec<&ArmOutcome> = arms
+        .iter()
+        .filter(|a| a.history.iter().any(|h| h.validation.is_some()))
+        .collect();
+    if validated.is_empty() {
+        return;
+    }
+    let metric = c.keep_best.as_deref().unwrap_or("reward");
+    let _ = writeln!(
+        s,
+        "## Validation during training
+
+`{metric}` on the validation split (never the test \
+         prompts) every {} iterations; ± is the gap between two halves of its prompts.\n",
+        c.eval_every
+    );
+    for a in validated {
+        let points: Vec<&IterationLog> = a
+            .history
+            .iter()
+            .filter(|h| h.validation.is_some())
+            .collect();
+        let keys: Vec<String> = points[0]
+            .validation
+            .iter()
+            .flat_map(|v| v.values.keys())
+            .filter(|k| k.rsplit_once('@').is_some_and(|(m, _)| m == metric))
+            .cloned()
+            .collect();
+        let _ = writeln!(s, "**{}**\n\n| iteration | {} |", a.name, keys.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(keys.len()));
+        for h in points {
+            let v = h.validation.as_ref().expect("filtered");
+            let cells: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    let x = v.values.get(k).copied().unwrap_or(f64::NAN);
+                    let n = v.noise.get(k).copied().unwrap_or(f64::NAN);
+                    format!("{} ± {}", fmt4(x), fmt4(n))
+                })
+                .collect();
+            let _ = writeln!(s, "| {} | {} |", h.iteration, cells.join(" | "));
+        }
+        if let Some(b) = &a.best {
+            let _ = writeln!(
+                s,
+                "\nEvaluated on the test split: the best checkpoint by validation {} = {}, \
+                 iteration {} of {}.",
+                b.key,
+                fmt4(b.value),
+                b.iteration,
+                a.history.len()
+            );
+        }
+        for w in &a.warnings {
+            let _ = writeln!(s, "\n> **Warning**: {w}");
+        }
+        let _ = writeln!(s);
+    }
+}
+
 /// Four decimals, or "-" for no value.
 fn fmt4(v: f64) -> String {
     if v.is_finite() {
@@ -370,6 +436,8 @@ mod tests {
             rollouts: 8,
             history,
             fixed_schedule: None,
+            best: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -384,6 +452,8 @@ mod tests {
             updated_model: true,
             updated_schedule: false,
             schedule: Default::default(),
+            discriminator: None,
+            validation: None,
         }
     }
 

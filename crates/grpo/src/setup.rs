@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use cogrpo_config::{CogrpoConfig, ExperimentConfig, UpdateMode};
+use cogrpo_eval::Scorer;
 use cogrpo_runtime::distributed::World;
 use cogrpo_runtime::run_dir::RunDir;
+use cogrpo_vision::adversarial::Discriminator;
 use cogrpo_vision::registry;
 use envs::Task;
 use mdm::AutodiffKernels;
@@ -49,22 +51,40 @@ pub(crate) struct Setup<'a, B: AutodiffKernels> {
     pub(crate) reward_set: RewardSet,
     pub(crate) verifiers: Vec<Box<dyn Verifier>>,
     pub(crate) clip: Clip,
+    /// The judges of validation during RL (`eval_every`; rank 0 only).
+    pub(crate) scorer: Option<Scorer>,
 }
 
 impl<'a, B: AutodiffKernels> Setup<'a, B> {
-    pub(crate) fn new(arm: &'a ArmRun<'a, B>, mode: UpdateMode) -> anyhow::Result<Self> {
+    /// The setup of arm `mode`; a `discriminator` that keeps learning
+    /// replaces the fixed one of the same name in the reward set.
+    pub(crate) fn new(
+        arm: &'a ArmRun<'a, B>,
+        mode: UpdateMode,
+        discriminator: Option<&Discriminator>,
+    ) -> anyhow::Result<Self> {
         let c = arm.cogrpo()?;
+        let mut rewards = registry::registry(arm.cfg, arm.task.verifiers())?;
+        if let (Some(d), Some(a)) = (discriminator, &c.adversarial) {
+            let reward = d.reward();
+            rewards.register(&a.reward, move || Box::new(reward.clone()));
+        }
         Ok(Self {
             arm,
             c,
             mode,
             reference: c.reference_sampler(),
-            reward_set: registry::reward_set(arm.cfg, arm.task.verifiers())?,
+            reward_set: rewards
+                .build(&arm.cfg.rewards, arm.task.verifiers())
+                .map_err(anyhow::Error::msg)?,
             verifiers: rewards::verifiers_for(arm.task.verifiers()),
             clip: Clip {
                 low: c.epsilon_low,
                 high: c.epsilon_high,
             },
+            scorer: (c.eval_every > 0 && arm.world.is_writer())
+                .then(|| Scorer::new(arm.cfg, arm.task))
+                .transpose()?,
         })
     }
 

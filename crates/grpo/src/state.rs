@@ -15,6 +15,7 @@ use cogrpo_runtime::BadInput;
 use cogrpo_runtime::checkpoint::{self, CheckpointDir, load_record, save_record};
 use cogrpo_runtime::fingerprint::fingerprint;
 use cogrpo_runtime::training::{Checkpointed, RunRecord, RunState, read_run_state};
+use cogrpo_vision::adversarial::{Discriminator, UpdateStats};
 use envs::Task;
 use mdm::{AutodiffKernels, Denoiser, Kernels};
 use policy::learned::SchedulePolicy;
@@ -44,6 +45,13 @@ pub struct IterationLog {
     /// (NaN where the policy did not act, e.g. the last step's ratio).
     #[serde(with = "per_step_nan_as_null")]
     pub schedule: BTreeMap<String, Vec<f64>>,
+    /// With `[cogrpo.adversarial]`: what the discriminator's update after
+    /// this iteration measured (None where it did not update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discriminator: Option<UpdateStats>,
+    /// With `cogrpo.eval_every`: the validation after this iteration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
 }
 
 /// NaN ("no value") floats as JSON null, which JSON can hold and NaN cannot.
@@ -86,6 +94,23 @@ mod per_step_nan_as_null {
     }
 }
 
+/// One validation of an arm: each `metric@T` on all validation prompts,
+/// and its noise (the gap between the two halves' values).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub values: BTreeMap<String, f64>,
+    pub noise: BTreeMap<String, f64>,
+}
+
+/// The checkpoint kept by `cogrpo.keep_best` ([`crate::validation`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub iteration: usize,
+    /// `metric@T`.
+    pub key: String,
+    pub value: f64,
+}
+
 /// `state.json` of an arm checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArmState {
@@ -106,6 +131,12 @@ pub struct ArmState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_fingerprint: Option<String>,
     pub history: Vec<IterationLog>,
+    /// With `cogrpo.keep_best`: the checkpoint kept under `best/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<Best>,
+    /// Reward-hacking warnings raised during training.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunState for ArmState {
@@ -136,11 +167,14 @@ pub type Phi<B> = Factor<B, SchedulePolicy<B>>;
 /// An arm in training: what its checkpoint holds (`model.safetensors`, or
 /// with LoRA `adapters.safetensors`, and `optimizer.mpk` of theta,
 /// `schedule.mpk` and `schedule_optimizer.mpk` of phi, `state.json`,
-/// `config.toml`). [`load_arm`] reads the same files for inference.
+/// `config.toml`; with `[cogrpo.adversarial]` the discriminator's
+/// `discriminator*` files). [`load_arm`] reads the same files for inference.
 pub struct ArmTraining<B: AutodiffKernels> {
     pub theta: Theta<B>,
     pub phi: Phi<B>,
     pub state: ArmState,
+    /// The discriminator reward that keeps learning, if configured.
+    pub discriminator: Option<Discriminator>,
 }
 
 impl<B: AutodiffKernels> Checkpointed for ArmTraining<B> {
@@ -162,7 +196,11 @@ impl<B: AutodiffKernels> Checkpointed for ArmTraining<B> {
         save_record::<_, B>(
             Optimizer::<SchedulePolicy<B>, B>::to_record(&self.phi.optim),
             &dir.join("schedule_optimizer"),
-        )
+        )?;
+        match &self.discriminator {
+            Some(d) => d.save(dir),
+            None => Ok(()),
+        }
     }
 }
 
@@ -191,15 +229,21 @@ impl<B: AutodiffKernels> ArmTraining<B> {
             init: init.to_path_buf(),
             base_fingerprint: c.lora.as_ref().map(|_| fingerprint(init)).transpose()?,
             history: Vec::new(),
+            best: None,
+            warnings: Vec::new(),
         };
-        Self::with_factors(
+        let mut arm = Self::with_factors(
             cfg,
             task,
             (model, init_policy::<B>(c, task, device)),
             init,
             state,
             device,
-        )
+        )?;
+        arm.discriminator = c_adversarial(cfg)?
+            .map(|a| Discriminator::start(cfg, a))
+            .transpose()?;
+        Ok(arm)
     }
 
     /// The arm checkpoint `dir` (whose `state` the scaffold read and
@@ -222,6 +266,9 @@ impl<B: AutodiffKernels> ArmTraining<B> {
         }
         let (model, policy) = load_weights::<B>(cfg, task, (dir, &state), init, device)?;
         let mut arm = Self::with_factors(cfg, task, (model, policy), init, state, device)?;
+        arm.discriminator = c_adversarial(cfg)?
+            .map(|a| Discriminator::load(cfg, a, dir))
+            .transpose()?;
         arm.theta.optim = arm
             .theta
             .optim
@@ -267,6 +314,7 @@ impl<B: AutodiffKernels> ArmTraining<B> {
             ),
             phi: Factor::new(policy, (c.lr_schedule, 0.0, c.grad_clip), reference_policy),
             state,
+            discriminator: None,
         })
     }
 
@@ -291,6 +339,13 @@ impl<B: AutodiffKernels> ArmTraining<B> {
             checkpoint,
         }
     }
+}
+
+/// `[cogrpo.adversarial]`, if set.
+fn c_adversarial(
+    cfg: &ExperimentConfig,
+) -> anyhow::Result<Option<&cogrpo_config::AdversarialConfig>> {
+    Ok(cfg.cogrpo_section()?.adversarial.as_ref())
 }
 
 /// The schedule policy of a fresh arm.

@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use cogrpo_config::UpdateMode;
 use cogrpo_config::resume::Scope;
 use cogrpo_eval::dumps::{self, DumpKind};
@@ -26,6 +27,8 @@ use crate::iteration::{Update, describe};
 use crate::samples::{answer_ends, build_samples};
 use crate::setup::{ArmRun, Setup};
 use crate::state::{ArmTraining, TrainedArm};
+use crate::validation::{self, Validation};
+use cogrpo_vision::adversarial::UpdateStats;
 
 /// Trains arm `mode` (fresh, resumed or continued by `start`'s policy)
 /// from the pre-trained checkpoint `arm_run.init`: checkpoints under the
@@ -36,9 +39,7 @@ pub fn train_arm<B: AutodiffKernels>(
     start: Start,
     log: &mut Scalars,
 ) -> anyhow::Result<TrainedArm<B>> {
-    let setup = Setup::new(arm_run, mode)?;
     let (cfg, task, world, device) = (arm_run.cfg, arm_run.task, arm_run.world, &arm_run.device);
-    let c = setup.c;
     let dump = dumps::path(arm_run.run.path(), mode.name());
     let mut training = training_run(arm_run, mode)?;
     let mut arm = training.start(
@@ -47,21 +48,11 @@ pub fn train_arm<B: AutodiffKernels>(
         || ArmTraining::fresh(cfg, task, mode, arm_run.init, world.size, device),
         |dir, state| ArmTraining::load(cfg, task, mode, (dir, state), arm_run.init, device),
     )?;
+    let setup = Setup::new(arm_run, mode, arm.discriminator.as_ref())?;
+    let c = setup.c;
 
-    // What an interrupted run dumped past its checkpoint is redone.
     let done = arm.state.iteration;
-    if world.is_writer()
-        && let Err(e) = dumps::retain(&dump, |r| r.kind == DumpKind::Train && r.iteration <= done)
-    {
-        tracing::warn!("rollout dumps of `{}`: {e:#}", mode.name());
-    }
-    log.start_at(done);
-    log.text(
-        "config",
-        &format!("```toml\n{}\n```", training.config_toml()),
-        done,
-    );
-    log.hparams(&toml::Value::try_from(cfg)?);
+    open_logs(arm_run, (mode, done), &training, &dump, log)?;
     let progress = Progress::for_rank(c.iterations as u64, mode.name(), world);
     progress.set_position(done as u64);
     for it in done..c.iterations {
@@ -83,9 +74,14 @@ pub fn train_arm<B: AutodiffKernels>(
         let update_s = t1.elapsed().as_secs_f64();
         arm.state.iteration = it + 1;
         arm.state.run.wall_s = training.wall_s();
+        let judged = (
+            update_discriminator(c, &mut arm, &groups, it),
+            validate_if_due(&setup, &arm, it + 1)?,
+        );
 
         // 3. Log, dump, checkpoint.
-        let entry = setup.iteration_log(&arm, &groups, phase);
+        let mut entry = setup.iteration_log(&arm, &groups, phase);
+        (entry.discriminator, entry.validation) = judged;
         for (tag, v) in setup.scalars(&groups, &update, &entry, update_s) {
             log.scalar(&format!("cogrpo/{tag}"), v, entry.iteration);
         }
@@ -101,12 +97,125 @@ pub fn train_arm<B: AutodiffKernels>(
             progress.println(&describe(mode, c, &entry, &groups, &update, update_s));
         }
         arm.state.history.push(entry);
+        keep_best(&setup, &training, &mut arm, &progress)?;
         training.save_if_due(&arm, log)?;
     }
     progress.finish();
     let checkpoint = training.finish::<B::InnerBackend, _>(&arm, log, device)?;
     Ok(arm.finished(checkpoint))
 }
+
+/// The arm's logs as of iteration `done`: what an interrupted run dumped
+/// past its checkpoint is dropped (it is redone), TensorBoard continues
+/// from `done` with the config and hyper-parameters.
+fn open_logs<B: AutodiffKernels>(
+    arm_run: &ArmRun<'_, B>,
+    (mode, done): (UpdateMode, usize),
+    training: &TrainingRun<'_>,
+    dump: &std::path::Path,
+    log: &mut Scalars,
+) -> anyhow::Result<()> {
+    if arm_run.world.is_writer()
+        && let Err(e) = dumps::retain(dump, |r| r.kind == DumpKind::Train && r.iteration <= done)
+    {
+        tracing::warn!("rollout dumps of `{}`: {e:#}", mode.name());
+    }
+    log.start_at(done);
+    log.text(
+        "config",
+        &format!("```toml\n{}\n```", training.config_toml()),
+        done,
+    );
+    log.hparams(&toml::Value::try_from(arm_run.cfg)?);
+    Ok(())
+}
+
+/// Step 2b with `[cogrpo.adversarial]`: the discriminator learns the
+/// iteration's rollouts (every `update_every` iterations), so that the
+/// next iteration is scored by a judge that has seen what the policy does
+/// now. Every rank holds the gathered groups and updates alike.
+fn update_discriminator<B: AutodiffKernels>(
+    c: &cogrpo_config::CogrpoConfig,
+    arm: &mut ArmTraining<B>,
+    groups: &Groups,
+    it: usize,
+) -> Option<UpdateStats> {
+    let settings = c.adversarial.as_ref()?;
+    let d = arm.discriminator.as_mut()?;
+    if !settings.updates_after(it) {
+        return None;
+    }
+    let answers: Vec<Vec<u32>> = groups
+        .items
+        .iter()
+        .map(|it| it.completion_tokens.clone())
+        .collect();
+    Some(d.update(&answers, it))
+}
+
+/// With `eval_every`, rank 0 validates the arm after every
+/// `eval_every`-th iteration (`done` counts them) on the validation split.
+fn validate_if_due<B: AutodiffKernels>(
+    setup: &Setup<'_, B>,
+    arm: &ArmTraining<B>,
+    done: usize,
+) -> anyhow::Result<Option<Validation>> {
+    let Some(scorer) = &setup.scorer else {
+        return Ok(None);
+    };
+    if !done.is_multiple_of(setup.c.eval_every) {
+        return Ok(None);
+    }
+    let model = arm.theta.module.valid();
+    let policy = arm.phi.module.valid();
+    let policy = setup.mode.uses_schedule().then_some(&policy);
+    let (cfg, task) = (setup.cfg(), setup.task());
+    let label = setup.mode.name();
+    let device = &setup.arm.device;
+    validation::validate(cfg, task, (&model, policy), label, scorer, device).map(Some)
+}
+
+/// With `keep_best`, after a validation: the reward-hacking warning, and
+/// the checkpoint under `best/` replaced when this iteration is the best.
+fn keep_best<B: AutodiffKernels>(
+    setup: &Setup<'_, B>,
+    training: &TrainingRun<'_>,
+    arm: &mut ArmTraining<B>,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let (Some(metric), true) = (&setup.c.keep_best, setup.world().is_writer()) else {
+        return Ok(());
+    };
+    let key = validation::key(metric, setup.c.steps);
+    let history = &arm.state.history;
+    let Some(last) = history.last().and_then(|h| h.validation.as_ref()) else {
+        return Ok(());
+    };
+    if !last.values.contains_key(&key) {
+        let known: Vec<&str> = last.values.keys().map(String::as_str).collect();
+        return Err(cogrpo_runtime::BadInput(format!(
+            "cogrpo.keep_best = \"{metric}\": validation measured no `{key}`; it measured {}",
+            known.join(", ")
+        ))
+        .into());
+    }
+    if let Some(w) = validation::hacking_warning(history, &key) {
+        progress.println(&format!("warning: {w}"));
+        tracing::warn!("{w}");
+        arm.state.warnings.push(w);
+    }
+    let best = validation::best(&arm.state.history, &key);
+    let newest = arm.state.iteration;
+    if best.as_ref().is_some_and(|b| b.iteration == newest) && arm.state.best != best {
+        arm.state.best = best;
+        let dir = CheckpointDir::new(setup.arm.arm_dir(setup.mode).join(BEST));
+        training.save_best(&dir, arm)?;
+    }
+    Ok(())
+}
+
+/// The folder under an arm's that holds its best checkpoint.
+pub const BEST: &str = "best";
 
 /// The scaffold of arm `mode`'s training: its checkpoints (the newest 2
 /// kept), cadence and resume policy.

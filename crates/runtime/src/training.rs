@@ -282,16 +282,34 @@ impl<'a> TrainingRun<'a> {
     /// Writes `trained` as the checkpoint of its `done` count (rank 0 only
     /// calls this).
     pub fn save<T: Checkpointed>(&self, trained: &T) -> anyhow::Result<PathBuf> {
+        self.save_into(&self.ckpts, self.cadence.keep, trained)
+    }
+
+    /// Writes `trained` into `ckpts` as the one checkpoint kept there (the
+    /// best so far by a validation metric; rank 0 only calls this).
+    pub fn save_best<T: Checkpointed>(
+        &self,
+        ckpts: &CheckpointDir,
+        trained: &T,
+    ) -> anyhow::Result<PathBuf> {
+        self.save_into(ckpts, 1, trained)
+    }
+
+    fn save_into<T: Checkpointed>(
+        &self,
+        ckpts: &CheckpointDir,
+        keep: usize,
+        trained: &T,
+    ) -> anyhow::Result<PathBuf> {
         let state = trained.state();
-        self.ckpts
-            .save_with(state.done(), self.cadence.keep, |dir| {
-                trained.write_files(dir)?;
-                write_atomic(
-                    &dir.join("state.json"),
-                    serde_json::to_string_pretty(state)?.as_bytes(),
-                )?;
-                write_atomic(&dir.join("config.toml"), self.config_toml.as_bytes())
-            })
+        ckpts.save_with(state.done(), keep, |dir| {
+            trained.write_files(dir)?;
+            write_atomic(
+                &dir.join("state.json"),
+                serde_json::to_string_pretty(state)?.as_bytes(),
+            )?;
+            write_atomic(&dir.join("config.toml"), self.config_toml.as_bytes())
+        })
     }
 
     /// Rank 0 writes `trained` as a checkpoint (where it went); the other

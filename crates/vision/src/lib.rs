@@ -12,11 +12,14 @@
 //!
 //! - `digit_classifier` (reward, `mlp`): trained on `train` only, the split
 //!   the generator learns from; reward = probability of the prompted class.
-//! - `digit_realism` (reward, `mlp`): real `train` images against the
-//!   pre-trained generator's samples; reward = P(real) ([`realism`]).
+//! - `digit_realism` (reward, `conv`): real `train` images against the
+//!   pre-trained generator's samples; reward = P(real) ([`realism`]);
+//!   fixed during RL, or with `[cogrpo.adversarial]` updated against the
+//!   arm's own rollouts ([`adversarial`]).
 //! - `eval_classifier` (evaluation, `conv`): trained on `heldout` only, so
 //!   it never saw an image the reward models or the generator saw.
 
+pub mod adversarial;
 pub mod evaluation;
 pub mod images;
 pub mod metrics;

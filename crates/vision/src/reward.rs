@@ -30,9 +30,20 @@ pub struct ClassifierReward {
 
 impl ClassifierReward {
     pub fn new(name: &str, model: Classifier<Flex>, levels: usize, target: Target) -> Self {
+        Self::shared(name, Arc::new(Mutex::new(model)), levels, target)
+    }
+
+    /// A reward over weights another owner updates (the adversarial
+    /// discriminator: [`crate::adversarial`]).
+    pub fn shared(
+        name: &str,
+        model: Arc<Mutex<Classifier<Flex>>>,
+        levels: usize,
+        target: Target,
+    ) -> Self {
         Self {
             name: name.into(),
-            model: Arc::new(Mutex::new(model)),
+            model,
             levels,
             target,
         }

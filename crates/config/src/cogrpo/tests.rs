@@ -127,3 +127,49 @@ fn a_threshold_reference_is_learned_or_for_the_model_arm_only() {
     let keys: Vec<String> = with_order.problems().into_iter().map(|p| p.key).collect();
     assert_eq!(keys, ["schedule.order"]);
 }
+
+/// `[cogrpo.adversarial]`: every key defaults, bad values are named, and
+/// it updates after every `update_every`-th iteration.
+#[test]
+fn adversarial_keys_default_are_checked_and_time_the_updates() {
+    use envs::Validate;
+    let on = c("arms = [\"model\"]\n[adversarial]");
+    let a = on.adversarial.clone().unwrap();
+    assert_eq!(a, super::AdversarialConfig::default());
+    assert_eq!(a.reward, "digit_realism");
+    assert!(on.problems().is_empty(), "{:?}", on.problems());
+    assert!(c("").adversarial.is_none(), "frozen unless asked");
+    let keys = |extra: &str| -> Vec<String> {
+        c(&format!("arms = [\"model\"]\n[adversarial]\n{extra}"))
+            .problems()
+            .into_iter()
+            .map(|p| p.key)
+            .collect()
+    };
+    assert_eq!(
+        keys("reward = \"digit_classifier\"\nsteps = 0\nbatch_size = 1\nmax_accuracy = 0.5"),
+        [
+            "adversarial.reward",
+            "adversarial.steps",
+            "adversarial.batch_size",
+            "adversarial.max_accuracy"
+        ]
+    );
+    let every3 = c("[adversarial]\nupdate_every = 3").adversarial.unwrap();
+    let when: Vec<usize> = (0..9).filter(|&i| every3.updates_after(i)).collect();
+    assert_eq!(when, [2, 5, 8]);
+}
+
+#[test]
+fn keeping_the_best_checkpoint_needs_evaluation_during_training() {
+    use envs::Validate;
+    let keys = |extra: &str| -> Vec<String> {
+        c(&format!("arms = [\"model\"]\n{extra}"))
+            .problems()
+            .into_iter()
+            .map(|p| p.key)
+            .collect()
+    };
+    assert_eq!(keys("keep_best = \"class_accuracy\""), ["keep_best"]);
+    assert!(keys("keep_best = \"class_accuracy\"\neval_every = 5").is_empty());
+}

@@ -19,7 +19,7 @@ use cogrpo_runtime::training::Start;
 
 type B = Autodiff<Flex>;
 
-fn config(out: &Path, extra: &str) -> ExperimentConfig {
+pub(crate) fn config(out: &Path, extra: &str) -> ExperimentConfig {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     let text = format!(
         r#"
@@ -65,7 +65,7 @@ order = true
 }
 
 /// Every parameter's values, flattened, in visiting order.
-fn weights<M: Module<B>>(m: &M) -> Vec<Vec<f32>> {
+pub(crate) fn weights<M: Module<B>>(m: &M) -> Vec<Vec<f32>> {
     struct Collect(Vec<Vec<f32>>);
     impl ModuleVisitor<B> for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -78,7 +78,7 @@ fn weights<M: Module<B>>(m: &M) -> Vec<Vec<f32>> {
     c.0
 }
 
-fn pretrained(cfg: &ExperimentConfig) -> std::path::PathBuf {
+pub(crate) fn pretrained(cfg: &ExperimentConfig) -> std::path::PathBuf {
     let task = tasks::build(cfg).unwrap();
     let run = RunDir::create(&cfg.run.out_dir()).unwrap();
     pretrain::<B>(

@@ -8,7 +8,9 @@
 //! on a 2-core machine), so the pipeline's tests share one; they live in the
 //! crate that assembles the pipeline.
 
+mod adversarial;
 mod arms;
 mod experiment;
 mod pretrain_resume;
 mod schedule_learns;
+mod validation;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The digits arms with a realism discriminator that keeps learning
+# (`[cogrpo.adversarial]`, README "Digits: a discriminator that keeps
+# learning"), each trained from a seed's pre-trained checkpoint of `cogrpo
+# run -c experiments/digits-cogrpo.toml [--seed N]` with that run's reward
+# models, at the main arms' budget (50 iterations x 16 prompts x 8
+# rollouts at T = 4). The discriminator starts as the run's frozen one and
+# takes 8 Adam steps after every iteration (half real `train` digits, half
+# from a replay of the last 1,024 rollouts) unless it already tells the
+# iteration's rollouts apart with balanced accuracy above 0.9. The final
+# evaluation scores with the frozen reward models (the same judge for every
+# arm) and the evaluation classifier.
+#   adv_joint, adv_alternate   joint / alternate with the discriminator learning
+# Results: runs/digits-adversarial/results.tsv and table.md (mean and range
+# over the seeds); a (variant, seed) already there is skipped.
+#
+#   scripts/digits-adversarial.sh            # seeds 0 1 2
+#   SEEDS="0" BIN=/tmp/cogrpo scripts/digits-adversarial.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-"0 1 2"}
+CONFIG=experiments/digits-cogrpo.toml
+OUT=runs/digits-adversarial
+RESULTS="$OUT/results.tsv"
+. scripts/lib/ablation.sh
+resolve_bin
+results_init
+
+train() { # variant arm seed settings...
+  local variant=$1 arm=$2 seed=$3
+  shift 3
+  done_already "$variant" "$seed" && return
+  local run=runs/digits-cogrpo$([ "$seed" = 0 ] || echo "-seed$seed")
+  [ -d "$run/models" ] || { echo "$run: run the experiment with --seed $seed first" >&2; exit 2; }
+  local ckpt out=$OUT/$variant-s$seed
+  ckpt=$(ls -d "$run"/checkpoints/step-* | tail -1)
+  rm -rf "$out"
+  mkdir -p "$out"
+  cp -r "$run/models" "$out/"
+  "$BIN" train -c "$CONFIG" --seed "$seed" --arm "$arm" --checkpoint "$ckpt" \
+    --set run.out_dir="\"$out\"" "$@" >"$out.out"
+  collect "$variant" "$seed" "$out.out" "$arm"
+}
+
+for variant in adv_joint adv_alternate; do
+  for seed in $SEEDS; do
+    train "$variant" "${variant#*_}" "$seed" --set 'cogrpo.adversarial={}'
+  done
+done
+results_table
