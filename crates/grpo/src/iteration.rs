@@ -191,8 +191,16 @@ pub(crate) fn describe(
             )
         })
     };
+    let judge = entry.discriminator.map_or(String::new(), |d| {
+        format!(
+            "  disc: real {:.2} gen {:.2} {}",
+            d.accuracy_real,
+            d.accuracy_generated,
+            d.loss.map_or("capped".into(), |l| format!("loss {l:.3}"))
+        )
+    });
     format!(
-        "{} {:>5}/{}  reward {:.4}  solve {}  zero-var {:.2}  {}{}  {:.1}s+{:.1}s",
+        "{} {:>5}/{}  reward {:.4}  solve {}  zero-var {:.2}  {}{}{judge}  {:.1}s+{:.1}s",
         mode.name(),
         entry.iteration,
         c.iterations,
