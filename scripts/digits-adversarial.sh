@@ -7,15 +7,19 @@
 # rollouts at T = 4). The discriminator starts as the run's frozen one and
 # takes 8 Adam steps after every iteration (half real `train` digits, half
 # from a replay of the last 1,024 rollouts) unless it already tells the
-# iteration's rollouts apart with balanced accuracy above 0.9. The final
-# evaluation scores with the frozen reward models (the same judge for every
-# arm) and the evaluation classifier.
-#   adv_joint, adv_alternate   joint / alternate with the discriminator learning
+# iteration's rollouts apart with balanced accuracy above the cap. The
+# final evaluation scores with the frozen reward models (the same judge for
+# every arm) and the evaluation classifier.
+#   adv_joint, adv_alternate       joint / alternate, cap 0.9 (the default)
+#   adv70_joint, adv70_alternate   the same with the cap at 0.7 (a judge kept
+#                                  from winning keeps its reward informative)
+#   advfh_alternate                alternate over a first-hitting reference
+#                                  (random order, temperature 1), cap 0.7
 # Results: runs/digits-adversarial/results.tsv and table.md (mean and range
 # over the seeds); a (variant, seed) already there is skipped.
 #
-#   scripts/digits-adversarial.sh            # seeds 0 1 2
-#   SEEDS="0" BIN=/tmp/cogrpo scripts/digits-adversarial.sh
+#   scripts/digits-adversarial.sh            # seeds 0 1 2, every variant
+#   SEEDS="0" VARIANTS="adv70_alternate" BIN=/tmp/cogrpo scripts/digits-adversarial.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
@@ -42,9 +46,16 @@ train() { # variant arm seed settings...
   collect "$variant" "$seed" "$out.out" "$arm"
 }
 
-for variant in adv_joint adv_alternate; do
+FH='cogrpo.reference={kind = "first_hitting", temperature = 1.0}'
+for variant in ${VARIANTS:-adv_joint adv_alternate adv70_joint adv70_alternate advfh_alternate}; do
   for seed in $SEEDS; do
-    train "$variant" "${variant#*_}" "$seed" --set 'cogrpo.adversarial={}'
+    arm=${variant#*_}
+    case $variant in
+      adv_*) train "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={}' ;;
+      adv70_*) train "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={max_accuracy = 0.7}' ;;
+      advfh_*) train "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={max_accuracy = 0.7}' \
+        --set "$FH" ;;
+    esac
   done
 done
 results_table
