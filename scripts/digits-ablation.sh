@@ -22,36 +22,20 @@ SEEDS=${SEEDS:-"0 1 2"}
 CONFIG=experiments/digits-cogrpo.toml
 OUT=runs/digits-ablation
 RESULTS="$OUT/results.tsv"
+RUN_PREFIX=runs/digits-cogrpo
 . scripts/lib/ablation.sh
 resolve_bin
 results_init
-
-train() { # variant arm seed settings...
-  local variant=$1 arm=$2 seed=$3
-  shift 3
-  done_already "$variant" "$seed" && return
-  local run=runs/digits-cogrpo$([ "$seed" = 0 ] || echo "-seed$seed")
-  [ -d "$run/models" ] || { echo "$run: run the experiment with --seed $seed first" >&2; exit 2; }
-  local ckpt out=$OUT/$variant-s$seed
-  ckpt=$(ls -d "$run"/checkpoints/step-* | tail -1)
-  rm -rf "$out"
-  mkdir -p "$out"
-  # The run's reward models (digit_realism is trained against its generator).
-  cp -r "$run/models" "$out/"
-  "$BIN" train -c "$CONFIG" --seed "$seed" --arm "$arm" --checkpoint "$ckpt" \
-    --set run.out_dir="\"$out\"" "$@" >"$out.out"
-  collect "$variant" "$seed" "$out.out" "$arm"
-}
 
 FH='cogrpo.reference={kind = "first_hitting", temperature = 1.0}'
 for variant in perstep_schedule perstep_alternate order_schedule t2_schedule t2_alternate \
   fh_schedule fh_alternate t2_model; do
   for seed in $SEEDS; do
     case $variant in
-      perstep_*) train "$variant" "${variant#*_}" "$seed" --set 'cogrpo.schedule.kind="per_step"' ;;
-      order_*) train "$variant" "${variant#*_}" "$seed" --set cogrpo.schedule.order=true ;;
-      t2_*) train "$variant" "${variant#*_}" "$seed" --set cogrpo.steps=2 ;;
-      fh_*) train "$variant" "${variant#*_}" "$seed" --set "$FH" ;;
+      perstep_*) train_from_run "$variant" "${variant#*_}" "$seed" --set 'cogrpo.schedule.kind="per_step"' ;;
+      order_*) train_from_run "$variant" "${variant#*_}" "$seed" --set cogrpo.schedule.order=true ;;
+      t2_*) train_from_run "$variant" "${variant#*_}" "$seed" --set cogrpo.steps=2 ;;
+      fh_*) train_from_run "$variant" "${variant#*_}" "$seed" --set "$FH" ;;
     esac
   done
 done

@@ -26,34 +26,19 @@ SEEDS=${SEEDS:-"0 1 2"}
 CONFIG=experiments/digits-cogrpo.toml
 OUT=runs/digits-adversarial
 RESULTS="$OUT/results.tsv"
+RUN_PREFIX=runs/digits-cogrpo
 . scripts/lib/ablation.sh
 resolve_bin
 results_init
-
-train() { # variant arm seed settings...
-  local variant=$1 arm=$2 seed=$3
-  shift 3
-  done_already "$variant" "$seed" && return
-  local run=runs/digits-cogrpo$([ "$seed" = 0 ] || echo "-seed$seed")
-  [ -d "$run/models" ] || { echo "$run: run the experiment with --seed $seed first" >&2; exit 2; }
-  local ckpt out=$OUT/$variant-s$seed
-  ckpt=$(ls -d "$run"/checkpoints/step-* | tail -1)
-  rm -rf "$out"
-  mkdir -p "$out"
-  cp -r "$run/models" "$out/"
-  "$BIN" train -c "$CONFIG" --seed "$seed" --arm "$arm" --checkpoint "$ckpt" \
-    --set run.out_dir="\"$out\"" "$@" >"$out.out"
-  collect "$variant" "$seed" "$out.out" "$arm"
-}
 
 FH='cogrpo.reference={kind = "first_hitting", temperature = 1.0}'
 for variant in ${VARIANTS:-adv_joint adv_alternate adv70_joint adv70_alternate advfh_alternate}; do
   for seed in $SEEDS; do
     arm=${variant#*_}
     case $variant in
-      adv_*) train "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={}' ;;
-      adv70_*) train "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={max_accuracy = 0.7}' ;;
-      advfh_*) train "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={max_accuracy = 0.7}' \
+      adv_*) train_from_run "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={}' ;;
+      adv70_*) train_from_run "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={max_accuracy = 0.7}' ;;
+      advfh_*) train_from_run "$variant" "$arm" "$seed" --set 'cogrpo.adversarial={max_accuracy = 0.7}' \
         --set "$FH" ;;
     esac
   done

@@ -55,3 +55,24 @@ results_table() {
   rm "$OUT/rows.md"
   cat "$OUT/table.md"
 }
+
+# Trains arm `arm` as variant `variant` from seed `seed`'s pre-trained
+# checkpoint of the run `$RUN_PREFIX[-seedN]` (made by `cogrpo run -c
+# $CONFIG --seed N`), with that run's learned reward models (image tasks:
+# digit_realism is trained against its generator), one setting changed by
+# the `--set` arguments that follow; its rows go to RESULTS.
+train_from_run() { # variant arm seed settings...
+  local variant=$1 arm=$2 seed=$3
+  shift 3
+  done_already "$variant" "$seed" && return
+  local run=$RUN_PREFIX$([ "$seed" = 0 ] || echo "-seed$seed")
+  [ -d "$run/checkpoints" ] || { echo "$run: run the experiment with --seed $seed first" >&2; exit 2; }
+  local ckpt out=$OUT/$variant-s$seed
+  ckpt=$(ls -d "$run"/checkpoints/step-* | tail -1)
+  rm -rf "$out"
+  mkdir -p "$out"
+  [ -d "$run/models" ] && cp -r "$run/models" "$out/"
+  "$BIN" train -c "$CONFIG" --seed "$seed" --arm "$arm" --checkpoint "$ckpt" \
+    --set run.out_dir="\"$out\"" "$@" >"$out.out"
+  collect "$variant" "$seed" "$out.out" "$arm"
+}
