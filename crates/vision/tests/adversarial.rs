@@ -4,49 +4,27 @@
 //! saved and loaded mid-way, it continues bit for bit; the accuracy cap
 //! stops it from training once it wins.
 
+mod common;
+
 use std::path::Path;
 
 use burn::backend::Flex;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use cogrpo_config::{AdversarialConfig, ExperimentConfig, load};
+use cogrpo_config::{AdversarialConfig, ExperimentConfig};
 use cogrpo_vision::ClassifierReward;
 use cogrpo_vision::adversarial::Discriminator;
 use cogrpo_vision::realism;
+use common::{config, scribble};
 use envs::Task;
 use envs::digits::Digits;
 use envs::seeding::stream;
-use rand::Rng;
 use rewards::RewardItem;
-
-fn config(out: &Path) -> ExperimentConfig {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    load(
-        &root.join("experiments/digits.toml"),
-        &[
-            format!("run.out_dir={}", out.display()),
-            format!("task.data_dir={}", root.join("data").display()),
-        ],
-    )
-    .expect("experiments/digits.toml loads")
-}
 
 /// `n` images with ink of random gray at a share `ink` of their pixels.
 fn scribbles(seed: u64, n: usize, ink: f64) -> Vec<Vec<u32>> {
     let mut rng = stream(&[seed]);
-    (0..n)
-        .map(|_| {
-            (0..64)
-                .map(|_| {
-                    if rng.random_bool(ink) {
-                        rng.random_range(0..17)
-                    } else {
-                        0
-                    }
-                })
-                .collect()
-        })
-        .collect()
+    (0..n).map(|_| scribble(&mut rng, ink)).collect()
 }
 
 fn weights(m: &impl Module<Flex>) -> Vec<Vec<f32>> {

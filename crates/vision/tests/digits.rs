@@ -3,30 +3,18 @@
 //! noise; the evaluation classifier is trained on images neither the reward
 //! model nor the generator saw.
 
-use std::collections::HashSet;
-use std::path::Path;
+mod common;
 
-use cogrpo_config::{ExperimentConfig, load};
+use std::collections::HashSet;
+
 use cogrpo_vision::registry::reward_set;
 use cogrpo_vision::store::{ModelCard, model_dir};
 use cogrpo_vision::{ModelRole, load_or_train};
+use common::{config, scribble};
 use envs::Task;
 use envs::digits::{DigitSplit, Digits};
 use envs::seeding::stream;
-use rand::Rng;
 use rewards::{RewardItem, RolloutCost};
-
-fn config(out: &Path) -> ExperimentConfig {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    load(
-        &root.join("experiments/digits.toml"),
-        &[
-            format!("run.out_dir={}", out.display()),
-            format!("task.data_dir={}", root.join("data").display()),
-        ],
-    )
-    .expect("experiments/digits.toml loads")
-}
 
 /// One generation of cost 1 NFE per item.
 fn costs(n: usize) -> Vec<RolloutCost> {
@@ -38,20 +26,6 @@ fn costs(n: usize) -> Vec<RolloutCost> {
         };
         n
     ]
-}
-
-/// An image with ink of random gray at a share `ink` of its pixels, as an
-/// untrained MDM draws.
-fn scribble(rng: &mut impl Rng, ink: f64) -> Vec<u32> {
-    (0..64)
-        .map(|_| {
-            if rng.random_bool(ink) {
-                rng.random_range(0..17)
-            } else {
-                0
-            }
-        })
-        .collect()
 }
 
 #[test]

@@ -8,20 +8,13 @@ use std::path::Path;
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use cogrpo_config::{ExperimentConfig, UpdateMode, load};
-use cogrpo_grpo::ArmRun;
 use cogrpo_grpo::learned_rewards;
 use cogrpo_grpo::state::TrainedArm;
-use cogrpo_grpo::trainer::train_arm;
-use cogrpo_pretrain::pretrain;
 use cogrpo_runtime::checkpoint::load_model;
-use cogrpo_runtime::distributed::World;
-use cogrpo_runtime::logging::Scalars;
-use cogrpo_runtime::run_dir::RunDir;
-use cogrpo_runtime::training::Start;
 use cogrpo_vision::adversarial::Discriminator;
 use cogrpo_vision::net::Classifier;
 
-use crate::arms::weights;
+use crate::arms::{pretrained, train_mode, weights};
 
 type B = Autodiff<Flex>;
 
@@ -43,19 +36,8 @@ fn config(out: &Path, iterations: usize) -> ExperimentConfig {
 
 /// Pre-trains the tiny generator and trains the reward models against it.
 fn prepared(cfg: &ExperimentConfig) -> std::path::PathBuf {
+    let init = pretrained(cfg);
     let task = cogrpo_config::tasks::build(cfg).unwrap();
-    let run = RunDir::create(&cfg.run.out_dir()).unwrap();
-    let init = pretrain::<B>(
-        cfg,
-        task.as_ref(),
-        &run,
-        &Default::default(),
-        Start::Fresh,
-        &mut Scalars::disabled(),
-        &World::single(),
-    )
-    .unwrap()
-    .checkpoint;
     let d = cogrpo_config::tasks::denoiser_config(cfg, task.as_ref());
     let base = load_model::<Flex>(&init, &d, &Default::default()).unwrap();
     learned_rewards::prepare(cfg, task.as_ref(), &base, &Default::default()).unwrap();
@@ -63,19 +45,7 @@ fn prepared(cfg: &ExperimentConfig) -> std::path::PathBuf {
 }
 
 fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> TrainedArm<B> {
-    let task = cogrpo_config::tasks::build(cfg).unwrap();
-    let run = RunDir::create(&cfg.run.out_dir()).unwrap();
-    let world = World::single();
-    let arm_run = ArmRun::<B> {
-        cfg,
-        task: task.as_ref(),
-        run: &run,
-        init,
-        device: Default::default(),
-        world: &world,
-    };
-    let start = Start::from_flag(resume);
-    train_arm(&arm_run, UpdateMode::Joint, start, &mut Scalars::disabled()).unwrap()
+    train_mode(cfg, init, UpdateMode::Joint, resume).unwrap()
 }
 
 #[test]

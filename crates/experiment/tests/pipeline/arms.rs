@@ -102,6 +102,16 @@ fn pretrained_weights(cfg: &ExperimentConfig, init: &Path) -> Vec<Vec<f32>> {
 }
 
 fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> anyhow::Result<TrainedArm<B>> {
+    train_mode(cfg, init, UpdateMode::Alternate, resume)
+}
+
+/// Trains arm `mode` of `cfg` from `init`, fresh or resumed.
+pub(crate) fn train_mode(
+    cfg: &ExperimentConfig,
+    init: &Path,
+    mode: UpdateMode,
+    resume: bool,
+) -> anyhow::Result<TrainedArm<B>> {
     let task = tasks::build(cfg).unwrap();
     let run = RunDir::create(&cfg.run.out_dir()).unwrap();
     let world = World::single();
@@ -114,12 +124,7 @@ fn train(cfg: &ExperimentConfig, init: &Path, resume: bool) -> anyhow::Result<Tr
         world: &world,
     };
     let start = Start::from_flag(resume);
-    train_arm(
-        &arm_run,
-        UpdateMode::Alternate,
-        start,
-        &mut Scalars::disabled(),
-    )
+    train_arm(&arm_run, mode, start, &mut Scalars::disabled())
 }
 
 #[test]
