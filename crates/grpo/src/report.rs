@@ -499,4 +499,48 @@ mod tests {
         assert!(s.contains("| joint | 0.1000 | 0.3000 | - | 50.0% |"), "{s}");
         assert!(!s.contains("NaN"), "{s}");
     }
+
+    #[test]
+    fn validations_the_evaluated_checkpoint_and_warnings_are_reported() {
+        let validated = |iteration, value: f64| IterationLog {
+            validation: Some(crate::validation::Validation {
+                values: [("solved@2".into(), value), ("reward@2".into(), 1.0)].into(),
+                noise: [("solved@2".into(), 0.05), ("reward@2".into(), 0.1)].into(),
+            }),
+            ..log(iteration, 0.1)
+        };
+        let mut a = arm(
+            "joint",
+            &[],
+            vec![validated(1, 0.5), validated(2, 0.75), validated(3, 0.6)],
+        );
+        a.best = Some(crate::validation::Best {
+            iteration: 2,
+            key: "solved@2".into(),
+            value: 0.75,
+        });
+        a.warnings = vec!["possible reward hacking: ...".into()];
+        let c: CogrpoConfig = toml::from_str(
+            "iterations = 3\nsteps = 2\neval_every = 1\nkeep_best = \"solved\"\nreference = { \
+             kind = \"confidence\" }\n",
+        )
+        .unwrap();
+        let mut s = String::new();
+        validation_tables(&mut s, &c, &[arm("base", &[], Vec::new()), a]);
+        assert!(s.contains("## Validation during training"), "{s}");
+        assert!(
+            s.contains("| iteration | solved@2 |"),
+            "only the kept metric: {s}"
+        );
+        assert!(s.contains("| 2 | 0.7500 ± 0.0500 |"), "{s}");
+        assert!(
+            s.contains("validation solved@2 = 0.7500, iteration 2 of 3"),
+            "{s}"
+        );
+        assert!(s.contains("> **Warning**: possible reward hacking"), "{s}");
+        assert!(
+            !s.contains("**base**"),
+            "an arm without validations has no table: {s}"
+        );
+    }
 }

@@ -201,7 +201,6 @@ fn keep_best<B: AutodiffKernels>(
     }
     if let Some(w) = validation::hacking_warning(history, &key) {
         progress.println(&format!("warning: {w}"));
-        tracing::warn!("{w}");
         arm.state.warnings.push(w);
     }
     let best = validation::best(&arm.state.history, &key);
