@@ -320,6 +320,16 @@ impl CogrpoConfig {
             self.eval_steps.clone()
         }
     }
+
+    /// The evaluation's step counts and the training one, ascending, each
+    /// once (what validation and the realism discriminator's data cover).
+    pub fn eval_and_training_step_counts(&self) -> Vec<usize> {
+        let mut steps = self.eval_step_counts();
+        steps.push(self.steps);
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
 }
 
 /// `[cogrpo.tune]`: the grid of fixed schedules searched for the `tuned`

@@ -15,7 +15,7 @@ pub mod sample;
 mod scorer;
 pub mod sweep;
 
-pub use point::{EvalPoint, Evaluated, eval_seed, test_examples};
+pub use point::{EvalPoint, Evaluated, at_most_max_examples, eval_seed, test_examples};
 pub use rows::{EvalRow, lower_is_better, table};
 pub use scorer::{ItemScores, Metric, Scorer};
 pub use sweep::evaluate;

@@ -28,8 +28,16 @@ pub fn eval_seed(cfg: &ExperimentConfig) -> u64 {
 
 /// The held-out examples an evaluation uses (`eval.max_examples` of them).
 pub fn test_examples<'t>(cfg: &ExperimentConfig, task: &'t dyn Task) -> &'t [Example] {
-    let all = task.test_examples();
-    &all[..cfg.eval.max_examples.unwrap_or(all.len()).min(all.len())]
+    at_most_max_examples(cfg, task.test_examples())
+}
+
+/// The first `eval.max_examples` of `examples` (all of them when unset).
+pub fn at_most_max_examples<'t>(cfg: &ExperimentConfig, examples: &'t [Example]) -> &'t [Example] {
+    &examples[..cfg
+        .eval
+        .max_examples
+        .unwrap_or(examples.len())
+        .min(examples.len())]
 }
 
 /// What an [`EvalPoint`] produced.

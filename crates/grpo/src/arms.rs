@@ -213,14 +213,15 @@ impl<B: AutodiffKernels> ArmRun<'_, B> {
         let Some(best) = &state.best else {
             return Ok(None);
         };
-        let dir = CheckpointDir::new(self.arm_dir(mode).join(BEST))
+        let best_dir = self.arm_dir(mode).join(BEST);
+        let dir = CheckpointDir::new(best_dir.clone())
             .latest()
             .with_context(|| {
                 format!(
                     "arm `{}` recorded its best checkpoint (iteration {}) but {} holds none",
                     mode.name(),
                     best.iteration,
-                    self.arm_dir(mode).join(BEST).display()
+                    best_dir.display()
                 )
             })?;
         let (model, policy, _) =

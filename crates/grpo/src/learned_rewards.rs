@@ -26,10 +26,7 @@ pub fn prepare<B: Kernels>(
     }
     let c = cfg.cogrpo_section()?;
     let prompts = train_prompts(task);
-    let mut steps = c.eval_step_counts();
-    steps.push(c.steps);
-    steps.sort_unstable();
-    steps.dedup();
+    let steps = c.eval_and_training_step_counts();
     let mut answers: Vec<Vec<u32>> = Vec::new();
     for (k, &t) in steps.iter().enumerate() {
         // A fresh draw per step count: the rows' randomness is keyed by id.

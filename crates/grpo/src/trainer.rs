@@ -75,7 +75,7 @@ pub fn train_arm<B: AutodiffKernels>(
         arm.state.iteration = it + 1;
         arm.state.run.wall_s = training.wall_s();
         let judged = (
-            update_discriminator(c, &mut arm, &groups, it),
+            update_discriminator(&mut arm, &groups, it),
             validate_if_due(&setup, &arm, it + 1)?,
         );
 
@@ -135,16 +135,11 @@ fn open_logs<B: AutodiffKernels>(
 /// next iteration is scored by a judge that has seen what the policy does
 /// now. Every rank holds the gathered groups and updates alike.
 fn update_discriminator<B: AutodiffKernels>(
-    c: &cogrpo_config::CogrpoConfig,
     arm: &mut ArmTraining<B>,
     groups: &Groups,
     it: usize,
 ) -> Option<UpdateStats> {
-    let settings = c.adversarial.as_ref()?;
-    let d = arm.discriminator.as_mut()?;
-    if !settings.updates_after(it) {
-        return None;
-    }
+    let d = arm.discriminator.as_mut().filter(|d| d.updates_after(it))?;
     let answers: Vec<Vec<u32>> = groups
         .items
         .iter()

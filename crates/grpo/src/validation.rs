@@ -10,7 +10,7 @@
 //! are scored apart, and `|half A - half B|` is kept beside the value.
 
 use cogrpo_config::ExperimentConfig;
-use cogrpo_eval::{EvalPoint, Scorer, lower_is_better};
+use cogrpo_eval::{EvalPoint, Scorer, at_most_max_examples, lower_is_better};
 use envs::{Example, Task};
 use mdm::{Denoiser, Kernels};
 use policy::learned::SchedulePolicy;
@@ -27,8 +27,7 @@ pub fn key(metric: &str, steps: usize) -> String {
 /// `eval.max_examples`), disjoint from the test prompts by construction of
 /// every task's splits.
 pub fn validation_examples<'t>(cfg: &ExperimentConfig, task: &'t dyn Task) -> &'t [Example] {
-    let all = task.validation_examples();
-    &all[..cfg.eval.max_examples.unwrap_or(all.len()).min(all.len())]
+    at_most_max_examples(cfg, task.validation_examples())
 }
 
 /// Validates `model` (with `policy`, or the reference schedule) at every
@@ -50,12 +49,8 @@ pub fn validate<B: Kernels>(
             examples.len()
         );
     }
-    let mut steps = c.eval_step_counts();
-    steps.push(c.steps);
-    steps.sort_unstable();
-    steps.dedup();
     let mut out = Validation::default();
-    for t in steps {
+    for t in c.eval_and_training_step_counts() {
         let point = EvalPoint {
             label: format!("{label} validation"),
             model,

@@ -127,7 +127,12 @@ impl Discriminator {
         self.model.valid()
     }
 
-    /// Generated answers kept for replay, oldest first.
+    /// Whether it updates after `iteration` (every `update_every`-th).
+    pub fn updates_after(&self, iteration: usize) -> bool {
+        self.settings.updates_after(iteration)
+    }
+
+    /// How many generated answers the replay holds.
     pub fn replay_len(&self) -> usize {
         self.replay.len()
     }
@@ -147,9 +152,9 @@ impl Discriminator {
             .iter()
             .map(|g| intensities(g, self.levels))
             .collect();
-        let p_real = |images: &[Vec<f32>]| p_real(&self.model.valid(), images);
-        let accuracy_real = share(&p_real(&fresh_real), |p| p >= 0.5);
-        let accuracy_generated = share(&p_real(&fresh_fake), |p| p < 0.5);
+        let judge = self.model.valid();
+        let accuracy_real = share(&p_real(&judge, &fresh_real), |p| p >= 0.5);
+        let accuracy_generated = share(&p_real(&judge, &fresh_fake), |p| p < 0.5);
         let mut stats = UpdateStats {
             accuracy_real,
             accuracy_generated,
