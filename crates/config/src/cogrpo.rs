@@ -128,6 +128,10 @@ pub struct CogrpoConfig {
     pub beta: f64,
     /// Weight of KL(schedule || initial schedule); 0 off.
     pub beta_schedule: f64,
+    /// Weight of a bonus on the schedule policy's entropy (PPO's entropy
+    /// term, Schulman et al. 2017: keeps the learned Gaussians and reveal
+    /// orders from collapsing early); 0 off.
+    pub entropy_schedule: f64,
     /// Learning rate of the model (theta).
     pub lr_model: f64,
     /// Learning rate of the schedule (phi).
@@ -225,6 +229,7 @@ impl Default for CogrpoConfig {
             epsilon_high: 0.28,
             beta: 0.0,
             beta_schedule: 0.0,
+            entropy_schedule: 0.0,
             lr_model: 1e-4,
             lr_schedule: 1e-2,
             alternate_every: 10,
@@ -474,6 +479,7 @@ impl Validate for CogrpoConfig {
         p.positive("epsilon_high", self.epsilon_high);
         p.non_negative("beta", self.beta);
         p.non_negative("beta_schedule", self.beta_schedule);
+        p.non_negative("entropy_schedule", self.entropy_schedule);
         p.non_negative("grad_clip", self.grad_clip);
         p.non_negative("weight_decay", self.weight_decay);
         if let Some(t) = self.eval_temperature {

@@ -37,6 +37,9 @@ pub struct UpdateRun<'a, B: AutodiffKernels> {
     pub world: &'a World,
     pub device: B::Device,
     pub iteration: usize,
+    /// Weight of the schedule policy's entropy bonus
+    /// (`cogrpo.entropy_schedule`; 0 off).
+    pub entropy_schedule: f64,
 }
 
 impl<'a, B: AutodiffKernels> UpdateRun<'a, B> {
@@ -58,6 +61,7 @@ impl<'a, B: AutodiffKernels> UpdateRun<'a, B> {
             world,
             device,
             iteration: 0,
+            entropy_schedule: 0.0,
         }
     }
 }
@@ -74,8 +78,15 @@ pub trait FactorModule<B: AutodiffKernels>: AutodiffModule<B> + Clone {
     /// computes the factor whole (the schedule: a few small matrices).
     const SHARED_ACROSS_RANKS: bool;
 
+    /// Weight of this factor's entropy bonus in `run` (0: none).
+    fn entropy_weight(run: &UpdateRun<'_, B>) -> f64 {
+        let _ = run;
+        0.0
+    }
+
     /// The loss's gradient over `samples` (plus `beta` times the KL to
-    /// `reference`), and what it measured per sample.
+    /// `reference`, less the entropy bonus), and what it measured per
+    /// sample.
     fn gradients(
         &self,
         samples: &[Sample<'_>],
@@ -137,6 +148,7 @@ impl<B: AutodiffKernels> FactorModule<B> for Denoiser<B> {
                 kl: reference_logp.map(|(beta, r)| (beta, k3(r, new.clone()))),
                 new,
                 entropy,
+                entropy_weight: 0.0,
                 old,
                 advantage,
                 weight,
@@ -173,6 +185,10 @@ impl<B: AutodiffKernels> FactorModule<B> for SchedulePolicy<B> {
     const NAME: &'static str = "schedule";
     const SHARED_ACROSS_RANKS: bool = false;
 
+    fn entropy_weight(run: &UpdateRun<'_, B>) -> f64 {
+        run.entropy_schedule
+    }
+
     fn gradients(
         &self,
         samples: &[Sample<'_>],
@@ -192,6 +208,7 @@ impl<B: AutodiffKernels> FactorModule<B> for SchedulePolicy<B> {
             kl: reference.map(|(r, beta)| (beta, self.kl_to(r, &batch))),
             new,
             entropy,
+            entropy_weight: Self::entropy_weight(run),
             old: records.iter().map(|r| r.schedule_log_prob as f32).collect(),
             advantage: samples.iter().map(|s| s.advantage).collect(),
             weight: samples.iter().map(|s| s.step_weight).collect(),
@@ -244,7 +261,8 @@ pub trait Trainable<B: AutodiffKernels> {
     /// One pass of the clipped surrogate on `samples` and one AdamW step:
     /// the gradient (this rank's share summed over the ranks, or computed
     /// whole), its finiteness checked, clipped by global norm. Samples
-    /// without advantage carry no gradient unless a KL term does; with none
+    /// without advantage carry no gradient unless a KL or entropy term does;
+    /// with none
     /// left the factor is not stepped (`None`).
     fn update(
         &mut self,
@@ -266,7 +284,7 @@ impl<B: AutodiffKernels, M: FactorModule<B>> Trainable<B> for Factor<B, M> {
         let reference = self.reference.as_ref().map(|(r, beta)| (r, *beta));
         let used: Vec<Sample> = samples
             .iter()
-            .filter(|s| reference.is_some() || s.advantage != 0.0)
+            .filter(|s| reference.is_some() || M::entropy_weight(run) > 0.0 || s.advantage != 0.0)
             .copied()
             .collect();
         if used.is_empty() {

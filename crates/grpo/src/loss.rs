@@ -69,8 +69,12 @@ pub fn clip_fraction(new: &[f64], old: &[f64], advantage: &[f64], clip: Clip) ->
 pub struct Surrogate<B: Kernels> {
     /// Log-probabilities under the current parameters (with gradients).
     pub new: Tensor<B, 1>,
-    /// Entropy of each sample's distribution (reported, not optimised).
+    /// Entropy of each sample's distribution (reported; optimised only
+    /// with a bonus weight).
     pub entropy: Tensor<B, 1>,
+    /// Weight of the entropy bonus: the loss less `weight x sum_i w_i H_i`
+    /// (0: the entropy is only reported).
+    pub entropy_weight: f64,
     /// Log-probabilities under the parameters that sampled the rollout.
     pub old: Vec<f32>,
     pub advantage: Vec<f32>,
@@ -98,14 +102,18 @@ impl<B: AutodiffKernels> Surrogate<B> {
     /// for a caller that runs the backward pass itself (a checkpointed one).
     pub fn loss(self, clip: Clip, device: &B::Device) -> (Tensor<B, 1>, Partial) {
         let kl_values = kl_values(&self.kl, &self.old, &self.new, device);
-        let loss = clipped_loss(
+        let weight = tensor(self.weight, device);
+        let mut loss = clipped_loss(
             self.new.clone(),
             tensor(self.old.clone(), device),
             tensor(self.advantage.clone(), device),
-            tensor(self.weight, device),
+            weight.clone(),
             clip,
             self.kl,
         );
+        if self.entropy_weight > 0.0 {
+            loss = loss - (self.entropy.clone() * weight).sum() * self.entropy_weight;
+        }
         let part = Partial {
             loss: loss.clone().into_scalar().elem(),
             new: host(self.new.detach()),

@@ -321,6 +321,7 @@ impl<B: AutodiffKernels> Setup<'_, B> {
             world: self.world(),
             device: self.arm.device.clone(),
             iteration: it,
+            entropy_schedule: c.entropy_schedule,
         };
         let mut out = Update::new();
         for _ in 0..c.mu {

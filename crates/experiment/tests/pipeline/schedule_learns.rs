@@ -15,6 +15,10 @@
 //!   the untrained model's token probabilities of about 1/5, so that some
 //!   positions pass it and some do not) moves down when more positions are
 //!   rewarded and up when fewer are.
+//!
+//! And the entropy bonus (`cogrpo.entropy_schedule`) widens the policy
+//! where the reward says nothing (every rollout scores alike): with it the
+//! Gaussian's standard deviation grows, without it nothing is stepped.
 
 use std::path::Path;
 
@@ -64,6 +68,22 @@ impl Reward for PreferredRatio {
                 .collect();
             Ok(BatchScores::new(scores))
         })
+    }
+}
+
+/// Scores every rollout alike: no advantage anywhere.
+struct Indifferent;
+
+impl Reward for Indifferent {
+    fn name(&self) -> &str {
+        "indifferent"
+    }
+
+    fn score<'a>(
+        &'a self,
+        batch: &'a [RewardItem],
+    ) -> BoxFuture<'a, Result<BatchScores, RewardFailure>> {
+        Box::pin(async move { Ok(BatchScores::new(vec![Some(0.5); batch.len()])) })
     }
 }
 
@@ -125,13 +145,9 @@ seed = 1
     load_str(&text, "bandit", &[]).expect("a valid config")
 }
 
-/// The policy's mean value of its one component at step 0 (the
-/// Gaussian's mean, mapped).
-fn mean_value(
-    policy: &SchedulePolicy<Flex>,
-    record: &envs::StepRecord,
-    component: Component,
-) -> f64 {
+/// The policy's Gaussian over its one component at step 0: the mean
+/// (unmapped) and the log standard deviation.
+fn gaussian_at(policy: &SchedulePolicy<Flex>, record: &envs::StepRecord) -> (f64, f64) {
     let batch = ScheduleBatch::new(
         &[record],
         1,
@@ -139,14 +155,42 @@ fn mean_value(
         false,
         &Default::default(),
     );
-    let (mean, _) = policy.gaussian(&batch).expect("a Gaussian head");
-    let u: Vec<f32> = mean.into_data().to_vec().unwrap();
-    component.map(u[0] as f64)
+    let (mean, log_std) = policy.gaussian(&batch).expect("a Gaussian head");
+    let first = |t: burn::tensor::Tensor<Flex, 2>| t.into_data().to_vec::<f32>().unwrap()[0] as f64;
+    (first(mean), first(log_std))
+}
+
+/// The policy's mean value of its one component at step 0 (the
+/// Gaussian's mean, mapped).
+fn mean_value(
+    policy: &SchedulePolicy<Flex>,
+    record: &envs::StepRecord,
+    component: Component,
+) -> f64 {
+    component.map(gaussian_at(policy, record).0)
 }
 
 /// Trains `bandit`'s component with a reward for revealing `target` of the
 /// positions first; returns its mean before and after.
 fn train_toward(bandit: &Bandit, target: f32) -> (f64, f64) {
+    let (policy, record) = train(bandit, Box::new(PreferredRatio { target }), 0.0);
+    let after = mean_value(&policy, &record, bandit.component);
+    let name = bandit.component.name();
+    eprintln!(
+        "target {target}: mean {name} {} -> {after:.3} after {ITERATIONS} iterations",
+        bandit.start
+    );
+    (bandit.start, after)
+}
+
+/// Trains `bandit`'s component for `ITERATIONS` on `reward` with an
+/// entropy bonus of weight `entropy`: the trained policy and the first
+/// recorded step (the state the policy is read at).
+fn train(
+    bandit: &Bandit,
+    reward: Box<dyn Reward>,
+    entropy: f64,
+) -> (SchedulePolicy<Flex>, envs::StepRecord) {
     let cfg = config(bandit);
     let c = cfg.cogrpo.as_ref().unwrap();
     let dev = Default::default();
@@ -156,7 +200,7 @@ fn train_toward(bandit: &Bandit, target: f32) -> (f64, f64) {
     let mut phi = Factor::new(policy, (c.lr_schedule, 0.0, c.grad_clip), None);
     let world = World::single();
     let mut rewards = RewardSet::new(Aggregation::SumThenNormalize, CostConfig::default(), 0.5);
-    rewards.push(Box::new(PreferredRatio { target }), 1.0, None);
+    rewards.push(reward, 1.0, None);
     let reference = c.reference.with_steps(c.steps);
     let clip = Clip {
         low: c.epsilon_low,
@@ -207,21 +251,44 @@ fn train_toward(bandit: &Bandit, target: f32) -> (f64, f64) {
         let run = UpdateRun::<B> {
             clip,
             iteration: it,
+            entropy_schedule: entropy,
             ..UpdateRun::single(&world, (1, 0), dev)
         };
-        // Samples without advantage carry no gradient: no step without any.
-        if let Some(st) = phi.update(&samples, &run).unwrap() {
+        // Samples without advantage carry no gradient unless the entropy
+        // bonus does: no step without either.
+        let stepped = phi.update(&samples, &run).unwrap();
+        if let Some(st) = &stepped {
             assert!(st.loss.is_finite());
         }
+        let has_advantage = advantages.iter().any(|a| a.is_some_and(|v| v != 0.0));
+        assert_eq!(stepped.is_some(), has_advantage || entropy > 0.0);
     }
-    let record = first.expect("a recorded step");
-    let after = mean_value(&phi.module.valid(), &record, bandit.component);
-    let name = bandit.component.name();
-    eprintln!(
-        "target {target}: mean {name} {} -> {after:.3} after {ITERATIONS} iterations",
-        bandit.start
+    (phi.module.valid(), first.expect("a recorded step"))
+}
+
+#[test]
+fn the_entropy_bonus_widens_the_policy_where_the_reward_is_silent() {
+    let start = {
+        let cfg = config(&RATIO);
+        let c = cfg.cogrpo.as_ref().unwrap();
+        let policy: SchedulePolicy<Flex> =
+            c.schedule
+                .init(c.steps, 4, &c.reference, &Default::default());
+        policy
+    };
+    let (plain, record) = train(&RATIO, Box::new(Indifferent), 0.0);
+    let (widened, _) = train(&RATIO, Box::new(Indifferent), 0.1);
+    let (mean0, log_std0) = gaussian_at(&start, &record);
+    let (mean_plain, log_std_plain) = gaussian_at(&plain, &record);
+    let (_, log_std_widened) = gaussian_at(&widened, &record);
+    // Without the bonus and without advantages nothing moves.
+    assert_eq!((mean_plain, log_std_plain), (mean0, log_std0));
+    // With it the standard deviation grows (d H / d log_std = 1 per
+    // component: AdamW moves log_std by about lr per step).
+    assert!(
+        log_std_widened > log_std0 + 0.5,
+        "log std {log_std0} -> {log_std_widened} after {ITERATIONS} iterations"
     );
-    (bandit.start, after)
 }
 
 #[test]
