@@ -160,17 +160,26 @@ impl<'w, B: AutodiffKernels> Experiment<'w, B> {
         self.pretrain_or_reuse()?;
         let init = self.checkpoint(None)?;
         let e = &self.cfg.eval;
-        if self.world.is_writer() && (!e.samplers.is_empty() || e.nll_samples > 0) {
-            self.evaluate(&init, "run")?;
-        }
+        let fixed_samplers =
+            self.world.is_writer() && (!e.samplers.is_empty() || e.nll_samples > 0);
         if self.cfg.cogrpo.is_none() {
+            if fixed_samplers {
+                self.evaluate(&init, "run")?;
+            }
             return Ok(());
         }
         let outcomes = self.all_arms(&init)?;
         if !self.world.is_writer() {
             return Ok(());
         }
-        self.report(&init, &outcomes)
+        // After the arms: the reward models trained against the pre-trained
+        // generator (`digit_realism`) exist by now, so the fixed samplers
+        // are judged as the arms are, and join the report's frontier.
+        let fixed = match fixed_samplers {
+            true => self.evaluate(&init, "run")?,
+            false => Vec::new(),
+        };
+        self.report(&init, &outcomes, &fixed)
     }
 
     /// Pre-training, unless the run's newest checkpoint already has every
@@ -219,15 +228,18 @@ impl<'w, B: AutodiffKernels> Experiment<'w, B> {
         Ok(out)
     }
 
-    /// `report.md` / `report.json` of the arms, the table of every arm's
-    /// rows, and those rows in `summary.json`.
-    fn report(&self, init: &Path, arms: &[ArmOutcome]) -> anyhow::Result<()> {
+    /// `report.md` / `report.json` of the arms (and the `fixed` samplers
+    /// evaluated beside them), the table of every arm's rows, and all those
+    /// rows in `summary.json`.
+    fn report(&self, init: &Path, arms: &[ArmOutcome], fixed: &[EvalRow]) -> anyhow::Result<()> {
         let task = self.task.as_ref();
         let pretrain_wall_s = read_run_state::<TrainState>(init).map_or(0.0, |s| s.run.wall_s);
         let params = denoiser_config(&self.cfg, task).num_params();
         let path = self.run.path();
-        cogrpo_grpo::report::write_report(path, &self.cfg, task, params, pretrain_wall_s, arms)?;
-        let rows: Vec<EvalRow> = arms.iter().flat_map(|a| a.eval.rows.clone()).collect();
+        let sizes = (params, pretrain_wall_s);
+        cogrpo_grpo::report::write_report(path, &self.cfg, task, sizes, arms, fixed)?;
+        let mut rows: Vec<EvalRow> = arms.iter().flat_map(|a| a.eval.rows.clone()).collect();
+        rows.extend_from_slice(fixed);
         print!("{}", cogrpo_eval::table(&rows));
         println!("report: {}", path.join("report.md").display());
         summary::update(&self.run, |s| {

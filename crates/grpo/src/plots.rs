@@ -1,6 +1,7 @@
 //! The report's PNG plots: reward curves, the schedule per step (one panel
-//! per quantity, discrete steps drawn as steps), and the metric against the
-//! evaluated step counts (ticks only there). One colour per arm in every
+//! per quantity, discrete steps drawn as steps), the metric against the
+//! evaluated step counts (ticks only there) and every metric against NFE
+//! ([`frontier`]). One colour per arm in every
 //! plot ([`arm_colour`], shared with `cogrpo view`).
 
 use std::path::Path;
@@ -14,6 +15,9 @@ use plotters::style::FontStyle;
 
 use crate::arms::ArmOutcome;
 use crate::state::IterationLog;
+
+mod frontier;
+pub use frontier::{frontier_curves, frontier_points};
 
 const SIZE: (u32, u32) = (900, 540);
 
@@ -335,8 +339,14 @@ fn smooth(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Writes every plot; returns `(file name, caption)` pairs.
-pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(String, String)>> {
+/// Writes every plot; returns `(file name, caption)` pairs. `fixed`: the
+/// rows of fixed samplers evaluated beside the arms (`eval.samplers`),
+/// drawn on the frontier.
+pub fn write_plots(
+    dir: &Path,
+    arms: &[ArmOutcome],
+    fixed: &[cogrpo_eval::EvalRow],
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let trained: Vec<&ArmOutcome> = arms.iter().filter(|a| !a.history.is_empty()).collect();
     if !trained.is_empty() {
@@ -384,6 +394,9 @@ pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(Strin
         out.push(png);
     }
     if let Some(png) = metric_vs_steps_plot(dir, arms)? {
+        out.push(png);
+    }
+    if let Some(png) = frontier::frontier_plot(dir, arms, fixed)? {
         out.push(png);
     }
     Ok(out)

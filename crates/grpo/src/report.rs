@@ -17,19 +17,23 @@ use cogrpo_config::{CogrpoConfig, ExperimentConfig};
 use cogrpo_runtime::files::write_atomic;
 use cogrpo_vision::images::write_grid_png;
 
+use cogrpo_eval::EvalRow;
+
 use crate::arms::ArmOutcome;
 use crate::plots;
 use crate::state::IterationLog;
 
 /// Writes `report.json`, `report.md`, the plots and (image tasks) the
-/// sample grids into `dir`.
+/// sample grids into `dir`. `fixed`: the rows of the fixed samplers
+/// evaluated beside the arms (`eval.samplers` on the pre-trained model),
+/// reported apart and drawn on the frontier.
 pub fn write_report(
     dir: &Path,
     cfg: &ExperimentConfig,
     task: &dyn Task,
-    params: usize,
-    pretrain_wall_s: f64,
+    (params, pretrain_wall_s): (usize, f64),
     arms: &[ArmOutcome],
+    fixed: &[EvalRow],
 ) -> anyhow::Result<()> {
     let grids = write_sample_grids(dir, task, arms)?;
     let c = cfg.cogrpo.as_ref().expect("report of a Co-GRPO run");
@@ -53,22 +57,35 @@ pub fn write_report(
             }),
         );
     }
+    let fixed_json: Vec<_> = fixed
+        .iter()
+        .map(|r| json!({"sampler": r.sampler, "steps": r.steps, "metric": r.metric, "value": r.value, "nfe": r.nfe, "n": r.n}))
+        .collect();
     let report = json!({
         "task": task.name(),
         "seed": cfg.run.seed,
         "budget": {"rollouts": budget},
         "pretrain_wall_s": pretrain_wall_s,
         "arms": arms_json,
+        "fixed_samplers": fixed_json,
     });
     write_atomic(
         &dir.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    let mut pngs = plots::write_plots(dir, arms)?;
+    let mut pngs = plots::write_plots(dir, arms, fixed)?;
     pngs.extend(grids);
     write_atomic(
         &dir.join("report.md"),
-        markdown(cfg, task, params, budget, pretrain_wall_s, arms, &pngs).as_bytes(),
+        markdown(
+            cfg,
+            task,
+            (params, pretrain_wall_s),
+            budget,
+            (arms, fixed),
+            &pngs,
+        )
+        .as_bytes(),
     )?;
     Ok(())
 }
@@ -107,10 +124,9 @@ fn write_sample_grids(
 fn markdown(
     cfg: &ExperimentConfig,
     task: &dyn Task,
-    params: usize,
+    (params, pretrain_wall_s): (usize, f64),
     budget: u64,
-    pretrain_wall_s: f64,
-    arms: &[ArmOutcome],
+    (arms, fixed): (&[ArmOutcome], &[EvalRow]),
     pngs: &[(String, String)],
 ) -> String {
     let c = cfg.cogrpo.as_ref().expect("report of a Co-GRPO run");
@@ -152,7 +168,7 @@ fn markdown(
             tuned.rollouts
         );
     }
-    evaluation_table(&mut s, arms);
+    evaluation_table(&mut s, arms, fixed);
     schedule_tables(&mut s, c.steps, arms);
     training_curves(&mut s, arms);
     validation_tables(&mut s, c, arms);
@@ -198,18 +214,25 @@ fn arms_sentence(c: &CogrpoConfig, arms: &[ArmOutcome]) -> String {
     format!("Arms: {}.\n", described.join("; "))
 }
 
-/// One row per arm, one column per (metric, steps).
-fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
+/// One row per arm, then per fixed sampler of `fixed`, one column per
+/// (metric, steps).
+fn evaluation_table(s: &mut String, arms: &[ArmOutcome], fixed: &[EvalRow]) {
+    let lines = plots::frontier_curves(arms, fixed);
     let mut columns: Vec<(String, usize)> = Vec::new();
-    for a in arms {
-        for r in &a.eval.rows {
-            let key = (r.metric.clone(), r.steps);
-            if !columns.contains(&key) {
-                columns.push(key);
-            }
+    for r in lines.iter().flat_map(|(_, rows)| rows) {
+        let key = (r.metric.clone(), r.steps);
+        if !columns.contains(&key) {
+            columns.push(key);
         }
     }
     let _ = writeln!(s, "## Evaluation\n");
+    if lines.len() > arms.len() {
+        let _ = writeln!(
+            s,
+            "Below the arms: the fixed samplers of `eval.samplers` on the pre-trained model \
+             (no RL), judged alike.\n"
+        );
+    }
     let head: Vec<String> = columns.iter().map(|(m, t)| format!("{m} @{t}")).collect();
     let mut step_counts: Vec<usize> = columns.iter().map(|(_, t)| *t).collect();
     step_counts.sort_unstable();
@@ -227,13 +250,11 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
         "|---|{}---|",
         "---|".repeat(columns.len() + step_counts.len())
     );
-    for a in arms {
+    for (i, (name, rows)) in lines.iter().enumerate() {
         let cells: Vec<String> = columns
             .iter()
             .map(|(m, t)| {
-                a.eval
-                    .rows
-                    .iter()
+                rows.iter()
                     .find(|r| &r.metric == m && r.steps == *t)
                     .filter(|r| r.value.is_finite())
                     .map_or("-".into(), |r| format!("{:.4}", r.value))
@@ -244,20 +265,20 @@ fn evaluation_table(s: &mut String, arms: &[ArmOutcome]) {
         let nfe: Vec<String> = step_counts
             .iter()
             .map(|t| {
-                a.eval
-                    .rows
-                    .iter()
+                rows.iter()
                     .find(|r| r.steps == *t)
                     .map_or("-".into(), |r| format!("{:.1}", r.nfe))
             })
             .collect();
+        // `frontier_curves` lists the arms first.
+        let train_s = arms
+            .get(i)
+            .map_or("-".into(), |a| format!("{:.0}", a.train_wall_s));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} |",
-            a.name,
+            "| {name} | {} | {} | {train_s} |",
             cells.join(" | "),
             nfe.join(" | "),
-            a.train_wall_s
         );
     }
 }
@@ -411,7 +432,6 @@ fn fmt(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cogrpo_eval::EvalRow;
 
     fn arm(name: &str, rows: &[(usize, &str, f64, f64)], history: Vec<IterationLog>) -> ArmOutcome {
         ArmOutcome {
@@ -485,7 +505,16 @@ mod tests {
         );
 
         let mut s = String::new();
-        evaluation_table(&mut s, &arms);
+        let fixed = [EvalRow {
+            sampler: "first_hitting".into(),
+            steps: 2,
+            metric: "solved".into(),
+            value: 0.125,
+            n: 10,
+            nfe: 2.0,
+            wall_s: 1.0,
+        }];
+        evaluation_table(&mut s, &arms, &fixed);
         assert!(
             s.contains("| arm | solved @2 | solved @4 | NFE @2 | NFE @4 | train s |"),
             "{s}"
@@ -495,6 +524,12 @@ mod tests {
             s.contains("| joint | 0.5000 | 0.7500 | 2.5 | 4.0 | 2 |"),
             "{s}"
         );
+        // A fixed sampler below the arms, with no training time.
+        assert!(
+            s.contains("| first_hitting | 0.1250 | - | 2.0 | - | - |"),
+            "{s}"
+        );
+        assert!(s.contains("Below the arms: the fixed samplers"), "{s}");
         training_curves(&mut s, &arms);
         assert!(s.contains("| joint | 0.1000 | 0.3000 | - | 50.0% |"), "{s}");
         assert!(!s.contains("NaN"), "{s}");
