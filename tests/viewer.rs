@@ -16,7 +16,8 @@ use common::{cogrpo, run_fails_saying, run_ok, set_out, text};
 const CFG: &str = "experiments/smoke/sudoku4-cogrpo.toml";
 
 /// One smoke run shared by the tests of this file: 4 iterations of every
-/// arm, dumps every 2 iterations (2 groups of 4), evaluation at T = 2 and 4.
+/// arm, dumps and validations every 2 iterations (2 groups of 4),
+/// evaluation at T = 2 and 4, and first-hitting evaluated beside the arms.
 fn run() -> &'static Path {
     static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &RUN.get_or_init(|| {
@@ -30,6 +31,12 @@ fn run() -> &'static Path {
             &set_out(&dir),
             "--set",
             "cogrpo.dump_every=2",
+            "--set",
+            "cogrpo.eval_every=2",
+            "--set",
+            "eval.samplers=[{kind = \"first_hitting\"}]",
+            "--set",
+            "eval.steps=[2, 4]",
         ]);
         (tmp, dir)
     })
@@ -48,6 +55,17 @@ fn every_arm_dumps_its_rollouts_and_samples_prints_them() {
         .cloned()
         .collect();
     assert_eq!(dumps::arms(dir), reported, "one dump file per reported arm");
+    // The fixed sampler is reported beside the arms and on the frontier.
+    let fixed = report["fixed_samplers"].as_array().unwrap();
+    assert!(
+        fixed
+            .iter()
+            .any(|r| r["sampler"] == "first_hitting" && r["steps"] == 4),
+        "{fixed:?}"
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| first_hitting | "), "{md}");
+    assert!(md.contains("](frontier.png)") && dir.join("frontier.png").is_file());
     let records = dumps::read(&dumps::path(dir, "joint")).unwrap();
     let train: Vec<_> = records
         .iter()
@@ -150,6 +168,15 @@ fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
         .expect("chromium runs")
 }
 
+/// The part of `dom` from `start` to the next `end`.
+fn section<'a>(dom: &'a str, start: &str, end: &str) -> &'a str {
+    let from = dom
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in the DOM"));
+    let rest = &dom[from..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
 #[test]
 #[cfg_attr(
     not(has_chromium),
@@ -189,6 +216,22 @@ fn the_viewer_replays_a_trajectory_in_chromium() {
         "no schedule"
     );
     assert!(!dom.contains("id=\"no-dumps\""));
+    // Sudoku replays as 4 x 4 grids with its 2 x 2 boxes drawn.
+    assert_eq!(dom.matches("class=\"canvas grid\"").count(), 4, "{dom}");
+    assert!(dom.contains("box-right") && dom.contains("box-below"));
+    // The frontier: a panel per quality metric (solved, d1_cell_accuracy,
+    // valid_cells), the fixed sampler among its curves.
+    let frontier = section(&dom, "id=\"frontier-panels\"", "id=\"curves\"");
+    assert_eq!(frontier.matches("<svg").count(), 3, "{frontier}");
+    assert!(frontier.contains("first_hitting"), "{frontier}");
+    // The smoothing control and the validation curves beside the training
+    // curves (validated at iterations 2 and 4, T = 2 and 4).
+    assert!(dom.contains("id=\"smoothing\""));
+    let validation = section(&dom, "id=\"validation-panels\"", "id=\"schedule\"");
+    assert!(
+        validation.contains("d1_cell_accuracy@2") && validation.contains("valid_cells@4"),
+        "{validation}"
+    );
 
     // A screenshot of the requested size with ink on it.
     let shot = tmp.path().join("view.png");

@@ -296,6 +296,10 @@ impl Task for Sudoku4 {
         self.generate(&[self.data_seed, index], index)
     }
 
+    fn answer_grid(&self) -> Option<[usize; 2]> {
+        Some([4, 4])
+    }
+
     fn test_examples(&self) -> &[Example] {
         &self.test
     }

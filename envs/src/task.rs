@@ -90,6 +90,12 @@ pub trait Task: Send + Sync {
         None
     }
 
+    /// `[columns, rows]` when the answer is a grid of cells read row by row
+    /// (Sudoku), so that viewers lay it out as one; `None` otherwise.
+    fn answer_grid(&self) -> Option<[usize; 2]> {
+        None
+    }
+
     /// The answer as a user reads it: an image in block characters, or the
     /// decoded text.
     fn show_answer(&self, answer: &[u32]) -> String {

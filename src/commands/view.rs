@@ -1,7 +1,9 @@
 //! `cogrpo view RUN`: one self-contained HTML page of a run (no server, no
-//! network): per arm the evaluation table, the training curves, the
-//! schedule followed per step, and a step-by-step replay of the dumped
-//! trajectories, groups side by side. `--serve` also serves it on
+//! network): per arm the evaluation table, the quality-per-NFE frontier,
+//! the training curves (smoothed as TensorBoard does) and validation
+//! curves, the schedule followed per step, and a step-by-step replay of the
+//! dumped trajectories, groups side by side (images as images, grids as
+//! grids). `--serve` also serves it on
 //! 127.0.0.1.
 
 use std::io::{Read, Write};
@@ -100,19 +102,32 @@ fn collect(run: &Path) -> anyhow::Result<Value> {
         } else {
             Vec::new()
         };
-        let (r, g, b) = arm_colour(&name);
         arms.push(json!({
+            "colour": hex_colour(&name),
             "name": name,
-            "colour": format!("#{r:02x}{g:02x}{b:02x}"),
             "history": history,
             "dumps": records,
         }));
+    }
+    // The fixed samplers evaluated beside the arms, coloured as the report's
+    // frontier colours them.
+    let mut fixed_colours = serde_json::Map::new();
+    for r in report["fixed_samplers"].as_array().into_iter().flatten() {
+        if let Some(label) = r["sampler"].as_str() {
+            fixed_colours.insert(label.into(), json!(hex_colour(label)));
+        }
     }
     let name = run.file_name().map_or_else(
         || run.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    Ok(json!({"run": name, "report": report, "arms": arms}))
+    Ok(json!({"run": name, "report": report, "arms": arms, "fixed_colours": fixed_colours}))
+}
+
+/// `name`'s colour in the report's plots, as CSS.
+fn hex_colour(name: &str) -> String {
+    let (r, g, b) = arm_colour(name);
+    format!("#{r:02x}{g:02x}{b:02x}")
 }
 
 /// The template with the data in place. `</` is escaped so that no string

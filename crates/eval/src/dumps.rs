@@ -66,6 +66,9 @@ pub struct DumpRecord {
     /// `[width, height]` when the answer is an image (pixels row-major).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<[usize; 2]>,
+    /// `[columns, rows]` when the answer is a grid of cells (Sudoku).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<[usize; 2]>,
     pub trajectory: Vec<DumpStep>,
 }
 
@@ -173,6 +176,7 @@ pub fn record(
         advantage: scored.advantage,
         nfe: scored.nfe,
         image,
+        grid: task.answer_grid(),
         trajectory: steps,
     }
 }
@@ -331,6 +335,7 @@ mod tests {
             advantage: Some(-0.25),
             nfe: 2,
             image: None,
+            grid: None,
             trajectory: vec![DumpStep {
                 positions: vec![0],
                 tokens: vec![7],
