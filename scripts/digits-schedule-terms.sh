@@ -11,17 +11,20 @@
 #                              (KL of the schedule to the reference schedule)
 #   ent001_joint, ent01_joint  joint, cogrpo.entropy_schedule = 0.01 / 0.1
 #                              (a bonus on the schedule policy's entropy)
+#   ks1adv_joint               joint, beta_schedule = 1 and the realism
+#                              discriminator learning against the arm's
+#                              rollouts (`[cogrpo.adversarial]`, cap 0.7;
+#                              scripts/digits-adversarial.sh)
 #   nfe4_alternate             alternate, rewards.cost.nfe = 4: the reward
 #                              less 4 x NFE / 64 (at the reference's 7 NFE
 #                              per image at T = 4, 0.44 of a reward of at
 #                              most 2); the learned reveal ratio may reveal
 #                              every pixel before step 4 and skip the rest
-#   ctrl_joint, ctrl_alternate the arms unchanged, rerun beside the others:
-#                              the reward models are retrained when this
-#                              machine's samples of the pre-trained model
-#                              differ from those they were trained on
-#                              (another CPU rounds differently), so the
-#                              main runs' rows are not the controls here
+#   ctrl_joint                 joint unchanged: on the machine that made
+#                              runs/digits-cogrpo it reproduces that run's
+#                              joint rows exactly (the controls are then
+#                              the main runs' rows); on another CPU it is
+#                              the control to compare with
 # Results: runs/digits-schedule-terms/results.tsv and table.md (mean and
 # range over the seeds); a (variant, seed) already there is skipped.
 #
@@ -38,19 +41,24 @@ RUN_PREFIX=runs/digits-cogrpo
 resolve_bin
 results_init
 
-for variant in ${VARIANTS:-ctrl_joint ctrl_alternate ks01_joint ks1_joint ent001_joint ent01_joint nfe4_alternate}; do
+for variant in ${VARIANTS:-ctrl_joint ks01_joint ks1_joint ent001_joint ent01_joint ks1adv_joint nfe4_alternate}; do
   for seed in $SEEDS; do
     arm=${variant#*_}
     case $variant in
       ctrl_*) set_one='cogrpo.beta_schedule=0.0' ;;
       ks01_*) set_one='cogrpo.beta_schedule=0.1' ;;
       ks1_*) set_one='cogrpo.beta_schedule=1.0' ;;
+      ks1adv_*) set_one='cogrpo.beta_schedule=1.0' ;;
       ent001_*) set_one='cogrpo.entropy_schedule=0.01' ;;
       ent01_*) set_one='cogrpo.entropy_schedule=0.1' ;;
       nfe4_*) set_one='rewards.cost.nfe=4.0' ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    train_from_run "$variant" "$arm" "$seed" --set "$set_one"
+    extra=()
+    case $variant in
+      *adv_*) extra=(--set 'cogrpo.adversarial={max_accuracy = 0.7}') ;;
+    esac
+    train_from_run "$variant" "$arm" "$seed" --set "$set_one" "${extra[@]}"
   done
 done
 results_table

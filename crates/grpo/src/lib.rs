@@ -17,11 +17,13 @@
 //! [`arms`] is the comparison: `base`, the tuned fixed schedule ([`tuned`],
 //! when `[cogrpo.tune]` is set), then each configured update mode from the
 //! same pre-trained weights and budget, each evaluated alike ([`evaluate`])
-//! and written up in [`report`] with [`plots`].
+//! and written up in [`report`] with [`plots`] and the quality-per-NFE
+//! [`frontier`].
 
 pub mod arms;
 pub mod evaluate;
 pub mod factor;
+pub mod frontier;
 mod groups;
 mod iteration;
 pub mod learned_rewards;

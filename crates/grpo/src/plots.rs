@@ -1,7 +1,7 @@
 //! The report's PNG plots: reward curves, the schedule per step (one panel
 //! per quantity, discrete steps drawn as steps), the metric against the
-//! evaluated step counts (ticks only there) and every metric against NFE
-//! ([`frontier`]). One colour per arm in every
+//! evaluated step counts (ticks only there); the drawing helpers the
+//! frontier ([`crate::frontier`]) shares. One colour per arm in every
 //! plot ([`arm_colour`], shared with `cogrpo view`).
 
 use std::path::Path;
@@ -15,9 +15,6 @@ use plotters::style::FontStyle;
 
 use crate::arms::ArmOutcome;
 use crate::state::IterationLog;
-
-mod frontier;
-pub use frontier::{frontier_curves, frontier_points};
 
 const SIZE: (u32, u32) = (900, 540);
 
@@ -47,7 +44,7 @@ pub fn arm_colour(name: &str) -> (u8, u8, u8) {
     PALETTE[i]
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The embedded font only fails to parse if the crate is broken.
@@ -66,12 +63,12 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-fn rgb((r, g, b): (u8, u8, u8)) -> RGBColor {
+pub(crate) fn rgb((r, g, b): (u8, u8, u8)) -> RGBColor {
     RGBColor(r, g, b)
 }
 
 /// The y range of `series` (finite values), padded.
-fn y_range(series: &[Series]) -> (f64, f64) {
+pub(crate) fn y_range(series: &[Series]) -> (f64, f64) {
     let ys = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -88,14 +85,14 @@ fn y_range(series: &[Series]) -> (f64, f64) {
     (y0 - pad, y1 + pad)
 }
 
-fn draw_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> anyhow::Error + '_ {
+pub(crate) fn draw_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> anyhow::Error + '_ {
     move |e| anyhow!("cannot draw {}: {e}", path.display())
 }
 
 /// Draws a `size` picture in memory with `draw` and writes it to `path` as
 /// an RGB PNG, atomically (a killed run leaves the previous plot, never
 /// half of one).
-fn render_png(
+pub(crate) fn render_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
@@ -211,7 +208,7 @@ fn draw_lines(
     Ok(())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
@@ -339,14 +336,8 @@ fn smooth(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Writes every plot; returns `(file name, caption)` pairs. `fixed`: the
-/// rows of fixed samplers evaluated beside the arms (`eval.samplers`),
-/// drawn on the frontier.
-pub fn write_plots(
-    dir: &Path,
-    arms: &[ArmOutcome],
-    fixed: &[cogrpo_eval::EvalRow],
-) -> anyhow::Result<Vec<(String, String)>> {
+/// Writes every plot; returns `(file name, caption)` pairs.
+pub fn write_plots(dir: &Path, arms: &[ArmOutcome]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let trained: Vec<&ArmOutcome> = arms.iter().filter(|a| !a.history.is_empty()).collect();
     if !trained.is_empty() {
@@ -394,9 +385,6 @@ pub fn write_plots(
         out.push(png);
     }
     if let Some(png) = metric_vs_steps_plot(dir, arms)? {
-        out.push(png);
-    }
-    if let Some(png) = frontier::frontier_plot(dir, arms, fixed)? {
         out.push(png);
     }
     Ok(out)

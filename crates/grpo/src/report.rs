@@ -20,8 +20,8 @@ use cogrpo_vision::images::write_grid_png;
 use cogrpo_eval::EvalRow;
 
 use crate::arms::ArmOutcome;
-use crate::plots;
 use crate::state::IterationLog;
+use crate::{frontier, plots};
 
 /// Writes `report.json`, `report.md`, the plots and (image tasks) the
 /// sample grids into `dir`. `fixed`: the rows of the fixed samplers
@@ -73,7 +73,8 @@ pub fn write_report(
         &dir.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    let mut pngs = plots::write_plots(dir, arms, fixed)?;
+    let mut pngs = plots::write_plots(dir, arms)?;
+    pngs.extend(frontier::frontier_plot(dir, arms, fixed)?);
     pngs.extend(grids);
     write_atomic(
         &dir.join("report.md"),
@@ -217,7 +218,7 @@ fn arms_sentence(c: &CogrpoConfig, arms: &[ArmOutcome]) -> String {
 /// One row per arm, then per fixed sampler of `fixed`, one column per
 /// (metric, steps).
 fn evaluation_table(s: &mut String, arms: &[ArmOutcome], fixed: &[EvalRow]) {
-    let lines = plots::frontier_curves(arms, fixed);
+    let lines = frontier::frontier_curves(arms, fixed);
     let mut columns: Vec<(String, usize)> = Vec::new();
     for r in lines.iter().flat_map(|(_, rows)| rows) {
         let key = (r.metric.clone(), r.steps);

@@ -11,8 +11,8 @@ use cogrpo_eval::{EvalRow, lower_is_better};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{Series, arm_colour, draw_err, legend, register_font, render_png, rgb, y_range};
 use crate::arms::ArmOutcome;
+use crate::plots::{Series, arm_colour, draw_err, legend, register_font, render_png, rgb, y_range};
 
 /// Costs, not qualities: never a panel of the frontier.
 const NOT_QUALITY: [&str; 2] = ["nfe", "wall_s"];
