@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use cogrpo_eval::dumps;
-use cogrpo_grpo::plots::{ARM_ORDER, arm_colour};
+use cogrpo_grpo::plots::{ARM_ORDER, arm_colour, fixed_colour};
 use cogrpo_grpo::state::read_arm_state;
 use cogrpo_runtime::checkpoint::CheckpointDir;
 use cogrpo_runtime::files::write_atomic;
@@ -103,7 +103,7 @@ fn collect(run: &Path) -> anyhow::Result<Value> {
             Vec::new()
         };
         arms.push(json!({
-            "colour": hex_colour(&name),
+            "colour": hex(arm_colour(&name)),
             "name": name,
             "history": history,
             "dumps": records,
@@ -113,8 +113,11 @@ fn collect(run: &Path) -> anyhow::Result<Value> {
     // frontier colours them.
     let mut fixed_colours = serde_json::Map::new();
     for r in report["fixed_samplers"].as_array().into_iter().flatten() {
-        if let Some(label) = r["sampler"].as_str() {
-            fixed_colours.insert(label.into(), json!(hex_colour(label)));
+        if let Some(label) = r["sampler"].as_str().filter(|l| *l != "elbo") {
+            if !fixed_colours.contains_key(label) {
+                let colour = hex(fixed_colour(fixed_colours.len()));
+                fixed_colours.insert(label.into(), json!(colour));
+            }
         }
     }
     let name = run.file_name().map_or_else(
@@ -124,9 +127,8 @@ fn collect(run: &Path) -> anyhow::Result<Value> {
     Ok(json!({"run": name, "report": report, "arms": arms, "fixed_colours": fixed_colours}))
 }
 
-/// `name`'s colour in the report's plots, as CSS.
-fn hex_colour(name: &str) -> String {
-    let (r, g, b) = arm_colour(name);
+/// A plot colour as CSS.
+fn hex((r, g, b): (u8, u8, u8)) -> String {
     format!("#{r:02x}{g:02x}{b:02x}")
 }
 

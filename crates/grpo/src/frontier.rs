@@ -12,7 +12,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::arms::ArmOutcome;
-use crate::plots::{Series, arm_colour, draw_err, legend, register_font, render_png, rgb, y_range};
+use crate::plots::{
+    Series, arm_colour, draw_err, fixed_colour, register_font, render_png, rgb, y_range,
+};
 
 /// Costs, not qualities: never a panel of the frontier.
 const NOT_QUALITY: [&str; 2] = ["nfe", "wall_s"];
@@ -48,7 +50,11 @@ pub fn frontier_curves<'a>(
     curves
 }
 
-/// Writes `frontier.png`: a panel per quality metric of the arms' rows.
+/// Width of the legend column beside the panels.
+const LEGEND_W: u32 = 200;
+
+/// Writes `frontier.png`: a panel per quality metric of the arms' rows, the
+/// legend in a column of its own (so that it hides no point).
 pub fn frontier_plot(
     dir: &Path,
     arms: &[ArmOutcome],
@@ -63,19 +69,27 @@ pub fn frontier_plot(
     if metrics.is_empty() {
         return Ok(None);
     }
-    let curves = frontier_curves(arms, fixed);
+    // Arms in their own colours, fixed samplers in theirs.
+    let curves: Vec<(String, (u8, u8, u8), Vec<EvalRow>)> = frontier_curves(arms, fixed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, rows))| {
+            let colour = match i.checked_sub(arms.len()) {
+                None => arm_colour(&name),
+                Some(k) => fixed_colour(k),
+            };
+            (name, colour, rows.into_iter().cloned().collect())
+        })
+        .collect();
     let panels: Vec<(String, Vec<Series>)> = metrics
         .iter()
         .map(|metric| {
             let series = curves
                 .iter()
-                .map(|(name, rows)| {
-                    let rows: Vec<EvalRow> = rows.iter().map(|r| (*r).clone()).collect();
-                    Series {
-                        name: name.clone(),
-                        colour: arm_colour(name),
-                        points: frontier_points(&rows, metric),
-                    }
+                .map(|(name, colour, rows)| Series {
+                    name: name.clone(),
+                    colour: *colour,
+                    points: frontier_points(rows, metric),
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect();
@@ -90,7 +104,7 @@ pub fn frontier_plot(
     register_font();
     let cols = panels.len().min(3);
     let rows = panels.len().div_ceil(cols);
-    let size = (cols as u32 * 480, rows as u32 * 380 + 40);
+    let size = (cols as u32 * 480 + LEGEND_W, rows as u32 * 380 + 40);
     let path = dir.join("frontier.png");
     render_png(&path, size, |root| {
         let root = root
@@ -99,15 +113,42 @@ pub fn frontier_plot(
                 ("sans-serif", 22),
             )
             .map_err(|e| draw_err(&path)(&e))?;
-        for (area, (y, series)) in root.split_evenly((rows, cols)).iter().zip(&panels) {
+        let (grid, side) = root.split_horizontally(size.0 - LEGEND_W);
+        for (area, (y, series)) in grid.split_evenly((rows, cols)).iter().zip(&panels) {
             frontier_panel(area, &path, y, series)?;
         }
-        Ok(())
+        let names: Vec<(&str, (u8, u8, u8))> =
+            curves.iter().map(|(n, c, _)| (n.as_str(), *c)).collect();
+        legend_column(&side, &path, &names)
     })?;
     Ok(Some((
         "frontier.png".into(),
         "Quality per NFE (the frontier)".into(),
     )))
+}
+
+/// A swatch and a name per curve, top down.
+fn legend_column(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    path: &Path,
+    names: &[(&str, (u8, u8, u8))],
+) -> anyhow::Result<()> {
+    let err = draw_err(path);
+    for (i, (name, colour)) in names.iter().enumerate() {
+        let y = 30 + 24 * i as i32;
+        area.draw(&Rectangle::new(
+            [(8, y - 6), (30, y + 6)],
+            rgb(*colour).filled(),
+        ))
+        .map_err(|e| err(&e))?;
+        area.draw(&Text::new(
+            name.to_string(),
+            (38, y - 8),
+            ("sans-serif", 15).into_font(),
+        ))
+        .map_err(|e| err(&e))?;
+    }
+    Ok(())
 }
 
 /// One metric's panel: NFE (log axis: drawn at log2 NFE, labelled in NFE)
@@ -154,16 +195,11 @@ fn frontier_panel(
         let colour = rgb(s.colour);
         chart
             .draw_series(LineSeries::new(s.points.clone(), colour.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
+            .map_err(|e| err(&e))?;
         chart
             .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
             .map_err(|e| err(&e))?;
     }
-    legend(&mut chart).map_err(|e| err(&e))?;
     Ok(())
 }
 
@@ -248,7 +284,10 @@ mod tests {
             arm("joint", metrics(&["accuracy", "frechet"])),
         ];
         let (file, _) = frontier_plot(dir.path(), &arms, &fixed).unwrap().unwrap();
-        assert_eq!(png_size(&dir.path().join(&file)), (2 * 480, 380 + 40));
+        assert_eq!(
+            png_size(&dir.path().join(&file)),
+            (2 * 480 + LEGEND_W, 380 + 40)
+        );
         let arms = [arm(
             "joint",
             metrics(&[
@@ -260,6 +299,9 @@ mod tests {
             ]),
         )];
         frontier_plot(dir.path(), &arms, &fixed).unwrap();
-        assert_eq!(png_size(&dir.path().join(&file)), (3 * 480, 2 * 380 + 40));
+        assert_eq!(
+            png_size(&dir.path().join(&file)),
+            (3 * 480 + LEGEND_W, 2 * 380 + 40)
+        );
     }
 }

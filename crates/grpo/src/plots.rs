@@ -44,6 +44,18 @@ pub fn arm_colour(name: &str) -> (u8, u8, u8) {
     PALETTE[i]
 }
 
+/// The colour of the `index`-th fixed sampler drawn beside the arms (in
+/// order of first appearance): greys and earth tones, apart from the arms'.
+pub fn fixed_colour(index: usize) -> (u8, u8, u8) {
+    const FIXED: [(u8, u8, u8); 4] = [
+        (120, 120, 120),
+        (148, 103, 189),
+        (140, 86, 75),
+        (188, 189, 34),
+    ];
+    FIXED[index % FIXED.len()]
+}
+
 pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
