@@ -2,10 +2,13 @@
 """Mean and range over seeds of a Co-GRPO experiment's evaluation.
 
 Reads the `report.json` of each run directory (one per seed, written by
-`cogrpo run`; or, without one, the sampler sweep of its `summary.json`,
-written by `cogrpo eval`, a sampler per row) and prints one markdown table
-per metric: a row per arm, a column per evaluated step count, each cell
-`mean (min-max)` over the runs.
+`cogrpo run`, with the fixed samplers evaluated beside the arms; or,
+without one, the sampler sweep of its `summary.json`, written by `cogrpo
+eval`, a sampler per row) and prints one markdown table per metric: a row
+per arm or sampler, a column per evaluated step count, each cell
+`mean (min-max)` over the runs. The metric `nfe` is the denoiser
+evaluations per sample (the quality-per-NFE frontier reads each metric
+against it).
 
     python3 scripts/seeds_table.py runs/digits-cogrpo runs/digits-cogrpo-seed1 \
         runs/digits-cogrpo-seed2 --metrics class_accuracy frechet reward
@@ -30,7 +33,11 @@ def load(run: Path) -> dict:
         for row in summary.get("eval", []):
             arms.setdefault(row["sampler"], {"eval": []})["eval"].append(row)
         return {"arms": arms, "seed": summary.get("seed", run.name)}
-    return read(path)
+    report = read(path)
+    for row in report.get("fixed_samplers", []):
+        if row["sampler"] != "elbo":
+            report["arms"].setdefault(row["sampler"], {"eval": []})["eval"].append(row)
+    return report
 
 
 def read(path: Path) -> dict:
@@ -46,6 +53,10 @@ def values(reports: list, arm: str, metric: str, steps: int) -> list:
     out = []
     for r in reports:
         rows = r.get("arms", {}).get(arm, {}).get("eval", [])
+        if metric == "nfe":
+            # One NFE per (run, step count): every metric's row carries it.
+            out += [row["nfe"] for row in rows if row["steps"] == steps][:1]
+            continue
         out += [
             row["value"]
             for row in rows
