@@ -15,6 +15,12 @@
 #                              discriminator learning against the arm's
 #                              rollouts (`[cogrpo.adversarial]`, cap 0.7;
 #                              scripts/digits-adversarial.sh)
+#   advbest_alternate          alternate with the discriminator learning
+#                              (cap 0.9) and the checkpoint chosen by
+#                              Frechet distance on the validation split
+#                              (cogrpo.eval_every = 10, keep_best =
+#                              "frechet"): model selection that never sees
+#                              the test prompts
 #   nfe4_alternate             alternate, rewards.cost.nfe = 4: the reward
 #                              less 4 x NFE / 64 (at the reference's 7 NFE
 #                              per image at T = 4, 0.44 of a reward of at
@@ -41,7 +47,7 @@ RUN_PREFIX=runs/digits-cogrpo
 resolve_bin
 results_init
 
-for variant in ${VARIANTS:-ctrl_joint ks01_joint ks1_joint ent001_joint ent01_joint ks1adv_joint nfe4_alternate}; do
+for variant in ${VARIANTS:-ctrl_joint ks01_joint ks1_joint ent001_joint ent01_joint ks1adv_joint advbest_alternate nfe4_alternate}; do
   for seed in $SEEDS; do
     arm=${variant#*_}
     case $variant in
@@ -49,6 +55,7 @@ for variant in ${VARIANTS:-ctrl_joint ks01_joint ks1_joint ent001_joint ent01_jo
       ks01_*) set_one='cogrpo.beta_schedule=0.1' ;;
       ks1_*) set_one='cogrpo.beta_schedule=1.0' ;;
       ks1adv_*) set_one='cogrpo.beta_schedule=1.0' ;;
+      advbest_*) set_one='cogrpo.eval_every=10' ;;
       ent001_*) set_one='cogrpo.entropy_schedule=0.01' ;;
       ent01_*) set_one='cogrpo.entropy_schedule=0.1' ;;
       nfe4_*) set_one='rewards.cost.nfe=4.0' ;;
@@ -57,6 +64,7 @@ for variant in ${VARIANTS:-ctrl_joint ks01_joint ks1_joint ent001_joint ent01_jo
     extra=()
     case $variant in
       *adv_*) extra=(--set 'cogrpo.adversarial={max_accuracy = 0.7}') ;;
+      advbest_*) extra=(--set 'cogrpo.adversarial={}' --set 'cogrpo.keep_best="frechet"') ;;
     esac
     train_from_run "$variant" "$arm" "$seed" --set "$set_one" "${extra[@]}"
   done
