@@ -113,11 +113,10 @@ fn collect(run: &Path) -> anyhow::Result<Value> {
     // frontier colours them.
     let mut fixed_colours = serde_json::Map::new();
     for r in report["fixed_samplers"].as_array().into_iter().flatten() {
-        if let Some(label) = r["sampler"].as_str().filter(|l| *l != "elbo") {
-            if !fixed_colours.contains_key(label) {
-                let colour = hex(fixed_colour(fixed_colours.len()));
-                fixed_colours.insert(label.into(), json!(colour));
-            }
+        let label = r["sampler"].as_str().filter(|l| *l != "elbo");
+        if let Some(label) = label.filter(|l| !fixed_colours.contains_key(*l)) {
+            let colour = hex(fixed_colour(fixed_colours.len()));
+            fixed_colours.insert(label.into(), json!(colour));
         }
     }
     let name = run.file_name().map_or_else(

@@ -50,6 +50,13 @@ pub fn frontier_curves<'a>(
     curves
 }
 
+/// One line of the frontier: an arm's or a fixed sampler's rows.
+struct Curve {
+    name: String,
+    colour: (u8, u8, u8),
+    rows: Vec<EvalRow>,
+}
+
 /// Width of the legend column beside the panels.
 const LEGEND_W: u32 = 200;
 
@@ -70,15 +77,16 @@ pub fn frontier_plot(
         return Ok(None);
     }
     // Arms in their own colours, fixed samplers in theirs.
-    let curves: Vec<(String, (u8, u8, u8), Vec<EvalRow>)> = frontier_curves(arms, fixed)
+    let curves: Vec<Curve> = frontier_curves(arms, fixed)
         .into_iter()
         .enumerate()
-        .map(|(i, (name, rows))| {
-            let colour = match i.checked_sub(arms.len()) {
+        .map(|(i, (name, rows))| Curve {
+            colour: match i.checked_sub(arms.len()) {
                 None => arm_colour(&name),
                 Some(k) => fixed_colour(k),
-            };
-            (name, colour, rows.into_iter().cloned().collect())
+            },
+            name,
+            rows: rows.into_iter().cloned().collect(),
         })
         .collect();
     let panels: Vec<(String, Vec<Series>)> = metrics
@@ -86,10 +94,10 @@ pub fn frontier_plot(
         .map(|metric| {
             let series = curves
                 .iter()
-                .map(|(name, colour, rows)| Series {
-                    name: name.clone(),
-                    colour: *colour,
-                    points: frontier_points(rows, metric),
+                .map(|c| Series {
+                    name: c.name.clone(),
+                    colour: c.colour,
+                    points: frontier_points(&c.rows, metric),
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect();
@@ -118,7 +126,7 @@ pub fn frontier_plot(
             frontier_panel(area, &path, y, series)?;
         }
         let names: Vec<(&str, (u8, u8, u8))> =
-            curves.iter().map(|(n, c, _)| (n.as_str(), *c)).collect();
+            curves.iter().map(|c| (c.name.as_str(), c.colour)).collect();
         legend_column(&side, &path, &names)
     })?;
     Ok(Some((
