@@ -1,5 +1,8 @@
 //! Star-graph path finding (Bachmann & Nagarajan 2024), in the easy /
-//! medium / hard variants of the ILM paper; the generation recipe is
+//! medium / hard variants of the ILM paper and two smaller ones below easy
+//! (`star-tiny`, `star-small`: degree 2, the source at the centre, as in
+//! Bachmann & Nagarajan's own degree-2 graphs) for budgets where the
+//! published ones do not converge; the generation recipe is
 //! `data/star_graph/README.md` (no data files exist upstream).
 //!
 //! Prompt: the shuffled edge list as node pairs, padded with `<pad>` to the
@@ -29,6 +32,10 @@ pub enum Variant {
     Easy,
     Medium,
     Hard,
+    /// Degree 2, arms of 3 nodes (2 edges), 10 node ids.
+    Tiny,
+    /// Degree 2, arms of 5 nodes (4 edges), 20 node ids.
+    Small,
 }
 
 impl Variant {
@@ -37,10 +44,13 @@ impl Variant {
             Variant::Easy => "star-easy",
             Variant::Medium => "star-medium",
             Variant::Hard => "star-hard",
+            Variant::Tiny => "star-tiny",
+            Variant::Small => "star-small",
         }
     }
     fn degree(self) -> usize {
         match self {
+            Variant::Tiny | Variant::Small => 2,
             Variant::Easy | Variant::Medium => 3,
             Variant::Hard => 5,
         }
@@ -48,14 +58,18 @@ impl Variant {
     /// Arm lengths in nodes, counting the centre.
     fn arm_lengths(self) -> (usize, usize) {
         match self {
-            Variant::Easy => (5, 5),
+            Variant::Tiny => (3, 3),
+            Variant::Small | Variant::Easy => (5, 5),
             Variant::Medium => (3, 6),
             Variant::Hard => (6, 12),
         }
     }
+    /// Nodes between the centre and the goal, at least (the variable-arm
+    /// variants; in the others the source is the centre).
     fn min_plan(self) -> usize {
         match self {
-            Variant::Easy => 4,
+            Variant::Tiny => 2,
+            Variant::Small | Variant::Easy => 4,
             Variant::Medium => 2,
             Variant::Hard => 5,
         }
@@ -63,7 +77,8 @@ impl Variant {
     /// Node ids.
     pub fn num_nodes(self) -> usize {
         match self {
-            Variant::Easy | Variant::Medium => 20,
+            Variant::Tiny => 10,
+            Variant::Small | Variant::Easy | Variant::Medium => 20,
             Variant::Hard => 56,
         }
     }
@@ -94,14 +109,18 @@ impl StarGraph {
         let mut ids: Vec<u32> = (0..v).collect();
         ids.shuffle(rng);
         let (mut edges, path) = match variant {
-            Variant::Easy => {
-                // ids[0] = source, ids[1] = goal, then path interior and arms.
+            Variant::Easy | Variant::Tiny | Variant::Small => {
+                // The source is the centre: ids[0] = source, ids[1] = goal,
+                // then the path's interior and the other arms, each `len`
+                // nodes with the centre.
+                let len = variant.arm_lengths().0;
                 let (s, g) = (ids[0], ids[1]);
                 let mut path = vec![s];
-                path.extend_from_slice(&ids[2..5]);
+                path.extend_from_slice(&ids[2..len]);
                 path.push(g);
                 let mut edges: Vec<(u32, u32)> = path.windows(2).map(|w| (w[0], w[1])).collect();
-                for arm in ids[5..13].chunks(4) {
+                let others = (variant.degree() - 1) * (len - 1);
+                for arm in ids[len..len + others].chunks(len - 1) {
                     let mut prev = s;
                     for &n in arm {
                         edges.push((prev, n));
@@ -302,7 +321,13 @@ mod tests {
 
     #[test]
     fn graphs_follow_the_recipe() {
-        for variant in [Variant::Easy, Variant::Medium, Variant::Hard] {
+        for variant in [
+            Variant::Tiny,
+            Variant::Small,
+            Variant::Easy,
+            Variant::Medium,
+            Variant::Hard,
+        ] {
             let mut rng = stream(&[1, variant as u64]);
             let (lo, hi) = variant.arm_lengths();
             for _ in 0..500 {
@@ -326,15 +351,23 @@ mod tests {
                 );
             }
         }
-        // Easy: 12 edges, the source is the centre.
-        let g = StarGraph::generate(Variant::Easy, &mut stream(&[2]));
-        assert_eq!(g.edges.len(), 12);
-        assert_eq!(g.edges.iter().filter(|e| e.0 == g.source).count(), 3);
+        // Tiny, small and easy: every arm whole, the source is the centre.
+        for (variant, edges, degree) in [
+            (Variant::Tiny, 4, 2),
+            (Variant::Small, 8, 2),
+            (Variant::Easy, 12, 3),
+        ] {
+            let g = StarGraph::generate(variant, &mut stream(&[2]));
+            assert_eq!(g.edges.len(), edges, "{variant:?}");
+            assert_eq!(g.edges.iter().filter(|e| e.0 == g.source).count(), degree);
+        }
     }
 
     #[test]
     fn layouts_match_the_ilm_block_sizes_and_splits_are_disjoint() {
         for (variant, prompt, answer) in [
+            (Variant::Tiny, 11, 4),
+            (Variant::Small, 19, 8),
             (Variant::Easy, 27, 8),
             (Variant::Medium, 33, 10),
             (Variant::Hard, 113, 22),

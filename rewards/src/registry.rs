@@ -25,7 +25,7 @@ pub fn verifiers_for(task: &str) -> Vec<Box<dyn Verifier>> {
             Box::new(countdown::Solved),
             Box::new(countdown::CountdownReward),
         ],
-        "star-easy" | "star-medium" | "star-hard" => {
+        "star-tiny" | "star-small" | "star-easy" | "star-medium" | "star-hard" => {
             vec![Box::new(star::ExactMatch), Box::new(star::PrefixCredit)]
         }
         "reversal" => {
@@ -47,7 +47,9 @@ pub fn default_reward(task: &str) -> Option<&'static str> {
         // Dense and indifferent to which valid solution was stored.
         "sudoku4" => Some("valid_cells"),
         "countdown" => Some("countdown"),
-        "star-easy" | "star-medium" | "star-hard" => Some("exact_match"),
+        "star-tiny" | "star-small" | "star-easy" | "star-medium" | "star-hard" => {
+            Some("exact_match")
+        }
         "reversal" => Some("contains_reference"),
         // A learned reward model the trainer registers (cogrpo-train's
         // `vision`): the probability of the prompted class.
@@ -220,6 +222,8 @@ mod tests {
         for task in [
             "sudoku4",
             "countdown",
+            "star-tiny",
+            "star-small",
             "star-easy",
             "star-medium",
             "star-hard",

@@ -99,6 +99,12 @@ pub enum TaskKind {
     /// Star graphs, hard.
     #[serde(rename = "star-hard")]
     StarHard,
+    /// Star graphs below easy: degree 2, arms of 3 nodes, 10 node ids.
+    #[serde(rename = "star-tiny")]
+    StarTiny,
+    /// Star graphs below easy: degree 2, arms of 5 nodes, 20 node ids.
+    #[serde(rename = "star-small")]
+    StarSmall,
     /// The reversal curse (Berglund et al.): name to description and back.
     Reversal,
     /// Class-conditional 8x8 handwritten digits, one token per gray level.

@@ -41,6 +41,8 @@ pub fn build(cfg: &ExperimentConfig) -> anyhow::Result<Box<dyn Task>> {
         TaskKind::StarEasy => Box::new(StarTask::new(Variant::Easy, t.data_seed)?),
         TaskKind::StarMedium => Box::new(StarTask::new(Variant::Medium, t.data_seed)?),
         TaskKind::StarHard => Box::new(StarTask::new(Variant::Hard, t.data_seed)?),
+        TaskKind::StarTiny => Box::new(StarTask::new(Variant::Tiny, t.data_seed)?),
+        TaskKind::StarSmall => Box::new(StarTask::new(Variant::Small, t.data_seed)?),
         TaskKind::Reversal => Box::new(Reversal::load(&t.data_dir).with_context(hint)?),
         TaskKind::Digits => Box::new(load_digits(cfg).with_context(hint)?),
         TaskKind::Text => Box::new(
