@@ -304,10 +304,32 @@ def timed_optimizer_steps(model, opt, loss_fn, steps):
     return time.perf_counter() - t0
 
 
+def matmul_rates(shapes):
+    """float32 GFLOP/s of x @ y per (m, k, n) shape: best of 5 after a warm-up
+    (the shapes and the timing of cogrpo bench's `machine` line)."""
+    rates = []
+    for m, k, n in shapes:
+        x = torch.rand(m, k, device=DEVICE)
+        y = torch.rand(k, n, device=DEVICE)
+        with autocast():
+            (x @ y)[0, 0].item()
+            best = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                (x @ y)[0, 0].item()
+                best = min(best, time.perf_counter() - t0)
+        rates.append({"shape": [m, k, n], "gflops": 2 * m * k * n / best / 1e9})
+    return rates
+
+
 def bench(a):
     torch.manual_seed(0)
     model = Denoiser.load(a.weights, a.heads, a.seq).to(DEVICE)
     n, vocab = a.seq, model.vocab
+    d, ff = model.wte.weight.shape[1], model.h[0].w1.weight.shape[0]
+    print(json.dumps({"machine": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                  "matmul": matmul_rates([(1024, 1024, 1024), (1024, d, ff), (1024, ff, d)])}}),
+          flush=True)
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     where = f"{torch.get_num_threads()} thr" if DEVICE.type == "cpu" else f"{DEVICE.type} {PRECISION}"
     # Training: ELBO loss, backward, AdamW (as cogrpo's pretrain step).

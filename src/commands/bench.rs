@@ -168,10 +168,33 @@ impl Job for Bench {
             task.layout().answer_len,
             d.vocab_size
         );
+        let machine = bench::machine::Machine {
+            cpu: bench::machine::Cpu::detect(),
+            matmul: bench::machine::matmul_rates::<B::InnerBackend>(
+                &bench::machine::matmul_shapes(d.d_model, d.d_ff),
+                &device,
+            ),
+        };
         if self.json {
             tracing::info!("{title}");
+            println!("{}", serde_json::json!({ "machine": machine }));
         } else {
-            println!("{title}\n{}", bench::header());
+            println!("{title}\n# {}", machine.cpu.summary());
+            let rates: Vec<String> = machine
+                .matmul
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} x {} @ {} x {}: {:.0}",
+                        r.shape[0], r.shape[1], r.shape[1], r.shape[2], r.gflops
+                    )
+                })
+                .collect();
+            println!(
+                "# matmul GFLOP/s: {}\n{}",
+                rates.join(", "),
+                bench::header()
+            );
         }
         let steps = if self.steps.is_empty() {
             self.cfg.eval.steps.clone()

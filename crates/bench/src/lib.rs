@@ -9,6 +9,7 @@
 
 pub mod dense_ancestral;
 pub mod grpo_update;
+pub mod machine;
 pub mod scaling;
 
 use std::time::Instant;
@@ -19,7 +20,7 @@ use burn::prelude::*;
 use envs::seeding::{derive_key, purpose, stream};
 use envs::{Canvas, Task};
 use mdm::loss::ForwardProcess;
-use mdm::{Denoiser, DenoiserConfig, Family};
+use mdm::{Denoiser, DenoiserConfig, Family, on_one_core};
 use policy::{Sampler, SamplerConfig, SamplerKind};
 use serde::Serialize;
 
@@ -206,8 +207,9 @@ fn forward_rows<B: AutodiffKernels>(
         opts.forward_batches.clone()
     };
     for &fb in &forward_batches {
-        // Rows split across the worker threads (one core per matmul on the
-        // CPU); reading the logits back waits for the device to finish.
+        // Rows split across the worker threads, each on its own core (as
+        // the samplers and trainer do); reading the logits back waits for
+        // the device to finish.
         let parts = threads.clamp(1, fb);
         let forward = || {
             let chunk = fb.div_ceil(parts);
@@ -230,7 +232,7 @@ fn forward_rows<B: AutodiffKernels>(
                 std::thread::scope(|scope| {
                     for start in (0..fb).step_by(chunk) {
                         let rows = chunk.min(fb - start);
-                        scope.spawn(move || run(rows));
+                        scope.spawn(move || on_one_core(|| run(rows)));
                     }
                 });
             }

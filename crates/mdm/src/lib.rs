@@ -39,6 +39,7 @@ pub mod weights;
 
 pub use attention::KvCache;
 pub use config::{ConfigError, DenoiserConfig, Family};
+pub use kernels::cpu::one_core::on_one_core;
 pub use kernels::precision::{MatmulPrecision, set_matmul_precision};
 pub use kernels::{AutodiffKernels, Kernels};
 pub use lora::{BaseDtype, LoraConfig, LoraTarget};

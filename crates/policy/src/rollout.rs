@@ -55,7 +55,7 @@ use crate::network::scale_column;
 use crate::network::{check_canvas, guided, guided_logits_at, logits_at_queries, logits_to_host};
 use crate::schedule::{SamplerConfig, SamplerKind};
 use envs::seeding::uniform_f64;
-use mdm::Kernels;
+use mdm::{Kernels, on_one_core};
 
 pub struct Rollout<'a, B: Kernels> {
     pub model: &'a Denoiser<B>,
@@ -136,7 +136,8 @@ impl<B: Kernels> Rollout<'_, B> {
     /// threads. burn's CPU backend spreads only its large matmuls over the
     /// cores, so one batch leaves them idle during every other op (rows
     /// split across threads: a batch-64 forward 1.5x faster,
-    /// docs/performance.md); every row's draws are keyed by the row, so the
+    /// docs/performance.md). Each thread keeps its matmuls on its own core
+    /// ([`on_one_core`]). Every row's draws are keyed by the row, so the
     /// result does not depend on `threads`.
     pub fn run_threads(
         &self,
@@ -161,7 +162,7 @@ impl<B: Kernels> Rollout<'_, B> {
         let results: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = parts
                 .iter_mut()
-                .map(|part| scope.spawn(move || self.run(part, record)))
+                .map(|part| scope.spawn(move || on_one_core(|| self.run(part, record))))
                 .collect();
             handles
                 .into_iter()

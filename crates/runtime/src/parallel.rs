@@ -1,11 +1,14 @@
 //! Data parallelism across CPU threads.
 //!
-//! burn's CPU kernels mostly run on one core, so a training step leaves the
-//! other cores idle. We split the batch into shards and let each thread run
+//! A training step on one thread leaves the cores idle between burn's
+//! matmuls (the elementwise work runs on one core). We split the batch into
+//! shards and let each thread run
 //! forward and backward on its own *replica* of the model: a copy of the same
 //! parameter tensors (same ids) whose autodiff graph is separate, so the
 //! threads never share a graph lock. Gradients are summed in shard order,
-//! which keeps a run deterministic for a given thread count.
+//! which keeps a run deterministic for a given thread count. Each thread
+//! keeps its matmuls on its own core (`on_one_core`): the threads already
+//! fill the cores.
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -13,6 +16,7 @@ use burn::prelude::*;
 use mdm::Denoiser;
 
 use mdm::AutodiffKernels;
+use mdm::on_one_core;
 
 /// A copy of `model` sharing its weights and parameter ids but building its
 /// own autodiff graph. Parameters that do not train in `model` (a LoRA
@@ -66,7 +70,7 @@ pub fn sharded_gradients<B: AutodiffKernels, S: Sync, R: Send>(
                     .map(|shard| {
                         let r = replica(model);
                         let f = &f;
-                        scope.spawn(move || f(r, shard))
+                        scope.spawn(move || on_one_core(|| f(r, shard)))
                     })
                     .collect();
                 handles
@@ -123,14 +127,16 @@ pub fn map_parallel<T: Sync, R: Send>(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= items.len() {
-                        break;
+                on_one_core(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= items.len() {
+                            break;
+                        }
+                        let r = f(&items[i]);
+                        results.lock().expect("no worker panicked holding the lock")[i] = Some(r);
                     }
-                    let r = f(&items[i]);
-                    results.lock().expect("no worker panicked holding the lock")[i] = Some(r);
-                }
+                })
             });
         }
     });

@@ -8,7 +8,8 @@ use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-use super::cpu::{attention as attn, norm, rope as rotary, swiglu as glu};
+use super::cpu::matmul::View;
+use super::cpu::{attention as attn, matmul as mm, norm, rope as rotary, swiglu as glu};
 use super::{Heads, RopeAt, Visibility};
 use crate::rope::Rope;
 
@@ -32,6 +33,33 @@ pub(super) fn wrap<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
 
 pub(super) fn shape(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
+}
+
+/// A 2-D float32 tensor as a strided view of its storage, in place where
+/// its strides are non-negative (a transposed weight is), else a
+/// contiguous copy (`hold` keeps it alive).
+pub(super) fn view<'a>(t: &'a FlexTensor, hold: &'a mut Option<FlexTensor>) -> View<'a> {
+    let (dims, strides) = (t.layout().shape(), t.layout().strides());
+    if strides.iter().any(|&s| s < 0) {
+        let copy = hold.insert(t.to_contiguous());
+        return View::row_major(f32s(copy), dims[0], dims[1]);
+    }
+    View {
+        data: &t.storage::<f32>()[t.layout().start_offset()..],
+        rows: dims[0],
+        cols: dims[1],
+        row_stride: strides[0] as usize,
+        col_stride: strides[1] as usize,
+    }
+}
+
+/// `a @ b` of two matrices, on gemm into an output that is never zeroed
+/// (`cpu::matmul`).
+pub(super) fn matmul(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (mut ha, mut hb) = (None, None);
+    let (va, vb) = (view(a, &mut ha), view(b, &mut hb));
+    let (m, n) = (va.rows, vb.cols);
+    tensor(mm::matmul(va, vb), vec![m, n])
 }
 
 pub(super) fn rms_norm(x: &FlexTensor, gamma: &FlexTensor, eps: f64) -> FlexTensor {

@@ -14,14 +14,56 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::ops::FloatTensor;
 
-use super::cpu::{attention as attn, norm, swiglu as glu};
-use super::flex::{self, RopeTables, f32s, shape, tensor};
+use super::cpu::{attention as attn, matmul as mm, norm, swiglu as glu};
+use super::flex::{self, RopeTables, f32s, shape, tensor, view};
 use super::{Heads, RopeAt, Visibility};
 
 type Ad<C> = Autodiff<Flex, C>;
 
 fn out<C: CheckpointStrategy, const D: usize>(t: FloatTensor<Ad<C>>) -> Tensor<Ad<C>, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// `a @ b` of two matrices; the backward's `dA = dC @ b^T` and
+/// `dB = a^T @ dC` read the saved operands in place (strided views), and
+/// one whose input does not train (a frozen LoRA base) is not computed.
+pub(super) fn matmul<C: CheckpointStrategy>(
+    a: Tensor<Ad<C>, 2>,
+    b: Tensor<Ad<C>, 2>,
+) -> Tensor<Ad<C>, 2> {
+    #[derive(Debug)]
+    struct MatmulBackward;
+
+    impl Backward<Flex, 2> for MatmulBackward {
+        type State = (FlexTensor, FlexTensor);
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let [node_a, node_b] = ops.parents;
+            let dc = grads.consume::<Flex>(&ops.node).to_contiguous();
+            let (a, b) = ops.state;
+            let (mut ha, mut hb, mut hc) = (None, None, None);
+            let (va, vb, vc) = (view(&a, &mut ha), view(&b, &mut hb), view(&dc, &mut hc));
+            if let Some(node) = node_a {
+                grads.register::<Flex>(node.id, tensor(mm::matmul(vc, vb.t()), shape(&a)));
+            }
+            if let Some(node) = node_b {
+                grads.register::<Flex>(node.id, tensor(mm::matmul(va.t(), vc), shape(&b)));
+            }
+        }
+    }
+
+    let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
+    let c = flex::matmul(&a.primitive, &b.primitive);
+    out(
+        match MatmulBackward
+            .prepare::<C>([a.node, b.node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((a.primitive, b.primitive), c),
+            OpsKind::UnTracked(prep) => prep.finish(c),
+        },
+    )
 }
 
 pub(super) fn rms_norm<C: CheckpointStrategy>(

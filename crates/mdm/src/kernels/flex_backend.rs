@@ -8,7 +8,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use super::flex::{RopeTables, attention_lse, raw, rms_norm, swiglu, wrap};
+use super::flex::{RopeTables, attention_lse, matmul, raw, rms_norm, swiglu, wrap};
 use super::precision::{self, Product};
 use super::{Heads, Kernels, RopeAt, Visibility, flex_ad, generic};
 use crate::rope::Rope;
@@ -48,6 +48,16 @@ impl Kernels for Flex {
         wrap(RopeTables::of(rope).apply(raw(x), at, false))
     }
 
+    fn matmul_2d(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        if !all_f32(&[a.dtype(), b.dtype()]) {
+            return a.matmul(b);
+        }
+        wrap(matmul(
+            &a.into_primitive().tensor(),
+            &b.into_primitive().tensor(),
+        ))
+    }
+
     fn attend(
         q: Tensor<Self, 2>,
         k: Tensor<Self, 2>,
@@ -80,6 +90,16 @@ impl Kernels for Flex {
             return generic::swiglu(a, b);
         }
         flex_ad::swiglu(a, b)
+    }
+
+    fn matmul_2d_ad<C: CheckpointStrategy>(
+        a: Tensor<Autodiff<Self, C>, 2>,
+        b: Tensor<Autodiff<Self, C>, 2>,
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        if !all_f32(&[a.dtype(), b.dtype()]) {
+            return a.matmul(b);
+        }
+        flex_ad::matmul(a, b)
     }
 
     fn rope_ad<C: CheckpointStrategy>(

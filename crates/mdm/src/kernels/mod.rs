@@ -106,6 +106,13 @@ pub trait Kernels: Backend {
         rope.apply(x, at)
     }
 
+    /// `a @ b` of two float32 matrices at full precision (the model's
+    /// linear layers): burn's matmul by default; the CPU runs its own
+    /// (`cpu::matmul`, no zeroed or re-aligned copy of the output).
+    fn matmul_2d(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        a.matmul(b)
+    }
+
     /// `a @ b` with one of [`precision`]'s products (`--precision f32` or
     /// `bf16`).
     fn precise_matmul<const D: usize>(
@@ -165,6 +172,13 @@ pub trait Kernels: Backend {
         rope.apply(x, at)
     }
 
+    fn matmul_2d_ad<C: CheckpointStrategy>(
+        a: Tensor<Autodiff<Self, C>, 2>,
+        b: Tensor<Autodiff<Self, C>, 2>,
+    ) -> Tensor<Autodiff<Self, C>, 2> {
+        a.matmul(b)
+    }
+
     fn precise_matmul_ad<C: CheckpointStrategy, const D: usize>(
         a: Tensor<Autodiff<Self, C>, D>,
         b: Tensor<Autodiff<Self, C>, D>,
@@ -206,6 +220,10 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 
     fn rope(x: Tensor<Self, 2>, rope: &Rope<Self>, at: RopeAt) -> Tensor<Self, 2> {
         B::rope_ad(x, rope, at)
+    }
+
+    fn matmul_2d(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        B::matmul_2d_ad(a, b)
     }
 
     fn precise_matmul<const D: usize>(

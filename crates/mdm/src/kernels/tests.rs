@@ -97,6 +97,50 @@ fn rms_norm_matches_the_generic_path() {
 }
 
 #[test]
+fn matmul_matches_burns() {
+    // Below and above the parallel threshold; a transposed right operand
+    // (a tied head's `x @ w^T`) is read in place.
+    for (m, k, n) in [(5, 7, 3), (130, 200, 300)] {
+        check(
+            "matmul",
+            [[m, k], [k, n]],
+            |[a, b]| Ad::matmul_2d(a, b),
+            |[a, b]| a.matmul(b),
+        );
+        check(
+            "matmul by a transpose",
+            [[m, k], [n, k]],
+            |[a, b]| Ad::matmul_2d(a, b.transpose()),
+            |[a, b]| a.matmul(b.transpose()),
+        );
+        let (a, b) = (random::<Flex, 2>([m, k], 3), random::<Flex, 2>([k, n], 4));
+        assert_close(
+            &host(Flex::matmul_2d(a.clone(), b.clone())),
+            &host(a.matmul(b)),
+            "matmul inference",
+        );
+    }
+}
+
+/// A frozen operand (a LoRA base weight) gets no gradient and stops
+/// nothing: the other operand's gradient is burn's.
+#[test]
+fn matmul_with_a_frozen_operand() {
+    let (x, w) = (
+        random::<Ad, 2>([9, 6], 1).require_grad(),
+        random::<Ad, 2>([6, 4], 2),
+    );
+    let grads = Ad::matmul_2d(x.clone(), w.clone()).sum().backward();
+    assert!(w.grad(&grads).is_none());
+    let want = x.clone().matmul(w).sum().backward();
+    assert_close(
+        &host(x.grad(&grads).expect("a gradient")),
+        &host(x.grad(&want).expect("a gradient")),
+        "gradient beside a frozen operand",
+    );
+}
+
+#[test]
 fn swiglu_matches_the_generic_path() {
     // 300 x 131 is past one parallel chunk and not a multiple of the lanes.
     for shape in [[3, 5], [300, 131]] {

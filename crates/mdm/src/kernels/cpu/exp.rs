@@ -3,7 +3,8 @@
 //!
 //! Cody-Waite range reduction `x = n ln 2 + r`, `|r| <= ln 2 / 2`, then
 //! Cephes' degree-6 minimax polynomial for `e^r` (`expf.c`, S. Moshier),
-//! and `2^n` written into the exponent bits. Relative error below 3e-7 for
+//! and `2^n` written into the exponent bits (without a float-to-int cast,
+//! so that every step vectorises). Relative error below 3e-7 for
 //! `x` in [-87.3, 88]; below -87.3 the result is 0 (a masked score's weight
 //! is exactly 0, as in float32 softmax), above 88 it is `e^88`.
 
@@ -24,7 +25,12 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the float n: adding 127 + 2^23 puts the integer n + 127 in
+    // the low mantissa bits, and shifting them into the exponent field
+    // drops the rest. No float-to-int cast: Rust's `as i32` saturates, and
+    // LLVM writes that as a scalar conversion and two compares per lane,
+    // which made this function 4-5x slower than its polynomial.
+    let scale = f32::from_bits((n + (127.0 + 8_388_608.0)).to_bits() << 23);
     if under { 0.0 } else { e * scale }
 }
 
@@ -41,6 +47,11 @@ mod tests {
             let got = exp(x) as f64;
             worst = worst.max((got - want).abs() / want);
             x += 0.0137;
+        }
+        // The ends of the range, where 2^n is 2^-126 and 2^127.
+        for x in [-87.29f32, -87.0, 87.99, 88.0] {
+            let want = (x as f64).exp();
+            worst = worst.max((exp(x) as f64 - want).abs() / want);
         }
         assert!(worst < 3e-7, "worst relative error {worst:e}");
         assert_eq!(exp(0.0), 1.0);

@@ -10,7 +10,9 @@
 
 pub mod attention;
 pub mod exp;
+pub mod matmul;
 pub mod norm;
+pub mod one_core;
 pub mod rope;
 pub mod swiglu;
 

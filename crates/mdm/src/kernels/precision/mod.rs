@@ -167,16 +167,16 @@ pub fn weight_matmul<B: Kernels>(
     if w.dtype() != burn::tensor::DType::F32 {
         return B::frozen_matmul(x, w, (product::<B>(), transpose));
     }
-    matmul(x, if transpose { w.transpose() } else { w })
+    let w = if transpose { w.transpose() } else { w };
+    match product::<B>() {
+        None => B::matmul_2d(x, w),
+        Some(_) => matmul(x, w),
+    }
 }
 
 /// `layer.forward(x)` at the process's precision (a weight stored narrower
 /// through [`weight_matmul`]).
 pub fn linear<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let narrow = layer.weight.val().dtype() != burn::tensor::DType::F32;
-    if product::<B>().is_none() && !narrow {
-        return layer.forward(x);
-    }
     let y = weight_matmul(x, layer.weight.val(), false);
     match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
