@@ -13,7 +13,7 @@ use burn::prelude::*;
 use serde::Serialize;
 
 use mdm::Kernels;
-use mdm::kernels::precision::matmul;
+use mdm::kernels::precision::weight_matmul;
 
 /// The CPU flags that decide which kernels run: gemm's and the fused
 /// kernels' AVX2 / AVX-512 paths, and the bf16 / fp16 / AMX extensions.
@@ -196,9 +196,11 @@ pub fn matmul_shapes(d_model: usize, d_ff: usize) -> Vec<[usize; 3]> {
     ]
 }
 
-/// Float32 GFLOP/s of `a @ b` for each shape on the backend (through the
-/// model's own matmul, so at the process's precision): best of 5 after a
-/// warm-up; reading one element back waits for a device to finish.
+/// Float32 GFLOP/s of `a @ b` for each shape on the backend, through the
+/// product the model's linear layers use (`weight_matmul`, at the
+/// process's precision): best of 10 after 3 warm-ups (one product takes
+/// milliseconds, and a shared VM's speed moves between them); reading one
+/// element back waits for a device to finish.
 pub fn matmul_rates<B: Kernels>(shapes: &[[usize; 3]], device: &B::Device) -> Vec<MatmulRate> {
     shapes
         .iter()
@@ -206,16 +208,18 @@ pub fn matmul_rates<B: Kernels>(shapes: &[[usize; 3]], device: &B::Device) -> Ve
             let a = Tensor::<B, 2>::random([m, k], burn::tensor::Distribution::Default, device);
             let b = Tensor::<B, 2>::random([k, n], burn::tensor::Distribution::Default, device);
             let run = || {
-                let c = matmul(a.clone(), b.clone());
+                let c = weight_matmul(a.clone(), b.clone(), false);
                 let _: Vec<f32> = c
                     .slice([0..1, 0..1])
                     .into_data()
                     .to_vec()
                     .unwrap_or_default();
             };
-            run();
+            for _ in 0..3 {
+                run();
+            }
             let mut best = f64::INFINITY;
-            for _ in 0..5 {
+            for _ in 0..10 {
                 let t = Instant::now();
                 run();
                 best = best.min(t.elapsed().as_secs_f64());

@@ -1,7 +1,11 @@
 //! The machine's float32 matmul throughput through burn, the peak the
 //! denoiser's achieved FLOP/s are compared with in docs/performance.md.
 //! Square `n x n` products and the shapes of the benchmark models' linear
-//! layers (16 x 256 tokens), best of 5 after a warm-up.
+//! layers (16 x 256 tokens), best of 5 after a warm-up, through the
+//! product the model's float32 linear layers use (`weight_matmul`).
+//! `cogrpo bench` prints the same measurement for its model's shapes inside
+//! the cogrpo process (whose allocator, mimalloc, keeps freed memory; this
+//! example runs on the system allocator).
 //!
 //!   cargo run --release -p mdm --example matmul_peak                 # CPU (Flex)
 //!   cargo run --release -p mdm --features cuda --example matmul_peak -- cuda [tf32|f32|bf16]
@@ -15,7 +19,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use mdm::Kernels;
-use mdm::kernels::precision::{MatmulPrecision, matmul, set_matmul_precision};
+use mdm::kernels::precision::{MatmulPrecision, matmul, set_matmul_precision, weight_matmul};
 
 fn gflops<B: Kernels>(m: usize, k: usize, n: usize, dtype: FloatDType, dev: &B::Device) -> f64 {
     let random = |shape: [usize; 2]| {
@@ -24,7 +28,10 @@ fn gflops<B: Kernels>(m: usize, k: usize, n: usize, dtype: FloatDType, dev: &B::
     let (a, b) = (random([m, k]), random([k, n]));
     // Reading one element waits for the product (GPU work is asynchronous).
     let run = || {
-        let c = matmul(a.clone(), b.clone());
+        let c = match dtype {
+            FloatDType::F32 => weight_matmul(a.clone(), b.clone(), false),
+            _ => matmul(a.clone(), b.clone()),
+        };
         let _: f32 = c
             .slice([0..1, 0..1])
             .cast(FloatDType::F32)

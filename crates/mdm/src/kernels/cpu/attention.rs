@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 
 use super::exp::exp;
-use super::{SendPtr, dot};
+use super::{SendPtr, dot, max, sum};
 
 /// Query rows per block.
 pub const BLOCK: usize = 64;
@@ -283,12 +283,11 @@ fn softmax_in_place(row: &mut [f32], seen: usize) -> f32 {
     if vis.is_empty() {
         return f32::NEG_INFINITY;
     }
-    let max = vis.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut z = 0.0f32;
-    for s in vis.iter_mut() {
-        *s = exp(*s - max);
-        z += *s;
-    }
+    // Three passes that each vectorise: a running `z += e` in the exp loop
+    // would keep that loop scalar (float addition in order).
+    let max = max(vis);
+    vis.iter_mut().for_each(|s| *s = exp(*s - max));
+    let z = sum(vis);
     let inv = 1.0 / z;
     vis.iter_mut().for_each(|s| *s *= inv);
     max + z.ln()

@@ -82,6 +82,41 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Sum of `x` in 16 independent lanes, so that it vectorises (as [`dot`]).
+#[inline(always)]
+pub(crate) fn sum(x: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0.0f32; L];
+    let chunks = x.chunks_exact(L);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..L {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Largest element of `x` (`-inf` when empty) in 16 independent lanes: a
+/// `fold(f32::max)` is a sequential chain LLVM leaves scalar.
+#[inline(always)]
+pub(crate) fn max(x: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [f32::NEG_INFINITY; L];
+    let chunks = x.chunks_exact(L);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for i in 0..L {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    acc.iter().copied().fold(tail, f32::max)
+}
+
 /// A raw pointer that tasks writing disjoint ranges may share.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub *mut f32);
@@ -116,5 +151,25 @@ pub(crate) mod testing {
             .fold(0.0, f64::max);
         let scale = b.iter().map(|y| (*y as f64).abs()).fold(1e-30, f64::max);
         diff / scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::random;
+    use super::*;
+
+    #[test]
+    fn lane_sum_and_max_match_sequential_ones() {
+        for n in [0, 1, 15, 16, 17, 100, 1027] {
+            let x = random(n, n as u64);
+            let want: f64 = x.iter().map(|&v| v as f64).sum();
+            assert!(
+                (sum(&x) as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "sum of {n}"
+            );
+            let want_max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max(&x), want_max, "max of {n}");
+        }
     }
 }
