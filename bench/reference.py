@@ -305,16 +305,17 @@ def timed_optimizer_steps(model, opt, loss_fn, steps):
 
 
 def matmul_rates(shapes):
-    """float32 GFLOP/s of x @ y per (m, k, n) shape: best of 5 after a warm-up
-    (the shapes and the timing of cogrpo bench's `machine` line)."""
+    """float32 GFLOP/s of x @ y per (m, k, n) shape: best of 10 after 3
+    warm-ups (the shapes and the timing of cogrpo bench's `machine` line)."""
     rates = []
     for m, k, n in shapes:
         x = torch.rand(m, k, device=DEVICE)
         y = torch.rand(k, n, device=DEVICE)
         with autocast():
-            (x @ y)[0, 0].item()
+            for _ in range(3):
+                (x @ y)[0, 0].item()
             best = float("inf")
-            for _ in range(5):
+            for _ in range(10):
                 t0 = time.perf_counter()
                 (x @ y)[0, 0].item()
                 best = min(best, time.perf_counter() - t0)
