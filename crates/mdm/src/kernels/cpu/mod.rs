@@ -97,8 +97,7 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Largest element of `x` (`-inf` when empty) in 16 independent lanes: a
-/// `fold(f32::max)` is a sequential chain LLVM leaves scalar.
+/// Largest element of `x` (`-inf` when empty), in 16 lanes as [`sum`].
 #[inline(always)]
 pub(crate) fn max(x: &[f32]) -> f32 {
     const L: usize = 16;
