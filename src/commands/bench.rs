@@ -179,22 +179,7 @@ impl Job for Bench {
             tracing::info!("{title}");
             println!("{}", serde_json::json!({ "machine": machine }));
         } else {
-            println!("{title}\n# {}", machine.cpu.summary());
-            let rates: Vec<String> = machine
-                .matmul
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{} x {} @ {} x {}: {:.0}",
-                        r.shape[0], r.shape[1], r.shape[1], r.shape[2], r.gflops
-                    )
-                })
-                .collect();
-            println!(
-                "# matmul GFLOP/s: {}\n{}",
-                rates.join(", "),
-                bench::header()
-            );
+            println!("{title}\n{}\n{}", machine.header(), bench::header());
         }
         let steps = if self.steps.is_empty() {
             self.cfg.eval.steps.clone()

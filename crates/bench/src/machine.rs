@@ -185,6 +185,25 @@ pub struct Machine {
     pub matmul: Vec<MatmulRate>,
 }
 
+impl Machine {
+    /// Two `#` lines for a table's header: the CPU, then the matmul rates.
+    pub fn header(&self) -> String {
+        let rates: Vec<String> = self
+            .matmul
+            .iter()
+            .map(|r| {
+                let [m, k, n] = r.shape;
+                format!("{m} x {k} @ {k} x {n}: {:.0}", r.gflops)
+            })
+            .collect();
+        format!(
+            "# {}\n# matmul GFLOP/s: {}",
+            self.cpu.summary(),
+            rates.join(", ")
+        )
+    }
+}
+
 /// The shapes timed for a model of width `d_model` and MLP width `d_ff`:
 /// a 1024^3 square, and the MLP's up- and down-projections of 1024 rows
 /// (batch 16 at sequence 64). `bench/reference.py` times the same ones.

@@ -20,7 +20,8 @@
 use rayon::prelude::*;
 
 use super::exp::exp;
-use super::{SendPtr, dot, max, sum};
+use super::matmul::gemm;
+use super::{SendPtr, dot, sum};
 
 /// Query rows per block.
 pub const BLOCK: usize = 64;
@@ -144,42 +145,6 @@ impl<K: HeadKernel> pulp::WithSimd for Dispatch<'_, K> {
     }
 }
 
-/// `dst[m x n] (+)= lhs[m x k] @ rhs[k x n]`; each operand given by its
-/// pointer, row stride and column stride.
-#[inline(always)]
-unsafe fn gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    accumulate: bool,
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-) {
-    // SAFETY: the caller guarantees the three regions are in bounds.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.2 as isize,
-            dst.1 as isize,
-            accumulate,
-            lhs.0,
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0,
-            rhs.2 as isize,
-            rhs.1 as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// `scores[bq x n_keys] = q[block] @ k[..n_keys]^T` for one head.
 ///
 /// SAFETY: `q`, `k` point at the head's first query / key of a buffer laid
@@ -200,6 +165,7 @@ unsafe fn scores(
             false,
             (q, w, 1),
             (k, 1, kw), // k^T: element (c, j) at k[j * kw + c]
+            gemm::Parallelism::None,
         );
     }
 }
@@ -243,6 +209,7 @@ impl HeadKernel for Forward<'_> {
                     false,
                     (p.as_ptr(), n_keys, 1),
                     (self.v.as_ptr().add(at.k0), dims.kv_width(), 1),
+                    gemm::Parallelism::None,
                 );
             }
         }
@@ -283,9 +250,9 @@ fn softmax_in_place(row: &mut [f32], seen: usize) -> f32 {
     if vis.is_empty() {
         return f32::NEG_INFINITY;
     }
-    // Three passes that each vectorise: a running `z += e` in the exp loop
-    // would keep that loop scalar (float addition in order).
-    let max = max(vis);
+    // Passes that each vectorise: a running `z += e` in the exp loop would
+    // keep that loop scalar (float addition in order).
+    let max = vis.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     vis.iter_mut().for_each(|s| *s = exp(*s - max));
     let z = sum(vis);
     let inv = 1.0 / z;
@@ -354,6 +321,7 @@ impl Backward<'_> {
                     false,
                     (d_o.add(qb), w, 1),
                     (v.add(at.k0), 1, kw),
+                    gemm::Parallelism::None,
                 );
                 for ii in 0..bq {
                     let seen = keys.visible(dims, at.b, i0 + ii);
@@ -375,6 +343,7 @@ impl Backward<'_> {
                     false,
                     (ds.as_ptr(), n_keys, 1),
                     (k.add(at.k0), kw, 1),
+                    gemm::Parallelism::None,
                 );
                 // dK += dS^T Q, dV += P^T dO
                 gemm(
@@ -383,6 +352,7 @@ impl Backward<'_> {
                     true,
                     (ds.as_ptr(), 1, n_keys),
                     (q.add(qb), w, 1),
+                    gemm::Parallelism::None,
                 );
                 gemm(
                     (n_keys, hd, bq),
@@ -390,6 +360,7 @@ impl Backward<'_> {
                     true,
                     (p.as_ptr(), 1, n_keys),
                     (d_o.add(qb), w, 1),
+                    gemm::Parallelism::None,
                 );
             }
         }

@@ -58,6 +58,50 @@ impl<'a> View<'a> {
 /// core); burn-flex uses the same threshold.
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
+/// `dst[m x n] (+)= lhs[m x k] @ rhs[k x n]`; each operand given by its
+/// pointer, row stride and column stride. The one call into gemm's raw
+/// interface: [`matmul`] and the attention kernel's block products.
+///
+/// # Safety
+/// The three regions must be in bounds for their sizes and strides, and
+/// `dst` must not overlap the operands. With `accumulate` false every
+/// element of `dst` is written without being read (`k = 0` included: it
+/// writes zeros).
+#[inline(always)]
+pub(crate) unsafe fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, usize, usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller guarantees the three regions are in bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.2 as isize,
+            dst.1 as isize,
+            accumulate,
+            lhs.0,
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0,
+            rhs.2 as isize,
+            rhs.1 as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// `a @ b` as a row-major `a.rows x b.cols` vector.
 ///
 /// # Panics
@@ -76,29 +120,16 @@ pub fn matmul(a: View, b: View) -> Vec<f32> {
         gemm::Parallelism::None
     };
     // SAFETY: both views lie inside their slices (checked above) and `out`
-    // has room for `m * n` elements in row-major order. With `read_dst`
-    // false gemm writes every output element without reading it (k = 0
-    // included: it writes zeros), so `set_len` exposes initialised values.
+    // has room for `m * n` elements in row-major order; without
+    // accumulation gemm writes every one of them, so `set_len` exposes
+    // initialised values.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
+        gemm(
+            (m, n, k),
+            (out.as_mut_ptr(), n, 1),
             false,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
+            (a.data.as_ptr(), a.row_stride, a.col_stride),
+            (b.data.as_ptr(), b.row_stride, b.col_stride),
             parallelism,
         );
         out.set_len(m * n);
